@@ -1,0 +1,1 @@
+"""ConceptAttention: the model patching and the math. No node code lives here."""

@@ -1,0 +1,72 @@
+"""The CONCEPTS value: concept names and one embedding vector per concept."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+import torch
+
+from .errors import ConceptAttentionError
+
+MAX_CONCEPTS = 64
+POOLING_MODES = ("mean", "first")
+
+
+def parse_concept_names(text: str) -> list[str]:
+    """Split comma- or newline-separated concept names, trimmed, empty entries dropped.
+
+    Duplicates (case-insensitive) are rejected: two identical concept streams would split
+    every softmax map between them and make masks ambiguous.
+    """
+    names = [part.strip() for part in re.split(r"[,\n\r]+", text or "")]
+    names = [n for n in names if n]
+    if not names:
+        raise ConceptAttentionError(
+            "no concepts given: write one or more words separated by commas or new lines, e.g. 'dog, grass, sky'"
+        )
+    if len(names) > MAX_CONCEPTS:
+        raise ConceptAttentionError(f"{len(names)} concepts given; at most {MAX_CONCEPTS} are accepted")
+    seen: dict[str, str] = {}
+    for n in names:
+        key = n.casefold()
+        if key in seen:
+            raise ConceptAttentionError(
+                f"concept {n!r} is listed twice (as {seen[key]!r} and {n!r}); each concept must be unique"
+            )
+        seen[key] = n
+    return names
+
+
+@dataclass
+class ConceptSet:
+    """Concept names with their text-encoder embeddings.
+
+    embeddings:    float32 [r, context_dim] on the CPU, in the text encoder's output space
+                   (before the model's txt_in / context_embedder).
+    pooling:       how each concept's own tokens became one vector ("mean" or "first").
+    encoder:       a short description of the text encoder (for error messages and metadata).
+    empty_prompt:  the same encoder's conditioning for the empty prompt, used when the user
+                   gives no prompt to encode an image with ([[cond, {"pooled_output": ...}]]).
+    """
+
+    names: list[str]
+    embeddings: torch.Tensor
+    pooling: str = "mean"
+    encoder: str = ""
+    empty_prompt: list | None = field(default=None, repr=False)
+
+    def __post_init__(self):
+        if self.embeddings.ndim != 2 or self.embeddings.shape[0] != len(self.names):
+            raise ConceptAttentionError(
+                f"concept embeddings must be [{len(self.names)}, dim], got {tuple(self.embeddings.shape)}"
+            )
+        if self.pooling not in POOLING_MODES:
+            raise ConceptAttentionError(f"pooling {self.pooling!r} is not one of {', '.join(POOLING_MODES)}")
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    @property
+    def context_dim(self) -> int:
+        return self.embeddings.shape[1]

@@ -1,0 +1,31 @@
+"""Model families ConceptAttention can patch, and recognising them from a ComfyUI model."""
+
+from __future__ import annotations
+
+from ..errors import UnsupportedModelError
+from .base import DualStreamFamily
+from .flux import FluxFamily
+from .sd3 import SD3Family
+
+FAMILIES: tuple[DualStreamFamily, ...] = (FluxFamily(), SD3Family())
+SUPPORTED_FAMILIES_TEXT = "Flux.1 (dev, schnell, Kontext, Fill) and SD3/SD3.5 (medium, large, large-turbo)"
+
+
+def detect_family(diffusion_model) -> DualStreamFamily:
+    """The adapter for this diffusion model, or an error naming the supported families."""
+    for family in FAMILIES:
+        if family.matches(diffusion_model):
+            reason = family.unsupported_reason(diffusion_model)
+            if reason:
+                raise UnsupportedModelError(
+                    f"ConceptAttention cannot patch this model: {reason}. Supported: {SUPPORTED_FAMILIES_TEXT}."
+                )
+            return family
+    kind = type(diffusion_model).__name__
+    raise UnsupportedModelError(
+        f"ConceptAttention needs a dual-stream DiT (separate text and image streams in joint attention); "
+        f"this model's network is {kind}, which is not one. Supported: {SUPPORTED_FAMILIES_TEXT}."
+    )
+
+
+__all__ = ["DualStreamFamily", "FAMILIES", "SUPPORTED_FAMILIES_TEXT", "detect_family"]

@@ -1,0 +1,56 @@
+"""The interface each dual-stream model family implements.
+
+A family adapter knows where the model keeps its dual-stream blocks and how a block's
+text-stream modules turn concept vectors into q/k/v and back into an updated residual.
+Everything else (the attention capture, maps, runs) is shared in concept_patch/runtime.py.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+
+class DualStreamFamily:
+    """One model family. Adapters are stateless; per-forward data lives in ForwardState."""
+
+    name: str = ""
+    #: ModelPatcher wrapper type whose call gives this family's per-forward inputs.
+    forward_wrapper_type: str = "apply_model"
+
+    def matches(self, diffusion_model: torch.nn.Module) -> bool:
+        raise NotImplementedError
+
+    def unsupported_reason(self, diffusion_model: torch.nn.Module) -> str | None:
+        """A sentence saying why a model of this family's class still cannot be used, or None."""
+        return None
+
+    def num_blocks(self, diffusion_model: torch.nn.Module) -> int:
+        raise NotImplementedError
+
+    def block(self, diffusion_model: torch.nn.Module, index: int) -> torch.nn.Module:
+        raise NotImplementedError
+
+    def context_dim(self, diffusion_model: torch.nn.Module) -> int:
+        """Width of the text-encoder states the model takes (concept embeddings must match)."""
+        raise NotImplementedError
+
+    def token_grid(self, diffusion_model: torch.nn.Module, latent_hw: tuple[int, int]) -> tuple[int, int]:
+        """(h, w) of the main image's token grid for a latent of this height and width."""
+        raise NotImplementedError
+
+    def initial_concepts(self, diffusion_model: torch.nn.Module, embeddings: torch.Tensor) -> torch.Tensor:
+        """Concept residual before block 0, [r, hidden], from text-encoder embeddings [r, context_dim]."""
+        raise NotImplementedError
+
+    def prepare_forward(self, diffusion_model: torch.nn.Module, forward: Any, call: dict) -> None:
+        """Family-specific per-forward inputs (e.g. Flux's concept modulation vector)."""
+
+    def concept_qkv(self, block: torch.nn.Module, concepts: torch.Tensor, block_args: dict, forward: Any):
+        """Concept q, k, v heads-first [Bc, H, r, D] through the block's text modules, plus what update needs."""
+        raise NotImplementedError
+
+    def update_concepts(self, block: torch.nn.Module, concepts: torch.Tensor, concept_out: torch.Tensor, saved) -> torch.Tensor:
+        """Concept residual after the block, from the flat concept attention output [Bc, r, H*D]."""
+        raise NotImplementedError

@@ -1,0 +1,81 @@
+"""Flux.1 (dev, schnell, Kontext, Fill): comfy.ldm.flux.model.Flux with DoubleStreamBlocks.
+
+Concept tokens: one vector per concept from the T5 states, then txt_in (and txt_norm when
+the model has one). Positions: zero ids, so RoPE leaves concept q/k unchanged and is skipped.
+Modulation: time_in(t) + guidance_in(g) + vector_in(0), the text modulation with the pooled
+CLIP vector replaced by zeros (the authors' Flux code), through each block's txt_mod.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .base import DualStreamFamily
+
+
+class FluxFamily(DualStreamFamily):
+    name = "Flux.1"
+    # The diffusion-model wrapper sees timesteps and guidance exactly as forward_orig does.
+    forward_wrapper_type = "diffusion_model"
+
+    def matches(self, diffusion_model):
+        from comfy.ldm.flux.model import Flux
+
+        return isinstance(diffusion_model, Flux)
+
+    def unsupported_reason(self, diffusion_model):
+        if getattr(diffusion_model.params, "global_modulation", False) or not diffusion_model.double_blocks[0].modulation:
+            return "this is a Flux.2-style model (global modulation), whose text stream has no per-block modulation to reuse; Flux.2 is not supported yet"
+        return None
+
+    def num_blocks(self, diffusion_model):
+        return len(diffusion_model.double_blocks)
+
+    def block(self, diffusion_model, index):
+        return diffusion_model.double_blocks[index]
+
+    def context_dim(self, diffusion_model):
+        return diffusion_model.params.context_in_dim
+
+    def token_grid(self, diffusion_model, latent_hw):
+        p = diffusion_model.patch_size
+        h, w = latent_hw
+        return ((h + p // 2) // p, (w + p // 2) // p)
+
+    def initial_concepts(self, diffusion_model, embeddings):
+        if getattr(diffusion_model, "txt_norm", None) is not None:
+            embeddings = diffusion_model.txt_norm(embeddings)
+        return diffusion_model.txt_in(embeddings)
+
+    def prepare_forward(self, diffusion_model, forward, call):
+        from comfy.ldm.flux.layers import timestep_embedding
+
+        dm = diffusion_model
+        dtype = forward.dtype
+        timesteps = forward.rows(call["timestep"])
+        vec = dm.time_in(timestep_embedding(timesteps, 256).to(dtype))
+        guidance = call.get("guidance")
+        if dm.params.guidance_embed and guidance is not None:
+            vec = vec + dm.guidance_in(timestep_embedding(forward.rows(guidance), 256).to(dtype))
+        if dm.vector_in is not None:
+            zeros = torch.zeros((vec.shape[0], dm.params.vec_in_dim), device=vec.device, dtype=dtype)
+            vec = vec + dm.vector_in(zeros)
+        forward.family_state["concept_vec"] = vec
+
+    def concept_qkv(self, block, concepts, block_args, forward):
+        mod1, mod2 = block.txt_mod(forward.family_state["concept_vec"])
+        x = torch.addcmul(mod1.shift, block.txt_norm1(concepts), 1 + mod1.scale)
+        qkv = block.txt_attn.qkv(x)
+        q, k, v = qkv.view(qkv.shape[0], qkv.shape[1], 3, block.num_heads, -1).permute(2, 0, 3, 1, 4)
+        q, k = block.txt_attn.norm(q, k, v)
+        return (q, k, v), (mod1, mod2)
+
+    def update_concepts(self, block, concepts, concept_out, saved):
+        mod1, mod2 = saved
+        concepts = concepts + block.txt_attn.proj(concept_out) * mod1.gate
+        mlp_in = torch.addcmul(mod2.shift, block.txt_norm2(concepts), 1 + mod2.scale)
+        concepts = concepts + block.txt_mlp(mlp_in) * mod2.gate
+        if concepts.dtype == torch.float16:
+            # The block clamps its text stream the same way in fp16.
+            concepts = torch.nan_to_num(concepts, nan=0.0, posinf=65504, neginf=-65504)
+        return concepts

@@ -1,0 +1,57 @@
+"""SD3 / SD3.5 (medium with MMDiT-X, large, large-turbo): comfy MMDiT with JointBlocks.
+
+Concept tokens: one vector per concept from the CLIP-L/G part of the SD3 text states
+(the T5 part when no CLIP is loaded), then context_embedder. Positions: SD3 adds absolute
+position embeddings to image tokens only, so concepts, like text, carry none.
+Modulation: the block's own c_mod (timestep + pooled CLIP), exactly as the text stream gets
+it; this is what the authors' SD3 code does. Blocks: every context_block; the last one is
+pre_only: concepts are normed, modulated and attended (its map counts) but not updated.
+MMDiT-X layers make a second, image-only attention call; only the joint call is read.
+"""
+
+from __future__ import annotations
+
+from .base import DualStreamFamily
+
+
+class SD3Family(DualStreamFamily):
+    name = "SD3/SD3.5"
+    forward_wrapper_type = "apply_model"
+
+    def matches(self, diffusion_model):
+        from comfy.ldm.modules.diffusionmodules.mmdit import MMDiT
+
+        return isinstance(diffusion_model, MMDiT) and hasattr(diffusion_model, "joint_blocks")
+
+    def num_blocks(self, diffusion_model):
+        return len(diffusion_model.joint_blocks)
+
+    def block(self, diffusion_model, index):
+        return diffusion_model.joint_blocks[index]
+
+    def context_dim(self, diffusion_model):
+        return diffusion_model.context_embedder.in_features
+
+    def token_grid(self, diffusion_model, latent_hw):
+        p = diffusion_model.x_embedder.patch_size[0]
+        h, w = latent_hw
+        return ((h + 1) // p, (w + 1) // p)
+
+    def initial_concepts(self, diffusion_model, embeddings):
+        return diffusion_model.context_embedder(embeddings)
+
+    def concept_qkv(self, block, concepts, block_args, forward):
+        ctx = block.context_block
+        (q, k, v), saved = ctx.pre_attention(concepts, forward.rows(block_args["vec"]))
+        b, r = q.shape[0], q.shape[1]
+        heads = ctx.attn.num_heads
+        q = q.view(b, r, heads, -1).transpose(1, 2)
+        k = k.view(b, r, heads, -1).transpose(1, 2)
+        v = v.view(b, r, heads, -1).transpose(1, 2)
+        return (q, k, v), saved
+
+    def update_concepts(self, block, concepts, concept_out, saved):
+        ctx = block.context_block
+        if ctx.pre_only:
+            return concepts
+        return ctx.post_attention(concept_out, *saved)

@@ -1,0 +1,90 @@
+"""State of one model forward: the concept residual stream and this forward's layer maps."""
+
+from __future__ import annotations
+
+import torch
+
+from .attention_capture import AttentionCapture
+
+
+class StopForward(Exception):
+    """Raised after the last needed block when only maps are wanted (encode mode)."""
+
+    def __init__(self, forward):
+        super().__init__("concept maps complete")
+        self.forward = forward
+
+
+class ForwardState:
+    """Created by the run for each full-frame model call that has conditional rows.
+
+    cond_ranges: the batch rows (start, end) of the conditional chunks; the concept stream
+    runs for these rows only, since maps are read from the conditional prediction.
+    """
+
+    def __init__(self, run, diffusion_model, cond_ranges, grid, dtype, device, step_weight):
+        self.run = run
+        self.session = run.session
+        self.family = run.session.family
+        self.options = run.session.options
+        self.selected_layers = frozenset(self.options.layers)
+        self.diffusion_model = diffusion_model
+        self.cond_ranges = cond_ranges
+        self.grid = grid
+        self.num_image_tokens = grid[0] * grid[1]
+        self.dtype = dtype
+        self.device = device
+        self.step_weight = step_weight
+        self.family_state: dict = {}
+        self.concepts: torch.Tensor | None = None
+        self.layer_sum: torch.Tensor | None = None
+        self.layers_read = 0
+        self.blocks_run = 0
+        self.complete = True
+
+    def rows(self, t: torch.Tensor) -> torch.Tensor:
+        """The conditional rows of a batch-first tensor (plain slices: no index tensors, no sync)."""
+        if len(self.cond_ranges) == 1:
+            a, b = self.cond_ranges[0]
+            return t if (a == 0 and b == t.shape[0]) else t[a:b]
+        return torch.cat([t[a:b] for a, b in self.cond_ranges])
+
+    @property
+    def num_cond_rows(self) -> int:
+        return sum(b - a for a, b in self.cond_ranges)
+
+    def start_concepts(self):
+        embeddings = self.session.embeddings_on(self.device, self.dtype)
+        c0 = self.family.initial_concepts(self.diffusion_model, embeddings)
+        self.concepts = c0.unsqueeze(0).expand(self.num_cond_rows, -1, -1).contiguous()
+
+    def run_block(self, index: int, args: dict, extra: dict, call_block):
+        """Run block `index` through `call_block` while its concept stream rides along."""
+        if self.concepts is None:
+            self.start_concepts()
+        block = self.family.block(self.diffusion_model, index)
+        concept_qkv, saved = self.family.concept_qkv(block, self.concepts, args, self)
+        options = args.get("transformer_options") or {}
+        capture = AttentionCapture(
+            self, index, concept_qkv, text_len=args["txt"].shape[1],
+            previous=options.get("optimized_attention_override"),
+        )
+        out = call_block({**args, "transformer_options": {**options, "optimized_attention_override": capture}}, extra)
+        if capture.concept_out is None:
+            # Another patch skipped this block's attention (e.g. skip-layer guidance): the
+            # concept stream is broken from here on, so this forward's maps are dropped.
+            self.complete = False
+        else:
+            self.concepts = self.family.update_concepts(block, self.concepts, capture.concept_out, saved)
+            self.blocks_run += 1
+        if self.session.stop_early and index == self.options.last_layer:
+            raise StopForward(self)
+        return out
+
+    def add_layer_scores(self, scores: torch.Tensor):
+        self.layer_sum = scores if self.layer_sum is None else self.layer_sum + scores
+        self.layers_read += 1
+
+    @property
+    def has_all_layers(self) -> bool:
+        return self.complete and self.layers_read == len(self.selected_layers)

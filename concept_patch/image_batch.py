@@ -1,0 +1,43 @@
+"""Checking that a picture batch belongs to a set of saliency maps.
+
+Masks follow image edges and previews are drawn over the picture, so both need the very image the
+maps were made from: same size, and one picture for all maps or one per map.
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+def match_image_batch(images: torch.Tensor, batch_size: int, image_size: tuple[int, int], role: str = "image") -> torch.Tensor:
+    """Return images as float32 RGB [batch_size, H, W, 3], checking they fit maps of image_size.
+
+    images: a ComfyUI IMAGE [B, H, W, C] (C = 1, 3 or 4; alpha is dropped) or a single [H, W, C].
+    B must be 1 (shared by every map) or batch_size.
+    """
+    if not isinstance(images, torch.Tensor):
+        raise ValueError(f"the {role} must be an IMAGE tensor [batch, height, width, channels], got {type(images).__name__}")
+    if images.ndim == 3:
+        images = images.unsqueeze(0)
+    if images.ndim != 4 or images.shape[-1] not in (1, 3, 4):
+        raise ValueError(
+            f"the {role} must be an IMAGE [batch, height, width, 1/3/4 channels], got shape {tuple(images.shape)}"
+        )
+    h, w = int(images.shape[1]), int(images.shape[2])
+    want_h, want_w = int(image_size[0]), int(image_size[1])
+    if (h, w) != (want_h, want_w):
+        raise ValueError(
+            f"the {role} is {w}x{h} (width x height) but the saliency maps were made for {want_w}x{want_h} images; "
+            f"pass the image the maps were made from (or resize it to {want_w}x{want_h})"
+        )
+    if images.shape[0] not in (1, batch_size):
+        raise ValueError(
+            f"the {role} batch has {images.shape[0]} pictures but the saliency maps have {batch_size}; "
+            f"pass 1 picture (used for all) or {batch_size}"
+        )
+    images = images.float()
+    if images.shape[-1] == 1:
+        images = images.expand(-1, -1, -1, 3)
+    elif images.shape[-1] == 4:
+        images = images[..., :3]
+    return images.expand(batch_size, -1, -1, -1).clamp(0.0, 1.0)

@@ -1,0 +1,82 @@
+"""One sampling run (a guider's sample call): accumulates maps over its model calls."""
+
+from __future__ import annotations
+
+import torch
+
+from .forward_state import ForwardState
+
+
+def _step_sigma_bounds(sigmas: list[float], start: float, end: float) -> tuple[float, float] | None:
+    """Sigma range of the steps i with start <= i/steps < end; None means every step counts."""
+    steps = len(sigmas) - 1
+    if steps < 1 or (start <= 0.0 and end >= 1.0):
+        return None
+    chosen = [sigmas[i] for i in range(steps) if start <= i / steps < end]
+    if not chosen:
+        # A range narrower than one step still takes the step it falls in.
+        chosen = [sigmas[min(int(start * steps), steps - 1)]]
+    return (min(chosen), max(chosen))
+
+
+class SamplingRun:
+    """Maps of one run, summed on the device in fp32 and divided once at the end."""
+
+    def __init__(self, session, latent_shape, sigmas):
+        self.session = session
+        self.batch_size = latent_shape[0]
+        self.latent_hw = tuple(latent_shape[-2:])
+        # Read once before the loop; inside it the step test runs on the device.
+        sigma_list = [float(s) for s in torch.as_tensor(sigmas).flatten().cpu().tolist()]
+        self.sigma_bounds = _step_sigma_bounds(sigma_list, session.options.start_percent, session.options.end_percent)
+        self.grid: tuple[int, int] | None = None
+        self.total: torch.Tensor | None = None
+        self.weight: torch.Tensor | None = None
+        self.forwards_seen = 0
+
+    def begin_forward(self, diffusion_model, x, sigma, transformer_options, dtype) -> ForwardState | None:
+        """A ForwardState for a full-frame call with conditional rows, else None (call runs untouched)."""
+        if tuple(x.shape[-2:]) != self.latent_hw:
+            return None  # an area-conditioning crop: not the whole picture
+        chunks = transformer_options.get("cond_or_uncond") or [0]
+        if x.shape[0] % len(chunks) or x.shape[0] // len(chunks) != self.batch_size:
+            return None
+        cond_ranges = [(j * self.batch_size, (j + 1) * self.batch_size) for j, kind in enumerate(chunks) if kind == 0]
+        if not cond_ranges:
+            return None
+        grid = self.session.family.token_grid(diffusion_model, self.latent_hw)
+        self.grid = grid
+        return ForwardState(self, diffusion_model, cond_ranges, grid, dtype, x.device, self._step_weight(sigma))
+
+    def _step_weight(self, sigma):
+        if self.sigma_bounds is None or sigma is None:
+            return None
+        lo, hi = self.sigma_bounds
+        s = sigma.reshape(-1)[:1].float()
+        tol = 1e-5 * max(abs(hi), 1.0)
+        return ((s >= lo - tol) & (s <= hi + tol)).float()
+
+    def commit(self, fwd: ForwardState):
+        """Add a finished forward's maps: per image, summed over its conditional chunks and layers."""
+        self.forwards_seen += 1
+        if not fwd.has_all_layers or fwd.layer_sum is None:
+            return
+        chunks = len(fwd.cond_ranges)
+        per_image = fwd.layer_sum.reshape(chunks, self.batch_size, *fwd.layer_sum.shape[1:]).sum(0)
+        count = float(chunks * fwd.layers_read)
+        if fwd.step_weight is not None:
+            per_image = per_image * fwd.step_weight
+            count = fwd.step_weight * count
+        if self.total is None:
+            self.total = torch.zeros_like(per_image)
+            self.weight = torch.zeros((), dtype=torch.float32, device=per_image.device)
+        self.total += per_image
+        self.weight += count
+
+    def averaged_maps(self) -> torch.Tensor | None:
+        """[B, r, h, w] float32 on the CPU, or None when no forward contributed."""
+        if self.total is None or float(self.weight) <= 0.0:
+            return None
+        maps = (self.total / self.weight).cpu()
+        h, w = self.grid
+        return maps.reshape(self.batch_size, h, w, -1).permute(0, 3, 1, 2).contiguous()

@@ -1,0 +1,239 @@
+"""Installs ConceptAttention on a clone of a ComfyUI model and keeps what its runs produced.
+
+Everything goes through ModelPatcher APIs on `model.clone()`: dit double-block replace
+patches (chaining any patch already there), an APPLY_MODEL wrapper that opens and closes each
+forward, an OUTER_SAMPLE wrapper that scopes one sampling run, and for Flux a DIFFUSION_MODEL
+wrapper that sees the timesteps and guidance the network itself gets. Per-run state travels in
+transformer_options under this session's own keys, so two samplers (or two ConceptAttention
+patches) never share maps.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections import deque
+from dataclasses import dataclass
+
+import torch
+
+from .concepts import ConceptSet
+from .errors import ConceptAttentionError
+from .families import DualStreamFamily, detect_family
+from .forward_state import StopForward
+from .options import SaliencyOptions
+from .saliency_maps import SaliencyMaps
+from .sampling_run import SamplingRun
+
+WRAPPER_KEY = "concept_attention"
+COMPILE_WRAPPER_KEY = "torch.compile"
+_session_ids = itertools.count(1)
+
+
+@dataclass
+class RunRecord:
+    """A finished run: its output latent (to match a sampler's LATENT) and its maps."""
+
+    latent: torch.Tensor
+    saliency: SaliencyMaps
+
+
+class ConceptSession:
+    """The configuration one patched model carries, and the records of its finished runs."""
+
+    def __init__(self, family: DualStreamFamily, concepts: ConceptSet, options: SaliencyOptions,
+                 stop_early: bool, downscale: int, metadata: dict, max_records: int = 16):
+        self.uid = next(_session_ids)
+        self.run_key = f"concept_attention.run.{self.uid}"
+        self.forward_key = f"concept_attention.forward.{self.uid}"
+        self.family = family
+        self.concepts = concepts
+        self.options = options
+        self.stop_early = stop_early
+        self.downscale = downscale
+        self.metadata = metadata
+        self.records: deque[RunRecord] = deque(maxlen=max_records)
+        self._embeddings: dict = {}
+
+    def embeddings_on(self, device, dtype) -> torch.Tensor:
+        key = (str(device), dtype)
+        if key not in self._embeddings:
+            self._embeddings[key] = self.concepts.embeddings.to(device=device, dtype=dtype)
+        return self._embeddings[key]
+
+    def record(self, run: SamplingRun, output_latent: torch.Tensor):
+        maps = run.averaged_maps()
+        if maps is None:
+            return
+        h, w = run.latent_hw
+        saliency = SaliencyMaps(
+            maps=maps,
+            names=list(self.concepts.names),
+            image_size=(h * self.downscale, w * self.downscale),
+            softmax=self.options.softmax,
+            metadata={**self.metadata, "model_calls": run.forwards_seen},
+        )
+        latent = output_latent.detach().to("cpu", torch.float32, copy=True) if torch.is_tensor(output_latent) else None
+        self.records.append(RunRecord(latent, saliency))
+
+    def find_record(self, latent: torch.Tensor) -> RunRecord | None:
+        """The newest run whose output equals this LATENT (a sampler output is matched by value)."""
+        wanted = latent.detach().to("cpu", torch.float32)
+        for record in reversed(self.records):
+            if record.latent is not None and record.latent.shape == wanted.shape and torch.equal(record.latent, wanted):
+                return record
+        return None
+
+
+class ConceptBlockPatch:
+    """dit ("double_block", i) replace patch: runs the block with the concept stream riding along."""
+
+    def __init__(self, session: ConceptSession, index: int, previous=None):
+        self.session = session
+        self.index = index
+        self.previous = previous
+
+    def call_block(self, args, extra):
+        if self.previous is not None:
+            return self.previous(args, extra)
+        return extra["original_block"](args)
+
+    def __call__(self, args, extra):
+        forward = (args.get("transformer_options") or {}).get(self.session.forward_key)
+        if forward is None:
+            return self.call_block(args, extra)
+        return forward.run_block(self.index, args, extra, self.call_block)
+
+
+class ForwardWrapper:
+    """APPLY_MODEL wrapper: opens a ForwardState for full-frame calls and commits its maps."""
+
+    def __init__(self, session: ConceptSession):
+        self.session = session
+
+    def __call__(self, executor, x, t, c_concat=None, c_crossattn=None, control=None, transformer_options={}, **kwargs):
+        run = transformer_options.get(self.session.run_key)
+        if run is None:
+            return executor(x, t, c_concat, c_crossattn, control, transformer_options, **kwargs)
+        base_model = executor.class_obj
+        forward = run.begin_forward(base_model.diffusion_model, x, t, transformer_options, base_model.get_dtype_inference())
+        if forward is None:
+            return executor(x, t, c_concat, c_crossattn, control, transformer_options, **kwargs)
+        options = {**transformer_options, self.session.forward_key: forward}
+        try:
+            out = executor(x, t, c_concat, c_crossattn, control, options, **kwargs)
+        except StopForward as stop:
+            if stop.forward is not forward:
+                raise
+            # Encode mode: the maps are complete and nobody uses the prediction.
+            out = x
+        run.commit(forward)
+        return out
+
+
+class FluxInputsWrapper:
+    """DIFFUSION_MODEL wrapper (Flux): hands the family the network's own timestep and guidance."""
+
+    ARG_NAMES = ("x", "timestep", "context", "y", "guidance", "ref_latents", "control", "transformer_options")
+
+    def __init__(self, session: ConceptSession):
+        self.session = session
+
+    def __call__(self, executor, *args, **kwargs):
+        call = dict(zip(self.ARG_NAMES, args))
+        call.update(kwargs)
+        options = call.get("transformer_options") or {}
+        forward = options.get(self.session.forward_key)
+        if forward is not None:
+            self.session.family.prepare_forward(executor.class_obj, forward, call)
+        return executor(*args, **kwargs)
+
+
+class RunWrapper:
+    """OUTER_SAMPLE wrapper: one SamplingRun per guider sample call, recorded when it finishes."""
+
+    def __init__(self, session: ConceptSession):
+        self.session = session
+
+    def __call__(self, executor, *args, **kwargs):
+        guider = executor.class_obj
+        patcher = getattr(guider, "model_patcher", None)
+        if patcher is not None and patcher.get_wrappers("apply_model", COMPILE_WRAPPER_KEY):
+            raise ConceptAttentionError(
+                "ConceptAttention cannot read a torch.compile'd model (its patches run Python inside every "
+                "block). Remove the TorchCompileModel node, or use a model that is not compiled, to get maps."
+            )
+        noise, sigmas = args[0], args[3]
+        run = SamplingRun(self.session, noise.shape, sigmas)
+        saved = guider.model_options
+        transformer_options = {**saved.get("transformer_options", {}), self.session.run_key: run}
+        guider.model_options = {**saved, "transformer_options": transformer_options}
+        try:
+            output = executor(*args, **kwargs)
+        finally:
+            guider.model_options = saved
+        self.session.record(run, output)
+        return output
+
+
+def find_sessions(model) -> list[ConceptSession]:
+    """ConceptAttention sessions installed on a ModelPatcher, oldest first."""
+    return [w.session for w in model.get_wrappers("outer_sample", WRAPPER_KEY) if isinstance(w, RunWrapper)]
+
+
+def install_concept_attention(model, concepts: ConceptSet, options: SaliencyOptions, stop_early: bool = False):
+    """A clone of `model` whose forwards also run the concept stream and record maps.
+
+    stop_early: end each forward right after the last selected block (encode mode only;
+    never for generation, whose prediction must be complete).
+    """
+    from comfy.patcher_extension import WrappersMP
+
+    diffusion_model = model.get_model_object("diffusion_model")
+    family = detect_family(diffusion_model)
+    blocks = family.num_blocks(diffusion_model)
+    if options.last_layer >= blocks:
+        raise ConceptAttentionError(
+            f"layer {options.last_layer} was selected but this {family.name} model has {blocks} dual-stream "
+            f"blocks (0-{blocks - 1})"
+        )
+    expected = family.context_dim(diffusion_model)
+    if concepts.context_dim != expected:
+        raise ConceptAttentionError(
+            f"the concepts were encoded by a text encoder with {concepts.context_dim}-wide states "
+            f"({concepts.encoder or 'unknown encoder'}), but this {family.name} model reads {expected}-wide text "
+            "states; build the Concept List with the CLIP loaded for this model"
+        )
+    if model.get_wrappers(WrappersMP.APPLY_MODEL, COMPILE_WRAPPER_KEY):
+        raise ConceptAttentionError(
+            "this model is torch.compile'd; ConceptAttention cannot read a compiled model. "
+            "Apply ConceptAttention to the model before TorchCompileModel, or leave compilation off."
+        )
+    latent_format = model.get_model_object("latent_format")
+    metadata = {
+        "model_family": family.name,
+        "layers": list(options.layers),
+        "space": options.space,
+        "softmax": options.softmax,
+        "concept_self_attention": options.concept_self_attention,
+        "concept_cross_attention": options.concept_cross_attention,
+        "pooling": concepts.pooling,
+        "step_range": [options.start_percent, options.end_percent],
+    }
+    session = ConceptSession(family, concepts, options, stop_early,
+                             getattr(latent_format, "spacial_downscale_ratio", 8), metadata)
+    patched = model.clone()
+    replace = patched.model_options.get("transformer_options", {}).get("patches_replace", {}).get("dit", {})
+    for i in range(options.last_layer + 1):
+        patched.set_model_patch_replace(ConceptBlockPatch(session, i, replace.get(("double_block", i))), "dit", "double_block", i)
+    patched.add_wrapper_with_key(WrappersMP.OUTER_SAMPLE, WRAPPER_KEY, RunWrapper(session))
+    patched.add_wrapper_with_key(WrappersMP.APPLY_MODEL, WRAPPER_KEY, ForwardWrapper(session))
+    if family.forward_wrapper_type == "diffusion_model":
+        patched.add_wrapper_with_key(WrappersMP.DIFFUSION_MODEL, WRAPPER_KEY, FluxInputsWrapper(session))
+    return patched, session
+
+
+def dual_stream_block_count(model) -> tuple[DualStreamFamily, int]:
+    """The model's family and how many dual-stream blocks it has (raises for unsupported models)."""
+    diffusion_model = model.get_model_object("diffusion_model")
+    family = detect_family(diffusion_model)
+    return family, family.num_blocks(diffusion_model)

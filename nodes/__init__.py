@@ -1,0 +1,30 @@
+"""The pack's nodes: thin schemas over concept_patch/."""
+
+from __future__ import annotations
+
+from typing_extensions import override
+
+from comfy_api.latest import ComfyExtension, io
+
+from .concept_list import ConceptList
+from .concept_saliency import ConceptSaliency
+from .generation import ConceptAttentionPatch, SamplingSaliency
+from .saliency_files import LoadSaliency, SaveSaliency
+from .saliency_to_mask import SaliencyToMask
+
+NODES: list[type[io.ComfyNode]] = [
+    ConceptList,
+    ConceptSaliency,
+    ConceptAttentionPatch,
+    SamplingSaliency,
+    SaliencyToMask,
+    SaveSaliency,
+    LoadSaliency,
+]
+NODE_IDS = [node.define_schema().node_id for node in NODES]
+
+
+class ConceptAttentionExtension(ComfyExtension):
+    @override
+    async def get_node_list(self) -> list[type[io.ComfyNode]]:
+        return list(NODES)

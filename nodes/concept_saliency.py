@@ -1,0 +1,95 @@
+"""Concept Saliency: maps for an existing picture (encode mode)."""
+
+from __future__ import annotations
+
+import comfy.utils
+from comfy_api.latest import io
+
+from ..concept_patch.encode import encode_saliency
+from ..concept_patch.errors import ConceptAttentionError
+from ..concept_patch.layer_spec import parse_layer_spec
+from ..concept_patch.options import SaliencyOptions
+from ..concept_patch.session import dual_stream_block_count
+from .preview import saliency_preview
+from .types import CATEGORY, NODE_PREFIX, Concepts, Saliency, layer_inputs, method_inputs
+
+
+LATENT_SCALE = 8  # pixels per latent cell for every supported family's VAE
+
+
+def latent_for(image, vae, latent):
+    """The latent to encode and the picture size, from a LATENT or an IMAGE + VAE."""
+    if latent is not None:
+        samples = latent["samples"]
+        if image is None:
+            return samples, None
+        size = (int(image.shape[1]), int(image.shape[2]))
+        latent_px = (int(samples.shape[-2]) * LATENT_SCALE, int(samples.shape[-1]) * LATENT_SCALE)
+        if any(abs(a - b) >= 2 * LATENT_SCALE for a, b in zip(size, latent_px)):
+            raise ConceptAttentionError(
+                f"the IMAGE is {size[1]}x{size[0]} but the LATENT is for a {latent_px[1]}x{latent_px[0]} picture; "
+                "connect the image and latent of the same picture, or only one of them"
+            )
+        return samples, size
+    if image is None:
+        raise ConceptAttentionError("nothing to analyse: connect an IMAGE together with a VAE, or a LATENT")
+    if vae is None:
+        raise ConceptAttentionError("an IMAGE needs its VAE to be encoded: connect the VAE of this model (or pass a LATENT)")
+    return vae.encode(image[:, :, :, :3]), (int(image.shape[1]), int(image.shape[2]))
+
+
+class ConceptSaliency(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id=f"{NODE_PREFIX}Saliency",
+            display_name="Concept Saliency",
+            category=CATEGORY,
+            description="Finds each concept in an existing picture: the picture is noised to the chosen level and the "
+                        "model runs once (stopping after the last selected block); dot products in the attention-output "
+                        "space give one map per concept. Feed SALIENCY to 'Saliency to Mask'.",
+            inputs=[
+                io.Model.Input("model", tooltip="A dual-stream DiT: Flux.1 (dev, schnell, Kontext, Fill) or SD3/SD3.5."),
+                Concepts.Input("concepts", tooltip="From Concept List, made with this model's text encoder."),
+                io.Image.Input("image", optional=True, tooltip="The picture to analyse (needs the VAE), also used for the preview."),
+                io.Vae.Input("vae", optional=True, tooltip="The model's VAE, to encode the IMAGE."),
+                io.Latent.Input("latent", optional=True, tooltip="Alternatively the picture's latent; used instead of encoding the IMAGE."),
+                io.Conditioning.Input(
+                    "conditioning", optional=True,
+                    tooltip="Optional prompt describing the picture. Without it the empty prompt is used.",
+                ),
+                *layer_inputs(),
+                io.Float.Input(
+                    "noise_level", default=0.5, min=0.01, max=1.0, step=0.01,
+                    tooltip="How much noise is added before the model looks (0.5 = timestep 500 of 1000, the paper's "
+                            "setting). Lower keeps more detail; higher relies more on the concepts.",
+                ),
+                io.Int.Input("samples", default=1, min=1, max=64, tooltip="Noise draws to average; more gives steadier maps."),
+                io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF, control_after_generate=False,
+                             tooltip="Seed of the added noise (sample k uses seed + k)."),
+                *method_inputs(),
+            ],
+            outputs=[
+                Saliency.Output(display_name="saliency", tooltip="Per-concept maps with names and sizes."),
+                io.Image.Output(display_name="preview", tooltip="Each concept's map over the picture, labelled."),
+            ],
+        )
+
+    @classmethod
+    def execute(cls, model, concepts, layers, noise_level, samples, seed, space, softmax,
+                concept_self_attention=True, concept_cross_attention=True,
+                image=None, vae=None, latent=None, conditioning=None) -> io.NodeOutput:
+        _, block_count = dual_stream_block_count(model)
+        options = SaliencyOptions(
+            layers=tuple(parse_layer_spec(layers, block_count)), space=space, softmax=softmax,
+            concept_self_attention=concept_self_attention, concept_cross_attention=concept_cross_attention,
+        )
+        samples_latent, image_size = latent_for(image, vae, latent)
+        progress = comfy.utils.ProgressBar(samples)
+        saliency = encode_saliency(
+            model, concepts, samples_latent, options, conditioning=conditioning, noise_level=noise_level,
+            samples=samples, seed=seed, image_size=image_size,
+            on_sample=lambda done, total: progress.update_absolute(done, total),
+        )
+        preview, payload = saliency_preview(saliency, image, cls)
+        return io.NodeOutput(saliency, preview, ui=payload)

@@ -1,0 +1,91 @@
+"""Generation mode: patch a model for the stock samplers, then read the maps of a finished run."""
+
+from __future__ import annotations
+
+from comfy_api.latest import io
+
+from ..concept_patch.errors import ConceptAttentionError
+from ..concept_patch.layer_spec import parse_layer_spec, parse_step_range
+from ..concept_patch.options import SaliencyOptions
+from ..concept_patch.session import dual_stream_block_count, find_sessions, install_concept_attention
+from .preview import saliency_preview
+from .types import CATEGORY, NODE_PREFIX, Concepts, Saliency, layer_inputs, method_inputs
+
+
+class ConceptAttentionPatch(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id=f"{NODE_PREFIX}PatchModel",
+            display_name="Concept Attention (Generation)",
+            category=CATEGORY,
+            description="Lets KSampler, KSamplerAdvanced or SamplerCustomAdvanced record where each concept is while "
+                        "they generate. The picture is bit-identical to the unpatched model's. Read the maps with "
+                        "'Concept Saliency from Sampling' on the sampler's LATENT output.",
+            inputs=[
+                io.Model.Input("model", tooltip="A dual-stream DiT: Flux.1 (dev, schnell, Kontext, Fill) or SD3/SD3.5."),
+                Concepts.Input("concepts", tooltip="From Concept List, made with this model's text encoder."),
+                *layer_inputs(),
+                io.Float.Input("start_percent", default=0.0, min=0.0, max=1.0, step=0.01,
+                               tooltip="First part of the sampling schedule whose steps count (0 = first step)."),
+                io.Float.Input("end_percent", default=1.0, min=0.0, max=1.0, step=0.01,
+                               tooltip="End of the counted part of the schedule (1 = through the last step)."),
+                *method_inputs(),
+            ],
+            outputs=[io.Model.Output(display_name="model", tooltip="The model with ConceptAttention; connect it to the sampler.")],
+        )
+
+    @classmethod
+    def execute(cls, model, concepts, layers, start_percent, end_percent, space, softmax,
+                concept_self_attention=True, concept_cross_attention=True) -> io.NodeOutput:
+        _, block_count = dual_stream_block_count(model)
+        start, end = parse_step_range(start_percent, end_percent)
+        options = SaliencyOptions(
+            layers=tuple(parse_layer_spec(layers, block_count)), space=space, softmax=softmax,
+            concept_self_attention=concept_self_attention, concept_cross_attention=concept_cross_attention,
+            start_percent=start, end_percent=end,
+        )
+        patched, _ = install_concept_attention(model, concepts, options)
+        return io.NodeOutput(patched)
+
+
+class SamplingSaliency(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id=f"{NODE_PREFIX}SamplingSaliency",
+            display_name="Concept Saliency from Sampling",
+            category=CATEGORY,
+            description="The concept maps recorded while a sampler generated this LATENT with the model from "
+                        "'Concept Attention (Generation)'. Runs again whenever the sampler does (new seed, new maps).",
+            inputs=[
+                io.Model.Input("model", tooltip="The model output of 'Concept Attention (Generation)' that the sampler used."),
+                io.Latent.Input("latent", tooltip="The sampler's LATENT output (not the denoised x0 preview)."),
+                io.Image.Input("image", optional=True, tooltip="The decoded picture, for the preview (must be the picture of this latent)."),
+            ],
+            outputs=[
+                Saliency.Output(display_name="saliency", tooltip="Per-concept maps averaged over the chosen steps and layers."),
+                io.Image.Output(display_name="preview", tooltip="Each concept's map, labelled."),
+            ],
+        )
+
+    @classmethod
+    def execute(cls, model, latent, image=None) -> io.NodeOutput:
+        sessions = find_sessions(model)
+        if not sessions:
+            raise ConceptAttentionError(
+                "this MODEL has no ConceptAttention patch: connect the model output of 'Concept Attention (Generation)' "
+                "that the sampler used"
+            )
+        for session in reversed(sessions):
+            record = session.find_record(latent["samples"])
+            if record is not None:
+                saliency = record.saliency
+                break
+        else:
+            raise ConceptAttentionError(
+                "no sampling run of this model produced this LATENT: connect the sampler's LATENT output (not its "
+                "denoised output or an edited latent), and the same patched model the sampler used"
+            )
+        preview, payload = saliency_preview(saliency, image, cls)
+        return io.NodeOutput(saliency, preview, ui=payload)

@@ -1,0 +1,48 @@
+"""Socket types and shared widget definitions of the pack's nodes."""
+
+from __future__ import annotations
+
+from comfy_api.latest import io
+
+from ..concept_patch.options import SPACES
+
+CATEGORY = "ConceptAttention"
+NODE_PREFIX = "ConceptAttention"
+
+Concepts = io.Custom("CONCEPTS")
+Saliency = io.Custom("SALIENCY")
+
+LAYERS_TOOLTIP = (
+    "Dual-stream blocks whose maps are averaged: 'last 10' (the paper's choice), 'all', 'first 4', "
+    "a range '9-18', a list '3,7,11', or a mix. Block numbers start at 0."
+)
+
+
+def layer_inputs(default: str = "last 10") -> list:
+    return [
+        io.String.Input("layers", default=default, tooltip=LAYERS_TOOLTIP),
+    ]
+
+
+def method_inputs() -> list:
+    """Space, softmax and the paper's Table-4 switches, shared by encode and generation modes."""
+    return [
+        io.Combo.Input(
+            "space", options=list(SPACES), default="output",
+            tooltip="Where image and concept vectors are compared: 'output' = attention outputs (the paper's "
+                    "method, sharpest maps); 'cross_attention' = concept queries · image keys; 'value' = value vectors.",
+        ),
+        io.Boolean.Input(
+            "softmax", default=True,
+            tooltip="Softmax over concepts at every image token (the paper's default): each token's values sum to 1. "
+                    "Off gives raw dot products.",
+        ),
+        io.Boolean.Input(
+            "concept_self_attention", default=True, advanced=True,
+            tooltip="Concepts attend to each other (paper Table 4). Helps concepts stay distinct.",
+        ),
+        io.Boolean.Input(
+            "concept_cross_attention", default=True, advanced=True,
+            tooltip="Concepts attend to the image tokens (paper Table 4). Off makes maps ignore the image context.",
+        ),
+    ]

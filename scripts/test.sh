@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# The project's test command:   bash scripts/test.sh [pytest args]
+#
+# 1. scripts/setup_env.sh builds/refreshes the venv that runs ComfyUI (COMFYUI_PATH, default
+#    ~/ComfyUI; cloned at v0.33.0 when missing) and prints its python.
+# 2. pytest runs every tier (tests/unit, tests/comfy, tests/server, tests/browser) and writes
+#    test-artifacts/junit.xml and test-artifacts/pytest.log.
+# 3. The junit report must show that nothing was skipped (or xfailed) and, for a full run (no
+#    pytest args), that comfy and server tier tests actually ran. pytest's exit code 5 (no tests
+#    collected) is a failure like any other non-zero code.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT"
+
+PY=$(bash scripts/setup_env.sh | tail -n 1)
+if [ ! -x "$PY" ]; then
+  echo "[test] scripts/setup_env.sh did not print a python interpreter (got: '$PY')" >&2
+  exit 3
+fi
+
+ART="$ROOT/test-artifacts"
+rm -rf "$ART"
+mkdir -p "$ART"
+JUNIT="$ART/junit.xml"
+
+if [ $# -eq 0 ]; then
+  REQUIRED_TIERS="comfy server"
+  set -- tests
+else
+  REQUIRED_TIERS=""   # a partial run chosen by hand: no tier requirement
+fi
+
+start=$(date +%s)
+set +e
+"$PY" -m pytest -p no:cacheprovider --junitxml="$JUNIT" "$@" 2>&1 | tee "$ART/pytest.log"
+rc=${PIPESTATUS[0]}
+set -e
+echo "[test] pytest exit code $rc after $(( $(date +%s) - start )) s"
+
+check_rc=0
+REQUIRED_TIERS="$REQUIRED_TIERS" "$PY" - "$JUNIT" <<'PYCHECK' || check_rc=$?
+import os
+import sys
+import xml.etree.ElementTree as ET
+from collections import Counter
+
+path = sys.argv[1]
+if not os.path.isfile(path):
+    print(f"[test] FAIL: no junit report at {path}")
+    sys.exit(1)
+tiers, outcomes, skipped = Counter(), Counter(), []
+for case in ET.parse(path).getroot().iter("testcase"):
+    parts = case.get("classname", "").split(".")
+    tier = parts[1] if len(parts) > 2 and parts[0] == "tests" else "other"
+    tiers[tier] += 1
+    kinds = [child.tag for child in case if child.tag in ("failure", "error", "skipped")]
+    outcome = kinds[0] if kinds else "passed"
+    outcomes[outcome] += 1
+    if outcome == "skipped":
+        skipped.append(f"{case.get('classname')}::{case.get('name')}")
+print("[test] tests per tier: " + ", ".join(f"{t}={tiers[t]}" for t in ("unit", "comfy", "server", "browser", "other") if tiers[t] or t != "other"))
+print("[test] outcomes: " + ", ".join(f"{k}={v}" for k, v in sorted(outcomes.items())))
+bad = False
+if not tiers:
+    print("[test] FAIL: the junit report lists no tests")
+    bad = True
+for tier in os.environ.get("REQUIRED_TIERS", "").split():
+    if tiers[tier] == 0:
+        print(f"[test] FAIL: no {tier} tier test ran (tests/{tier}/)")
+        bad = True
+if skipped:
+    print(f"[test] FAIL: {len(skipped)} test(s) skipped or xfailed; every test must run and pass:")
+    for name in skipped:
+        print(f"         {name}")
+    bad = True
+sys.exit(1 if bad else 0)
+PYCHECK
+
+if [ "$rc" -ne 0 ] || [ "$check_rc" -ne 0 ]; then
+  [ "$rc" -eq 5 ] && echo "[test] FAIL: pytest collected no tests (exit code 5)"
+  echo "[test] FAILED (pytest exit $rc, report check exit $check_rc); report: $JUNIT"
+  exit 1
+fi
+echo "[test] OK"

@@ -1,0 +1,148 @@
+"""Tiny random-weight models built from ComfyUI's own classes, wrapped in real ModelPatchers.
+
+Flux.1 and SD3/SD3.5 come from comfy.supported_models + comfy.model_base exactly as ComfyUI's
+loaders build them, only with small widths; text encoders are ComfyUI's CLIP objects over
+small CLIP-L / T5 configs, so nodes receive the objects ComfyUI would pass them.
+"""
+
+from __future__ import annotations
+
+import torch
+
+FLUX_CONTEXT_DIM = 64
+SD3_CONTEXT_DIM = 4096  # SD3 pads CLIP-L|G states to 4096 wide
+
+
+def _randomize(module: torch.nn.Module, seed: int, std: float = 0.08):
+    """ComfyUI's ops skip weight init; give every parameter small, seeded random values."""
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        # Buffers too: SD3's pos_embed is an uninitialised buffer.
+        tensors = list(module.named_parameters()) + [(n, b) for n, b in module.named_buffers() if b.is_floating_point()]
+        for name, p in sorted(tensors, key=lambda kv: kv[0]):
+            values = torch.randn(p.shape, generator=gen, dtype=torch.float32) * std
+            if name.endswith("norm.weight") or name.endswith("norm.scale") or ".ln_" in name:
+                values = 1.0 + values
+            p.copy_(values.to(p.dtype))
+    return module
+
+
+def _patcher(model):
+    import comfy.model_management
+    import comfy.model_patcher
+
+    device = comfy.model_management.get_torch_device()
+    return comfy.model_patcher.ModelPatcher(model, load_device=device, offload_device=torch.device("cpu"))
+
+
+def flux_model(dtype=torch.float32, depth=3, single_depth=1, guidance=True, seed=0, fill=False):
+    """Flux.1 (dev when guidance=True, schnell otherwise): hidden 64, 2 heads of 32."""
+    import comfy.supported_models
+
+    unet_config = {
+        "image_model": "flux", "in_channels": 16, "out_channels": 16, "vec_in_dim": 32,
+        "context_in_dim": FLUX_CONTEXT_DIM, "hidden_size": 64, "mlp_ratio": 4.0, "num_heads": 2,
+        "depth": depth, "depth_single_blocks": single_depth, "axes_dim": [8, 12, 12], "theta": 10000,
+        "patch_size": 2, "qkv_bias": True, "guidance_embed": guidance, "txt_ids_dims": [],
+    }
+    config_cls = comfy.supported_models.FluxInpaint if fill else comfy.supported_models.Flux
+    if fill:
+        unet_config["in_channels"] = 96
+    config = config_cls(unet_config)
+    config.set_inference_dtype(dtype, None)
+    model = config.get_model({})
+    _randomize(model.diffusion_model, seed)
+    return _patcher(model)
+
+
+def sd3_model(dtype=torch.float32, depth=3, mmdit_x_layers=(), qk_norm="rms", seed=0):
+    """SD3 / SD3.5: hidden 64·depth; mmdit_x_layers makes SD3.5-medium style MMDiT-X blocks."""
+    import comfy.supported_models
+
+    unet_config = {
+        "in_channels": 16, "out_channels": 16, "patch_size": 2, "depth": depth, "num_patches": 64 * 64,
+        "pos_embed_max_size": 64, "pos_embed_scaling_factor": None, "pos_embed_offset": None,
+        "adm_in_channels": SD3_POOLED_DIM, "context_embedder_config": {
+            "target": "torch.nn.Linear", "params": {"in_features": SD3_CONTEXT_DIM, "out_features": 64 * depth}},
+        "qk_norm": qk_norm, "x_block_self_attn_layers": list(mmdit_x_layers),
+    }
+    config = comfy.supported_models.SD3(unet_config)
+    config.set_inference_dtype(dtype, None)
+    model = config.get_model({})
+    _randomize(model.diffusion_model, seed)
+    return _patcher(model)
+
+
+def _tiny_t5_config(d_model: int) -> dict:
+    return {
+        "d_ff": 96, "d_kv": 16, "d_model": d_model, "decoder_start_token_id": 0, "dropout_rate": 0.0,
+        "eos_token_id": 1, "dense_act_fn": "gelu_pytorch_tanh", "initializer_factor": 1.0,
+        "is_encoder_decoder": True, "is_gated_act": True, "layer_norm_epsilon": 1e-06, "model_type": "t5",
+        "num_decoder_layers": 2, "num_heads": 4, "num_layers": 2, "output_past": True, "pad_token_id": 0,
+        "relative_attention_num_buckets": 32, "tie_word_embeddings": False, "vocab_size": 32128,
+    }
+
+
+def _tiny_clip_l_config() -> dict:
+    return {
+        "architectures": ["CLIPTextModel"], "attention_dropout": 0.0, "bos_token_id": 0, "dropout": 0.0,
+        "eos_token_id": 49407, "hidden_act": "quick_gelu", "hidden_size": 32, "initializer_factor": 1.0,
+        "initializer_range": 0.02, "intermediate_size": 64, "layer_norm_eps": 1e-05,
+        "max_position_embeddings": 77, "model_type": "clip_text_model", "num_attention_heads": 2,
+        "num_hidden_layers": 2, "pad_token_id": 1, "projection_dim": 32, "torch_dtype": "float32",
+        "vocab_size": 49408,
+    }
+
+
+def flux_clip(seed=1):
+    """ComfyUI's Flux text-encoder pair (CLIP-L + T5) with tiny configs, as a real comfy.sd.CLIP."""
+    import comfy.model_management
+    import comfy.sd
+    import comfy.sd1_clip
+    import comfy.text_encoders.flux
+    import comfy.text_encoders.t5
+    import comfy.supported_models_base
+
+    class TinyFluxClipModel(comfy.text_encoders.flux.FluxClipModel):
+        def __init__(self, device="cpu", dtype=None, model_options={}):
+            torch.nn.Module.__init__(self)
+            self.clip_l = comfy.sd1_clip.SDClipModel(
+                device=device, dtype=dtype, return_projected_pooled=False, model_options=model_options,
+                textmodel_json_config=_tiny_clip_l_config())
+            self.t5xxl = comfy.sd1_clip.SDClipModel(
+                device=device, dtype=dtype, textmodel_json_config=_tiny_t5_config(FLUX_CONTEXT_DIM),
+                special_tokens={"end": 1, "pad": 0}, model_class=comfy.text_encoders.t5.T5,
+                model_options={**model_options, "model_name": "t5xxl"})
+            self.dtypes = {dtype}
+
+    target = comfy.supported_models_base.ClipTarget(comfy.text_encoders.flux.FluxTokenizer, TinyFluxClipModel)
+    clip = comfy.sd.CLIP(target=target, model_options={"dtype": torch.float32})
+    _randomize(clip.cond_stage_model, seed, std=0.2)
+    return clip
+
+
+SD3_POOLED_DIM = 32 + 1280  # tiny CLIP-L pooled + the zeros SD3 puts where CLIP-G would be
+
+
+def sd3_clip(seed=2):
+    """ComfyUI's SD3 text encoder with only a tiny CLIP-L loaded (CLIP-G and T5 absent), as a real CLIP."""
+    import comfy.sd
+    import comfy.sd1_clip
+    import comfy.supported_models_base
+    import comfy.text_encoders.sd3_clip
+
+    class TinySD3ClipModel(comfy.text_encoders.sd3_clip.SD3ClipModel):
+        def __init__(self, device="cpu", dtype=None, model_options={}):
+            torch.nn.Module.__init__(self)
+            self.clip_l = comfy.sd1_clip.SDClipModel(
+                layer="hidden", layer_idx=-1, device=device, dtype=dtype, layer_norm_hidden_state=False,
+                return_projected_pooled=False, model_options=model_options, textmodel_json_config=_tiny_clip_l_config())
+            self.clip_g = None
+            self.t5xxl = None
+            self.t5_attention_mask = False
+            self.dtypes = {dtype}
+
+    target = comfy.supported_models_base.ClipTarget(comfy.text_encoders.sd3_clip.SD3Tokenizer, TinySD3ClipModel)
+    clip = comfy.sd.CLIP(target=target, model_options={"dtype": torch.float32})
+    _randomize(clip.cond_stage_model, seed, std=0.2)
+    return clip

@@ -1,0 +1,62 @@
+"""Server tier: one real ComfyUI process per test session, with this pack in custom_nodes.
+
+Fixtures
+  comfy_server            the session's ComfyServer (base_url, run_prompt, object_info, log, ...)
+  comfy_server_extra_custom_nodes
+                          test-only node packs copied into the server's custom_nodes/: every
+                          folder in tests/server/fixture_nodes/ (override the fixture to change)
+  comfy_server_prepare    callables run on the base dir before the server starts (override the
+                          fixture, e.g. to write small model files into models/)
+  pack_node_ids           the node ids this pack exports, asked from its ComfyExtension
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from concept_attention_tests.server.comfy_server import start_comfy_server
+
+FIXTURE_NODES_DIR = Path(__file__).resolve().parent / "fixture_nodes"
+
+
+async def _exported_node_ids() -> list[str]:
+    import concept_attention
+
+    extension = await concept_attention.comfy_entrypoint()
+    await extension.on_load()
+    return [node_cls.define_schema().node_id for node_cls in await extension.get_node_list()]
+
+
+@pytest.fixture(scope="session")
+def pack_node_ids(comfyui_path) -> list[str]:
+    """Node ids of the pack, from the same entry point ComfyUI calls."""
+    return asyncio.run(_exported_node_ids())
+
+
+@pytest.fixture(scope="session")
+def comfy_server_extra_custom_nodes() -> list[Path]:
+    if not FIXTURE_NODES_DIR.is_dir():
+        return []
+    return sorted(p for p in FIXTURE_NODES_DIR.iterdir()
+                  if p.name != "__pycache__" and (p.is_dir() or p.suffix == ".py"))
+
+
+@pytest.fixture(scope="session")
+def comfy_server_prepare() -> list:
+    return []
+
+
+@pytest.fixture(scope="session")
+def comfy_server(comfyui_path, tmp_path_factory, comfy_server_extra_custom_nodes, comfy_server_prepare):
+    def prepare(base_dir: Path) -> None:
+        for step in comfy_server_prepare:
+            step(base_dir)
+
+    base_dir = tmp_path_factory.mktemp("comfy_server")
+    with start_comfy_server(base_dir, comfyui_path=comfyui_path,
+                            extra_custom_nodes=comfy_server_extra_custom_nodes,
+                            prepare=prepare) as server:
+        yield server
