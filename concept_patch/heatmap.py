@@ -11,7 +11,6 @@ import io
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from PIL import Image, ImageDraw, ImageFont
 
 from .image_batch import match_image_batch

@@ -33,6 +33,7 @@ class SamplingRun:
         self.total: torch.Tensor | None = None
         self.weight: torch.Tensor | None = None
         self.forwards_seen = 0
+        self.forwards_used = 0
 
     def begin_forward(self, diffusion_model, x, sigma, transformer_options, dtype) -> ForwardState | None:
         """A ForwardState for a full-frame call with conditional rows, else None (call runs untouched)."""
@@ -52,7 +53,7 @@ class SamplingRun:
         if self.sigma_bounds is None or sigma is None:
             return None
         lo, hi = self.sigma_bounds
-        s = sigma.reshape(-1)[:1].float()
+        s = sigma.reshape(-1)[0].float()
         tol = 1e-5 * max(abs(hi), 1.0)
         return ((s >= lo - tol) & (s <= hi + tol)).float()
 
@@ -61,6 +62,7 @@ class SamplingRun:
         self.forwards_seen += 1
         if not fwd.has_all_layers or fwd.layer_sum is None:
             return
+        self.forwards_used += 1
         chunks = len(fwd.cond_ranges)
         per_image = fwd.layer_sum.reshape(chunks, self.batch_size, *fwd.layer_sum.shape[1:]).sum(0)
         count = float(chunks * fwd.layers_read)

@@ -70,7 +70,7 @@ class ConceptSession:
             names=list(self.concepts.names),
             image_size=(h * self.downscale, w * self.downscale),
             softmax=self.options.softmax,
-            metadata={**self.metadata, "model_calls": run.forwards_seen},
+            metadata={**self.metadata, "model_calls": run.forwards_seen, "model_calls_used": run.forwards_used},
         )
         latent = output_latent.detach().to("cpu", torch.float32, copy=True) if torch.is_tensor(output_latent) else None
         self.records.append(RunRecord(latent, saliency))

@@ -1,0 +1,617 @@
+#!/usr/bin/env python3
+"""Step time, peak VRAM and host-device syncs of ConceptAttention on full-size random-weight models.
+
+Builds Flux.1-dev (bf16, hidden 3072, 19 double + 38 single blocks, guidance embed) and
+SD3.5-large (bf16, depth 38, hidden 2432) through ComfyUI's own classes
+(comfy.supported_models config -> get_model -> model_base), fills the uninitialised weights
+(and float buffers such as SD3's pos_embed) with small random values on the GPU, wraps them in
+a real ModelPatcher and samples through comfy.sample.sample. Weights do not change speed.
+
+Measures, per model and resolution:
+  * time per sampling step: plain ComfyUI vs generation mode with R concepts over all
+    dual-stream blocks (step = (t(N steps) - t(M steps)) / (N - M), CUDA-synchronised,
+    median over interleaved repeats);
+  * peak VRAM (torch.cuda.max_memory_allocated, reset before each run);
+  * encode mode (encode_saliency) vs one full forward and vs a plain forward stopped after
+    the same last block;
+  * host-device synchronisations (torch.cuda.set_sync_debug_mode("warn"), each warning
+    attributed to the Python file that triggered it);
+  * optionally a torch.profiler breakdown of our code (concept qkv, SDPA, scores, update).
+
+CPU smoke test:   python benchmarks/bench_concept_attention.py --tiny
+GPU (see benchmarks/run_device.sh for the full command).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime
+import functools
+import importlib.util
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+import traceback
+import warnings
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+T_START = time.monotonic()
+
+
+def log(*a):
+    print(f"[bench {time.monotonic() - T_START:7.1f}s]", *a, flush=True)
+
+
+def parse_args():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--tiny", action="store_true", help="tiny models on the CPU (smoke test of the script)")
+    p.add_argument("--comfyui", default=os.environ.get("COMFYUI_PATH") or "",
+                   help="ComfyUI checkout (default: benchmarks/.cache/ComfyUI, else ~/ComfyUI)")
+    p.add_argument("--out", default=os.environ.get("OUT") or os.path.join(REPO, "benchmarks", ".cache", "out"))
+    p.add_argument("--models", default="flux,sd3")
+    p.add_argument("--resolutions", default="1024x1024,1536x1024", help="WxH in pixels")
+    p.add_argument("--concepts", default="4,8,32")
+    p.add_argument("--steps", type=int, default=10, help="N: steps of the long run")
+    p.add_argument("--short-steps", type=int, default=2, help="M: steps of the short run subtracted")
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--encode-repeats", type=int, default=5)
+    p.add_argument("--profile", action="store_true", help="torch.profiler breakdown of our code")
+    p.add_argument("--skip-encode", action="store_true")
+    p.add_argument("--skip-sync", action="store_true")
+    p.add_argument("--budget-s", type=float, default=1e9,
+                   help="stop starting new sections after this many seconds (results so far are kept)")
+    return p.parse_args()
+
+
+ARGS = parse_args()
+
+
+# ----------------------------------------------------------------------------------------------
+# Imports: ComfyUI (only comfy.* modules) and this pack as package `concept_attention`.
+# ----------------------------------------------------------------------------------------------
+
+def find_comfyui():
+    for cand in (ARGS.comfyui, os.path.join(REPO, "benchmarks", ".cache", "ComfyUI"), os.path.expanduser("~/ComfyUI")):
+        if cand and os.path.isfile(os.path.join(cand, "comfy", "model_management.py")):
+            return os.path.abspath(cand)
+    sys.exit("ComfyUI not found: pass --comfyui or run benchmarks/prepare_device.sh")
+
+
+COMFYUI = find_comfyui()
+sys.path.insert(0, COMFYUI)
+import torch  # noqa: E402
+
+import comfy.cli_args  # noqa: E402
+
+if ARGS.tiny:
+    comfy.cli_args.args.cpu = True
+import comfy.model_management  # noqa: E402
+import comfy.model_patcher  # noqa: E402
+import comfy.patcher_extension  # noqa: E402
+import comfy.sample  # noqa: E402
+import comfy.samplers  # noqa: E402
+import comfy.supported_models  # noqa: E402
+
+
+def import_pack():
+    spec = importlib.util.spec_from_file_location(
+        "concept_attention", os.path.join(REPO, "__init__.py"), submodule_search_locations=[REPO])
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules["concept_attention"] = mod
+    spec.loader.exec_module(mod)
+    return mod
+
+
+import_pack()
+from concept_attention.concept_patch import attention_capture as ca_capture  # noqa: E402
+from concept_attention.concept_patch import forward_state as ca_forward  # noqa: E402
+from concept_attention.concept_patch import sampling_run as ca_run  # noqa: E402
+from concept_attention.concept_patch.concepts import ConceptSet  # noqa: E402
+from concept_attention.concept_patch.encode import encode_saliency  # noqa: E402
+from concept_attention.concept_patch.families.flux import FluxFamily  # noqa: E402
+from concept_attention.concept_patch.families.sd3 import SD3Family  # noqa: E402
+from concept_attention.concept_patch.options import SaliencyOptions  # noqa: E402
+from concept_attention.concept_patch.session import install_concept_attention  # noqa: E402
+
+DEVICE = comfy.model_management.get_torch_device()
+CUDA = DEVICE.type == "cuda"
+DTYPE = torch.bfloat16 if CUDA else torch.float32
+PACK_DIR = os.path.join(REPO, "concept_patch")
+
+
+def sync():
+    if CUDA:
+        torch.cuda.synchronize()
+
+
+# ----------------------------------------------------------------------------------------------
+# Models
+# ----------------------------------------------------------------------------------------------
+
+def flux_config(tiny):
+    if tiny:
+        return {"image_model": "flux", "in_channels": 16, "out_channels": 16, "vec_in_dim": 32,
+                "context_in_dim": 64, "hidden_size": 64, "mlp_ratio": 4.0, "num_heads": 2, "depth": 3,
+                "depth_single_blocks": 2, "axes_dim": [8, 12, 12], "theta": 10000, "patch_size": 2,
+                "qkv_bias": True, "guidance_embed": True, "txt_ids_dims": [], "yak_mlp": False, "txt_norm": False}
+    # What comfy.model_detection derives from the Flux.1-dev checkpoint.
+    return {"image_model": "flux", "in_channels": 16, "out_channels": 16, "vec_in_dim": 768,
+            "context_in_dim": 4096, "hidden_size": 3072, "mlp_ratio": 4.0, "num_heads": 24, "depth": 19,
+            "depth_single_blocks": 38, "axes_dim": [16, 56, 56], "theta": 10000, "patch_size": 2,
+            "qkv_bias": True, "guidance_embed": True, "txt_ids_dims": [], "yak_mlp": False, "txt_norm": False}
+
+
+def sd3_config(tiny):
+    depth = 3 if tiny else 38
+    context = 64 if tiny else 4096
+    pos = 32 if tiny else 192
+    # What comfy.model_detection derives from the SD3.5-large checkpoint.
+    return {"in_channels": 16, "out_channels": 16, "patch_size": 2, "depth": depth, "input_size": None,
+            "adm_in_channels": 32 if tiny else 2048,
+            "context_embedder_config": {"target": "torch.nn.Linear",
+                                        "params": {"in_features": context, "out_features": 64 * depth}},
+            "num_patches": pos * pos, "pos_embed_max_size": pos, "qk_norm": "rms",
+            "pos_embed_scaling_factor": None, "x_block_self_attn_layers": []}
+
+
+@torch.no_grad()
+def randomize_(module, std=0.02, seed=0):
+    """comfy ops leave weights uninitialised: fill parameters and float buffers in place, on their device."""
+    gen = torch.Generator(device=next(module.parameters()).device).manual_seed(seed)
+    named = list(module.named_parameters()) + [(n, b) for n, b in module.named_buffers() if b.is_floating_point()]
+    for name, t in named:
+        mean = 1.0 if (name.endswith("norm.weight") or name.endswith("norm.scale") or ".ln_" in name
+                       or name.endswith("_norm.weight")) else 0.0
+        t.normal_(mean, std, generator=gen)
+
+
+def build_model(family, tiny):
+    if family == "flux":
+        config = comfy.supported_models.Flux(flux_config(tiny))
+    else:
+        config = comfy.supported_models.SD3(sd3_config(tiny))
+    config.set_inference_dtype(DTYPE, None)
+    model = config.get_model({}, device=DEVICE)
+    randomize_(model.diffusion_model)
+    patcher = comfy.model_patcher.ModelPatcher(model, load_device=DEVICE, offload_device=torch.device("cpu"))
+    dm = model.diffusion_model
+    n_blocks = len(dm.double_blocks) if family == "flux" else len(dm.joint_blocks)
+    params = sum(p.numel() for p in dm.parameters())
+    return patcher, n_blocks, params
+
+
+def conditioning(family, tiny, seed):
+    g = torch.Generator().manual_seed(seed)
+    if family == "flux":
+        tokens, ctx, pooled = (16, 64, 32) if tiny else (512, 4096, 768)
+    else:
+        tokens, ctx, pooled = (20, 64, 32) if tiny else (154, 4096, 2048)
+    return [[torch.randn(1, tokens, ctx, generator=g), {"pooled_output": torch.randn(1, pooled, generator=g)}]]
+
+
+def concept_set(r, dim, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return ConceptSet(names=[f"c{i}" for i in range(r)], embeddings=torch.randn(r, dim, generator=g),
+                      pooling="mean", encoder="random", empty_prompt=None)
+
+
+# ----------------------------------------------------------------------------------------------
+# Measurements
+# ----------------------------------------------------------------------------------------------
+
+def reset_peak():
+    if CUDA:
+        sync()
+        torch.cuda.reset_peak_memory_stats()
+
+
+def mem_now():
+    return torch.cuda.memory_allocated() if CUDA else 0
+
+
+def mem_peak():
+    return torch.cuda.max_memory_allocated() if CUDA else 0
+
+
+def run_sample(model, latent, pos, neg, cfg, steps, seed=0):
+    noise = comfy.sample.prepare_noise(latent, seed)
+    sync()
+    t0 = time.perf_counter()
+    out = comfy.sample.sample(model, noise, steps, cfg, "euler", "simple", pos, neg, latent,
+                              seed=seed, disable_pbar=True)
+    sync()
+    return time.perf_counter() - t0, out
+
+
+def one_model_call(model, x, sigmas, extra_args=None, callback=None, disable=None):
+    """k-diffusion style 'sampler' that evaluates the model once at sigmas[0]."""
+    extra_args = extra_args or {}
+    model(x, sigmas[0] * x.new_ones([x.shape[0]]), **extra_args)
+    return x
+
+
+class _Stop(Exception):
+    pass
+
+
+def _raise_stop(args, extra):
+    raise _Stop()
+
+
+def _catch_stop(executor, x, t, c_concat=None, c_crossattn=None, control=None, transformer_options={}, **kwargs):
+    try:
+        return executor(x, t, c_concat, c_crossattn, control, transformer_options, **kwargs)
+    except _Stop:
+        return x
+
+
+def plain_forward_model(model, family, n_blocks, stop_after):
+    """Clone of `model` whose forward ends right after dual-stream block `stop_after` (None: full forward)."""
+    m = model.clone()
+    if stop_after is None:
+        return m
+    if stop_after + 1 < n_blocks:
+        m.set_model_patch_replace(_raise_stop, "dit", "double_block", stop_after + 1)
+    elif family == "flux":
+        m.set_model_patch_replace(_raise_stop, "dit", "single_block", 0)
+    else:
+        return m  # SD3: the last joint block is the end of the transformer (only the final layer follows)
+    m.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.APPLY_MODEL, "bench_stop", _catch_stop)
+    return m
+
+
+def time_one_forward(model, latent, pos, seed=0):
+    guider = comfy.samplers.CFGGuider(model)
+    guider.inner_set_conds({"positive": pos})
+    guider.set_cfg(1.0)
+    sampler = comfy.samplers.KSAMPLER(one_model_call)
+    sigmas = torch.tensor([0.5, 0.0], dtype=torch.float32)
+    noise = comfy.sample.prepare_noise(latent, seed)
+    sync()
+    t0 = time.perf_counter()
+    guider.sample(noise, latent, sampler, sigmas, disable_pbar=True, seed=seed)
+    sync()
+    return time.perf_counter() - t0
+
+
+def time_encode(model, concepts, latent, layers, pos, seed=0):
+    sync()
+    t0 = time.perf_counter()
+    sal = encode_saliency(model, concepts, latent, SaliencyOptions(layers=tuple(layers)), conditioning=pos, seed=seed)
+    sync()
+    return time.perf_counter() - t0, sal
+
+
+def mib(b):
+    return round(b / 2**20, 1)
+
+
+def pct(a, b):
+    return round(100.0 * (a / b - 1.0), 2) if b else None
+
+
+# ----------------------------------------------------------------------------------------------
+# Sync counting
+# ----------------------------------------------------------------------------------------------
+
+@contextlib.contextmanager
+def count_syncs():
+    """Records every synchronising CUDA call (sync debug mode 'warn') with the Python file and line that made it."""
+    found = []
+    if not CUDA:
+        yield found
+        return
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        torch.cuda.set_sync_debug_mode("warn")
+        try:
+            yield found
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+    for w in caught:
+        if "synchroniz" in str(w.message).lower():
+            found.append(f"{os.path.relpath(w.filename, REPO) if w.filename.startswith(REPO) else w.filename}:{w.lineno}")
+
+
+def summarize_syncs(found):
+    ours = [f for f in found if f.startswith("concept_patch") or f.startswith("nodes")]
+    by_loc = {}
+    for f in found:
+        by_loc[f] = by_loc.get(f, 0) + 1
+    return {"total": len(found), "ours": len(ours), "by_location": dict(sorted(by_loc.items(), key=lambda kv: -kv[1]))}
+
+
+# ----------------------------------------------------------------------------------------------
+# Profiler instrumentation (benchmark side only: wraps our functions in record_function ranges)
+# ----------------------------------------------------------------------------------------------
+
+@contextlib.contextmanager
+def instrument_ours():
+    targets = [
+        (FluxFamily, "prepare_forward", "ca::prepare_forward"),
+        (FluxFamily, "concept_qkv", "ca::concept_qkv"),
+        (FluxFamily, "update_concepts", "ca::update"),
+        (SD3Family, "concept_qkv", "ca::concept_qkv"),
+        (SD3Family, "update_concepts", "ca::update"),
+        (ca_capture, "concept_attention", "ca::concept_sdpa"),
+        (ca_capture, "token_scores", "ca::scores(matmul+softmax)"),
+        (ca_capture.AttentionCapture, "_read_joint_call", "ca::read_joint_call(total: slices+sdpa+scores)"),
+        (ca_forward.ForwardState, "start_concepts", "ca::start_concepts"),
+        (ca_forward.ForwardState, "add_layer_scores", "ca::add_layer_scores"),
+        (ca_run.SamplingRun, "commit", "ca::commit"),
+    ]
+    saved = []
+    for owner, name, label in targets:
+        fn = owner.__dict__.get(name) if isinstance(owner, type) else getattr(owner, name, None)
+        if fn is None:
+            continue
+
+        def make(fn=fn, label=label):
+            @functools.wraps(fn)
+            def wrapped(*a, **k):
+                with torch.profiler.record_function(label):
+                    return fn(*a, **k)
+            return wrapped
+        saved.append((owner, name, fn))
+        setattr(owner, name, make())
+    try:
+        yield
+    finally:
+        for owner, name, fn in reversed(saved):
+            setattr(owner, name, fn)
+
+
+def _dev_time(evt, attr):
+    for a in (f"device_{attr}", f"cuda_{attr}"):
+        v = getattr(evt, a, None)
+        if v is not None:
+            return v
+    return 0.0
+
+
+def profile_steps(model, latent, pos, neg, cfg, steps, label, out_dir):
+    acts = [torch.profiler.ProfilerActivity.CPU] + ([torch.profiler.ProfilerActivity.CUDA] if CUDA else [])
+    with instrument_ours():
+        run_sample(model, latent, pos, neg, cfg, 1)  # warm
+        with torch.profiler.profile(activities=acts) as prof:
+            run_sample(model, latent, pos, neg, cfg, steps)
+    ka = prof.key_averages()
+    ours = {}
+    kernel_us = 0.0
+    for e in ka:
+        if e.key.startswith("ca::"):
+            ours[e.key] = {"calls": e.count, "cpu_total_ms": round(e.cpu_time_total / 1e3, 3),
+                           "device_total_ms": round(_dev_time(e, "time_total") / 1e3, 3)}
+    for e in prof.events():
+        if CUDA and getattr(e, "device_type", None) == torch.autograd.DeviceType.CUDA:
+            kernel_us += getattr(e, "device_time", 0.0) or getattr(e, "cuda_time", 0.0) or 0.0
+    sort_key = "device_time_total" if CUDA else "cpu_time_total"
+    try:
+        table = ka.table(sort_by=sort_key, row_limit=40)
+    except Exception:  # older name
+        table = ka.table(sort_by="cuda_time_total" if CUDA else "cpu_time_total", row_limit=40)
+    with open(os.path.join(out_dir, f"profile_{label}.txt"), "w") as f:
+        f.write(table)
+    return {"steps": steps, "ours": ours, "kernel_ms_total": round(kernel_us / 1e3, 3),
+            "kernel_ms_per_step": round(kernel_us / 1e3 / steps, 3)}
+
+
+# ----------------------------------------------------------------------------------------------
+# Main
+# ----------------------------------------------------------------------------------------------
+
+def env_info():
+    info = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "torch": torch.__version__, "python": platform.python_version(), "device": str(DEVICE),
+            "comfyui": COMFYUI, "argv": sys.argv, "tiny": ARGS.tiny}
+    try:
+        import comfyui_version
+        info["comfyui_version"] = comfyui_version.__version__
+    except Exception:
+        pass
+    if CUDA:
+        info["gpu"] = torch.cuda.get_device_name()
+        info["gpu_total_mib"] = mib(torch.cuda.get_device_properties(0).total_memory)
+        info["cuda"] = torch.version.cuda
+    try:
+        info["repo_commit"] = subprocess.run(["git", "-C", REPO, "rev-parse", "HEAD"], capture_output=True,
+                                             text=True).stdout.strip()
+        info["repo_dirty"] = subprocess.run(["git", "-C", REPO, "status", "--porcelain", "--", "concept_patch",
+                                             "nodes", "__init__.py"], capture_output=True, text=True).stdout.strip()
+    except Exception:
+        pass
+    return info
+
+
+def over_budget():
+    return time.monotonic() - T_START > ARGS.budget_s
+
+
+def latent_for(res, tiny):
+    w, h = (int(v) for v in res.lower().split("x"))
+    if tiny:
+        w, h = w // 8, h // 8  # 128x128 / 192x128 pixels -> 16x16 / 24x16 latent
+    return torch.zeros(1, 16, h // 8, w // 8)
+
+
+def bench_family(family, results, out_dir, save):
+    tiny = ARGS.tiny
+    fam_res = results.setdefault("models", {}).setdefault(family, {})
+    log(f"building {family}")
+    sync()
+    t0 = time.perf_counter()
+    model, n_blocks, params = build_model(family, tiny)
+    sync()
+    fam_res["build_s"] = round(time.perf_counter() - t0, 1)
+    fam_res["params"] = params
+    fam_res["dual_stream_blocks"] = n_blocks
+    ctx = model.model.diffusion_model.context_embedder.in_features if family == "sd3" else \
+        model.model.diffusion_model.params.context_in_dim
+    cfg = 1.0 if family == "flux" else 4.5
+    fam_res["cfg"] = cfg
+    pos, neg = conditioning(family, tiny, 1), conditioning(family, tiny, 2)
+    rs = [int(r) for r in ARGS.concepts.split(",") if r]
+    all_layers = SaliencyOptions(layers=tuple(range(n_blocks)))
+    variants = {"plain": model}
+    for r in rs:
+        patched, _session = install_concept_attention(model, concept_set(r, ctx), all_layers)
+        variants[f"ca_r{r}"] = patched
+    log(f"{family}: {params / 1e9:.2f}B params, {n_blocks} dual-stream blocks, build {fam_res['build_s']}s, "
+        f"weights {mib(mem_now())} MiB")
+
+    N, M = ARGS.steps, ARGS.short_steps
+    for res in ARGS.resolutions.split(","):
+        if over_budget():
+            log("budget reached: skipping", family, res)
+            break
+        latent = latent_for(res, tiny)
+        key = f"gen_{res}"
+        gen = fam_res.setdefault(key, {"latent": list(latent.shape), "steps_long": N, "steps_short": M,
+                                       "variants": {}})
+        # warm-up: every variant once (first call loads the model and autotunes kernels)
+        for name, m in variants.items():
+            run_sample(m, latent, pos, neg, cfg, M)
+        per_step = {name: [] for name in variants}
+        peaks = {}
+        for rep in range(ARGS.repeats):
+            for name, m in variants.items():
+                reset_peak()
+                base = mem_now()
+                t_long, _ = run_sample(m, latent, pos, neg, cfg, N)
+                peak = mem_peak()
+                t_short, _ = run_sample(m, latent, pos, neg, cfg, M)
+                per_step[name].append((t_long - t_short) / (N - M))
+                if name not in peaks:
+                    peaks[name] = (peak, base)
+            log(f"{family} {res} rep {rep}: " + ", ".join(f"{n}={1e3 * v[-1]:.2f}ms" for n, v in per_step.items()))
+        plain_ms = 1e3 * statistics.median(per_step["plain"])
+        plain_peak, plain_base = peaks["plain"]
+        for name in variants:
+            ms = 1e3 * statistics.median(per_step[name])
+            peak, base = peaks[name]
+            gen["variants"][name] = {
+                "step_ms_median": round(ms, 3), "step_ms_all": [round(1e3 * v, 3) for v in per_step[name]],
+                "step_overhead_pct": pct(ms, plain_ms),
+                "peak_mib": mib(peak), "peak_overhead_pct": pct(peak, plain_peak),
+                "activation_peak_mib": mib(peak - base),
+                "activation_peak_overhead_pct": pct(peak - base, plain_peak - plain_base),
+            }
+        save()
+
+    # Encode mode vs one forward
+    if not ARGS.skip_encode and not over_budget():
+        res = ARGS.resolutions.split(",")[0]
+        latent = torch.randn(1, 16, *latent_for(res, tiny).shape[-2:], generator=torch.Generator().manual_seed(3))
+        concepts8 = concept_set(8, ctx)
+        last_k = min(10, n_blocks)
+        choices = {f"last {last_k} ({n_blocks - last_k}-{n_blocks - 1})": list(range(n_blocks - last_k, n_blocks)),
+                   f"0-{n_blocks // 2}": list(range(0, n_blocks // 2 + 1))}
+        enc = fam_res.setdefault(f"encode_{res}", {"concepts": 8, "choices": {}})
+        full_model = plain_forward_model(model, family, n_blocks, None)
+        stop_models = {label: plain_forward_model(model, family, n_blocks, layers[-1]) for label, layers in choices.items()}
+        time_one_forward(full_model, latent, pos)  # warm
+        for label, layers in choices.items():
+            time_encode(model, concepts8, latent, layers, pos)
+            time_one_forward(stop_models[label], latent, pos)
+        t_full, t_enc, t_stop, peaks = [], {k: [] for k in choices}, {k: [] for k in choices}, {}
+        for rep in range(ARGS.encode_repeats):
+            reset_peak()
+            t_full.append(time_one_forward(full_model, latent, pos))
+            peaks.setdefault("full", mem_peak())
+            for label, layers in choices.items():
+                reset_peak()
+                t, sal = time_encode(model, concepts8, latent, layers, pos)
+                t_enc[label].append(t)
+                peaks.setdefault(("enc", label), mem_peak())
+                reset_peak()
+                t_stop[label].append(time_one_forward(stop_models[label], latent, pos))
+                peaks.setdefault(("stop", label), mem_peak())
+        full_ms = 1e3 * statistics.median(t_full)
+        enc["full_forward_ms"] = round(full_ms, 3)
+        enc["full_forward_peak_mib"] = mib(peaks["full"])
+        for label, layers in choices.items():
+            e_ms, s_ms = 1e3 * statistics.median(t_enc[label]), 1e3 * statistics.median(t_stop[label])
+            enc["choices"][label] = {
+                "layers": [layers[0], layers[-1]], "encode_ms": round(e_ms, 3),
+                "encode_ms_all": [round(1e3 * v, 3) for v in t_enc[label]],
+                "plain_stopped_ms": round(s_ms, 3), "encode_vs_stopped_pct": pct(e_ms, s_ms),
+                "encode_vs_full_pct": pct(e_ms, full_ms),
+                "encode_peak_mib": mib(peaks[("enc", label)]), "stopped_peak_mib": mib(peaks[("stop", label)]),
+            }
+        log(f"{family} encode: full {full_ms:.1f}ms; " + "; ".join(
+            f"{k}: enc {v['encode_ms']:.1f}ms vs stopped {v['plain_stopped_ms']:.1f}ms" for k, v in enc["choices"].items()))
+        save()
+
+    # Host-device syncs: plain vs patched, 2 and 4 steps (per-step increment = syncs inside the loop)
+    if not ARGS.skip_sync and not over_budget():
+        latent = latent_for(ARGS.resolutions.split(",")[0], tiny)
+        sy = fam_res.setdefault("syncs", {})
+        for name in ("plain", f"ca_r{rs[min(1, len(rs) - 1)]}"):
+            for steps in (2, 4):
+                with count_syncs() as found:
+                    run_sample(variants[name], latent, pos, neg, cfg, steps)
+                sy[f"{name}_{steps}steps"] = summarize_syncs(found)
+        # encode mode (one forward; everything it does is outside any loop)
+        with count_syncs() as found:
+            time_encode(model, concept_set(8, ctx), latent, list(range(n_blocks - min(10, n_blocks), n_blocks)), pos)
+        sy["encode"] = summarize_syncs(found)
+        log(f"{family} syncs: " + ", ".join(f"{k}: total {v['total']} ours {v['ours']}" for k, v in sy.items()))
+        save()
+
+    # Profiler
+    if ARGS.profile and not over_budget():
+        res = ARGS.resolutions.split(",")[0]
+        latent = latent_for(res, tiny)
+        prof = fam_res.setdefault(f"profile_{res}", {})
+        for name in ("plain", f"ca_r{rs[min(1, len(rs) - 1)]}"):
+            prof[name] = profile_steps(variants[name], latent, pos, neg, cfg, 3, f"{family}_{name}", out_dir)
+        log(f"{family} profile: " + json.dumps(prof)[:2000])
+        save()
+
+    del variants, model
+    comfy.model_management.unload_all_models()
+    comfy.model_management.soft_empty_cache()
+    import gc
+    gc.collect()
+    if CUDA:
+        torch.cuda.empty_cache()
+
+
+def main():
+    out_dir = ARGS.out
+    os.makedirs(out_dir, exist_ok=True)
+    results = {"env": env_info(), "args": vars(ARGS)}
+    path = os.path.join(out_dir, "results_tiny.json" if ARGS.tiny else "results.json")
+
+    def save():
+        with open(path, "w") as f:
+            json.dump(results, f, indent=1)
+
+    log("env", json.dumps(results["env"]))
+    for family in ARGS.models.split(","):
+        if over_budget():
+            break
+        try:
+            bench_family(family, results, out_dir, save)
+        except Exception:
+            tb = traceback.format_exc()
+            log(f"{family} FAILED\n{tb}")
+            results.setdefault("errors", {})[family] = tb
+            comfy.model_management.unload_all_models()
+            if CUDA:
+                torch.cuda.empty_cache()
+        save()
+    results["elapsed_s"] = round(time.monotonic() - T_START, 1)
+    save()
+    log("wrote", path)
+
+
+if __name__ == "__main__":
+    # ComfyUI runs every node under inference mode; so do we (no autograd graph, same kernels).
+    with torch.inference_mode():
+        main()

@@ -1,0 +1,480 @@
+"""An independent re-implementation of ConceptAttention (SPEC section 2) for the tests.
+
+Nothing here imports or calls the product (``concept_attention.*``). It takes ComfyUI's own
+diffusion-model objects (``model_patcher.model.diffusion_model``), reads their parameters, and
+runs the forward itself, op by op, from the equations:
+
+* Flux.1 (comfy.ldm.flux.model.Flux): patchify + img_in, time/guidance/vector embeddings,
+  txt_in, then every DoubleStreamBlock: modulation, LayerNorm, qkv, RMS q/k-norm, RoPE on
+  [text ; image] (text and concept positions are zero), joint attention, gated residuals.
+* SD3 / SD3.5 (comfy MMDiT): patch embedding + cropped absolute position embedding,
+  timestep + pooled-vector embedding, context_embedder, then every JointBlock (context_block
+  and x_block, pre_only last context block, MMDiT-X attn2 on the image stream).
+
+The concept stream rides along as the spec says: ``c0 = txt_in(e)`` / ``context_embedder(e)``;
+each block modulates the concepts with its *text* modulation (Flux: of
+``time_in(t) + guidance_in(g) + vector_in(0)``; SD3: of the block's own c_mod), builds
+q_c, k_c, v_c with the text qkv and q/k-norm, and computes
+``o_c = softmax(q_c [k_x ; k_c]^T / sqrt(d)) [v_x ; v_c]`` per head (self attention = the
+concept keys, cross attention = the image keys; with both off ``o_c = v_c``), then applies the
+text projection / MLP with their gates (not in SD3's pre_only last block).
+
+Maps: per selected layer ``S_L = softmax_concepts(image_vectors . concept_vectors^T)`` with
+space ``output`` (o_x . o_c), ``cross_attention`` (post-RoPE image keys . concept queries) or
+``value`` (v_x . v_c), heads concatenated, main image tokens only; the mean over the selected
+layers is reshaped to the token grid ``[B, r, h, w]``.
+
+Everything is computed in ``dtype`` (float64 by default): weights are read from the modules
+and applied with explicit matmuls; softmax, norms and activations are written out.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import torch
+
+SPACES = ("output", "cross_attention", "value")
+
+
+# ---------------------------------------------------------------------------------------------
+# elementary ops, written out
+# ---------------------------------------------------------------------------------------------
+
+
+class _Ops:
+    def __init__(self, dtype: torch.dtype):
+        self.dtype = dtype
+
+    def p(self, t):
+        """A parameter / buffer in the compute dtype."""
+        return None if t is None else t.detach().to(dtype=self.dtype)
+
+    def linear(self, module, x):
+        y = x @ self.p(module.weight).t()
+        if getattr(module, "bias", None) is not None:
+            y = y + self.p(module.bias)
+        return y
+
+    @staticmethod
+    def silu(x):
+        return x / (1.0 + torch.exp(-x))
+
+    @staticmethod
+    def gelu_tanh(x):
+        return 0.5 * x * (1.0 + torch.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * x**3)))
+
+    @staticmethod
+    def layer_norm(x, eps):
+        mean = x.mean(dim=-1, keepdim=True)
+        var = ((x - mean) ** 2).mean(dim=-1, keepdim=True)
+        return (x - mean) / torch.sqrt(var + eps)
+
+    def rms_norm(self, x, weight, eps):
+        y = x / torch.sqrt((x * x).mean(dim=-1, keepdim=True) + eps)
+        return y if weight is None else y * self.p(weight)
+
+    @staticmethod
+    def softmax(x, dim=-1):
+        e = torch.exp(x - x.amax(dim=dim, keepdim=True))
+        return e / e.sum(dim=dim, keepdim=True)
+
+    def attention(self, q, k, v):
+        """softmax(q k^T / sqrt(d)) v, heads-first [B, H, L, D]."""
+        scores = (q @ k.transpose(-1, -2)) / math.sqrt(q.shape[-1])
+        return self.softmax(scores, dim=-1) @ v
+
+    @staticmethod
+    def flat(x):
+        """[B, H, L, D] -> [B, L, H*D] (heads concatenated)."""
+        b, h, l, d = x.shape
+        return x.permute(0, 2, 1, 3).reshape(b, l, h * d)
+
+    @staticmethod
+    def heads(x, num_heads):
+        """[B, L, H*D] -> [B, H, L, D]."""
+        b, l, hd = x.shape
+        return x.reshape(b, l, num_heads, hd // num_heads).permute(0, 2, 1, 3)
+
+    def sinusoidal(self, t, dim, max_period=10000.0):
+        """[cos(t w_j) ; sin(t w_j)], w_j = max_period^(-j/half), j < half.
+
+        ComfyUI evaluates these features in float32 whatever the model dtype (its frequency
+        table and arguments are float32), so they are evaluated in float32 here too: at
+        t = 500 that rounding alone moves the features by ~3e-5, far above the rest of an
+        fp32 forward's error, and it is part of the model's definition, not of the method.
+        """
+        half = dim // 2
+        j = torch.arange(half, dtype=torch.float32, device=t.device)
+        freqs = torch.exp(-math.log(max_period) * j / half)
+        args = t.float()[:, None] * freqs[None]
+        emb = torch.cat([torch.cos(args), torch.sin(args)], dim=-1)
+        if dim % 2:
+            emb = torch.cat([emb, torch.zeros_like(emb[:, :1])], dim=-1)
+        return emb.to(self.dtype)
+
+    @staticmethod
+    def patchify(x, p):
+        """Circular pad to a multiple of p, then [B, C, H, W] -> [B, (h w), (C p p)]."""
+        H, W = x.shape[-2:]
+        pad_h, pad_w = (p - H % p) % p, (p - W % p) % p
+        if pad_h or pad_w:
+            x = torch.nn.functional.pad(x, (0, pad_w, 0, pad_h), mode="circular")
+        b, c, H, W = x.shape
+        h, w = H // p, W // p
+        x = x.reshape(b, c, h, p, w, p).permute(0, 2, 4, 1, 3, 5)
+        return x.reshape(b, h * w, c * p * p), (h, w)
+
+
+@dataclass
+class ConceptSwitches:
+    self_attention: bool = True   # concepts attend to the concept keys
+    cross_attention: bool = True  # concepts attend to the image keys
+
+
+@dataclass
+class ReferenceResult:
+    maps: torch.Tensor                      # [B, r, h, w] (dtype of the computation)
+    grid: tuple[int, int]
+    layer_scores: dict = field(default_factory=dict)    # layer -> [B, n, r] (after softmax if on)
+    block_img: list = field(default_factory=list)       # image stream after each block run
+    block_txt: list = field(default_factory=list)       # text stream after each block run
+    concepts: list = field(default_factory=list)        # concept residual after each block run
+    concept_out: dict = field(default_factory=dict)     # layer -> o_c [B, r, H*D]
+
+
+def _concept_attention(ops, q_c, k_c, v_c, k_x, v_x, switches: ConceptSwitches):
+    """o_c per head, [B, H, r, D]: concepts query [image keys ; concept keys] as switched."""
+    keys, values = [], []
+    if switches.cross_attention:
+        keys.append(k_x)
+        values.append(v_x)
+    if switches.self_attention:
+        keys.append(k_c)
+        values.append(v_c)
+    if not keys:
+        return v_c  # each concept attends to itself only
+    return ops.attention(q_c, torch.cat(keys, dim=2), torch.cat(values, dim=2))
+
+
+def _layer_scores(ops, space, softmax, o_x, o_c, k_x, q_c, v_x, v_c):
+    """[B, n, r] scores of one layer from heads-first image / concept tensors."""
+    if space == "output":
+        img, con = ops.flat(o_x), ops.flat(o_c)
+    elif space == "cross_attention":
+        img, con = ops.flat(k_x), ops.flat(q_c)
+    elif space == "value":
+        img, con = ops.flat(v_x), ops.flat(v_c)
+    else:
+        raise ValueError(space)
+    scores = img @ con.transpose(-1, -2)
+    return ops.softmax(scores, dim=-1) if softmax else scores
+
+
+def _finish(result: ReferenceResult, layers, batch):
+    total = sum(result.layer_scores[i] for i in layers) / len(layers)
+    h, w = result.grid
+    result.maps = total.reshape(batch, h, w, -1).permute(0, 3, 1, 2).contiguous()
+    return result
+
+
+# ---------------------------------------------------------------------------------------------
+# Flux.1
+# ---------------------------------------------------------------------------------------------
+
+
+def _flux_rope_tables(ids, axes_dim, theta, dtype):
+    """cos/sin [B, L, D/2] for position ids [B, L, n_axes]: axis a owns axes_dim[a]/2 pairs,
+    pair j of an axis of width d rotates by pos * theta^(-2j/d)."""
+    angles = []
+    for a, d in enumerate(axes_dim):
+        j = torch.arange(d // 2, dtype=dtype)
+        omega = 1.0 / (float(theta) ** (2.0 * j / d))
+        angles.append(ids[..., a].to(dtype)[..., None] * omega)
+    ang = torch.cat(angles, dim=-1)
+    return torch.cos(ang), torch.sin(ang)
+
+
+def _apply_rope(x, cos, sin):
+    """Rotate the consecutive pairs (x[2j], x[2j+1]) of heads-first x [B, H, L, D]."""
+    x0, x1 = x[..., 0::2], x[..., 1::2]
+    c, s = cos[:, None], sin[:, None]
+    out = torch.stack([c * x0 - s * x1, s * x0 + c * x1], dim=-1)
+    return out.reshape(x.shape)
+
+
+def _flux_mod(ops, mod, vec):
+    """Modulation: lin(silu(vec)) -> (shift, scale, gate) x 2, each [B, 1, hidden]."""
+    out = ops.linear(mod.lin, ops.silu(vec))[:, None, :]
+    return out.chunk(6, dim=-1)
+
+
+def _flux_mlp(ops, mlp, x):
+    # build_mlp's default: Linear, GELU(tanh), Linear
+    return ops.linear(mlp[2], ops.gelu_tanh(ops.linear(mlp[0], x)))
+
+
+def _flux_stream_qkv(ops, block, attn, norm1, mod_vec_chunks, x):
+    shift1, scale1 = mod_vec_chunks[0], mod_vec_chunks[1]
+    xm = ops.layer_norm(x, norm1.eps) * (1 + scale1) + shift1
+    qkv = ops.linear(attn.qkv, xm)
+    B, L = qkv.shape[:2]
+    q, k, v = qkv.view(B, L, 3, block.num_heads, -1).permute(2, 0, 3, 1, 4)
+    qn, kn = attn.norm.query_norm, attn.norm.key_norm
+    q = ops.rms_norm(q, qn.weight, _rms_eps(qn))
+    k = ops.rms_norm(k, kn.weight, _rms_eps(kn))
+    return q, k, v
+
+
+def _rms_eps(norm):
+    eps = getattr(norm, "eps", None)
+    if eps is None:  # torch.nn.RMSNorm(eps=None) uses the input dtype's machine epsilon
+        eps = torch.finfo(norm.weight.dtype).eps
+    return eps
+
+
+def _flux_stream_update(ops, attn, norm2, mlp, chunks, x, attn_out_flat):
+    _, _, gate1, shift2, scale2, gate2 = chunks
+    x = x + ops.linear(attn.proj, attn_out_flat) * gate1
+    x = x + _flux_mlp(ops, mlp, ops.layer_norm(x, norm2.eps) * (1 + scale2) + shift2) * gate2
+    return x
+
+
+def flux_reference(dm, x, timestep, context, y, guidance, concept_embeddings, layers, space="output",
+                   softmax=True, switches: ConceptSwitches | None = None, dtype=torch.float64) -> ReferenceResult:
+    """ConceptAttention maps of a ComfyUI Flux.1 model (dm = model.diffusion_model) for the
+    network inputs x [B, C, H, W], timestep [B], context [B, T, ctx], y [B, vec_in_dim],
+    guidance [B] or None, and concept embeddings [r, ctx]. All rows are treated as cond rows."""
+    switches = switches or ConceptSwitches()
+    ops = _Ops(dtype)
+    prm = dm.params
+    assert getattr(dm, "txt_norm", None) is None and not prm.global_modulation, "plain Flux.1 only"
+    layers = sorted(set(layers))
+    x, context = x.to(dtype), context.to(dtype)
+    B = x.shape[0]
+
+    # inputs
+    img, grid = ops.patchify(x, dm.patch_size)
+    h, w = grid
+    n = h * w
+    img = ops.linear(dm.img_in, img)
+    txt = ops.linear(dm.txt_in, context)
+    T = txt.shape[1]
+
+    def mlp_embed(emb, v):
+        return ops.linear(emb.out_layer, ops.silu(ops.linear(emb.in_layer, v)))
+
+    t_emb = ops.sinusoidal(timestep.float() * 1000.0, 256)
+    vec_common = mlp_embed(dm.time_in, t_emb)
+    if prm.guidance_embed and guidance is not None:
+        vec_common = vec_common + mlp_embed(dm.guidance_in, ops.sinusoidal(guidance.float() * 1000.0, 256))
+    if y is None:
+        y = torch.zeros((B, prm.vec_in_dim))
+    vec = vec_common + mlp_embed(dm.vector_in, y[:, : prm.vec_in_dim].to(dtype))
+    # concept modulation vector: the pooled vector replaced by zeros
+    cvec = vec_common + mlp_embed(dm.vector_in, torch.zeros((B, prm.vec_in_dim), dtype=dtype))
+
+    # positions: text ids zero; image ids (0, row, col); concept ids zero
+    img_ids = torch.zeros((h, w, len(prm.axes_dim)), dtype=dtype)
+    img_ids[..., 1] = torch.arange(h, dtype=dtype)[:, None]
+    img_ids[..., 2] = torch.arange(w, dtype=dtype)[None, :]
+    img_ids = img_ids.reshape(1, n, -1).expand(B, -1, -1)
+    ids = torch.cat([torch.zeros((B, T, len(prm.axes_dim)), dtype=dtype), img_ids], dim=1)
+    cos, sin = _flux_rope_tables(ids, prm.axes_dim, prm.theta, dtype)
+
+    concepts = ops.linear(dm.txt_in, concept_embeddings.to(dtype))[None].expand(B, -1, -1)
+    r = concepts.shape[1]
+    c_cos, c_sin = _flux_rope_tables(torch.zeros((B, r, len(prm.axes_dim)), dtype=dtype), prm.axes_dim, prm.theta, dtype)
+
+    result = ReferenceResult(maps=None, grid=grid)
+    for i in range(layers[-1] + 1):
+        blk = dm.double_blocks[i]
+        img_mod = _flux_mod(ops, blk.img_mod, vec)
+        txt_mod = _flux_mod(ops, blk.txt_mod, vec)
+        con_mod = _flux_mod(ops, blk.txt_mod, cvec)
+
+        q_x, k_x, v_x = _flux_stream_qkv(ops, blk, blk.img_attn, blk.img_norm1, img_mod, img)
+        q_t, k_t, v_t = _flux_stream_qkv(ops, blk, blk.txt_attn, blk.txt_norm1, txt_mod, txt)
+        q_c, k_c, v_c = _flux_stream_qkv(ops, blk, blk.txt_attn, blk.txt_norm1, con_mod, concepts)
+
+        q = _apply_rope(torch.cat([q_t, q_x], dim=2), cos, sin)
+        k = _apply_rope(torch.cat([k_t, k_x], dim=2), cos, sin)
+        v = torch.cat([v_t, v_x], dim=2)
+        q_c, k_c = _apply_rope(q_c, c_cos, c_sin), _apply_rope(k_c, c_cos, c_sin)  # identity (zero ids)
+
+        o = ops.attention(q, k, v)              # joint attention of the block itself
+        k_img, v_img = k[:, :, T:T + n], v[:, :, T:T + n]
+        o_img = o[:, :, T:T + n]
+        o_c = _concept_attention(ops, q_c, k_c, v_c, k_img, v_img, switches)
+
+        if i in layers:
+            result.layer_scores[i] = _layer_scores(ops, space, softmax, o_img, o_c, k_img, q_c, v_img, v_c)
+            result.concept_out[i] = ops.flat(o_c)
+
+        o_flat = ops.flat(o)
+        img = _flux_stream_update(ops, blk.img_attn, blk.img_norm2, blk.img_mlp, img_mod, img, o_flat[:, T:])
+        txt = _flux_stream_update(ops, blk.txt_attn, blk.txt_norm2, blk.txt_mlp, txt_mod, txt, o_flat[:, :T])
+        concepts = _flux_stream_update(ops, blk.txt_attn, blk.txt_norm2, blk.txt_mlp, con_mod, concepts, ops.flat(o_c))
+        result.block_img.append(img)
+        result.block_txt.append(txt)
+        result.concepts.append(concepts)
+    return _finish(result, layers, B)
+
+
+# ---------------------------------------------------------------------------------------------
+# SD3 / SD3.5 (MMDiT, MMDiT-X)
+# ---------------------------------------------------------------------------------------------
+
+
+def _sd3_qk_norm(ops, norm, x):
+    import torch.nn as nn
+
+    if isinstance(norm, nn.Identity):
+        return x
+    if isinstance(norm, nn.LayerNorm):
+        y = ops.layer_norm(x, norm.eps)
+        if norm.weight is not None:
+            y = y * ops.p(norm.weight)
+        if norm.bias is not None:
+            y = y + ops.p(norm.bias)
+        return y
+    # mmdit.RMSNorm: x / rms(x) * weight, eps 1e-6
+    return ops.rms_norm(x, norm.weight, norm.eps)
+
+
+def _sd3_qkv(ops, attn, x):
+    """q, k, v heads-first [B, H, L, D] from an mmdit SelfAttention."""
+    qkv = ops.linear(attn.qkv, x)
+    B, L = qkv.shape[:2]
+    q, k, v = qkv.reshape(B, L, 3, attn.num_heads, attn.head_dim).permute(2, 0, 3, 1, 4)
+    q = _sd3_qk_norm(ops, attn.ln_q, q)
+    k = _sd3_qk_norm(ops, attn.ln_k, k)
+    return q, k, v
+
+
+def _sd3_norm(ops, norm, x):
+    import torch.nn as nn
+
+    assert isinstance(norm, nn.LayerNorm) and norm.weight is None, "SD3 uses affine-free LayerNorm"
+    return ops.layer_norm(x, norm.eps)
+
+
+def _modulate(x, shift, scale):
+    return x * (1 + scale[:, None]) + shift[:, None]
+
+
+def _sd3_mlp(ops, mlp, x):
+    return ops.linear(mlp.fc2, ops.gelu_tanh(ops.linear(mlp.fc1, x)))
+
+
+def _sd3_ada(ops, block, c):
+    """adaLN_modulation = Sequential(SiLU, Linear)."""
+    return ops.linear(block.adaLN_modulation[1], ops.silu(c))
+
+
+class _SD3Stream:
+    """Pre-attention of one DismantledBlock for one stream: q, k, v and what the update needs."""
+
+    def __init__(self, ops, block, x, c):
+        self.block = block
+        assert not block.scale_mod_only
+        mods = _sd3_ada(ops, block, c)
+        if block.pre_only:
+            shift, scale = mods.chunk(2, dim=1)
+            self.post = None
+        elif block.x_block_self_attn:
+            (shift, scale, gate, shift_mlp, scale_mlp, gate_mlp, shift2, scale2, gate2) = mods.chunk(9, dim=1)
+            self.post = (gate, shift_mlp, scale_mlp, gate_mlp, gate2)
+        else:
+            shift, scale, gate, shift_mlp, scale_mlp, gate_mlp = mods.chunk(6, dim=1)
+            self.post = (gate, shift_mlp, scale_mlp, gate_mlp, None)
+        self.x = x
+        xn = _sd3_norm(ops, block.norm1, x)
+        self.q, self.k, self.v = _sd3_qkv(ops, block.attn, _modulate(xn, shift, scale))
+        if block.x_block_self_attn:
+            self.q2, self.k2, self.v2 = _sd3_qkv(ops, block.attn2, _modulate(xn, shift2, scale2))
+
+    def update(self, ops, attn_out_flat):
+        """The stream after the block; None for a pre_only block."""
+        if self.post is None:
+            return None
+        blk = self.block
+        gate, shift_mlp, scale_mlp, gate_mlp, gate2 = self.post
+        x = self.x + gate[:, None] * ops.linear(blk.attn.proj, attn_out_flat)
+        if blk.x_block_self_attn:  # MMDiT-X: a second, image-only self attention
+            o2 = ops.flat(ops.attention(self.q2, self.k2, self.v2))
+            x = x + gate2[:, None] * ops.linear(blk.attn2.proj, o2)
+        x = x + gate_mlp[:, None] * _sd3_mlp(ops, blk.mlp, _modulate(_sd3_norm(ops, blk.norm2, x), shift_mlp, scale_mlp))
+        return x
+
+
+def _sd3_pos_embed(ops, dm, h, w):
+    m = dm.pos_embed_max_size
+    pe = ops.p(dm.pos_embed).reshape(m, m, -1)
+    top, left = (m - h) // 2, (m - w) // 2
+    return pe[top:top + h, left:left + w].reshape(1, h * w, -1)
+
+
+def sd3_reference(dm, x, timestep, context, y, concept_embeddings, layers, space="output", softmax=True,
+                  switches: ConceptSwitches | None = None, dtype=torch.float64) -> ReferenceResult:
+    """ConceptAttention maps of a ComfyUI SD3/SD3.5 MMDiT (dm = model.diffusion_model) for the
+    network inputs x [B, C, H, W], timestep [B] (sigma*1000), context [B, T, ctx], y (pooled)
+    [B, adm] and concept embeddings [r, ctx]. All rows are treated as cond rows."""
+    switches = switches or ConceptSwitches()
+    ops = _Ops(dtype)
+    assert dm.register_length == 0 and dm.context_processor is None and dm.pos_embed is not None
+    layers = sorted(set(layers))
+    x, context = x.to(dtype), context.to(dtype)
+    B = x.shape[0]
+    p = dm.x_embedder.patch_size[0]
+
+    # x_embedder (Conv2d with kernel = stride = p) as a matmul on patches, + cropped pos_embed
+    patches, grid = ops.patchify(x, p)
+    h, w = grid
+    n = h * w
+    conv = dm.x_embedder.proj
+    img = patches @ ops.p(conv.weight).reshape(conv.weight.shape[0], -1).t() + ops.p(conv.bias)
+    img = img + _sd3_pos_embed(ops, dm, h, w)
+
+    def seq_mlp(mlp, v):  # Sequential(Linear, SiLU, Linear)
+        return ops.linear(mlp[2], ops.silu(ops.linear(mlp[0], v)))
+
+    c_mod = seq_mlp(dm.t_embedder.mlp, ops.sinusoidal(timestep.to(dtype), dm.t_embedder.frequency_embedding_size,
+                                                        dm.t_embedder.max_period))
+    if y is not None and dm.y_embedder is not None:
+        c_mod = c_mod + seq_mlp(dm.y_embedder.mlp, y.to(dtype))
+    txt = ops.linear(dm.context_embedder, context)
+    T = txt.shape[1]
+    concepts = ops.linear(dm.context_embedder, concept_embeddings.to(dtype))[None].expand(B, -1, -1)
+
+    result = ReferenceResult(maps=None, grid=grid)
+    for i in range(layers[-1] + 1):
+        jb = dm.joint_blocks[i]
+        ctx_s = _SD3Stream(ops, jb.context_block, txt, c_mod)
+        img_s = _SD3Stream(ops, jb.x_block, img, c_mod)
+        con_s = _SD3Stream(ops, jb.context_block, concepts, c_mod)  # the block's own c_mod
+
+        q = torch.cat([ctx_s.q, img_s.q], dim=2)
+        k = torch.cat([ctx_s.k, img_s.k], dim=2)
+        v = torch.cat([ctx_s.v, img_s.v], dim=2)
+        o = ops.attention(q, k, v)
+        k_img, v_img, o_img = k[:, :, T:T + n], v[:, :, T:T + n], o[:, :, T:T + n]
+        o_c = _concept_attention(ops, con_s.q, con_s.k, con_s.v, k_img, v_img, switches)
+
+        if i in layers:
+            result.layer_scores[i] = _layer_scores(ops, space, softmax, o_img, o_c, k_img, con_s.q, v_img, con_s.v)
+            result.concept_out[i] = ops.flat(o_c)
+
+        o_flat = ops.flat(o)
+        txt = ctx_s.update(ops, o_flat[:, :T])
+        img = img_s.update(ops, o_flat[:, T:])
+        new_concepts = con_s.update(ops, ops.flat(o_c))
+        concepts = concepts if new_concepts is None else new_concepts  # pre_only: attended, not updated
+        result.block_img.append(img)
+        result.block_txt.append(txt)
+        result.concepts.append(concepts)
+    return _finish(result, layers, B)
+
+
+__all__ = ["ConceptSwitches", "ReferenceResult", "SPACES", "flux_reference", "sd3_reference"]

@@ -1,0 +1,69 @@
+"""The generated image does not change by a single bit with ConceptAttention installed."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from concept_attention.concept_patch.concept_encoding import encode_concepts
+from concept_attention.concept_patch.options import SaliencyOptions
+from concept_attention.concept_patch.session import install_concept_attention
+from concept_attention_tests.comfy import tiny_models
+from concept_attention_tests.comfy.sampling import sample
+
+DTYPES = [torch.float32, torch.bfloat16, torch.float16]
+
+
+def _patched(model, clip, layers):
+    concepts = encode_concepts(clip, ["dog", "grass", "blue sky"])
+    return install_concept_attention(model, concepts, SaliencyOptions(layers=layers))
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+def test_flux_output_bit_identical(dtype, flux_clip):
+    model = tiny_models.flux_model(dtype=dtype)
+    # batch 2, cond + uncond (cfg > 1), non-square latent
+    plain = sample(model, flux_clip, latent_shape=(2, 16, 6, 10), cfg=3.0)
+    patched, session = _patched(model, flux_clip, (0, 1, 2))
+    out = sample(patched, flux_clip, latent_shape=(2, 16, 6, 10), cfg=3.0)
+    assert torch.isfinite(plain).all()
+    assert torch.equal(plain, out)
+    maps = session.records[-1].saliency.maps
+    assert maps.shape == (2, 3, 3, 5) and torch.isfinite(maps).all()
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+def test_flux_kontext_reference_latent_bit_identical(dtype, flux_clip):
+    model = tiny_models.flux_model(dtype=dtype)
+    reference = [torch.randn(1, 16, 4, 4, generator=torch.Generator().manual_seed(3))]
+    plain = sample(model, flux_clip, latent_shape=(1, 16, 6, 8), cfg=1.0, reference_latents=reference)
+    patched, session = _patched(model, flux_clip, (1, 2))
+    out = sample(patched, flux_clip, latent_shape=(1, 16, 6, 8), cfg=1.0, reference_latents=reference)
+    assert torch.equal(plain, out)
+    # maps cover the main image's 3x4 tokens only, not the 2x2 reference tokens
+    assert session.records[-1].saliency.maps.shape == (1, 3, 3, 4)
+
+
+def test_flux_fill_and_schnell_bit_identical(flux_clip):
+    for model in (tiny_models.flux_model(guidance=False), tiny_models.flux_model(fill=True)):
+        kwargs = {}
+        if model.model.diffusion_model.params.in_channels == 96:  # Fill: inpaint image + mask channels
+            kwargs = {"concat_latent_image": torch.zeros(1, 16, 6, 6), "concat_mask": torch.ones(1, 1, 48, 48)}
+        plain = sample(model, flux_clip, latent_shape=(1, 16, 6, 6), cfg=1.0, **kwargs)
+        patched, session = _patched(model, flux_clip, (2,))
+        assert torch.equal(plain, sample(patched, flux_clip, latent_shape=(1, 16, 6, 6), cfg=1.0, **kwargs))
+        assert session.records
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("variant", ["sd3", "sd35_mmditx"])
+def test_sd3_output_bit_identical(dtype, variant, sd3_clip):
+    mmdit_x = (0, 1) if variant == "sd35_mmditx" else ()
+    model = tiny_models.sd3_model(dtype=dtype, mmdit_x_layers=mmdit_x)
+    plain = sample(model, sd3_clip, latent_shape=(2, 16, 6, 10), cfg=4.5)
+    # every block including the last, pre_only one
+    patched, session = _patched(model, sd3_clip, (0, 1, 2))
+    out = sample(patched, sd3_clip, latent_shape=(2, 16, 6, 10), cfg=4.5)
+    assert torch.isfinite(plain).all()
+    assert torch.equal(plain, out)
+    assert session.records[-1].saliency.maps.shape == (2, 3, 3, 5)

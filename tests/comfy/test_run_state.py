@@ -1,0 +1,205 @@
+"""Runs keep their own maps; other patches, interrupts, LoRA and compiled models are handled."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from concept_attention.concept_patch.concept_encoding import encode_concepts
+from concept_attention.concept_patch.encode import encode_saliency
+from concept_attention.concept_patch.errors import ConceptAttentionError, UnsupportedModelError
+from concept_attention.concept_patch.options import SaliencyOptions
+from concept_attention.concept_patch.session import install_concept_attention
+from concept_attention_tests.comfy import tiny_models
+from concept_attention_tests.comfy.sampling import sample
+
+
+@pytest.fixture(scope="module")
+def flux(comfyui_path):
+    return tiny_models.flux_model(depth=4, single_depth=2)
+
+
+@pytest.fixture(scope="module")
+def concepts(flux_clip):
+    return encode_concepts(flux_clip, ["dog", "grass", "sky"])
+
+
+def _install(model, concepts, **kw):
+    kw.setdefault("layers", (1, 2))
+    return install_concept_attention(model, concepts, SaliencyOptions(**kw))
+
+
+def test_encode_mode_runs_no_block_after_the_last_selected(flux, concepts):
+    dm = flux.model.diffusion_model
+    calls = []
+    hooks = [b.register_forward_hook(lambda m, i, o, n=f"double{k}": calls.append(n)) for k, b in enumerate(dm.double_blocks)]
+    hooks += [b.register_forward_hook(lambda m, i, o, n=f"single{k}": calls.append(n)) for k, b in enumerate(dm.single_blocks)]
+    final = dm.final_layer.register_forward_hook(lambda m, i, o: calls.append("final"))
+    try:
+        encode_saliency(flux, concepts, torch.randn(1, 16, 6, 6), SaliencyOptions(layers=(1,)))
+    finally:
+        for h in hooks + [final]:
+            h.remove()
+    assert calls == ["double0", "double1"]
+
+
+def test_each_run_starts_fresh_and_two_samplers_keep_their_own_maps(flux, flux_clip, concepts):
+    patched, session = _install(flux, concepts)
+    a = sample(patched, flux_clip, latent_shape=(1, 16, 6, 6), seed=1, cfg=1.0)
+    maps_a = session.find_record(a).saliency.maps
+    b = sample(patched, flux_clip, latent_shape=(1, 16, 6, 6), seed=2, cfg=1.0)
+    maps_b = session.find_record(b).saliency.maps
+    assert not torch.equal(maps_a, maps_b)
+    # the same run again gives the same maps: nothing carried over from earlier runs
+    a_again = sample(patched, flux_clip, latent_shape=(1, 16, 6, 6), seed=1, cfg=1.0)
+    assert torch.equal(a, a_again)
+    assert torch.equal(session.find_record(a_again).saliency.maps, maps_a)
+    assert session.find_record(a).saliency.maps.sum(1).allclose(torch.ones(1, 3, 3))
+    # a latent no run produced is not matched
+    assert session.find_record(a + 1) is None
+
+
+def test_interrupt_mid_run_leaves_models_usable_and_the_original_unpatched(flux, flux_clip, concepts):
+    import comfy.model_management
+
+    original_options = repr(flux.model_options)
+    plain = sample(flux, flux_clip, latent_shape=(1, 16, 6, 6), seed=4, steps=4, cfg=1.0)
+    patched, session = _install(flux, concepts)
+
+    def interrupt(step, x0, x, total):
+        if step == 1:
+            raise comfy.model_management.InterruptProcessingException()
+
+    with pytest.raises(comfy.model_management.InterruptProcessingException):
+        sample(patched, flux_clip, latent_shape=(1, 16, 6, 6), seed=4, steps=4, cfg=1.0, callback=interrupt)
+    assert not session.records
+    assert repr(flux.model_options) == original_options
+    assert torch.equal(sample(flux, flux_clip, latent_shape=(1, 16, 6, 6), seed=4, steps=4, cfg=1.0), plain)
+    again = sample(patched, flux_clip, latent_shape=(1, 16, 6, 6), seed=4, steps=4, cfg=1.0)
+    assert torch.equal(again, plain)
+    assert session.find_record(again).saliency.metadata["model_calls_used"] == 4
+
+
+def test_skip_layer_guidance_coexists(flux, flux_clip, concepts):
+    from comfy_extras.nodes_slg import SkipLayerGuidanceDiT
+
+    def slg(model):
+        return SkipLayerGuidanceDiT.execute(model, scale=3.0, start_percent=0.0, end_percent=1.0,
+                                            double_layers="1", single_layers="0").result[0]
+
+    reference = sample(slg(flux), flux_clip, latent_shape=(1, 16, 6, 6), seed=5, steps=3, cfg=2.0)
+    for order in ("slg_after", "slg_before"):
+        if order == "slg_after":
+            patched, session = _install(flux, concepts)
+            model = slg(patched)
+        else:
+            model, session = _install(slg(flux), concepts)
+        out = sample(model, flux_clip, latent_shape=(1, 16, 6, 6), seed=5, steps=3, cfg=2.0)
+        assert torch.equal(out, reference), order
+        meta = session.find_record(out).saliency.metadata
+        # SLG's extra pass skips block 1's attention: that forward is dropped, the 3 real cond passes count
+        assert meta["model_calls_used"] == 3 and meta["model_calls"] == 6, (order, meta)
+
+
+def test_existing_replace_patch_and_attention_override_are_chained(flux, flux_clip, concepts):
+    calls = {"block": 0, "attention": 0}
+
+    def block_patch(args, extra):
+        calls["block"] += 1
+        out = extra["original_block"](args)
+        out["img"] = out["img"] * 1.01
+        return out
+
+    def attention_override(func, *args, **kwargs):
+        calls["attention"] += 1
+        return func(*args, **kwargs)
+
+    other = flux.clone()
+    other.set_model_patch_replace(block_patch, "dit", "double_block", 1)
+    other.model_options["transformer_options"]["optimized_attention_override"] = attention_override
+    reference = sample(other, flux_clip, latent_shape=(1, 16, 6, 6), seed=6, cfg=1.0)
+    counted = dict(calls)
+    patched, session = _install(other, concepts)
+    out = sample(patched, flux_clip, latent_shape=(1, 16, 6, 6), seed=6, cfg=1.0)
+    assert torch.equal(out, reference)
+    assert calls["block"] == 2 * counted["block"] and calls["attention"] == 2 * counted["attention"]
+    assert session.find_record(out) is not None
+
+
+def test_step_range_averages_only_the_chosen_steps(flux, flux_clip, concepts):
+    def maps_for(start, end):
+        patched, session = _install(flux, concepts, start_percent=start, end_percent=end)
+        out = sample(patched, flux_clip, latent_shape=(1, 16, 6, 6), seed=8, steps=4, cfg=1.0)
+        return session.find_record(out).saliency.maps
+
+    third, fourth, both, every = maps_for(0.5, 0.75), maps_for(0.75, 1.0), maps_for(0.5, 1.0), maps_for(0.0, 1.0)
+    torch.testing.assert_close(both, (third + fourth) / 2, rtol=1e-5, atol=1e-6)
+    assert not torch.allclose(both, every)
+
+
+def test_lora_patched_text_stream_changes_maps_not_exactness(flux, flux_clip, concepts):
+    lora = flux.clone()
+    key = "diffusion_model.double_blocks.1.txt_attn.qkv.weight"
+    weight = lora.get_model_object(key)
+    lora.add_patches({key: (torch.randn(weight.shape, generator=torch.Generator().manual_seed(9)) * 0.5,)}, 1.0)
+    plain = sample(lora, flux_clip, latent_shape=(1, 16, 6, 6), seed=10, cfg=1.0)
+    patched, session = _install(lora, concepts)
+    out = sample(patched, flux_clip, latent_shape=(1, 16, 6, 6), seed=10, cfg=1.0)
+    assert torch.equal(out, plain)
+    base, base_session = _install(flux, concepts)
+    base_out = sample(base, flux_clip, latent_shape=(1, 16, 6, 6), seed=10, cfg=1.0)
+    assert not torch.equal(session.find_record(out).saliency.maps, base_session.find_record(base_out).saliency.maps)
+
+
+def test_fp8_weights_with_manual_cast(flux_clip, concepts):
+    model = tiny_models.flux_model(dtype=torch.float32)
+    fp8 = model.clone()
+    fp8.model.diffusion_model.double_blocks.to(torch.float8_e4m3fn)
+    model_fp8 = tiny_models.flux_model(dtype=torch.float32)
+    for block in model_fp8.model.diffusion_model.double_blocks:
+        for mod in block.modules():
+            if hasattr(mod, "comfy_cast_weights"):
+                mod.comfy_cast_weights = True
+        block.to(torch.float8_e4m3fn)
+    plain = sample(model_fp8, flux_clip, latent_shape=(1, 16, 6, 6), seed=11, cfg=1.0)
+    patched, session = _install(model_fp8, concepts)
+    out = sample(patched, flux_clip, latent_shape=(1, 16, 6, 6), seed=11, cfg=1.0)
+    assert torch.isfinite(plain).all() and torch.equal(out, plain)
+    assert torch.isfinite(session.find_record(out).saliency.maps).all()
+
+
+def test_torch_compile_is_refused_clearly(flux, flux_clip, concepts):
+    from comfy_api.torch_helpers import set_torch_compile_wrapper
+
+    compiled = flux.clone()
+    set_torch_compile_wrapper(compiled, backend="inductor")
+    with pytest.raises(ConceptAttentionError, match="torch.compile"):
+        _install(compiled, concepts)
+    patched, _ = _install(flux, concepts)
+    set_torch_compile_wrapper(patched, backend="inductor")
+    with pytest.raises(ConceptAttentionError, match="torch.compile"):
+        sample(patched, flux_clip, latent_shape=(1, 16, 6, 6), cfg=1.0)
+
+
+def test_unsupported_models_name_the_supported_families(concepts, flux):
+    import comfy.ldm.aura.mmdit
+
+    aura = flux.clone()
+    aura.add_object_patch("diffusion_model", comfy.ldm.aura.mmdit.MMDiT(
+        dim=64, n_layers=2, n_double_layers=1, n_heads=2, max_seq=64, cond_seq_dim=64, operations=torch.nn))
+    with pytest.raises(UnsupportedModelError, match="Flux.1 .* SD3/SD3.5"):
+        _install(aura, concepts)
+
+
+def test_bad_options_and_encoder_mismatch(flux, sd3_clip, concepts):
+    with pytest.raises(ConceptAttentionError, match="4 dual-stream blocks"):
+        _install(flux, concepts, layers=(4,))
+    sd3_concepts = encode_concepts(sd3_clip, ["dog"])
+    with pytest.raises(ConceptAttentionError, match="4096-wide"):
+        _install(flux, sd3_concepts)
+    with pytest.raises(ConceptAttentionError, match="step range"):
+        SaliencyOptions(layers=(1,), start_percent=0.8, end_percent=0.2)
+    with pytest.raises(ConceptAttentionError, match="space"):
+        SaliencyOptions(layers=(1,), space="keys")
+    with pytest.raises(ConceptAttentionError, match="noise level"):
+        encode_saliency(flux, concepts, torch.randn(1, 16, 6, 6), SaliencyOptions(layers=(1,)), noise_level=0.0)
