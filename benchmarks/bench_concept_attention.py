@@ -63,6 +63,8 @@ def parse_args():
     p.add_argument("--profile", action="store_true", help="torch.profiler breakdown of our code")
     p.add_argument("--skip-encode", action="store_true")
     p.add_argument("--skip-sync", action="store_true")
+    p.add_argument("--no-cuda-malloc", action="store_true",
+                   help="keep PyTorch's native allocator (ComfyUI's --disable-cuda-malloc)")
     p.add_argument("--budget-s", type=float, default=1e9,
                    help="stop starting new sections after this many seconds (results so far are kept)")
     return p.parse_args()
@@ -84,12 +86,17 @@ def find_comfyui():
 
 COMFYUI = find_comfyui()
 sys.path.insert(0, COMFYUI)
-import torch  # noqa: E402
-
 import comfy.cli_args  # noqa: E402
 
 if ARGS.tiny:
     comfy.cli_args.args.cpu = True
+elif ARGS.no_cuda_malloc:
+    comfy.cli_args.args.disable_cuda_malloc = True
+if not ARGS.tiny:
+    # As ComfyUI's main.py does before torch is imported: cudaMallocAsync by default on CUDA torch.
+    import cuda_malloc  # noqa: E402,F401
+import torch  # noqa: E402
+
 import comfy.model_management  # noqa: E402
 import comfy.model_patcher  # noqa: E402
 import comfy.patcher_extension  # noqa: E402
@@ -366,12 +373,20 @@ def instrument_ours():
             setattr(owner, name, fn)
 
 
-def _dev_time(evt, attr):
-    for a in (f"device_{attr}", f"cuda_{attr}"):
-        v = getattr(evt, a, None)
+def _first_attr(evt, *names):
+    for n in names:
+        v = getattr(evt, n, None)
         if v is not None:
             return v
     return 0.0
+
+
+def _device_total(evt):
+    return _first_attr(evt, "device_time_total", "cuda_time_total")
+
+
+def _device_self(evt):
+    return _first_attr(evt, "self_device_time_total", "self_cuda_time_total")
 
 
 def profile_steps(model, latent, pos, neg, cfg, steps, label, out_dir):
@@ -379,26 +394,32 @@ def profile_steps(model, latent, pos, neg, cfg, steps, label, out_dir):
     with instrument_ours():
         run_sample(model, latent, pos, neg, cfg, 1)  # warm
         with torch.profiler.profile(activities=acts) as prof:
-            run_sample(model, latent, pos, neg, cfg, steps)
+            wall, _ = run_sample(model, latent, pos, neg, cfg, steps)
     ka = prof.key_averages()
     ours = {}
-    kernel_us = 0.0
     for e in ka:
         if e.key.startswith("ca::"):
             ours[e.key] = {"calls": e.count, "cpu_total_ms": round(e.cpu_time_total / 1e3, 3),
-                           "device_total_ms": round(_dev_time(e, "time_total") / 1e3, 3)}
-    for e in prof.events():
-        if CUDA and getattr(e, "device_type", None) == torch.autograd.DeviceType.CUDA:
-            kernel_us += getattr(e, "device_time", 0.0) or getattr(e, "cuda_time", 0.0) or 0.0
+                           "device_total_ms": round(_device_total(e) / 1e3, 3)}
+    self_dev = {e.key: _device_self(e) for e in ka if not e.key.startswith("ca::")}
+    kernel_us = sum(self_dev.values())
     sort_key = "device_time_total" if CUDA else "cpu_time_total"
     try:
-        table = ka.table(sort_by=sort_key, row_limit=40)
-    except Exception:  # older name
-        table = ka.table(sort_by="cuda_time_total" if CUDA else "cpu_time_total", row_limit=40)
+        table = ka.table(sort_by=sort_key, row_limit=60)
+    except Exception:
+        table = ka.table(sort_by="cuda_time_total" if CUDA else "cpu_time_total", row_limit=60)
     with open(os.path.join(out_dir, f"profile_{label}.txt"), "w") as f:
         f.write(table)
-    return {"steps": steps, "ours": ours, "kernel_ms_total": round(kernel_us / 1e3, 3),
-            "kernel_ms_per_step": round(kernel_us / 1e3 / steps, 3)}
+    return {"steps": steps, "wall_ms_with_profiler": round(1e3 * wall, 1), "ours": ours,
+            "kernel_ms_per_step": round(kernel_us / 1e3 / steps, 3),
+            "self_device_ms_per_step": {k: round(v / 1e3 / steps, 4) for k, v in self_dev.items() if v > 0}}
+
+
+def profile_diff(plain, patched, top=25):
+    """Ops whose device time per step grew most from plain to patched."""
+    a, b = plain["self_device_ms_per_step"], patched["self_device_ms_per_step"]
+    diff = {k: round(b.get(k, 0.0) - a.get(k, 0.0), 4) for k in set(a) | set(b)}
+    return dict(sorted(diff.items(), key=lambda kv: -abs(kv[1]))[:top])
 
 
 # ----------------------------------------------------------------------------------------------
@@ -408,7 +429,8 @@ def profile_steps(model, latent, pos, neg, cfg, steps, label, out_dir):
 def env_info():
     info = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             "torch": torch.__version__, "python": platform.python_version(), "device": str(DEVICE),
-            "comfyui": COMFYUI, "argv": sys.argv, "tiny": ARGS.tiny}
+            "comfyui": COMFYUI, "argv": sys.argv, "tiny": ARGS.tiny,
+            "PYTORCH_CUDA_ALLOC_CONF": os.environ.get("PYTORCH_CUDA_ALLOC_CONF")}
     try:
         import comfyui_version
         info["comfyui_version"] = comfyui_version.__version__
@@ -568,9 +590,13 @@ def bench_family(family, results, out_dir, save):
         res = ARGS.resolutions.split(",")[0]
         latent = latent_for(res, tiny)
         prof = fam_res.setdefault(f"profile_{res}", {})
-        for name in ("plain", f"ca_r{rs[min(1, len(rs) - 1)]}"):
+        names = ("plain", f"ca_r{rs[min(1, len(rs) - 1)]}")
+        for name in names:
             prof[name] = profile_steps(variants[name], latent, pos, neg, cfg, 3, f"{family}_{name}", out_dir)
-        log(f"{family} profile: " + json.dumps(prof)[:2000])
+        prof["top_device_ms_per_step_increase"] = profile_diff(prof[names[0]], prof[names[1]])
+        for name in names:
+            prof[name].pop("self_device_ms_per_step")
+        log(f"{family} profile: " + json.dumps(prof)[:3000])
         save()
 
     del variants, model

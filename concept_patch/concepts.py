@@ -13,14 +13,18 @@ MAX_CONCEPTS = 64
 POOLING_MODES = ("mean", "first")
 
 
+def split_names(text: str) -> list[str]:
+    """Comma- or newline-separated names, trimmed, empty entries dropped."""
+    return [n for n in (part.strip() for part in re.split(r"[,\n\r]+", text or "")) if n]
+
+
 def parse_concept_names(text: str) -> list[str]:
     """Split comma- or newline-separated concept names, trimmed, empty entries dropped.
 
     Duplicates (case-insensitive) are rejected: two identical concept streams would split
     every softmax map between them and make masks ambiguous.
     """
-    names = [part.strip() for part in re.split(r"[,\n\r]+", text or "")]
-    names = [n for n in names if n]
+    names = split_names(text)
     if not names:
         raise ConceptAttentionError(
             "no concepts given: write one or more words separated by commas or new lines, e.g. 'dog, grass, sky'"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from comfy_api.latest import io
 
+from ..concept_patch.concepts import split_names
 from ..concept_patch.masks import DEFAULT_MASK_METHOD, MASK_METHODS, saliency_to_mask
 from .types import CATEGORY, NODE_PREFIX, Saliency
 
@@ -53,7 +54,7 @@ class SaliencyToMask(io.ComfyNode):
     @classmethod
     def execute(cls, saliency, concepts, method, threshold, grow, feather, invert, image=None) -> io.NodeOutput:
         mask = saliency_to_mask(
-            saliency, concepts, method=method, threshold=threshold, grow=grow, feather=feather,
+            saliency, split_names(concepts), method=method, threshold=threshold, grow=grow, feather=feather,
             invert=invert, guide_image=image,
         )
         return io.NodeOutput(mask)

@@ -37,6 +37,18 @@ import torch
 
 SPACES = ("output", "cross_attention", "value")
 
+# Deliberate, plausible implementation mistakes the reference can make on request, so a test
+# can show that the map comparison tells them apart from the method (never used otherwise).
+FLUX_DEVIATIONS = (
+    "pooled_concept_modulation",   # concepts modulated with the image/text vec (real pooled CLIP vector)
+    "image_keys_before_rope",      # concepts attend to the image keys before RoPE
+    "ungated_concept_update",      # concept residual updates without the text gates
+)
+SD3_DEVIATIONS = (
+    "concept_modulation_without_pooled",  # concepts modulated with the timestep embedding only
+    "ungated_concept_update",
+)
+
 
 # ---------------------------------------------------------------------------------------------
 # elementary ops, written out
@@ -242,11 +254,16 @@ def _flux_stream_update(ops, attn, norm2, mlp, chunks, x, attn_out_flat):
 
 
 def flux_reference(dm, x, timestep, context, y, guidance, concept_embeddings, layers, space="output",
-                   softmax=True, switches: ConceptSwitches | None = None, dtype=torch.float64) -> ReferenceResult:
+                   softmax=True, switches: ConceptSwitches | None = None, dtype=torch.float64,
+                   deviation: str | None = None) -> ReferenceResult:
     """ConceptAttention maps of a ComfyUI Flux.1 model (dm = model.diffusion_model) for the
     network inputs x [B, C, H, W], timestep [B], context [B, T, ctx], y [B, vec_in_dim],
-    guidance [B] or None, and concept embeddings [r, ctx]. All rows are treated as cond rows."""
+    guidance [B] or None, and concept embeddings [r, ctx]. All rows are treated as cond rows.
+
+    deviation: None for the method; else one deliberate, plausible mistake (see DEVIATIONS),
+    used only to show that the comparison would catch it."""
     switches = switches or ConceptSwitches()
+    assert deviation in (None,) + FLUX_DEVIATIONS, deviation
     ops = _Ops(dtype)
     prm = dm.params
     assert getattr(dm, "txt_norm", None) is None and not prm.global_modulation, "plain Flux.1 only"
@@ -274,6 +291,8 @@ def flux_reference(dm, x, timestep, context, y, guidance, concept_embeddings, la
     vec = vec_common + mlp_embed(dm.vector_in, y[:, : prm.vec_in_dim].to(dtype))
     # concept modulation vector: the pooled vector replaced by zeros
     cvec = vec_common + mlp_embed(dm.vector_in, torch.zeros((B, prm.vec_in_dim), dtype=dtype))
+    if deviation == "pooled_concept_modulation":
+        cvec = vec
 
     # positions: text ids zero; image ids (0, row, col); concept ids zero
     img_ids = torch.zeros((h, w, len(prm.axes_dim)), dtype=dtype)
@@ -306,6 +325,8 @@ def flux_reference(dm, x, timestep, context, y, guidance, concept_embeddings, la
         o = ops.attention(q, k, v)              # joint attention of the block itself
         k_img, v_img = k[:, :, T:T + n], v[:, :, T:T + n]
         o_img = o[:, :, T:T + n]
+        if deviation == "image_keys_before_rope":
+            k_img = k_x
         o_c = _concept_attention(ops, q_c, k_c, v_c, k_img, v_img, switches)
 
         if i in layers:
@@ -315,6 +336,8 @@ def flux_reference(dm, x, timestep, context, y, guidance, concept_embeddings, la
         o_flat = ops.flat(o)
         img = _flux_stream_update(ops, blk.img_attn, blk.img_norm2, blk.img_mlp, img_mod, img, o_flat[:, T:])
         txt = _flux_stream_update(ops, blk.txt_attn, blk.txt_norm2, blk.txt_mlp, txt_mod, txt, o_flat[:, :T])
+        if deviation == "ungated_concept_update":
+            con_mod = con_mod[:2] + (torch.ones_like(con_mod[2]),) + con_mod[3:5] + (torch.ones_like(con_mod[5]),)
         concepts = _flux_stream_update(ops, blk.txt_attn, blk.txt_norm2, blk.txt_mlp, con_mod, concepts, ops.flat(o_c))
         result.block_img.append(img)
         result.block_txt.append(txt)
@@ -417,11 +440,15 @@ def _sd3_pos_embed(ops, dm, h, w):
 
 
 def sd3_reference(dm, x, timestep, context, y, concept_embeddings, layers, space="output", softmax=True,
-                  switches: ConceptSwitches | None = None, dtype=torch.float64) -> ReferenceResult:
+                  switches: ConceptSwitches | None = None, dtype=torch.float64,
+                  deviation: str | None = None) -> ReferenceResult:
     """ConceptAttention maps of a ComfyUI SD3/SD3.5 MMDiT (dm = model.diffusion_model) for the
     network inputs x [B, C, H, W], timestep [B] (sigma*1000), context [B, T, ctx], y (pooled)
-    [B, adm] and concept embeddings [r, ctx]. All rows are treated as cond rows."""
+    [B, adm] and concept embeddings [r, ctx]. All rows are treated as cond rows.
+
+    deviation: None for the method; else one deliberate, plausible mistake (see DEVIATIONS)."""
     switches = switches or ConceptSwitches()
+    assert deviation in (None,) + SD3_DEVIATIONS, deviation
     ops = _Ops(dtype)
     assert dm.register_length == 0 and dm.context_processor is None and dm.pos_embed is not None
     layers = sorted(set(layers))
@@ -446,6 +473,10 @@ def sd3_reference(dm, x, timestep, context, y, concept_embeddings, layers, space
         c_mod = c_mod + seq_mlp(dm.y_embedder.mlp, y.to(dtype))
     txt = ops.linear(dm.context_embedder, context)
     T = txt.shape[1]
+    concept_c_mod = c_mod
+    if deviation == "concept_modulation_without_pooled":
+        concept_c_mod = seq_mlp(dm.t_embedder.mlp, ops.sinusoidal(timestep.to(dtype), dm.t_embedder.frequency_embedding_size,
+                                                                    dm.t_embedder.max_period))
     concepts = ops.linear(dm.context_embedder, concept_embeddings.to(dtype))[None].expand(B, -1, -1)
 
     result = ReferenceResult(maps=None, grid=grid)
@@ -453,7 +484,10 @@ def sd3_reference(dm, x, timestep, context, y, concept_embeddings, layers, space
         jb = dm.joint_blocks[i]
         ctx_s = _SD3Stream(ops, jb.context_block, txt, c_mod)
         img_s = _SD3Stream(ops, jb.x_block, img, c_mod)
-        con_s = _SD3Stream(ops, jb.context_block, concepts, c_mod)  # the block's own c_mod
+        con_s = _SD3Stream(ops, jb.context_block, concepts, concept_c_mod)  # the block's own c_mod
+        if deviation == "ungated_concept_update" and con_s.post is not None:
+            gate, shift_mlp, scale_mlp, gate_mlp, gate2 = con_s.post
+            con_s.post = (torch.ones_like(gate), shift_mlp, scale_mlp, torch.ones_like(gate_mlp), gate2)
 
         q = torch.cat([ctx_s.q, img_s.q], dim=2)
         k = torch.cat([ctx_s.k, img_s.k], dim=2)
@@ -477,4 +511,5 @@ def sd3_reference(dm, x, timestep, context, y, concept_embeddings, layers, space
     return _finish(result, layers, B)
 
 
-__all__ = ["ConceptSwitches", "ReferenceResult", "SPACES", "flux_reference", "sd3_reference"]
+__all__ = ["ConceptSwitches", "FLUX_DEVIATIONS", "ReferenceResult", "SD3_DEVIATIONS", "SPACES",
+           "flux_reference", "sd3_reference"]

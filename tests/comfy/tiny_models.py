@@ -146,3 +146,16 @@ def sd3_clip(seed=2):
     clip = comfy.sd.CLIP(target=target, model_options={"dtype": torch.float32})
     _randomize(clip.cond_stage_model, seed, std=0.2)
     return clip
+
+
+def vae(seed=3):
+    """A real comfy.sd.VAE (AutoencoderKL, 16 latent channels, 8x downscale) with tiny widths."""
+    import comfy.ldm.models.autoencoder
+    import comfy.sd
+
+    ddconfig = {"double_z": True, "z_channels": 16, "resolution": 256, "in_channels": 3, "out_ch": 3, "ch": 32,
+                "ch_mult": [1, 2, 2, 2], "num_res_blocks": 1, "attn_resolutions": [], "dropout": 0.0}
+    params = {"ddconfig": ddconfig, "embed_dim": 16}
+    template = comfy.ldm.models.autoencoder.AutoencoderKL(**params)
+    _randomize(template, seed, std=0.1)
+    return comfy.sd.VAE(sd=template.state_dict(), config={"params": params}, dtype=torch.float32)

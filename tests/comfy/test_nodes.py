@@ -1,0 +1,183 @@
+"""The nodes, called with real ComfyUI objects (tiny models), checked for shapes and meaning."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from concept_attention.concept_patch.errors import ConceptAttentionError
+from concept_attention.concept_patch.saliency_maps import SaliencyMaps
+from concept_attention.nodes import NODE_IDS, NODES
+from concept_attention.nodes.concept_list import ConceptList
+from concept_attention.nodes.concept_saliency import ConceptSaliency
+from concept_attention.nodes.generation import ConceptAttentionPatch, SamplingSaliency
+from concept_attention.nodes.saliency_files import LoadSaliency, SaveSaliency
+from concept_attention.nodes.saliency_to_mask import SaliencyToMask
+from concept_attention_tests.comfy import tiny_models
+from concept_attention_tests.comfy.sampling import sample
+
+
+@pytest.fixture(scope="module")
+def flux(comfyui_path):
+    return tiny_models.flux_model(depth=3)
+
+
+@pytest.fixture(scope="module")
+def vae(comfyui_path):
+    return tiny_models.vae()
+
+
+@pytest.fixture(scope="module")
+def concepts(flux_clip):
+    return ConceptList.execute(clip=flux_clip, concepts=" dog,\n grass , ,\nblue sky ", pooling="mean").result[0]
+
+
+def _saliency(flux, concepts, **kw):
+    args = dict(model=flux, concepts=concepts, layers="all", noise_level=0.5, samples=1, seed=0,
+                space="output", softmax=True)
+    args.update(kw)
+    return ConceptSaliency.execute(**args)
+
+
+def _mask(saliency, concepts, method="mean", **kw):
+    args = dict(saliency=saliency, concepts=concepts, method=method, threshold=0.5, grow=0, feather=0.0, invert=False)
+    args.update(kw)
+    return SaliencyToMask.execute(**args).result[0]
+
+
+def test_every_node_is_documented_and_prefixed():
+    for node in NODES:
+        schema = node.define_schema()
+        assert schema.node_id.startswith("ConceptAttention") and schema.category == "ConceptAttention"
+        assert schema.description
+        for socket in list(schema.inputs) + list(schema.outputs):
+            assert socket.tooltip, (schema.node_id, socket)
+    assert len(set(NODE_IDS)) == len(NODES)
+
+
+def test_concept_list_parses_and_encodes(concepts, flux_clip, sd3_clip):
+    assert concepts.names == ["dog", "grass", "blue sky"]
+    assert concepts.embeddings.shape == (3, tiny_models.FLUX_CONTEXT_DIM)
+    sd3 = ConceptList.execute(clip=sd3_clip, concepts="dog, grass", pooling="first").result[0]
+    assert sd3.embeddings.shape == (2, tiny_models.SD3_CONTEXT_DIM)
+    first = ConceptList.execute(clip=flux_clip, concepts="blue sky", pooling="first").result[0]
+    assert not torch.equal(first.embeddings[0], concepts.embeddings[2])
+
+
+@pytest.mark.parametrize("text, message", [
+    ("", "no concepts"),
+    (" , ,\n", "no concepts"),
+    ("dog, Dog", "listed twice"),
+    (", ".join(f"c{i}" for i in range(65)), "at most 64"),
+])
+def test_concept_list_rejects_bad_text(flux_clip, text, message):
+    with pytest.raises(ConceptAttentionError, match=message):
+        ConceptList.execute(clip=flux_clip, concepts=text, pooling="mean")
+
+
+def test_saliency_from_image_and_vae(flux, concepts, vae):
+    image = torch.rand(2, 48, 80, 3, generator=torch.Generator().manual_seed(1))
+    out = _saliency(flux, concepts, image=image, vae=vae)
+    saliency, preview = out.result
+    assert isinstance(saliency, SaliencyMaps)
+    assert saliency.maps.shape == (2, 3, 3, 5) and saliency.image_size == (48, 80)
+    assert preview.shape == (6, 48, 80, 3) and preview.min() >= 0 and preview.max() <= 1
+    assert [e["name"] for e in out.ui["concept_legend"]] == concepts.names
+    assert out.ui["images"] and abs(sum(e["share"] for e in out.ui["concept_legend"]) - 1) < 1e-3
+    # two different pictures give two different maps
+    assert not torch.allclose(saliency.maps[0], saliency.maps[1])
+    torch.testing.assert_close(saliency.maps.sum(1), torch.ones(2, 3, 5))
+
+
+def test_saliency_samples_average_noise_draws(flux, concepts):
+    latent = {"samples": torch.randn(1, 16, 6, 6, generator=torch.Generator().manual_seed(2))}
+    one = _saliency(flux, concepts, latent=latent, seed=5).result[0].maps
+    two = _saliency(flux, concepts, latent=latent, seed=6).result[0].maps
+    both = _saliency(flux, concepts, latent=latent, seed=5, samples=2).result[0].maps
+    torch.testing.assert_close(both, (one + two) / 2)
+
+
+def test_saliency_input_errors(flux, concepts):
+    with pytest.raises(ConceptAttentionError, match="IMAGE together with a VAE, or a LATENT"):
+        _saliency(flux, concepts)
+    with pytest.raises(ConceptAttentionError, match="needs its VAE"):
+        _saliency(flux, concepts, image=torch.rand(1, 48, 48, 3))
+    with pytest.raises(ConceptAttentionError, match="same picture"):
+        _saliency(flux, concepts, image=torch.rand(1, 96, 96, 3), latent={"samples": torch.randn(1, 16, 6, 6)})
+    with pytest.raises(ValueError, match="blocks"):
+        _saliency(flux, concepts, latent={"samples": torch.randn(1, 16, 6, 6)}, layers="last 10")
+
+
+def test_masks_have_meaning(flux, concepts):
+    latents = {"samples": torch.randn(2, 16, 6, 10, generator=torch.Generator().manual_seed(3))}
+    saliency = _saliency(flux, concepts, latent=latents).result[0]
+    # on the token grid itself, the paper's mean threshold is exactly map > mean(map)
+    on_grid = SaliencyMaps(saliency.maps, saliency.names, image_size=saliency.grid)
+    dog = saliency.maps[:, 0]
+    expected = (dog > dog.mean(dim=(1, 2), keepdim=True)).float()
+    assert torch.equal(_mask(on_grid, "dog"), expected)
+    # at picture resolution, non-square, one mask per image, and the two images differ
+    mask = _mask(saliency, "dog")
+    assert mask.shape == (2, 48, 80) and mask.dtype == torch.float32
+    assert set(mask.unique().tolist()) <= {0.0, 1.0}
+    assert not torch.equal(mask[0], mask[1])
+    # argmax masks of all concepts partition the picture
+    parts = torch.stack([_mask(saliency, name, method="argmax") for name in saliency.names])
+    assert torch.equal(parts.sum(0), torch.ones(2, 48, 80))
+    # several concepts at once, soft masks, invert
+    assert torch.equal(_mask(saliency, "dog, grass", method="argmax"), parts[0] + parts[1])
+    soft = _mask(saliency, "grass", method="soft")
+    assert soft.min() >= 0 and soft.max() <= 1 and len(soft.unique()) > 2
+    assert torch.equal(_mask(saliency, "dog", invert=True), 1 - mask)
+
+
+def test_mask_errors(flux, concepts):
+    saliency = _saliency(flux, concepts, latent={"samples": torch.randn(1, 16, 6, 6)}).result[0]
+    with pytest.raises(ValueError, match="'cat' is not in"):
+        _mask(saliency, "cat")
+    with pytest.raises(ValueError, match="choose one or more concept"):
+        _mask(saliency, "")
+    with pytest.raises(ValueError, match="saliency maps were made for"):
+        _mask(saliency, "dog", image=torch.rand(1, 64, 64, 3))
+
+
+def test_generation_mode_nodes(flux, flux_clip, concepts):
+    patched = ConceptAttentionPatch.execute(model=flux, concepts=concepts, layers="1-2", start_percent=0.0,
+                                            end_percent=1.0, space="output", softmax=True).result[0]
+    assert patched is not flux
+    plain = sample(flux, flux_clip, latent_shape=(1, 16, 6, 8), seed=1, cfg=1.0)
+    first = sample(patched, flux_clip, latent_shape=(1, 16, 6, 8), seed=1, cfg=1.0)
+    second = sample(patched, flux_clip, latent_shape=(1, 16, 6, 8), seed=2, cfg=1.0)
+    assert torch.equal(plain, first)
+    maps1 = SamplingSaliency.execute(model=patched, latent={"samples": first}).result[0]
+    maps2 = SamplingSaliency.execute(model=patched, latent={"samples": second}).result[0]
+    assert maps1.maps.shape == (1, 3, 3, 4) and maps1.image_size == (48, 64)
+    assert not torch.equal(maps1.maps, maps2.maps)
+    with pytest.raises(ConceptAttentionError, match="no sampling run"):
+        SamplingSaliency.execute(model=patched, latent={"samples": first + 1})
+    with pytest.raises(ConceptAttentionError, match="no ConceptAttention patch"):
+        SamplingSaliency.execute(model=flux, latent={"samples": first})
+    with pytest.raises(ValueError, match="step range"):
+        ConceptAttentionPatch.execute(model=flux, concepts=concepts, layers="all", start_percent=0.6,
+                                      end_percent=0.4, space="output", softmax=True)
+
+
+def test_save_and_load_saliency(flux, concepts, comfy_dirs):
+    import os
+
+    import folder_paths
+
+    saliency = _saliency(flux, concepts, latent={"samples": torch.randn(1, 16, 6, 6)}).result[0]
+    out = SaveSaliency.execute(saliency=saliency, filename_prefix="tests/maps")
+    saved = out.ui["saliency_files"][0]
+    assert len(out.ui["images"]) == 3
+    src = os.path.join(folder_paths.get_output_directory(), saved)
+    dst = os.path.join(folder_paths.get_input_directory(), "maps.safetensors")
+    with open(src, "rb") as f, open(dst, "wb") as g:
+        g.write(f.read())
+    assert LoadSaliency.validate_inputs(file="maps.safetensors") is True
+    assert LoadSaliency.validate_inputs(file="../outside.safetensors") is not True
+    loaded = LoadSaliency.execute(file="maps.safetensors").result[0]
+    assert torch.equal(loaded.maps, saliency.maps) and loaded.names == saliency.names
+    with pytest.raises(ValueError):
+        SaveSaliency.execute(saliency=saliency, filename_prefix="../../escape")
