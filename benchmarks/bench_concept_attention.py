@@ -408,8 +408,8 @@ def profile_steps(model, latent, pos, neg, cfg, steps, label, out_dir):
         table = ka.table(sort_by=sort_key, row_limit=60)
     except Exception:
         table = ka.table(sort_by="cuda_time_total" if CUDA else "cpu_time_total", row_limit=60)
-    with open(os.path.join(out_dir, f"profile_{label}.txt"), "w") as f:
-        f.write(table)
+    with open(os.path.join(out_dir, "profiles.txt"), "a") as f:
+        f.write(f"\n===== {label}: {steps} sampling steps (plus the sampler's fixed work) =====\n{table}\n")
     return {"steps": steps, "wall_ms_with_profiler": round(1e3 * wall, 1), "ours": ours,
             "kernel_ms_per_step": round(kernel_us / 1e3 / steps, 3),
             "self_device_ms_per_step": {k: round(v / 1e3 / steps, 4) for k, v in self_dev.items() if v > 0}}
@@ -461,7 +461,7 @@ def latent_for(res, tiny):
     return torch.zeros(1, 16, h // 8, w // 8)
 
 
-def bench_family(family, results, out_dir, save):
+def bench_family(family, results, out_dir, save, resolutions, extras):
     tiny = ARGS.tiny
     fam_res = results.setdefault("models", {}).setdefault(family, {})
     log(f"building {family}")
@@ -487,7 +487,7 @@ def bench_family(family, results, out_dir, save):
         f"weights {mib(mem_now())} MiB")
 
     N, M = ARGS.steps, ARGS.short_steps
-    for res in ARGS.resolutions.split(","):
+    for res in resolutions:
         if over_budget():
             log("budget reached: skipping", family, res)
             break
@@ -526,7 +526,7 @@ def bench_family(family, results, out_dir, save):
         save()
 
     # Encode mode vs one forward
-    if not ARGS.skip_encode and not over_budget():
+    if extras and not ARGS.skip_encode and not over_budget():
         res = ARGS.resolutions.split(",")[0]
         latent = torch.randn(1, 16, *latent_for(res, tiny).shape[-2:], generator=torch.Generator().manual_seed(3))
         concepts8 = concept_set(8, ctx)
@@ -570,7 +570,7 @@ def bench_family(family, results, out_dir, save):
         save()
 
     # Host-device syncs: plain vs patched, 2 and 4 steps (per-step increment = syncs inside the loop)
-    if not ARGS.skip_sync and not over_budget():
+    if extras and not ARGS.skip_sync and not over_budget():
         latent = latent_for(ARGS.resolutions.split(",")[0], tiny)
         sy = fam_res.setdefault("syncs", {})
         for name in ("plain", f"ca_r{rs[min(1, len(rs) - 1)]}"):
@@ -586,7 +586,7 @@ def bench_family(family, results, out_dir, save):
         save()
 
     # Profiler
-    if ARGS.profile and not over_budget():
+    if extras and ARGS.profile and not over_budget():
         res = ARGS.resolutions.split(",")[0]
         latent = latent_for(res, tiny)
         prof = fam_res.setdefault(f"profile_{res}", {})
@@ -599,8 +599,11 @@ def bench_family(family, results, out_dir, save):
         log(f"{family} profile: " + json.dumps(prof)[:3000])
         save()
 
-    del variants, model
+    # Unloading moves weights to the offload device; keep them on the GPU and just drop them.
+    for m in variants.values():
+        m.offload_device = DEVICE
     comfy.model_management.unload_all_models()
+    del variants, model
     comfy.model_management.soft_empty_cache()
     import gc
     gc.collect()
@@ -619,11 +622,18 @@ def main():
             json.dump(results, f, indent=1)
 
     log("env", json.dumps(results["env"]))
-    for family in ARGS.models.split(","):
+    resolutions = ARGS.resolutions.split(",")
+    # First every model at the first resolution (with encode, sync and profiler sections), then the rest:
+    # the targets are stated at the first resolution, so a time budget cuts the others first.
+    phases = [(f, resolutions[:1], True) for f in ARGS.models.split(",")]
+    if len(resolutions) > 1:
+        phases += [(f, resolutions[1:], False) for f in ARGS.models.split(",")]
+    for family, res_list, extras in phases:
         if over_budget():
-            break
+            log("budget reached: skipping", family, res_list)
+            continue
         try:
-            bench_family(family, results, out_dir, save)
+            bench_family(family, results, out_dir, save, res_list, extras)
         except Exception:
             tb = traceback.format_exc()
             log(f"{family} FAILED\n{tb}")

@@ -104,6 +104,13 @@ class ConceptBlockPatch:
         return forward.run_block(self.index, args, extra, self.call_block)
 
 
+def inference_dtype(base_model) -> torch.dtype:
+    """The dtype ComfyUI runs the diffusion model in (0.3.x has no get_dtype_inference)."""
+    if hasattr(base_model, "get_dtype_inference"):
+        return base_model.get_dtype_inference()
+    return getattr(base_model, "manual_cast_dtype", None) or base_model.get_dtype()
+
+
 class ForwardWrapper:
     """APPLY_MODEL wrapper: opens a ForwardState for full-frame calls and commits its maps."""
 
@@ -115,7 +122,7 @@ class ForwardWrapper:
         if run is None:
             return executor(x, t, c_concat, c_crossattn, control, transformer_options, **kwargs)
         base_model = executor.class_obj
-        forward = run.begin_forward(base_model.diffusion_model, x, t, transformer_options, base_model.get_dtype_inference())
+        forward = run.begin_forward(base_model.diffusion_model, x, t, transformer_options, inference_dtype(base_model))
         if forward is None:
             return executor(x, t, c_concat, c_crossattn, control, transformer_options, **kwargs)
         options = {**transformer_options, self.session.forward_key: forward}

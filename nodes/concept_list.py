@@ -6,7 +6,7 @@ from comfy_api.latest import io
 
 from ..concept_patch.concept_encoding import encode_concepts
 from ..concept_patch.concepts import MAX_CONCEPTS, POOLING_MODES, parse_concept_names
-from .types import CATEGORY, NODE_PREFIX, Concepts
+from .types import CATEGORY, NODE_PREFIX, Concepts, advanced
 
 
 class ConceptList(io.ComfyNode):
@@ -26,7 +26,7 @@ class ConceptList(io.ComfyNode):
                             "each unique. Add background concepts (sky, ground) so every region has a candidate.",
                 ),
                 io.Combo.Input(
-                    "pooling", options=list(POOLING_MODES), default="mean", advanced=True,
+                    "pooling", options=list(POOLING_MODES), default="mean", **advanced(io.Combo.Input),
                     tooltip="How a multi-token concept becomes one vector: 'mean' of its own tokens, or its 'first' "
                             "token (the authors' code). Identical for one-token concepts.",
                 ),

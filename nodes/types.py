@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import inspect
+
 from comfy_api.latest import io
 
 from ..concept_patch.options import SPACES
@@ -11,6 +13,11 @@ NODE_PREFIX = "ConceptAttention"
 
 Concepts = io.Custom("CONCEPTS")
 Saliency = io.Custom("SALIENCY")
+
+def advanced(input_cls) -> dict:
+    """{"advanced": True} where this ComfyUI's inputs know the flag (not in 0.3.x), else nothing."""
+    return {"advanced": True} if "advanced" in inspect.signature(input_cls.__init__).parameters else {}
+
 
 LAYERS_TOOLTIP = (
     "Dual-stream blocks whose maps are averaged: 'last 10' (the paper's choice), 'all', 'first 4', "
@@ -38,11 +45,11 @@ def method_inputs() -> list:
                     "Off gives raw dot products.",
         ),
         io.Boolean.Input(
-            "concept_self_attention", default=True, advanced=True,
+            "concept_self_attention", default=True, **advanced(io.Boolean.Input),
             tooltip="Concepts attend to each other (paper Table 4). Helps concepts stay distinct.",
         ),
         io.Boolean.Input(
-            "concept_cross_attention", default=True, advanced=True,
+            "concept_cross_attention", default=True, **advanced(io.Boolean.Input),
             tooltip="Concepts attend to the image tokens (paper Table 4). Off makes maps ignore the image context.",
         ),
     ]

@@ -24,7 +24,7 @@ class FluxFamily(DualStreamFamily):
         return isinstance(diffusion_model, Flux)
 
     def unsupported_reason(self, diffusion_model):
-        if getattr(diffusion_model.params, "global_modulation", False) or not diffusion_model.double_blocks[0].modulation:
+        if getattr(diffusion_model.params, "global_modulation", False) or not getattr(diffusion_model.double_blocks[0], "modulation", True):
             return "this is a Flux.2-style model (global modulation), whose text stream has no per-block modulation to reuse; Flux.2 is not supported yet"
         return None
 

@@ -45,6 +45,12 @@ def flux_model(dtype=torch.float32, depth=3, single_depth=1, guidance=True, seed
         "depth": depth, "depth_single_blocks": single_depth, "axes_dim": [8, 12, 12], "theta": 10000,
         "patch_size": 2, "qkv_bias": True, "guidance_embed": guidance, "txt_ids_dims": [],
     }
+    import dataclasses
+
+    from comfy.ldm.flux.model import FluxParams
+
+    if "txt_ids_dims" not in {f.name for f in dataclasses.fields(FluxParams)}:
+        del unet_config["txt_ids_dims"]  # ComfyUI 0.3.x
     config_cls = comfy.supported_models.FluxInpaint if fill else comfy.supported_models.Flux
     if fill:
         unet_config["in_channels"] = 96

@@ -5,8 +5,10 @@ Fixtures
   comfy_server_extra_custom_nodes
                           test-only node packs copied into the server's custom_nodes/: every
                           folder in tests/server/fixture_nodes/ (override the fixture to change)
-  comfy_server_prepare    callables run on the base dir before the server starts (override the
-                          fixture, e.g. to write small model files into models/)
+  comfy_server_prepare    callables run on the base dir before the server starts; by default it
+                          puts the tiny model files (below) into models/
+  tiny_model_files        small random-weight model files for the stock loaders, written once per
+                          session (tests/server/model_files.py): {"sd3": path, "clip_l": path}
   pack_node_ids           the node ids this pack exports, asked from its ComfyExtension
 """
 
@@ -45,8 +47,28 @@ def comfy_server_extra_custom_nodes() -> list[Path]:
 
 
 @pytest.fixture(scope="session")
-def comfy_server_prepare() -> list:
-    return []
+def tiny_model_files(comfyui_path, tmp_path_factory) -> dict[str, Path]:
+    """A tiny SD3 for UNETLoader and a random CLIP-L for CLIPLoader(type sd3), written at test
+    time (never committed) into a session temp dir."""
+    from concept_attention_tests.server import model_files
+
+    cache = tmp_path_factory.mktemp("tiny_models")
+    return {
+        "sd3": model_files.write_tiny_sd3(cache / model_files.SD3_FILE),
+        "clip_l": model_files.write_random_clip_l(cache / model_files.CLIP_L_FILE),
+    }
+
+
+@pytest.fixture(scope="session")
+def comfy_server_prepare(tiny_model_files) -> list:
+    from concept_attention_tests.server import model_files
+
+    def install_tiny_models(base_dir: Path) -> None:
+        models = base_dir / "models"
+        model_files.link_or_copy(tiny_model_files["sd3"], models / "diffusion_models" / tiny_model_files["sd3"].name)
+        model_files.link_or_copy(tiny_model_files["clip_l"], models / "text_encoders" / tiny_model_files["clip_l"].name)
+
+    return [install_tiny_models]
 
 
 @pytest.fixture(scope="session")

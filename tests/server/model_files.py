@@ -1,0 +1,115 @@
+"""Small random-weight model files that ComfyUI's stock loader nodes accept (server tier).
+
+Import as ``concept_attention_tests.server.model_files``. Nothing here is committed: the files
+are written at test time (see tests/server/conftest.py, ``comfy_server_prepare``).
+
+* :func:`write_tiny_sd3` - an SD3 MMDiT (depth 2, hidden 128, 2.4 M parameters, ~10 MB) that the
+  stock ``UNETLoader`` loads from ``models/diffusion_models/``: ComfyUI reads the whole SD3 config
+  from the tensor shapes (comfy/model_detection.py, the ``joint_blocks.0.context_block`` branch).
+* :func:`write_random_clip_l` - the state dict of ComfyUI's own CLIP-L text model
+  (``comfy.sd1_clip.SDClipModel``, 123.6 M parameters, ~247 MB in fp16) with seeded random values.
+  The stock ``CLIPLoader`` with type ``sd3`` turns it into an SD3 text encoder without CLIG-G/T5:
+  conditioning [1, 77, 4096] with pooled_output [1, 2048], which the tiny SD3 reads.
+
+Both run in the pytest process, which has ComfyUI on sys.path in CPU mode (tests/conftest.py).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import torch
+
+SD3_DEPTH = 2  # hidden size = 64 * depth
+SD3_CONTEXT_DIM = 4096  # SD3 pads CLIP-L|G (and T5) states to 4096
+SD3_POOLED_DIM = 2048  # CLIP-L pooled (768) + CLIP-G pooled (1280)
+SD3_POS_EMBED_MAX = 64
+
+SD3_FILE = "tiny_sd3_concept_attention.safetensors"
+CLIP_L_FILE = "random_clip_l_concept_attention.safetensors"
+
+
+def _seeded_values(name: str, shape, gen: torch.Generator, std: float) -> torch.Tensor:
+    values = torch.randn(shape, generator=gen, dtype=torch.float32) * std
+    if name.endswith(("norm.weight", "norm.scale", "norm1.weight", "norm2.weight")) or ".ln_" in name \
+            or "layer_norm" in name:
+        values = 1.0 + values
+    return values
+
+
+def tiny_sd3_state_dict(seed: int = 0, depth: int = SD3_DEPTH, std: float = 0.08) -> dict[str, torch.Tensor]:
+    """The diffusion_model state dict of a tiny SD3 (keys without prefix, as UNETLoader files have)."""
+    import comfy.supported_models
+
+    hidden = 64 * depth
+    unet_config = {
+        "in_channels": 16, "out_channels": 16, "patch_size": 2, "depth": depth,
+        "num_patches": SD3_POS_EMBED_MAX * SD3_POS_EMBED_MAX, "pos_embed_max_size": SD3_POS_EMBED_MAX,
+        "pos_embed_scaling_factor": None, "pos_embed_offset": None, "adm_in_channels": SD3_POOLED_DIM,
+        "context_embedder_config": {"target": "torch.nn.Linear",
+                                    "params": {"in_features": SD3_CONTEXT_DIM, "out_features": hidden}},
+        "qk_norm": "rms", "x_block_self_attn_layers": [],
+    }
+    config = comfy.supported_models.SD3(unet_config)
+    config.set_inference_dtype(torch.float32, None)
+    network = config.get_model({}).diffusion_model
+    gen = torch.Generator().manual_seed(seed)
+    # Every float tensor of the state dict, buffers included (pos_embed is an uninitialised buffer).
+    return {name: _seeded_values(name, t.shape, gen, std).contiguous()
+            for name, t in sorted(network.state_dict().items()) if t.is_floating_point()}
+
+
+def write_tiny_sd3(path: Path, seed: int = 0) -> Path:
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file(tiny_sd3_state_dict(seed), str(path))
+    return path
+
+
+def random_clip_l_state_dict(seed: int = 1, dtype=torch.float16) -> dict[str, torch.Tensor]:
+    """ComfyUI's CLIP-L text model state dict (HF key names, as CLIPLoader files have), random."""
+    import comfy.sd1_clip
+
+    # ComfyUI's ops skip weight init, so building the module only allocates.
+    model = comfy.sd1_clip.SDClipModel(device="cpu", dtype=dtype)
+    gen = torch.Generator().manual_seed(seed)
+    out = {}
+    for name, t in sorted(model.state_dict().items()):
+        if not name.startswith("transformer."):
+            continue
+        key = name[len("transformer."):]
+        if not t.is_floating_point():
+            out[key] = t.clone()
+            continue
+        std = 0.02 if "embedding" in key else 0.04
+        out[key] = _seeded_values(key, t.shape, gen, std).to(dtype).contiguous()
+    del model
+    return out
+
+
+def write_random_clip_l(path: Path, seed: int = 1) -> Path:
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".partial")
+    save_file(random_clip_l_state_dict(seed), str(tmp))
+    os.replace(tmp, path)
+    return path
+
+
+def link_or_copy(src: Path, dest: Path) -> Path:
+    """Hard-link src to dest (same file system), else copy it."""
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    if dest.exists():
+        dest.unlink()
+    try:
+        os.link(src, dest)
+    except OSError:
+        shutil.copyfile(src, dest)
+    return dest

@@ -1,0 +1,190 @@
+"""Whole workflows queued over HTTP on a real ComfyUI server, with stock nodes around the pack's.
+
+Models: a tiny SD3 file read by the stock UNETLoader and a random CLIP-L read by the stock
+CLIPLoader (type sd3), both written at test time (tests/server/model_files.py); a tiny Flux.1 and
+its text encoder from the test-only fixture pack. The checks read what the output nodes wrote
+into the server's output folder and recompute the expected masks from the saved maps with the
+pack's own mask code, so a mask that is merely the right size but means something else fails.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from concept_attention_tests.server.workflows import (
+    CONCEPT_NAMES,
+    GRID,
+    HEIGHT,
+    WIDTH,
+    empty_latent,
+    flux_loaders,
+    link,
+    ksampler_node,
+    mask_as_png_values,
+    node,
+    output_files,
+    patch_node,
+    prompt_nodes,
+    read_latent,
+    read_mask_png,
+    require_ok,
+    saliency_file,
+    saliency_node,
+    sd3_loaders,
+    to_mask_node,
+    unique_prefix,
+)
+
+GROW_PIXELS = 3
+
+
+def _load_saliency(path):
+    from concept_attention.concept_patch.saliency_io import load_saliency
+
+    return load_saliency(str(path))
+
+
+def _check_maps(saliency, family: str):
+    assert saliency.names == CONCEPT_NAMES
+    assert tuple(saliency.image_size) == (HEIGHT, WIDTH)
+    assert tuple(saliency.maps.shape) == (1, len(CONCEPT_NAMES), *GRID)
+    assert saliency.softmax is True
+    assert torch.isfinite(saliency.maps).all()
+    assert torch.allclose(saliency.maps.sum(dim=1), torch.ones(1, *GRID), atol=1e-5), "softmax maps must sum to 1"
+    assert saliency.metadata.get("model_family") == family, saliency.metadata
+
+
+def test_sd3_encode_mode_mask_drives_inpainting(comfy_server):
+    """Stock loaders -> Concept List -> Concept Saliency (latent in) -> Saliency to Mask -> GrowMask
+    -> SetLatentNoiseMask -> KSampler, and the mask saved as a PNG that means what the maps say."""
+    prefix = unique_prefix("sd3_encode")
+    prompt = {
+        **sd3_loaders(),
+        "latent": empty_latent(),
+        "saliency": saliency_node(seed=7, layers="all"),
+        "save_maps": node("ConceptAttentionSaveSaliency", saliency=link("saliency"), filename_prefix=prefix + "_maps"),
+        "mask": to_mask_node(concepts="dog", method="mean"),
+        "grow": node("GrowMask", mask=link("mask"), expand=GROW_PIXELS, tapered_corners=True),
+        "noise_mask": node("SetLatentNoiseMask", samples=link("latent"), mask=link("grow")),
+        **prompt_nodes(),
+        "sampler": ksampler_node(latent="noise_mask", seed=3, steps=3),
+        "save_latent": node("SaveLatent", samples=link("sampler"), filename_prefix=prefix + "_latent"),
+        "mask_image": node("MaskToImage", mask=link("grow")),
+        "save_mask": node("SaveImage", images=link("mask_image"), filename_prefix=prefix + "_mask"),
+    }
+    result = require_ok(comfy_server.run_prompt(prompt, timeout=240), comfy_server)
+
+    # the maps the workflow saved
+    saliency = _load_saliency(saliency_file(comfy_server, result, "save_maps"))
+    _check_maps(saliency, "SD3/SD3.5")
+    assert saliency.metadata["layers"] == [0, 1]
+
+    # the mask picture: binary, at the picture's size, and exactly the saved maps' "dog" mask grown
+    [mask_png] = output_files(comfy_server, result, "save_mask")
+    pixels = read_mask_png(mask_png)
+    assert pixels.shape == (HEIGHT, WIDTH)
+    assert set(np.unique(pixels).tolist()) == {0, 255}, "the mask must be binary and not empty or full"
+
+    from comfy_extras.nodes_mask import GrowMask
+
+    from concept_attention.concept_patch.masks import saliency_to_mask
+
+    thresholded = saliency_to_mask(saliency, "dog", method="mean")
+    grown = GrowMask.execute(thresholded, GROW_PIXELS, True).result[0]
+    assert not torch.equal(grown, thresholded), "grow should change a mask that is neither empty nor full"
+    np.testing.assert_array_equal(pixels, mask_as_png_values(grown))
+
+    # the mask drove the inpainting: outside it the latent keeps the empty picture, inside it changed
+    import comfy.utils
+
+    latent = read_latent(output_files(comfy_server, result, "save_latent", "latents")[0])
+    assert tuple(latent.shape) == (1, 16, HEIGHT // 8, WIDTH // 8)
+    noise_mask = comfy.utils.reshape_mask(grown, latent.shape)[0, 0]
+    keep, repaint = noise_mask == 0, noise_mask == 1
+    assert keep.any() and repaint.any(), "the latent-size mask should have both kept and repainted cells"
+    kept = latent[0][:, keep]
+    assert torch.allclose(kept, kept[:, :1].expand_as(kept), atol=1e-6), "cells outside the mask must stay empty"
+    assert not torch.allclose(latent[0][:, repaint], kept[:, :1].expand(-1, int(repaint.sum())), atol=1e-3), \
+        "cells inside the mask must have been generated"
+
+
+def test_sd3_generation_mode_maps_follow_the_seed(comfy_server):
+    """Concept Attention (Generation) -> stock KSampler -> Concept Saliency from Sampling -> Save
+    Saliency; queued again with another seed, the new run gives new maps in a new file."""
+    prefix = unique_prefix("sd3_generation")
+
+    def prompt(seed):
+        return {
+            **sd3_loaders(),
+            "latent": empty_latent(),
+            **prompt_nodes(),
+            "patch": patch_node(layers="all"),
+            "sampler": ksampler_node(model="patch", seed=seed, steps=3),
+            "saliency": node("ConceptAttentionSamplingSaliency", model=link("patch"), latent=link("sampler")),
+            "save_maps": node("ConceptAttentionSaveSaliency", saliency=link("saliency"), filename_prefix=prefix),
+        }
+
+    first = require_ok(comfy_server.run_prompt(prompt(101), timeout=240), comfy_server)
+    second = require_ok(comfy_server.run_prompt(prompt(202), timeout=240), comfy_server)
+
+    first_path = saliency_file(comfy_server, first, "save_maps")
+    second_path = saliency_file(comfy_server, second, "save_maps")
+    assert first_path != second_path, "each run must write its own maps file"
+    maps = []
+    for path in (first_path, second_path):
+        saliency = _load_saliency(path)
+        _check_maps(saliency, "SD3/SD3.5")
+        assert saliency.metadata["model_calls_used"] >= 3, saliency.metadata
+        maps.append(saliency.maps)
+    assert not torch.allclose(maps[0], maps[1], atol=1e-4), "another seed must give other maps"
+
+
+def test_flux_generation_mode_argmax_masks(comfy_server):
+    """Tiny Flux.1 dev: CLIPTextEncode + FluxGuidance + KSampler on the patched model, Concept Saliency
+    from Sampling, one argmax mask per concept saved as PNG. The patched model generates the same
+    latent as the plain one, and the three argmax masks partition the picture."""
+    prefix = unique_prefix("flux_generation")
+    prompt = {
+        **flux_loaders(),
+        "latent": empty_latent(),
+        "text": node("CLIPTextEncode", clip=link("clip"), text="a dog on the grass under the sky"),
+        "positive": node("FluxGuidance", conditioning=link("text"), guidance=3.5),
+        "negative": node("ConditioningZeroOut", conditioning=link("text")),
+        "patch": patch_node(layers="all"),
+        "sampler": ksampler_node(model="patch", seed=11, steps=4, cfg=1.0),
+        "plain_sampler": ksampler_node(model="unet", seed=11, steps=4, cfg=1.0),
+        "save_latent": node("SaveLatent", samples=link("sampler"), filename_prefix=prefix + "_patched"),
+        "save_plain_latent": node("SaveLatent", samples=link("plain_sampler"), filename_prefix=prefix + "_plain"),
+        "saliency": node("ConceptAttentionSamplingSaliency", model=link("patch"), latent=link("sampler")),
+        "save_maps": node("ConceptAttentionSaveSaliency", saliency=link("saliency"), filename_prefix=prefix + "_maps"),
+    }
+    for name in CONCEPT_NAMES:
+        prompt[f"mask_{name}"] = to_mask_node(concepts=name, method="argmax")
+        prompt[f"image_{name}"] = node("MaskToImage", mask=link(f"mask_{name}"))
+        prompt[f"save_{name}"] = node("SaveImage", images=link(f"image_{name}"), filename_prefix=f"{prefix}_{name}")
+    result = require_ok(comfy_server.run_prompt(prompt, timeout=240), comfy_server)
+
+    patched = read_latent(output_files(comfy_server, result, "save_latent", "latents")[0])
+    plain = read_latent(output_files(comfy_server, result, "save_plain_latent", "latents")[0])
+    assert torch.equal(patched, plain), "the patched model must generate exactly what the plain model does"
+
+    saliency = _load_saliency(saliency_file(comfy_server, result, "save_maps"))
+    _check_maps(saliency, "Flux.1")
+    assert saliency.metadata["layers"] == [0, 1, 2]
+
+    from concept_attention.concept_patch.masks import saliency_to_mask
+
+    total = np.zeros((HEIGHT, WIDTH), dtype=np.int64)
+    for name in CONCEPT_NAMES:
+        [png] = output_files(comfy_server, result, f"save_{name}")
+        pixels = read_mask_png(png)
+        assert pixels.shape == (HEIGHT, WIDTH)
+        assert set(np.unique(pixels).tolist()) <= {0, 255}
+        expected = mask_as_png_values(saliency_to_mask(saliency, name, method="argmax"))
+        np.testing.assert_array_equal(pixels, expected, err_msg=f"argmax mask of {name!r}")
+        total += pixels
+    assert (total == 255).all(), "argmax masks of all concepts must partition the picture"
+    winners = {name for name in CONCEPT_NAMES
+                if saliency_to_mask(saliency, name, method="argmax").any()}
+    assert len(winners) >= 2, f"random maps should have more than one winning concept, got {winners}"

@@ -1,0 +1,232 @@
+"""API-format workflow pieces and result readers for the server tier's workflow tests.
+
+Import as ``concept_attention_tests.server.workflows``. Node ids in the prompts are short names
+("unet", "concepts", ...) so the tests can find each node's outputs in the /history entry.
+Models come from the stock loaders (tiny files written by tests/server/model_files.py) or, for
+Flux and the unsupported UNet, from the test-only fixture pack
+(tests/server/fixture_nodes/concept_attention_test_nodes).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from concept_attention_tests.server.comfy_server import ComfyServer, PromptResult
+from concept_attention_tests.server.model_files import CLIP_L_FILE, SD3_FILE
+
+CONCEPTS = "dog, grass, sky"
+CONCEPT_NAMES = ["dog", "grass", "sky"]
+# A non-square picture: 96 px wide, 64 px high -> latent 12x8 -> token grid 6x4 (patch size 2).
+WIDTH, HEIGHT = 96, 64
+GRID = (HEIGHT // 16, WIDTH // 16)
+
+
+def link(node_id: str, index: int = 0) -> list:
+    return [node_id, index]
+
+
+def node(class_type: str, **inputs) -> dict:
+    return {"class_type": class_type, "inputs": inputs}
+
+
+# ---------------------------------------------------------------------------------------------
+# workflow pieces
+# ---------------------------------------------------------------------------------------------
+
+
+def sd3_loaders(concepts: str = CONCEPTS) -> dict:
+    """unet (stock UNETLoader), clip (stock CLIPLoader, type sd3), concepts (Concept List)."""
+    return {
+        "unet": node("UNETLoader", unet_name=SD3_FILE, weight_dtype="default"),
+        "clip": node("CLIPLoader", clip_name=CLIP_L_FILE, type="sd3", device="default"),
+        "concepts": node("ConceptAttentionConceptList", clip=link("clip"), concepts=concepts, pooling="mean"),
+    }
+
+
+def flux_loaders(concepts: str = CONCEPTS) -> dict:
+    """unet (tiny Flux.1 dev), clip (tiny Flux CLIP-L + T5), concepts (Concept List)."""
+    return {
+        "unet": node("ConceptAttentionTestTinyFlux", seed=0),
+        "clip": node("ConceptAttentionTestTinyFluxClip", seed=1),
+        "concepts": node("ConceptAttentionConceptList", clip=link("clip"), concepts=concepts, pooling="mean"),
+    }
+
+
+def empty_latent(width: int = WIDTH, height: int = HEIGHT) -> dict:
+    return node("EmptySD3LatentImage", width=width, height=height, batch_size=1)
+
+
+def saliency_node(model="unet", concepts="concepts", latent="latent", seed: int = 0, layers: str = "all",
+                  samples: int = 1, **extra) -> dict:
+    inputs = dict(model=link(model), concepts=link(concepts), latent=link(latent), layers=layers,
+                  noise_level=0.5, samples=samples, seed=seed, space="output", softmax=True,
+                  concept_self_attention=True, concept_cross_attention=True)
+    inputs.update(extra)
+    return node("ConceptAttentionSaliency", **inputs)
+
+
+def patch_node(model="unet", concepts="concepts", layers: str = "all") -> dict:
+    return node("ConceptAttentionPatchModel", model=link(model), concepts=link(concepts), layers=layers,
+                start_percent=0.0, end_percent=1.0, space="output", softmax=True,
+                concept_self_attention=True, concept_cross_attention=True)
+
+
+def to_mask_node(saliency="saliency", concepts: str = "dog", method: str = "mean", grow: int = 0,
+                 image: str | None = None) -> dict:
+    inputs = dict(saliency=link(saliency), concepts=concepts, method=method, threshold=0.5, grow=grow,
+                  feather=0.0, invert=False)
+    if image is not None:
+        inputs["image"] = link(image)
+    return node("ConceptAttentionSaliencyToMask", **inputs)
+
+
+def ksampler_node(model="unet", positive="positive", negative="negative", latent="latent", seed: int = 0,
+                  steps: int = 3, cfg: float = 2.0) -> dict:
+    return node("KSampler", model=link(model), seed=seed, steps=steps, cfg=cfg, sampler_name="euler",
+                scheduler="simple", positive=link(positive), negative=link(negative),
+                latent_image=link(latent), denoise=1.0)
+
+
+def prompt_nodes(clip="clip", text: str = "a dog on the grass under the sky") -> dict:
+    """positive (CLIPTextEncode) and negative (its zeroed copy: no second text encode)."""
+    return {
+        "positive": node("CLIPTextEncode", clip=link(clip), text=text),
+        "negative": node("ConditioningZeroOut", conditioning=link("positive")),
+    }
+
+
+def unique_prefix(name: str) -> str:
+    """An output filename prefix no other test uses (files are looked up through the history)."""
+    return f"{name}_{uuid.uuid4().hex[:8]}/out"
+
+
+# ---------------------------------------------------------------------------------------------
+# reading results
+# ---------------------------------------------------------------------------------------------
+
+
+def require_ok(result: PromptResult, server: ComfyServer) -> PromptResult:
+    assert result.ok, result.describe() + "\n--- server log tail ---\n" + server.log_tail(40)
+    return result
+
+
+def output_files(server: ComfyServer, result: PromptResult, node_id: str, key: str = "images") -> list[Path]:
+    """Files an output node reported in the history (ComfyUI's {"filename", "subfolder", "type"})."""
+    entries = result.outputs.get(node_id, {}).get(key)
+    assert entries, f"node {node_id!r} reported no {key!r}; outputs: {json.dumps(result.outputs)[:2000]}"
+    paths = []
+    for entry in entries:
+        assert entry["type"] == "output", entry
+        path = server.output_dir / entry["subfolder"] / entry["filename"]
+        assert path.is_file(), f"{path} reported by node {node_id!r} does not exist"
+        paths.append(path)
+    return paths
+
+
+def saliency_file(server: ComfyServer, result: PromptResult, node_id: str) -> Path:
+    """The .safetensors file a Save Saliency node wrote."""
+    files = result.outputs.get(node_id, {}).get("saliency_files")
+    assert files and len(files) == 1, f"Save Saliency node {node_id!r} reported {files!r}"
+    path = server.output_dir / files[0]
+    assert path.is_file(), f"{path} reported by Save Saliency does not exist"
+    return path
+
+
+def read_mask_png(path: Path) -> np.ndarray:
+    """A saved MaskToImage PNG as uint8 [H, W]; its three channels must be equal (a gray mask)."""
+    from PIL import Image
+
+    with Image.open(path) as im:
+        pixels = np.asarray(im.convert("RGB"))
+    assert (pixels[..., 0] == pixels[..., 1]).all() and (pixels[..., 0] == pixels[..., 2]).all(), \
+        f"{path}: a mask picture must be gray"
+    return pixels[..., 0]
+
+
+def read_latent(path: Path) -> torch.Tensor:
+    """The tensor a stock SaveLatent node wrote."""
+    from safetensors.torch import load_file
+
+    return load_file(str(path))["latent_tensor"]
+
+
+def mask_as_png_values(mask: torch.Tensor) -> np.ndarray:
+    """What MaskToImage + SaveImage make of a MASK [1, H, W]: uint8 [H, W]."""
+    return np.clip(255.0 * mask[0].numpy(), 0, 255).astype(np.uint8)
+
+
+def nodes_executed(result: PromptResult) -> set[str]:
+    return {m["data"]["node"] for m in result.messages
+            if m.get("type") == "executing" and m["data"].get("node") is not None}
+
+
+def nodes_cached(result: PromptResult) -> set[str]:
+    return {n for m in result.messages if m.get("type") == "execution_cached" for n in m["data"].get("nodes", [])}
+
+
+def error_text(result: PromptResult) -> str:
+    """The user-facing message of a failed prompt (execution error or validation rejection)."""
+    if result.status == "error":
+        return str(result.error.get("exception_message", ""))
+    return json.dumps(result.error)
+
+
+# ---------------------------------------------------------------------------------------------
+# interrupting a running prompt
+# ---------------------------------------------------------------------------------------------
+
+
+def run_and_interrupt(server: ComfyServer, prompt: dict, node_id: str, after_steps: int = 2,
+                      timeout: float = 120.0) -> tuple[PromptResult, dict]:
+    """Queues `prompt`, waits until node `node_id` reported `after_steps` progress steps, then
+    POSTs /interrupt. Returns (the PromptResult, the progress message that triggered it)."""
+    import websocket  # websocket-client
+
+    client_id = uuid.uuid4().hex
+    ws = websocket.create_connection(f"{server.ws_url}?clientId={client_id}", timeout=timeout)
+    trigger = None
+    try:
+        status, body = server.queue_prompt(prompt, client_id=client_id)
+        assert status == 200 and "prompt_id" in body, f"prompt rejected: {body}"
+        prompt_id = body["prompt_id"]
+        messages, outcome, error = [], "success", None
+        deadline = time.monotonic() + timeout
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError(f"prompt {prompt_id} did not finish in {timeout:.0f} s; log tail:\n"
+                                   + server.log_tail())
+            ws.settimeout(remaining)
+            try:
+                raw = ws.recv()
+            except websocket.WebSocketTimeoutException:
+                continue
+            if isinstance(raw, bytes):
+                continue
+            msg = json.loads(raw)
+            data = msg.get("data") or {}
+            if data.get("prompt_id") != prompt_id:
+                continue
+            messages.append(msg)
+            kind = msg.get("type")
+            if (trigger is None and kind == "progress" and data.get("node") == node_id
+                    and data.get("value", 0) >= after_steps):
+                trigger = msg
+                server.interrupt()
+            elif kind == "execution_error":
+                outcome, error = "error", data
+            elif kind == "execution_interrupted":
+                outcome, error = "interrupted", data
+            elif kind == "executing" and data.get("node") is None:
+                break
+    finally:
+        ws.close()
+    history = server.get_json(f"/history/{prompt_id}").get(prompt_id)
+    return PromptResult(prompt_id=prompt_id, status=outcome, history=history, error=error,
+                        messages=messages), trigger

@@ -1,0 +1,559 @@
+// ComfyUI front-end extension of ComfyUI-ConceptAttention.
+//
+// * Concept Saliency / Concept Saliency from Sampling: after a run, a legend lists every concept
+//   with its colour and its share of the picture (the fraction of tokens where it wins). Clicking
+//   a concept shows that concept's map large in the node's image preview; clicking it again goes
+//   back to the grid of all maps. With a batch, arrows step through the pictures.
+// * Saliency to Mask: the concept names of the upstream Concept List are offered as buttons;
+//   clicking one adds it to (or removes it from) the `concepts` text.
+//
+// Only the public extension API is used: `app` from scripts/app.js (a shim over
+// window.comfyAPI.app), `api` from scripts/api.js, app.registerExtension with the
+// beforeRegisterNodeDef / onNodeOutputsUpdated hooks, and LGraphNode.addDOMWidget. Concept names
+// come from users and workflow files: they only ever reach the page through textContent.
+
+import { app } from "../../scripts/app.js";
+import { api } from "../../scripts/api.js";
+
+const EXTENSION_NAME = "ConceptAttention.Frontend";
+
+export const SALIENCY_NODES = new Set([
+  "ConceptAttentionSaliency",
+  "ConceptAttentionSamplingSaliency",
+]);
+export const MASK_NODE = "ConceptAttentionSaliencyToMask";
+const CONCEPT_LIST_NODE = "ConceptAttentionConceptList";
+const PATCH_NODE = "ConceptAttentionPatchModel";
+const LOAD_SALIENCY_NODE = "ConceptAttentionLoadSaliency";
+
+const LEGEND_WIDGET = "concept_legend";
+const PICKER_WIDGET = "concept_suggestions";
+const HEX_COLOR = /^#[0-9a-fA-F]{6}$/;
+const MAX_TRACE_DEPTH = 64;
+
+// ------------------------------------------------------------------------------------------
+// small helpers
+// ------------------------------------------------------------------------------------------
+
+function el(tag, className, text) {
+  const node = document.createElement(tag);
+  if (className) node.className = className;
+  if (text !== undefined) node.textContent = String(text);
+  return node;
+}
+
+function comfyClassOf(node) {
+  return node?.comfyClass ?? node?.constructor?.comfyClass ?? node?.type;
+}
+
+/** Concept names as the Concept List node reads them: comma or newline separated, trimmed. */
+export function splitConceptNames(text) {
+  if (typeof text !== "string") return [];
+  const seen = new Set();
+  const names = [];
+  for (const part of text.split(/[,\n\r]+/)) {
+    const name = part.trim();
+    const key = name.toLowerCase();
+    if (name && !seen.has(key)) {
+      seen.add(key);
+      names.push(name);
+    }
+  }
+  return names;
+}
+
+function formatShare(share) {
+  const value = Math.min(Math.max(Number(share) || 0, 0), 1) * 100;
+  return `${value < 10 && value > 0 ? value.toFixed(1) : Math.round(value)}%`;
+}
+
+function imageURL(image) {
+  const params = new URLSearchParams({
+    filename: image.filename ?? "",
+    subfolder: image.subfolder ?? "",
+    type: image.type ?? "temp",
+  });
+  return api.apiURL(`/view?${params}`);
+}
+
+let stylesAdded = false;
+function addStyles() {
+  if (stylesAdded) return;
+  stylesAdded = true;
+  const style = el("style");
+  style.id = "concept-attention-styles";
+  style.textContent = `
+.ca-legend, .ca-picker {
+  box-sizing: border-box; width: 100%; height: 100%; overflow: auto; padding: 4px 6px;
+  font: 12px/1.3 Inter, Arial, sans-serif; color: var(--input-text, #ddd);
+  background: var(--comfy-input-bg, #222); border-radius: 6px;
+}
+.ca-legend-empty, .ca-picker-hint { color: var(--descrip-text, #999); font-style: italic; padding: 2px; }
+.ca-legend-bar { display: flex; height: 8px; border-radius: 4px; overflow: hidden; margin: 2px 0 4px; }
+.ca-legend-bar > span { display: block; height: 100%; }
+.ca-legend-nav { display: flex; align-items: center; gap: 6px; margin-bottom: 3px; }
+.ca-legend-nav button, .ca-legend-item, .ca-chip {
+  font: inherit; color: inherit; cursor: pointer; border: 1px solid var(--border-color, #444);
+  background: var(--comfy-menu-bg, #333); border-radius: 4px;
+}
+.ca-legend-nav button { padding: 0 6px; }
+.ca-legend-list { list-style: none; margin: 0; padding: 0; }
+.ca-legend-item {
+  display: flex; align-items: center; gap: 6px; width: 100%; margin: 1px 0; padding: 1px 4px;
+  text-align: left; min-height: 20px;
+}
+.ca-legend-item[aria-pressed="true"] { outline: 2px solid var(--p-primary-color, #4a90e2); }
+.ca-swatch { flex: none; width: 12px; height: 12px; border-radius: 3px; border: 1px solid rgba(0,0,0,.5); }
+.ca-name { flex: 1 1 auto; overflow: hidden; text-overflow: ellipsis; white-space: nowrap; }
+.ca-share { flex: none; font-variant-numeric: tabular-nums; color: var(--descrip-text, #aaa); }
+.ca-chips { display: flex; flex-wrap: wrap; gap: 4px; margin-top: 3px; }
+.ca-chip { padding: 1px 8px; border-radius: 10px; }
+.ca-chip[aria-pressed="true"] { background: var(--p-primary-color, #4a90e2); color: #fff; }
+`;
+  document.head.appendChild(style);
+}
+
+// ------------------------------------------------------------------------------------------
+// legend of Concept Saliency / Concept Saliency from Sampling
+// ------------------------------------------------------------------------------------------
+
+const LEGEND_ROW_PX = 23;
+
+function legendState(node) {
+  node.__conceptAttention ??= {
+    legend: [], batch: 1, images: [], selected: null, imageNo: 0, applied: true,
+  };
+  return node.__conceptAttention;
+}
+
+function legendHeight(node) {
+  const state = legendState(node);
+  // DOM widgets lose their margin (10 px) on each side.
+  if (!state.legend.length) return 48;
+  return 36 + state.legend.length * LEGEND_ROW_PX + (state.batch > 1 ? 26 : 0);
+}
+
+function addLegendWidget(node) {
+  addStyles();
+  const root = el("div", "ca-legend");
+  root.dataset.caLegend = "";
+  const widget = node.addDOMWidget(LEGEND_WIDGET, "concept-legend", root, {
+    serialize: false,
+    hideOnZoom: false,
+    getMinHeight: () => legendHeight(node),
+    getMaxHeight: () => legendHeight(node),
+  });
+  widget.serialize = false;
+  renderLegend(node);
+  return widget;
+}
+
+function legendRoot(node) {
+  return node.widgets?.find((w) => w.name === LEGEND_WIDGET)?.element ?? null;
+}
+
+function renderLegend(node) {
+  const root = legendRoot(node);
+  if (!root) return;
+  const state = legendState(node);
+  root.replaceChildren();
+  if (!state.legend.length) {
+    root.appendChild(el("div", "ca-legend-empty", "Run the workflow to see each concept's share here."));
+    return;
+  }
+  const bar = el("div", "ca-legend-bar");
+  bar.title = "Share of the picture where each concept wins";
+  for (const entry of state.legend) {
+    const seg = el("span");
+    seg.style.width = `${Math.min(Math.max(entry.share, 0), 1) * 100}%`;
+    seg.style.backgroundColor = entry.color;
+    bar.appendChild(seg);
+  }
+  root.appendChild(bar);
+
+  if (state.batch > 1) {
+    const nav = el("div", "ca-legend-nav");
+    const prev = el("button", "ca-prev", "◀");
+    prev.type = "button";
+    prev.title = "Previous picture";
+    const label = el("span", "ca-image-label", `picture ${state.imageNo + 1} / ${state.batch}`);
+    const next = el("button", "ca-next", "▶");
+    next.type = "button";
+    next.title = "Next picture";
+    prev.addEventListener("click", () => stepImage(node, -1));
+    next.addEventListener("click", () => stepImage(node, +1));
+    nav.append(prev, label, next);
+    root.appendChild(nav);
+  }
+
+  const list = el("ul", "ca-legend-list");
+  for (const entry of state.legend) {
+    const item = el("li");
+    const button = el("button", "ca-legend-item");
+    button.type = "button";
+    button.dataset.index = String(entry.index);
+    button.setAttribute("aria-pressed", String(state.selected === entry.index));
+    button.title = `Show the map of "${entry.name}" (click again for all maps)`;
+    const swatch = el("span", "ca-swatch");
+    swatch.style.backgroundColor = entry.color;
+    button.append(swatch, el("span", "ca-name", entry.name), el("span", "ca-share", formatShare(entry.share)));
+    button.addEventListener("click", () => selectConcept(node, entry.index));
+    item.appendChild(button);
+    list.appendChild(item);
+  }
+  root.appendChild(list);
+}
+
+function updateLegendSelection(node) {
+  const root = legendRoot(node);
+  if (!root) return;
+  const state = legendState(node);
+  for (const button of root.querySelectorAll(".ca-legend-item")) {
+    const pressed = String(state.selected === Number(button.dataset.index));
+    if (button.getAttribute("aria-pressed") !== pressed) button.setAttribute("aria-pressed", pressed);
+  }
+  const label = root.querySelector(".ca-image-label");
+  if (label) label.textContent = `picture ${state.imageNo + 1} / ${state.batch}`;
+}
+
+/** The panel (index into the preview images) that shows concept `j` of picture `i`. */
+export function panelIndex(i, j, conceptCount) {
+  return i * conceptCount + j;
+}
+
+function previewsLoaded(node) {
+  const state = legendState(node);
+  const imgs = node.imgs;
+  if (!imgs?.length || imgs.length !== state.images.length || !state.images.length) return false;
+  try {
+    const first = new URL(imgs[0].src, window.location.href).searchParams.get("filename");
+    return first === state.images[0].filename;
+  } catch {
+    return false;
+  }
+}
+
+function applySelection(node) {
+  const state = legendState(node);
+  if (!previewsLoaded(node)) {
+    state.applied = false; // applied when the preview images have loaded (see syncFromCanvas)
+    return;
+  }
+  node.imageIndex = state.selected === null
+    ? null
+    : panelIndex(state.imageNo, state.selected, state.legend.length);
+  state.applied = true;
+  node.setDirtyCanvas?.(true, true);
+}
+
+function selectConcept(node, index) {
+  const state = legendState(node);
+  state.selected = state.selected === index ? null : index;
+  updateLegendSelection(node);
+  applySelection(node);
+}
+
+function stepImage(node, delta) {
+  const state = legendState(node);
+  state.imageNo = (state.imageNo + delta + state.batch) % state.batch;
+  if (state.selected === null && state.legend.length) state.selected = 0;
+  updateLegendSelection(node);
+  applySelection(node);
+}
+
+/** Keeps the legend in step with the canvas preview (its × button and arrow keys). */
+function syncFromCanvas(node) {
+  const state = node.__conceptAttention;
+  if (!state?.legend.length || !previewsLoaded(node)) return;
+  if (!state.applied) {
+    applySelection(node);
+    return;
+  }
+  const r = state.legend.length;
+  const index = node.imageIndex;
+  const selected = index === null || index === undefined ? null : index % r;
+  const imageNo = selected === null ? state.imageNo : Math.floor(index / r);
+  if (selected !== state.selected || imageNo !== state.imageNo) {
+    state.selected = selected;
+    state.imageNo = imageNo;
+    updateLegendSelection(node);
+  }
+}
+
+function cleanLegend(raw) {
+  if (!Array.isArray(raw)) return [];
+  return raw
+    .filter((e) => e && typeof e === "object")
+    .map((e, i) => ({
+      name: String(e.name ?? `concept ${i + 1}`),
+      color: HEX_COLOR.test(String(e.color)) ? String(e.color) : "#808080",
+      share: Number.isFinite(Number(e.share)) ? Number(e.share) : 0,
+      index: Number.isInteger(e.index) ? e.index : i,
+    }));
+}
+
+/** Shows the legend of one run: `output` is the node's UI message (images, concept_legend, concept_batch). */
+export function showLegend(node, output) {
+  if (!output) return;
+  const legend = cleanLegend(output.concept_legend);
+  if (!legend.length) return;
+  const state = legendState(node);
+  const batch = Math.max(1, Number(output.concept_batch?.[0]) || 1);
+  state.legend = legend;
+  state.batch = batch;
+  state.images = Array.isArray(output.images) ? output.images : [];
+  state.imageNo = Math.min(state.imageNo, batch - 1);
+  if (state.selected !== null && state.selected >= legend.length) state.selected = null;
+  state.applied = state.selected === null;
+  if (!node.widgets?.some((w) => w.name === LEGEND_WIDGET)) addLegendWidget(node);
+  renderLegend(node);
+  // Room for the legend and a useful preview below it.
+  const minSize = node.computeSize?.() ?? node.size;
+  const width = Math.max(node.size[0], minSize[0], 280);
+  const height = Math.max(node.size[1], minSize[1] + 240);
+  if (width !== node.size[0] || height !== node.size[1]) node.setSize([width, height]);
+  node.setDirtyCanvas?.(true, true);
+}
+
+/** The concept names of a saliency node's last run, if any. */
+function lastRunNames(node) {
+  const state = node?.__conceptAttention;
+  if (state?.legend.length) return state.legend.map((e) => e.name);
+  if (Array.isArray(node?.__conceptAttentionNames)) return node.__conceptAttentionNames;
+  return null;
+}
+
+// ------------------------------------------------------------------------------------------
+// Saliency to Mask: the concepts of the upstream Concept List
+// ------------------------------------------------------------------------------------------
+
+function inputOrigin(node, inputName) {
+  const slot = node.findInputSlot?.(inputName) ?? -1;
+  if (slot < 0 || node.inputs?.[slot]?.link == null) return null;
+  return node.getInputNode?.(slot) ?? null;
+}
+
+function widgetText(node, name) {
+  const widget = node.widgets?.find((w) => w.name === name);
+  return typeof widget?.value === "string" ? widget.value : null;
+}
+
+function conceptListText(node) {
+  // The `concepts` widget, or the text of a node linked to it (a primitive / string node).
+  const linked = inputOrigin(node, "concepts");
+  if (linked) {
+    const w = linked.widgets?.find((w) => typeof w.value === "string");
+    if (w) return w.value;
+  }
+  return widgetText(node, "concepts");
+}
+
+/**
+ * Where the SALIENCY reaching `maskNode` got its concept names: {names, source} or null.
+ * Follows the links back through Concept Saliency (its `concepts`), Concept Saliency from
+ * Sampling (its `model`) and Concept Attention (Generation) (its `concepts`) to the Concept List,
+ * and through any other node (reroutes, model patches) along inputs of the same type.
+ */
+export function upstreamConcepts(maskNode) {
+  const seen = new Set();
+  const visit = (node, type, depth) => {
+    if (!node || depth > MAX_TRACE_DEPTH || seen.has(node)) return null;
+    seen.add(node);
+    const cls = comfyClassOf(node);
+    if (cls === CONCEPT_LIST_NODE) {
+      const names = splitConceptNames(conceptListText(node) ?? "");
+      return { names, source: node };
+    }
+    if (cls === "ConceptAttentionSaliency" || cls === PATCH_NODE) {
+      return visit(inputOrigin(node, "concepts"), "CONCEPTS", depth + 1)
+        ?? (lastRunNames(node) ? { names: lastRunNames(node), source: node } : null);
+    }
+    if (cls === "ConceptAttentionSamplingSaliency") {
+      return visit(inputOrigin(node, "model"), "MODEL", depth + 1)
+        ?? (lastRunNames(node) ? { names: lastRunNames(node), source: node } : null);
+    }
+    if (cls === LOAD_SALIENCY_NODE) {
+      return lastRunNames(node) ? { names: lastRunNames(node), source: node } : null;
+    }
+    for (let slot = 0; slot < (node.inputs?.length ?? 0); slot++) {
+      const input = node.inputs[slot];
+      if (input.link == null) continue;
+      if (input.type !== type && input.type !== "*") continue;
+      const found = visit(node.getInputNode(slot), type, depth + 1);
+      if (found) return found;
+    }
+    return null;
+  };
+  return visit(inputOrigin(maskNode, "saliency"), "SALIENCY", 0);
+}
+
+function conceptsWidget(node) {
+  return node.widgets?.find((w) => w.name === "concepts") ?? null;
+}
+
+function setConceptsText(node, text) {
+  const widget = conceptsWidget(node);
+  if (!widget || widget.value === text) return;
+  widget.value = text;
+  widget.callback?.(widget.value, app.canvas, node);
+  node.setDirtyCanvas?.(true, true);
+  node.graph?.change?.();
+}
+
+function toggleConcept(node, name) {
+  const widget = conceptsWidget(node);
+  if (!widget) return;
+  const chosen = splitConceptNames(String(widget.value ?? ""));
+  const key = name.toLowerCase();
+  const has = chosen.some((n) => n.toLowerCase() === key);
+  const picker = node.__conceptAttentionPicker;
+  const offered = picker?.names ?? [];
+  const next = has ? chosen.filter((n) => n.toLowerCase() !== key) : [...chosen, name];
+  // Offered names in the Concept List's order, then anything typed by hand.
+  const nextKeys = new Set(next.map((n) => n.toLowerCase()));
+  const ordered = offered.filter((n) => nextKeys.has(n.toLowerCase()));
+  const orderedKeys = new Set(ordered.map((n) => n.toLowerCase()));
+  const rest = next.filter((n) => !orderedKeys.has(n.toLowerCase()));
+  setConceptsText(node, [...ordered, ...rest].join(", "));
+  refreshPicker(node);
+}
+
+function pickerHeight(node) {
+  const picker = node.__conceptAttentionPicker;
+  const count = picker?.names.length ?? 0;
+  if (!count) return 58;
+  // Rough wrap estimate: ~40 characters of chips per row at the default node width.
+  const chars = picker.names.reduce((sum, n) => sum + Math.min(n.length, 40) + 4, 0);
+  const rows = Math.max(1, Math.ceil(chars / 40));
+  return 46 + 26 * rows;
+}
+
+function addPickerWidget(node) {
+  addStyles();
+  const root = el("div", "ca-picker");
+  root.dataset.caPicker = "";
+  node.__conceptAttentionPicker = { names: [], key: null, root };
+  const widget = node.addDOMWidget(PICKER_WIDGET, "concept-suggestions", root, {
+    serialize: false,
+    hideOnZoom: false,
+    getMinHeight: () => pickerHeight(node),
+    getMaxHeight: () => pickerHeight(node),
+  });
+  widget.serialize = false;
+  root.addEventListener("pointerenter", () => refreshPicker(node));
+  refreshPicker(node);
+  return widget;
+}
+
+/** Re-reads the upstream concepts; rebuilds the buttons when they changed. Cheap when not. */
+export function refreshPicker(node) {
+  const picker = node.__conceptAttentionPicker;
+  if (!picker) return;
+  const found = upstreamConcepts(node);
+  const names = found?.names ?? [];
+  const sourceTitle = found?.source?.title ?? "";
+  const key = JSON.stringify([found ? 1 : 0, sourceTitle, names]);
+  if (key !== picker.key) {
+    picker.key = key;
+    picker.names = names;
+    const root = picker.root;
+    root.replaceChildren();
+    if (!found) {
+      root.appendChild(el("div", "ca-picker-hint",
+        "Connect 'saliency' to maps made from a Concept List to pick concepts here."));
+    } else if (!names.length) {
+      root.appendChild(el("div", "ca-picker-hint", "The Concept List has no concepts yet."));
+    } else {
+      root.appendChild(el("div", "ca-picker-hint", `Pick from ${sourceTitle || "Concept List"}:`));
+      const chips = el("div", "ca-chips");
+      for (const name of names) {
+        const chip = el("button", "ca-chip", name);
+        chip.type = "button";
+        chip.dataset.concept = name;
+        chip.addEventListener("click", () => toggleConcept(node, name));
+        chips.appendChild(chip);
+      }
+      root.appendChild(chips);
+    }
+    const minSize = node.computeSize?.();
+    if (minSize && (node.size[1] < minSize[1] || node.size[0] < minSize[0])) {
+      node.setSize([Math.max(node.size[0], minSize[0]), Math.max(node.size[1], minSize[1])]);
+    }
+    node.setDirtyCanvas?.(true, true);
+  }
+  const chosen = new Set(splitConceptNames(String(conceptsWidget(node)?.value ?? "")).map((n) => n.toLowerCase()));
+  for (const chip of picker.root.querySelectorAll(".ca-chip")) {
+    const pressed = String(chosen.has(chip.dataset.concept.toLowerCase()));
+    if (chip.getAttribute("aria-pressed") !== pressed) chip.setAttribute("aria-pressed", pressed);
+  }
+}
+
+// ------------------------------------------------------------------------------------------
+// registration
+// ------------------------------------------------------------------------------------------
+
+function chain(proto, name, after) {
+  const original = proto[name];
+  proto[name] = function (...args) {
+    const result = original?.apply(this, args);
+    after.apply(this, args);
+    return result;
+  };
+}
+
+function findNode(locatorId) {
+  const graph = app.rootGraph ?? app.graph;
+  const id = String(locatorId);
+  if (id.includes(":")) return null; // inside a subgraph: restored when that subgraph is shown
+  return graph?.getNodeById?.(Number.isNaN(Number(id)) ? id : Number(id)) ?? null;
+}
+
+app.registerExtension({
+  name: EXTENSION_NAME,
+
+  async beforeRegisterNodeDef(nodeType, nodeData) {
+    const name = nodeData?.name;
+    if (SALIENCY_NODES.has(name)) {
+      chain(nodeType.prototype, "onNodeCreated", function () {
+        addLegendWidget(this);
+      });
+      chain(nodeType.prototype, "onExecuted", function (output) {
+        showLegend(this, output);
+      });
+      chain(nodeType.prototype, "onDrawForeground", function () {
+        syncFromCanvas(this);
+      });
+    } else if (name === MASK_NODE) {
+      chain(nodeType.prototype, "onNodeCreated", function () {
+        addPickerWidget(this);
+      });
+      chain(nodeType.prototype, "onConnectionsChange", function () {
+        refreshPicker(this);
+      });
+      chain(nodeType.prototype, "onConfigure", function () {
+        refreshPicker(this);
+      });
+      chain(nodeType.prototype, "onDrawForeground", function () {
+        refreshPicker(this);
+      });
+    } else if (name === LOAD_SALIENCY_NODE) {
+      // Concept names of the loaded file, where the node reports them (ui.concept_names).
+      chain(nodeType.prototype, "onExecuted", function (output) {
+        if (Array.isArray(output?.concept_names)) {
+          this.__conceptAttentionNames = output.concept_names.map(String);
+        } else if (Array.isArray(output?.concept_legend)) {
+          this.__conceptAttentionNames = cleanLegend(output.concept_legend).map((e) => e.name);
+        }
+      });
+    }
+  },
+
+  // Outputs restored without a run (reopening a workflow tab, reloading the page).
+  onNodeOutputsUpdated(nodeOutputs) {
+    for (const [locatorId, output] of Object.entries(nodeOutputs ?? {})) {
+      if (!output?.concept_legend) continue;
+      const node = findNode(locatorId);
+      if (node && SALIENCY_NODES.has(comfyClassOf(node))) showLegend(node, output);
+    }
+  },
+});
