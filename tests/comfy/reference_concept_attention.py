@@ -25,7 +25,9 @@ space ``output`` (o_x . o_c), ``cross_attention`` (post-RoPE image keys . concep
 layers is reshaped to the token grid ``[B, r, h, w]``.
 
 Everything is computed in ``dtype`` (float64 by default): weights are read from the modules
-and applied with explicit matmuls; softmax, norms and activations are written out.
+and applied with explicit matmuls; softmax, norms, activations and RoPE are written out. One
+exception follows the model's definition rather than the dtype: the sinusoidal timestep /
+guidance features are evaluated in float32, as ComfyUI evaluates them for every model dtype.
 """
 
 from __future__ import annotations
@@ -266,7 +268,8 @@ def flux_reference(dm, x, timestep, context, y, guidance, concept_embeddings, la
     assert deviation in (None,) + FLUX_DEVIATIONS, deviation
     ops = _Ops(dtype)
     prm = dm.params
-    assert getattr(dm, "txt_norm", None) is None and not prm.global_modulation, "plain Flux.1 only"
+    assert getattr(dm, "txt_norm", None) is None and not prm.global_modulation and not prm.txt_ids_dims, \
+        "plain Flux.1 only (zero text ids, per-block modulation)"
     layers = sorted(set(layers))
     x, context = x.to(dtype), context.to(dtype)
     B = x.shape[0]
