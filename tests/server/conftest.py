@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 
@@ -47,28 +48,36 @@ def comfy_server_extra_custom_nodes() -> list[Path]:
 
 
 @pytest.fixture(scope="session")
-def tiny_model_files(comfyui_path, tmp_path_factory) -> dict[str, Path]:
+def tiny_model_files(comfyui_path, tmp_path_factory) -> Iterator[dict[str, Path]]:
     """A tiny SD3 for UNETLoader and a random CLIP-L for CLIPLoader(type sd3), written at test
     time (never committed) into a session temp dir."""
     from concept_attention_tests.server import model_files
 
     cache = tmp_path_factory.mktemp("tiny_models")
-    return {
+    files = {
         "sd3": model_files.write_tiny_sd3(cache / model_files.SD3_FILE),
         "clip_l": model_files.write_random_clip_l(cache / model_files.CLIP_L_FILE),
     }
+    yield files
+    for path in files.values():  # 250 MB: not worth keeping in pytest's retained temp dirs
+        path.unlink(missing_ok=True)
 
 
 @pytest.fixture(scope="session")
-def comfy_server_prepare(tiny_model_files) -> list:
+def comfy_server_prepare(tiny_model_files) -> Iterator[list]:
     from concept_attention_tests.server import model_files
+
+    installed: list[Path] = []
 
     def install_tiny_models(base_dir: Path) -> None:
         models = base_dir / "models"
-        model_files.link_or_copy(tiny_model_files["sd3"], models / "diffusion_models" / tiny_model_files["sd3"].name)
-        model_files.link_or_copy(tiny_model_files["clip_l"], models / "text_encoders" / tiny_model_files["clip_l"].name)
+        for key, folder in (("sd3", "diffusion_models"), ("clip_l", "text_encoders")):
+            src = tiny_model_files[key]
+            installed.append(model_files.link_or_copy(src, models / folder / src.name))
 
-    return [install_tiny_models]
+    yield [install_tiny_models]
+    for path in installed:
+        path.unlink(missing_ok=True)
 
 
 @pytest.fixture(scope="session")

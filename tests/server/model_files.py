@@ -8,7 +8,7 @@ are written at test time (see tests/server/conftest.py, ``comfy_server_prepare``
   from the tensor shapes (comfy/model_detection.py, the ``joint_blocks.0.context_block`` branch).
 * :func:`write_random_clip_l` - the state dict of ComfyUI's own CLIP-L text model
   (``comfy.sd1_clip.SDClipModel``, 123.6 M parameters, ~247 MB in fp16) with seeded random values.
-  The stock ``CLIPLoader`` with type ``sd3`` turns it into an SD3 text encoder without CLIG-G/T5:
+  The stock ``CLIPLoader`` with type ``sd3`` turns it into an SD3 text encoder without CLIP-G or T5:
   conditioning [1, 77, 4096] with pooled_output [1, 2048], which the tiny SD3 reads.
 
 Both run in the pytest process, which has ComfyUI on sys.path in CPU mode (tests/conftest.py).
