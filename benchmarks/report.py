@@ -1,0 +1,125 @@
+#!/usr/bin/env python3
+"""Markdown tables from the JSON files the GPU runs write (results*.json, authors.json, micro.json).
+
+  python benchmarks/report.py benchmarks/results/h200-2026-11-28/*.json
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+NAMES = {"flux": "Flux.1-dev", "sd3": "SD3.5-large"}
+
+
+def variant_label(name):
+    if name == "plain":
+        return "plain ComfyUI"
+    if name.endswith("_cand"):
+        return "8 concepts, all blocks, candidate rewrites"
+    if name.endswith("_last10"):
+        return "8 concepts, last 10 blocks"
+    return f"{name.split('_r')[1]} concepts, all blocks"
+
+
+def pc(v, fmt="{:+.2f}%"):
+    return "-" if v is None else fmt.format(v)
+
+
+def gen_table(results, title):
+    lines = [f"#### {title}", "",
+             "| model | image (latent) | mode | ms/step (median) | per-repeat ms/step | step overhead | "
+             "peak VRAM MiB | peak overhead | activation peak MiB | activation overhead |",
+             "|---|---|---|---:|---|---:|---:|---:|---:|---:|"]
+    for fam, m in results["models"].items():
+        for key, g in m.items():
+            if not key.startswith("gen_"):
+                continue
+            res = key[4:]
+            lat = "x".join(str(v) for v in g["latent"][-2:])
+            for name, v in g["variants"].items():
+                lines.append(
+                    f"| {NAMES.get(fam, fam)} (cfg {m['cfg']}) | {res} ({lat}) | {variant_label(name)} | "
+                    f"{v['step_ms_median']:.1f} | {', '.join(f'{x:.1f}' for x in v['step_ms_all'])} | "
+                    f"{pc(v['step_overhead_pct'])} | {v['peak_mib']:.0f} | {pc(v['peak_overhead_pct'])} | "
+                    f"{v['activation_peak_mib']:.0f} | {pc(v['activation_peak_overhead_pct'], '{:+.1f}%')} |")
+    return "\n".join(lines)
+
+
+def encode_table(results, title):
+    lines = [f"#### {title}", "",
+             "| model | layers (stop after) | encode ms (median) | all | plain forward stopped after same block ms | "
+             "encode vs stopped | full forward ms | encode vs full |",
+             "|---|---|---:|---|---:|---:|---:|---:|"]
+    for fam, m in results["models"].items():
+        for key, e in m.items():
+            if not key.startswith("encode_"):
+                continue
+            for label, c in e["choices"].items():
+                lines.append(
+                    f"| {NAMES.get(fam, fam)} | {label} | {c['encode_ms']:.1f} | "
+                    f"{', '.join(f'{x:.0f}' for x in c['encode_ms_all'])} | {c['plain_stopped_ms']:.1f} | "
+                    f"{c['encode_vs_stopped_pct']:+.1f}% | {e['full_forward_ms']:.1f} | {c['encode_vs_full_pct']:+.1f}% |")
+    return "\n".join(lines)
+
+
+def sync_table(results):
+    lines = ["| model | run | syncs total | in our code | our locations |", "|---|---|---:|---:|---|"]
+    for fam, m in results["models"].items():
+        for run, s in m.get("syncs", {}).items():
+            ours = {k: v for k, v in s["by_location"].items() if k.startswith(("concept_patch", "nodes"))}
+            lines.append(f"| {NAMES.get(fam, fam)} | {run} | {s['total']} | {s['ours']} | "
+                         f"{', '.join(f'{k} ×{v}' for k, v in ours.items()) or '-'} |")
+    return "\n".join(lines)
+
+
+def micro_table(micro):
+    lines = ["| op (one dual-stream block, 8 concepts, 1024x1024) | Flux GPU ms | Flux eager ms | SD3.5 GPU ms | SD3.5 eager ms |",
+             "|---|---:|---:|---:|---:|"]
+    fl, sd = micro["micro"].get("flux", {}), micro["micro"].get("sd3", {})
+    keys = list(fl.get("per_block_ms", {}))
+    for k in sd.get("per_block_ms", {}):
+        if k not in keys:
+            keys.append(k)
+    for k in keys:
+        a, b = fl.get("per_block_ms", {}).get(k, {}), sd.get("per_block_ms", {}).get(k, {})
+        f = lambda d, x: f"{d[x]:.4f}" if x in d else "-"  # noqa: E731
+        lines.append(f"| {k.strip()} | {f(a, 'graph_ms')} | {f(a, 'eager_ms')} | {f(b, 'graph_ms')} | {f(b, 'eager_ms')} |")
+    return "\n".join(lines)
+
+
+def authors_table(a, comfy_plain=None):
+    lines = ["| image | implementation | ms/step (median of 5) | vs their plain BFL Flux | peak VRAM MiB |",
+             "|---|---|---:|---:|---:|"]
+    for key, v in a["results"].items():
+        res, impl = key.split(" ", 1)
+        lines.append(f"| {res} | {impl} | {v['step_ms']:.1f} | "
+                     f"{('%+.1f%%' % v['overhead_vs_bfl_plain_pct']) if 'overhead_vs_bfl_plain_pct' in v else '-'} | "
+                     f"{v['peak_mib']:.0f} |")
+    return "\n".join(lines)
+
+
+def main(paths):
+    for p in paths:
+        d = json.load(open(p))
+        print(f"<!-- {p} -->")
+        if "micro" in d:
+            print(micro_table(d))
+        elif "models" in d:
+            env = d["env"]
+            print(f"{env.get('gpu')} · torch {env['torch']} · CUDA {env.get('cuda')} · ComfyUI {env.get('comfyui_version')} · "
+                  f"{env['date']} · allocator {env.get('PYTORCH_CUDA_ALLOC_CONF') or 'native'}\n")
+            print(gen_table(d, "Generation: time per sampling step and peak VRAM"))
+            if any(k.startswith("encode_") for m in d["models"].values() for k in m):
+                print()
+                print(encode_table(d, "Encode mode (8 concepts)"))
+            if any("syncs" in m for m in d["models"].values()):
+                print()
+                print(sync_table(d))
+        elif "results" in d:
+            print(authors_table(d))
+        print()
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
