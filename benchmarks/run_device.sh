@@ -16,4 +16,5 @@ export PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH}
 } 2>&1 | tee "$OUT/bench.log"
 timeout "${BENCH_TIMEOUT:-450}" python3 benchmarks/bench_concept_attention.py --out "$OUT" --profile \
   --budget-s "${BENCH_BUDGET:-330}" "$@" 2>&1 | tee -a "$OUT/bench.log"
+[ -n "${SKIP_AUTHORS:-}" ] && exit 0
 timeout "${AUTHORS_TIMEOUT:-110}" python3 benchmarks/authors_flux.py --out "$OUT" 2>&1 | tee "$OUT/authors.log"

@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import torch
 
-from .concept_math import concept_attention, heads_to_flat, token_scores
+from .concept_math import concept_attention, dot_scores, head_dot_scores, heads_to_flat, to_map
 
 
-def _heads_first(t: torch.Tensor, heads: int, skip_reshape: bool) -> torch.Tensor:
-    """Attention inputs come as [B, H, L, D] (skip_reshape), [B, L, H*D] or SD3's v [B, L, H, D]."""
+def _per_head(t: torch.Tensor, heads: int, skip_reshape: bool) -> torch.Tensor:
+    """A view with heads split: [B, H, L, D] as given (skip_reshape), else [B, L, H, D]."""
     if skip_reshape:
         return t
-    return t.reshape(t.shape[0], t.shape[1], heads, -1).transpose(1, 2)
+    return t.view(t.shape[0], t.shape[1], heads, -1)
 
 
 class AttentionCapture:
@@ -40,26 +40,28 @@ class AttentionCapture:
 
     def _read_joint_call(self, args, kwargs, out):
         fwd = self.forward
+        opts = fwd.options
         q, k, v = args[:3]
         heads = args[3] if len(args) > 3 else kwargs["heads"]
-        skip_reshape = kwargs.get("skip_reshape", False)
-        k_heads = fwd.rows(_heads_first(k, heads, skip_reshape))
-        v_heads = fwd.rows(_heads_first(v, heads, skip_reshape))
+        heads_first = kwargs.get("skip_reshape", False)
         # Main-image tokens only: text comes first, Kontext reference tokens after the image.
         image = slice(self.text_len, self.text_len + fwd.num_image_tokens)
-        image_k, image_v = k_heads[:, :, image], v_heads[:, :, image]
-        opts = fwd.options
+        k_rows = fwd.rows(_per_head(k, heads, heads_first))
+        v_rows = fwd.rows(_per_head(v, heads, heads_first))
+        image_k = k_rows[:, :, image] if heads_first else k_rows[:, image]
+        image_v = v_rows[:, :, image] if heads_first else v_rows[:, image]
         self.concept_out = concept_attention(
             self.concept_q, self.concept_k, self.concept_v, image_k, image_v,
             self_attention=opts.concept_self_attention, cross_attention=opts.concept_cross_attention,
+            tokens_first=not heads_first,
         )
         if self.layer not in fwd.selected_layers:
             return
         if opts.space == "output":
             out_flat = heads_to_flat(out) if kwargs.get("skip_output_reshape", False) else out
-            image_vectors, concept_vectors = fwd.rows(out_flat)[:, image], self.concept_out
+            scores = dot_scores(fwd.rows(out_flat)[:, image], self.concept_out)
         elif opts.space == "cross_attention":
-            image_vectors, concept_vectors = heads_to_flat(image_k), heads_to_flat(self.concept_q)
+            scores = head_dot_scores(image_k, self.concept_q, tokens_first=not heads_first)
         else:
-            image_vectors, concept_vectors = heads_to_flat(image_v), heads_to_flat(self.concept_v)
-        fwd.add_layer_scores(token_scores(image_vectors, concept_vectors, opts.softmax))
+            scores = head_dot_scores(image_v, self.concept_v, tokens_first=not heads_first)
+        fwd.add_layer_scores(to_map(scores, opts.softmax))

@@ -13,7 +13,7 @@ from .concepts import ConceptSet
 from .errors import ConceptAttentionError
 from .options import SaliencyOptions
 from .saliency_maps import SaliencyMaps
-from .session import install_concept_attention
+from .session import new_session, patched_model_options
 
 
 def _one_model_call(model, x, sigmas, extra_args=None, callback=None, disable=None):
@@ -48,12 +48,15 @@ def encode_saliency(model, concepts: ConceptSet, latent: torch.Tensor, options: 
     if positive is None:
         raise ConceptAttentionError("no prompt conditioning: connect a CONDITIONING or rebuild the Concept List")
 
-    patched, session = install_concept_attention(model, concepts, options, stop_early=True)
-    model_sampling = patched.get_model_object("model_sampling")
+    session = new_session(model, concepts, options, stop_early=True)
+    model_sampling = model.get_model_object("model_sampling")
     if not isinstance(model_sampling, comfy.model_sampling.CONST):
         raise ConceptAttentionError("encode mode needs a flow-matching model (Flux, SD3); this model samples differently")
 
-    guider = comfy.samplers.CFGGuider(patched)
+    # The patches ride on this guider's model options, not on a clone: a new ModelPatcher
+    # would make ComfyUI re-patch the loaded weights on every call.
+    guider = comfy.samplers.CFGGuider(model)
+    guider.model_options = patched_model_options(model.model_options, session)
     guider.inner_set_conds({"positive": positive})
     guider.set_cfg(1.0)
     sampler = comfy.samplers.KSAMPLER(_one_model_call)

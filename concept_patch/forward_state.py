@@ -75,7 +75,8 @@ class ForwardState:
             # concept stream is broken from here on, so this forward's maps are dropped.
             self.complete = False
         else:
-            self.concepts = self.family.update_concepts(block, self.concepts, capture.concept_out, saved)
+            if index < self.options.last_layer:  # after the last selected block nobody reads the stream
+                self.concepts = self.family.update_concepts(block, self.concepts, capture.concept_out, saved)
             self.blocks_run += 1
         if self.session.stop_early and index == self.options.last_layer:
             raise StopForward(self)

@@ -170,6 +170,9 @@ class RunWrapper:
                 "block). Remove the TorchCompileModel node, or use a model that is not compiled, to get maps."
             )
         noise, sigmas = args[0], args[3]
+        if patcher is not None:
+            # Copy the concept embeddings to the device now, not inside the denoising loop.
+            self.session.embeddings_on(patcher.load_device, inference_dtype(patcher.model))
         run = SamplingRun(self.session, noise.shape, sigmas)
         saved = guider.model_options
         transformer_options = {**saved.get("transformer_options", {}), self.session.run_key: run}
@@ -184,11 +187,14 @@ class RunWrapper:
 
 def find_sessions(model) -> list[ConceptSession]:
     """ConceptAttention sessions installed on a ModelPatcher, oldest first."""
-    return [w.session for w in model.get_wrappers("outer_sample", WRAPPER_KEY) if isinstance(w, RunWrapper)]
+    from comfy.patcher_extension import WrappersMP, get_wrappers_with_key
+
+    wrappers = get_wrappers_with_key(WrappersMP.OUTER_SAMPLE, WRAPPER_KEY, model.model_options, is_model_options=True)
+    return [w.session for w in wrappers if isinstance(w, RunWrapper)]
 
 
-def install_concept_attention(model, concepts: ConceptSet, options: SaliencyOptions, stop_early: bool = False):
-    """A clone of `model` whose forwards also run the concept stream and record maps.
+def new_session(model, concepts: ConceptSet, options: SaliencyOptions, stop_early: bool = False) -> ConceptSession:
+    """Checks that `model` can carry these concepts and options; the session that will patch it.
 
     stop_early: end each forward right after the last selected block (encode mode only;
     never for generation, whose prediction must be complete).
@@ -226,16 +232,37 @@ def install_concept_attention(model, concepts: ConceptSet, options: SaliencyOpti
         "pooling": concepts.pooling,
         "step_range": [options.start_percent, options.end_percent],
     }
-    session = ConceptSession(family, concepts, options, stop_early,
-                             getattr(latent_format, "spacial_downscale_ratio", 8), metadata)
+    return ConceptSession(family, concepts, options, stop_early,
+                          getattr(latent_format, "spacial_downscale_ratio", 8), metadata)
+
+
+def patched_model_options(model_options: dict, session: ConceptSession) -> dict:
+    """A copy of ModelPatcher model_options with the session's block patches and wrappers added.
+
+    Replace patches already there (another pack's, skip-layer guidance's) are chained, not replaced.
+    """
+    from comfy.model_patcher import create_model_options_clone, set_model_options_patch_replace
+    from comfy.patcher_extension import WrappersMP, add_wrapper_with_key
+
+    options = create_model_options_clone(model_options)
+    options.setdefault("transformer_options", {})
+    replace = options["transformer_options"].get("patches_replace", {}).get("dit", {})
+    for i in range(session.options.last_layer + 1):
+        patch = ConceptBlockPatch(session, i, replace.get(("double_block", i)))
+        options = set_model_options_patch_replace(options, patch, "dit", "double_block", i)
+    add_wrapper_with_key(WrappersMP.OUTER_SAMPLE, WRAPPER_KEY, RunWrapper(session), options, is_model_options=True)
+    add_wrapper_with_key(WrappersMP.APPLY_MODEL, WRAPPER_KEY, ForwardWrapper(session), options, is_model_options=True)
+    if session.family.forward_wrapper_type == "diffusion_model":
+        add_wrapper_with_key(WrappersMP.DIFFUSION_MODEL, WRAPPER_KEY, FluxInputsWrapper(session), options,
+                             is_model_options=True)
+    return options
+
+
+def install_concept_attention(model, concepts: ConceptSet, options: SaliencyOptions, stop_early: bool = False):
+    """(clone of `model` whose forwards also run the concept stream and record maps, its session)."""
+    session = new_session(model, concepts, options, stop_early)
     patched = model.clone()
-    replace = patched.model_options.get("transformer_options", {}).get("patches_replace", {}).get("dit", {})
-    for i in range(options.last_layer + 1):
-        patched.set_model_patch_replace(ConceptBlockPatch(session, i, replace.get(("double_block", i))), "dit", "double_block", i)
-    patched.add_wrapper_with_key(WrappersMP.OUTER_SAMPLE, WRAPPER_KEY, RunWrapper(session))
-    patched.add_wrapper_with_key(WrappersMP.APPLY_MODEL, WRAPPER_KEY, ForwardWrapper(session))
-    if family.forward_wrapper_type == "diffusion_model":
-        patched.add_wrapper_with_key(WrappersMP.DIFFUSION_MODEL, WRAPPER_KEY, FluxInputsWrapper(session))
+    patched.model_options = patched_model_options(patched.model_options, session)
     return patched, session
 
 

@@ -88,4 +88,6 @@ class LoadSaliency(io.ComfyNode):
         path = resolve_inside(folder_paths.get_input_directory(), file)
         if not os.path.isfile(path):
             raise ConceptAttentionError(f"no file {file!r} in the input folder; put a Save Saliency .safetensors file there")
-        return io.NodeOutput(load_saliency(path))
+        saliency = load_saliency(path)
+        # The web extension offers these names in Saliency to Mask (no Concept List upstream).
+        return io.NodeOutput(saliency, ui={"concept_names": list(saliency.names)})

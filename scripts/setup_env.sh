@@ -10,7 +10,9 @@ COMFYUI_VERSION=v0.33.0
 TORCH_PINS=(torch==2.9.1 torchvision==0.24.1 torchaudio==2.9.1)
 # pydantic-settings: one of ComfyUI's "non essential" requirements; without it ComfyUI cannot read a
 # pack's pyproject.toml ([tool.comfy]), which the server smoke test checks.
-TEST_TOOLS=(pytest pytest-timeout websocket-client "pydantic-settings~=2.0")
+# playwright: drives Debian's Chromium (scripts/setup_browser.sh) for the browser tier; it never
+# downloads a browser here (no `playwright install`).
+TEST_TOOLS=(pytest pytest-timeout websocket-client "pydantic-settings~=2.0" "playwright>=1.49,<2")
 VENV=${VENV:-$HOME/.cache/comfyui-concept-attention/venv}
 COMFYUI_PATH=${COMFYUI_PATH:-$HOME/ComfyUI}
 

@@ -6,7 +6,7 @@
 # 2. pytest runs every tier (tests/unit, tests/comfy, tests/server, tests/browser) and writes
 #    test-artifacts/junit.xml and test-artifacts/pytest.log.
 # 3. The junit report must show that nothing was skipped (or xfailed) and, for a full run (no
-#    pytest args), that comfy and server tier tests actually ran. pytest's exit code 5 (no tests
+#    pytest args), that comfy, server and browser tier tests actually ran. pytest's exit code 5 (no tests
 #    collected) is a failure like any other non-zero code.
 set -euo pipefail
 
@@ -18,6 +18,11 @@ if [ ! -x "$PY" ]; then
   echo "[test] scripts/setup_env.sh did not print a python interpreter (got: '$PY')" >&2
   exit 3
 fi
+# The browser tier's Chromium (scripts/setup_browser.sh: apt-get install when it is missing),
+# for runs that include tests/browser.
+if [ $# -eq 0 ] || printf '%s\n' "$@" | grep -qE '^tests/?$|browser'; then
+  bash scripts/setup_browser.sh || echo "[test] scripts/setup_browser.sh failed: the browser tier cannot run" >&2
+fi
 
 ART="$ROOT/test-artifacts"
 rm -rf "$ART"
@@ -25,7 +30,7 @@ mkdir -p "$ART"
 JUNIT="$ART/junit.xml"
 
 if [ $# -eq 0 ]; then
-  REQUIRED_TIERS="comfy server"
+  REQUIRED_TIERS="comfy server browser"
   set -- tests
 else
   REQUIRED_TIERS=""   # a partial run chosen by hand: no tier requirement

@@ -88,7 +88,10 @@ function addStyles() {
   font: 12px/1.3 Inter, Arial, sans-serif; color: var(--input-text, #ddd);
   background: var(--comfy-input-bg, #222); border-radius: 6px;
 }
-.ca-legend-empty, .ca-picker-hint { color: var(--descrip-text, #999); font-style: italic; padding: 2px; }
+.ca-legend-empty, .ca-picker-hint {
+  color: var(--descrip-text, #999); font-style: italic; padding: 2px;
+  white-space: nowrap; overflow: hidden; text-overflow: ellipsis;
+}
 .ca-legend-bar { display: flex; height: 8px; border-radius: 4px; overflow: hidden; margin: 2px 0 4px; }
 .ca-legend-bar > span { display: block; height: 100%; }
 .ca-legend-nav { display: flex; align-items: center; gap: 6px; margin-bottom: 3px; }
@@ -158,7 +161,7 @@ function renderLegend(node) {
   const state = legendState(node);
   root.replaceChildren();
   if (!state.legend.length) {
-    root.appendChild(el("div", "ca-legend-empty", "Run the workflow to see each concept's share here."));
+    root.appendChild(el("div", "ca-legend-empty", "Run to see the concepts here."));
     return;
   }
   const bar = el("div", "ca-legend-bar");
@@ -459,8 +462,10 @@ export function refreshPicker(node) {
     const root = picker.root;
     root.replaceChildren();
     if (!found) {
-      root.appendChild(el("div", "ca-picker-hint",
-        "Connect 'saliency' to maps made from a Concept List to pick concepts here."));
+      const hint = el("div", "ca-picker-hint", "Connect saliency to pick concepts.");
+      hint.title = "Connect the saliency input to maps made from a Concept List (through Concept Saliency "
+        + "or Concept Saliency from Sampling) to pick its concepts here.";
+      root.appendChild(hint);
     } else if (!names.length) {
       root.appendChild(el("div", "ca-picker-hint", "The Concept List has no concepts yet."));
     } else {
