@@ -69,7 +69,19 @@ _register_package(TESTS_PACKAGE_NAME, TESTS_DIR, None)
 # `import concept_patch` would find the pack's folders as top-level modules (not how ComfyUI
 # loads them) and shadow ComfyUI's own `nodes`. Product code is reachable only as
 # `concept_attention.*`.
-sys.path[:] = [p for p in sys.path if Path(p or os.getcwd()).resolve() != REPO_ROOT]
+def _drop_repo_root_from_sys_path() -> None:
+    sys.path[:] = [p for p in sys.path if Path(p or os.getcwd()).resolve() != REPO_ROOT]
+
+
+_drop_repo_root_from_sys_path()
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item):
+    # pytest's prepend import mode may put the checkout back on sys.path while it imports test
+    # modules (it does when the checkout's folder name is not a Python identifier, e.g. "ci-check",
+    # because the root has an __init__.py): drop it again before any test runs.
+    _drop_repo_root_from_sys_path()
 
 # ---------------------------------------------------------------------------------------------
 # (b) ComfyUI location and CPU mode
