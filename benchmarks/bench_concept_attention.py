@@ -17,8 +17,6 @@ Measures, per model and resolution:
   * host-device synchronisations (torch.cuda.set_sync_debug_mode("warn"), each warning
     attributed to the Python file that triggered it);
   * optionally a torch.profiler breakdown of our code (concept qkv, SDPA, scores, update);
-  * --micro: GPU time per block of each of our ops (CUDA-graph replay) and of candidate rewrites;
-  * --candidates: step time with those rewrites swapped in (benchmark-side), and their map agreement.
 
 CPU smoke test:   python benchmarks/bench_concept_attention.py --tiny
 GPU (see benchmarks/run_device.sh for the full command).
@@ -69,11 +67,6 @@ def parse_args():
                    help="keep PyTorch's native allocator (ComfyUI's --disable-cuda-malloc)")
     p.add_argument("--last10", action="store_true",
                    help="also time generation with 8 concepts over the last 10 dual-stream blocks (the paper's Flux default)")
-    p.add_argument("--candidates", action="store_true",
-                   help="also time 8 concepts over all blocks with candidate rewrites of concept_attention and "
-                        "token_scores swapped in (benchmark-side monkeypatch; see candidate_ops)")
-    p.add_argument("--micro", action="store_true",
-                   help="only the per-block micro-benchmark of our ops and candidate rewrites (CUDA-graph GPU time)")
     p.add_argument("--budget-s", type=float, default=1e9,
                    help="stop starting new sections after this many seconds (results so far are kept)")
     return p.parse_args()
@@ -436,265 +429,6 @@ def profile_diff(plain, patched, top=25):
 
 
 # ----------------------------------------------------------------------------------------------
-# Micro-benchmark: GPU time of our per-block work on the real tensors, and candidate rewrites
-# ----------------------------------------------------------------------------------------------
-
-def gpu_ms(fn, inner=20, outer=5):
-    """GPU time of fn() in ms: CUDA-graph replay of `inner` calls (no launch overhead); eager time too."""
-    res = {}
-    for _ in range(3):
-        fn()
-    sync()
-    ev = [torch.cuda.Event(enable_timing=True) for _ in range(2)] if CUDA else None
-    # eager (launch overhead included: what a CPU-bound caller would see)
-    times = []
-    for _ in range(outer):
-        if CUDA:
-            ev[0].record()
-            for _ in range(inner):
-                fn()
-            ev[1].record()
-            sync()
-            times.append(ev[0].elapsed_time(ev[1]) / inner)
-        else:
-            t0 = time.perf_counter()
-            for _ in range(inner):
-                fn()
-            times.append(1e3 * (time.perf_counter() - t0) / inner)
-    res["eager_ms"] = round(statistics.median(times), 4)
-    if CUDA:
-        try:
-            s = torch.cuda.Stream()
-            s.wait_stream(torch.cuda.current_stream())
-            with torch.cuda.stream(s):
-                for _ in range(2):
-                    fn()
-            torch.cuda.current_stream().wait_stream(s)
-            g = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(g):
-                for _ in range(inner):
-                    fn()
-            g.replay()
-            sync()
-            times = []
-            for _ in range(outer):
-                ev[0].record()
-                g.replay()
-                ev[1].record()
-                sync()
-                times.append(ev[0].elapsed_time(ev[1]) / inner)
-            res["graph_ms"] = round(statistics.median(times), 4)
-            del g
-        except Exception as e:  # capture not possible: eager only
-            res["graph_error"] = f"{type(e).__name__}: {e}"[:200]
-    return res
-
-
-def attn_cat_sdpa(cq, ck, cv, ik, iv):
-    """What concept_math.concept_attention does (cross + self)."""
-    k = torch.cat([ik, ck], dim=2)
-    v = torch.cat([iv, cv], dim=2)
-    return torch.nn.functional.scaled_dot_product_attention(cq, k, v)
-
-
-def attn_split_manual(cq, ck, cv, ik, iv):
-    """Candidate: no K/V copy; image and self logits separately, one softmax, two small matmuls."""
-    scale = cq.shape[-1] ** -0.5
-    li = torch.matmul(cq, ik.transpose(-1, -2))
-    ls = torch.matmul(cq, ck.transpose(-1, -2))
-    p = torch.cat([li, ls], dim=-1).float().mul_(scale).softmax(-1).to(cq.dtype)
-    n = ik.shape[2]
-    return torch.matmul(p[..., :n], iv) + torch.matmul(p[..., n:], cv)
-
-
-def attn_split_lse(cq, ck, cv, ik, iv):
-    """Candidate: flash attention over the image K/V views (no copy) + tiny self part, merged by logsumexp."""
-    out_i, lse_i = torch.ops.aten._scaled_dot_product_flash_attention(cq, ik, iv)[:2]
-    scale = cq.shape[-1] ** -0.5
-    s = torch.matmul(cq.float(), ck.float().transpose(-1, -2)) * scale
-    lse_s = torch.logsumexp(s, -1)
-    out_s = torch.matmul(torch.softmax(s, -1), cv.float())
-    lse = torch.logaddexp(lse_i, lse_s)
-    out = out_i.float() * torch.exp(lse_i - lse).unsqueeze(-1) + out_s * torch.exp(lse_s - lse).unsqueeze(-1)
-    return out.to(cq.dtype)
-
-
-def scores_fp32_copy(img, con):
-    """What concept_math.token_scores does: both operands cast to fp32."""
-    return torch.matmul(img.float(), con.float().transpose(1, 2)).softmax(-1)
-
-
-def scores_out_dtype(img, con):
-    """Candidate: bf16 tensor-core matmul with fp32 accumulate *and* fp32 output (no fp32 copy of the image)."""
-    return torch.bmm(img, con.transpose(1, 2), out_dtype=torch.float32).softmax(-1)
-
-
-def scores_bf16_out(img, con):
-    """Reference only (loses precision: bf16 logits)."""
-    return torch.matmul(img, con.transpose(1, 2)).float().softmax(-1)
-
-
-def cand_concept_attention(concept_q, concept_k, concept_v, image_k, image_v, self_attention=True,
-                           cross_attention=True):
-    """Candidate for concept_math.concept_attention: no copy of the image K/V (see attn_split_manual)."""
-    if not (self_attention and cross_attention):
-        return ca_capture.__dict__["_orig_concept_attention"](concept_q, concept_k, concept_v, image_k, image_v,
-                                                              self_attention, cross_attention)
-    out = attn_split_manual(concept_q, concept_k, concept_v, image_k, image_v)
-    b, h, r, d = out.shape
-    return out.transpose(1, 2).reshape(b, r, h * d)
-
-
-def cand_token_scores(image_vectors, concept_vectors, softmax):
-    """Candidate for concept_math.token_scores: bf16 tensor-core matmul with fp32 output (no fp32 copies)."""
-    if image_vectors.dtype in (torch.bfloat16, torch.float16) and image_vectors.is_cuda:
-        scores = torch.bmm(image_vectors, concept_vectors.to(image_vectors.dtype).transpose(1, 2), out_dtype=torch.float32)
-    else:
-        scores = torch.matmul(image_vectors.float(), concept_vectors.float().transpose(1, 2))
-    return scores.softmax(dim=-1) if softmax else scores
-
-
-@contextlib.contextmanager
-def candidate_ops(on=True):
-    if not on:
-        yield
-        return
-    saved = (ca_capture.concept_attention, ca_capture.token_scores)
-    ca_capture._orig_concept_attention = saved[0]
-    ca_capture.concept_attention, ca_capture.token_scores = cand_concept_attention, cand_token_scores
-    try:
-        yield
-    finally:
-        ca_capture.concept_attention, ca_capture.token_scores = saved
-
-
-def micro_family(family, results):
-    tiny = ARGS.tiny
-    out = results.setdefault("micro", {}).setdefault(family, {})
-    model, n_blocks, _ = build_model(family, tiny)
-    ctx = model.model.diffusion_model.context_embedder.in_features if family == "sd3" else \
-        model.model.diffusion_model.params.context_in_dim
-    cfg = 1.0 if family == "flux" else 4.5
-    pos, neg = conditioning(family, tiny, 1), conditioning(family, tiny, 2)
-    latent = latent_for(ARGS.resolutions.split(",")[0], tiny)
-    r = 8
-    patched, _ = install_concept_attention(model, concept_set(r, ctx), SaliencyOptions(layers=tuple(range(n_blocks))))
-    fam_cls = FluxFamily if family == "flux" else SD3Family
-    block_idx = n_blocks // 2
-    grabbed = {}
-    orig_read, orig_qkv, orig_upd = ca_capture.AttentionCapture._read_joint_call, fam_cls.concept_qkv, fam_cls.update_concepts
-    orig_prep = FluxFamily.prepare_forward
-
-    def read(self, args, kwargs, o):
-        if self.layer == block_idx and "read" not in grabbed:
-            grabbed["read"] = (self, args, kwargs, o)
-        return orig_read(self, args, kwargs, o)
-
-    def qkv(self, block, concepts, block_args, forward):
-        res = orig_qkv(self, block, concepts, block_args, forward)
-        if block is fam_cls.block(self, forward.diffusion_model, block_idx) and "qkv" not in grabbed:
-            grabbed["qkv"] = (self, block, concepts, block_args, forward, res)
-        return res
-
-    def upd(self, block, concepts, concept_out, saved):
-        if "qkv" in grabbed and block is grabbed["qkv"][1] and "upd" not in grabbed:
-            grabbed["upd"] = (self, block, concepts, concept_out, saved)
-        return orig_upd(self, block, concepts, concept_out, saved)
-
-    def prep(self, dm, forward, call):
-        if "prep" not in grabbed:
-            grabbed["prep"] = (self, dm, forward, call)
-        return orig_prep(self, dm, forward, call)
-
-    ca_capture.AttentionCapture._read_joint_call = read
-    fam_cls.concept_qkv, fam_cls.update_concepts = qkv, upd
-    FluxFamily.prepare_forward = prep
-    try:
-        run_sample(patched, latent, pos, neg, cfg, 1)
-        # plain and patched model-call time for reference (1 step)
-        out["plain_step_ms"] = round(1e3 * statistics.median(
-            [run_sample(model, latent, pos, neg, cfg, 3)[0] - run_sample(model, latent, pos, neg, cfg, 1)[0]
-             for _ in range(2)]) / 2, 2)
-    finally:
-        ca_capture.AttentionCapture._read_joint_call = orig_read
-        fam_cls.concept_qkv, fam_cls.update_concepts = orig_qkv, orig_upd
-        FluxFamily.prepare_forward = orig_prep
-
-    cap, args, kwargs, o = grabbed["read"]
-    fwd = cap.forward
-    q, k, v = args[:3]
-    heads = args[3] if len(args) > 3 else kwargs["heads"]
-    skip = kwargs.get("skip_reshape", False)
-    k_heads = fwd.rows(ca_capture._heads_first(k, heads, skip))
-    v_heads = fwd.rows(ca_capture._heads_first(v, heads, skip))
-    image = slice(cap.text_len, cap.text_len + fwd.num_image_tokens)
-    ik, iv = k_heads[:, :, image], v_heads[:, :, image]
-    cq, ck, cv = cap.concept_q, cap.concept_k, cap.concept_v
-    out_flat = ca_capture.heads_to_flat(o) if kwargs.get("skip_output_reshape", False) else o
-    img_vec = fwd.rows(out_flat)[:, image]
-    con_vec = ca_capture.concept_attention(cq, ck, cv, ik, iv)
-    out["shapes"] = {"q": list(q.shape), "k": list(k.shape), "k_strides": list(k.stride()),
-                     "image_k": list(ik.shape), "image_k_strides": list(ik.stride()),
-                     "concept_q": list(cq.shape), "attn_out": list(o.shape), "image_vectors": list(img_vec.shape),
-                     "image_vectors_contiguous": img_vec.is_contiguous(), "skip_reshape": skip}
-    ref = attn_cat_sdpa(cq, ck, cv, ik, iv).float()
-    ops = {
-        "product: concept_attention (cat + SDPA)": lambda: ca_capture.concept_attention(cq, ck, cv, ik, iv),
-        "  cat of K and V only": lambda: (torch.cat([ik, ck], 2), torch.cat([iv, cv], 2)),
-        "candidate: split, manual softmax": lambda: attn_split_manual(cq, ck, cv, ik, iv),
-        "candidate: flash on image views + LSE merge": lambda: attn_split_lse(cq, ck, cv, ik, iv),
-        "product: token_scores (fp32 copies)": lambda: ca_capture.token_scores(img_vec, con_vec, True),
-        "candidate: bmm bf16 -> fp32 out (out_dtype)": lambda: scores_out_dtype(img_vec, con_vec),
-        "reference: bf16 logits (imprecise)": lambda: scores_bf16_out(img_vec, con_vec),
-    }
-    fam, block, concepts, bargs, forward, _ = grabbed["qkv"]
-    ops["product: concept_qkv (mod + norm + qkv + qk-norm)"] = lambda: fam.concept_qkv(block, concepts, bargs, forward)
-    if family == "flux":
-        ops["  of which txt_mod(concept_vec) alone"] = lambda: block.txt_mod(forward.family_state["concept_vec"])
-    else:
-        ops["  of which adaLN_modulation(vec) alone (same values the text stream computes)"] = \
-            lambda: block.context_block.adaLN_modulation(forward.rows(bargs["vec"]))
-    fam2, block2, concepts2, cout2, saved2 = grabbed["upd"]
-    ops["product: update_concepts (proj + MLP)"] = lambda: fam2.update_concepts(block2, concepts2, cout2, saved2)
-    if "prep" in grabbed and family == "flux":
-        f3, dm3, fw3, call3 = grabbed["prep"]
-        ops["product: prepare_forward (per forward)"] = lambda: f3.prepare_forward(dm3, fw3, call3)
-    timings = {}
-    for name, fn in ops.items():
-        try:
-            timings[name] = gpu_ms(fn)
-        except Exception as e:
-            timings[name] = {"error": f"{type(e).__name__}: {e}"[:300]}
-    out["per_block_ms"] = timings
-    errs = {}
-    for name, fn in (("split_manual", attn_split_manual), ("split_lse", attn_split_lse)):
-        try:
-            errs[name] = float((fn(cq, ck, cv, ik, iv).float() - ref).abs().max())
-        except Exception as e:
-            errs[name] = f"{type(e).__name__}: {e}"[:200]
-    try:
-        a = scores_fp32_copy(img_vec, con_vec)
-        b = scores_out_dtype(img_vec, con_vec)
-        c = scores_bf16_out(img_vec, con_vec)
-        errs["scores_out_dtype_vs_fp32_maxabs"] = float((a - b).abs().max())
-        errs["scores_bf16_vs_fp32_maxabs"] = float((a - c).abs().max())
-    except Exception as e:
-        errs["scores"] = f"{type(e).__name__}: {e}"[:200]
-    out["max_abs_diff_vs_product"] = errs
-    out["block_index"] = block_idx
-    out["n_blocks"] = n_blocks
-    log(f"micro {family}: " + json.dumps(out, indent=1))
-    for m in (model, patched):
-        m.offload_device = DEVICE
-    comfy.model_management.unload_all_models()
-    del model, patched, grabbed, ops
-    import gc
-    gc.collect()
-    if CUDA:
-        torch.cuda.empty_cache()
-
-
-# ----------------------------------------------------------------------------------------------
 # Main
 # ----------------------------------------------------------------------------------------------
 
@@ -755,8 +489,6 @@ def bench_family(family, results, out_dir, save, resolutions, extras):
     for r in rs:
         patched, _session = install_concept_attention(model, concept_set(r, ctx), all_layers)
         variants[f"ca_r{r}"] = patched
-    if ARGS.candidates:
-        variants["ca_r8_cand"] = install_concept_attention(model, concept_set(8, ctx), all_layers)[0]
     if ARGS.last10:
         last = SaliencyOptions(layers=tuple(range(max(0, n_blocks - 10), n_blocks)))
         variants["ca_r8_last10"] = install_concept_attention(model, concept_set(8, ctx), last)[0]
@@ -774,18 +506,16 @@ def bench_family(family, results, out_dir, save, resolutions, extras):
                                        "variants": {}})
         # warm-up: every variant once (first call loads the model and autotunes kernels)
         for name, m in variants.items():
-            with candidate_ops(name.endswith("_cand")):
-                run_sample(m, latent, pos, neg, cfg, M)
+            run_sample(m, latent, pos, neg, cfg, M)
         per_step = {name: [] for name in variants}
         peaks = {}
         for rep in range(ARGS.repeats):
             for name, m in variants.items():
-                with candidate_ops(name.endswith("_cand")):
-                    reset_peak()
-                    base = mem_now()
-                    t_long, _ = run_sample(m, latent, pos, neg, cfg, N)
-                    peak = mem_peak()
-                    t_short, _ = run_sample(m, latent, pos, neg, cfg, M)
+                reset_peak()
+                base = mem_now()
+                t_long, _ = run_sample(m, latent, pos, neg, cfg, N)
+                peak = mem_peak()
+                t_short, _ = run_sample(m, latent, pos, neg, cfg, M)
                 per_step[name].append((t_long - t_short) / (N - M))
                 if name not in peaks:
                     peaks[name] = (peak, base)
@@ -802,19 +532,6 @@ def bench_family(family, results, out_dir, save, resolutions, extras):
                 "activation_peak_mib": mib(peak - base),
                 "activation_peak_overhead_pct": pct(peak - base, plain_peak - plain_base),
             }
-        save()
-
-    # Candidate rewrites: do they give the same maps? (encode mode, 8 concepts, all blocks)
-    if extras and ARGS.candidates and not over_budget():
-        latent = torch.randn(1, 16, *latent_for(resolutions[0], tiny).shape[-2:], generator=torch.Generator().manual_seed(4))
-        c8 = concept_set(8, ctx)
-        ref = encode_saliency(model, c8, latent, all_layers, conditioning=pos).maps
-        with candidate_ops(True):
-            cand = encode_saliency(model, c8, latent, all_layers, conditioning=pos).maps
-        fam_res["candidate_maps_max_abs_diff"] = float((ref - cand).abs().max())
-        fam_res["candidate_maps_argmax_agreement"] = float((ref.argmax(1) == cand.argmax(1)).float().mean())
-        log(f"{family} candidate maps: max abs diff {fam_res['candidate_maps_max_abs_diff']:.3g}, "
-            f"argmax agreement {fam_res['candidate_maps_argmax_agreement']:.4f}")
         save()
 
     # Encode mode vs one forward
@@ -914,17 +631,6 @@ def main():
             json.dump(results, f, indent=1)
 
     log("env", json.dumps(results["env"]))
-    if ARGS.micro:
-        path = os.path.join(out_dir, "micro_tiny.json" if ARGS.tiny else "micro.json")
-        for family in ARGS.models.split(","):
-            try:
-                micro_family(family, results)
-            except Exception:
-                results.setdefault("errors", {})[family] = traceback.format_exc()
-                log(f"micro {family} FAILED\n{results['errors'][family]}")
-            with open(path, "w") as f:
-                json.dump(results, f, indent=1)
-        return
     resolutions = ARGS.resolutions.split(",")
     # First every model at the first resolution (with encode, sync and profiler sections), then the rest:
     # the targets are stated at the first resolution, so a time budget cuts the others first.

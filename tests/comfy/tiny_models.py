@@ -165,3 +165,22 @@ def vae(seed=3):
     template = comfy.ldm.models.autoencoder.AutoencoderKL(**params)
     _randomize(template, seed, std=0.1)
     return comfy.sd.VAE(sd=template.state_dict(), config={"params": params}, dtype=torch.float32)
+
+
+def unet_model(seed=3):
+    """An SD1.5-style UNet (cross-attention to the text, no text stream): a model ConceptAttention rejects."""
+    import comfy.supported_models
+
+    unet_config = {
+        "use_checkpoint": False, "image_size": 32, "in_channels": 4, "out_channels": 4, "model_channels": 32,
+        "num_res_blocks": [1, 1], "channel_mult": [1, 2], "transformer_depth": [1, 1],
+        "transformer_depth_output": [1, 1, 1, 1], "transformer_depth_middle": 1,
+        "use_spatial_transformer": True, "legacy": False, "adm_in_channels": None, "context_dim": 768,
+        "use_linear_in_transformer": False, "use_temporal_attention": False, "num_heads": 2,
+        "num_head_channels": -1,
+    }
+    config = comfy.supported_models.SD15(unet_config)
+    config.set_inference_dtype(torch.float32, None)
+    model = config.get_model({})
+    _randomize(model.diffusion_model, seed, std=0.05)
+    return _patcher(model)
