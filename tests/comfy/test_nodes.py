@@ -181,3 +181,36 @@ def test_save_and_load_saliency(flux, concepts, comfy_dirs):
     assert torch.equal(loaded.maps, saliency.maps) and loaded.names == saliency.names
     with pytest.raises(ValueError):
         SaveSaliency.execute(saliency=saliency, filename_prefix="../../escape")
+
+
+def test_stock_advanced_samplers_record_maps(flux, flux_clip, concepts):
+    import nodes as comfy_nodes
+    from comfy_extras.nodes_custom_sampler import (BasicScheduler, CFGGuider, KSamplerSelect, RandomNoise,
+                                                   SamplerCustomAdvanced)
+
+    from concept_attention_tests.comfy.sampling import conditioning
+
+    patched = ConceptAttentionPatch.execute(model=flux, concepts=concepts, layers="all", start_percent=0.0,
+                                            end_percent=1.0, space="output", softmax=True).result[0]
+    pos, neg = conditioning(flux_clip, "a dog"), conditioning(flux_clip, "")
+    latent = {"samples": torch.zeros(1, 16, 6, 6)}
+
+    def custom_advanced(model):
+        guider = CFGGuider.execute(model=model, positive=pos, negative=neg, cfg=2.0).result[0]
+        sigmas = BasicScheduler.execute(model=model, scheduler="simple", steps=3, denoise=1.0).result[0]
+        return SamplerCustomAdvanced.execute(
+            noise=RandomNoise.execute(noise_seed=4).result[0], guider=guider,
+            sampler=KSamplerSelect.execute(sampler_name="euler").result[0], sigmas=sigmas, latent_image=latent,
+        ).result[0]
+
+    def ksampler_advanced(model):
+        return comfy_nodes.KSamplerAdvanced().sample(
+            model, "enable", 5, 4, 2.0, "euler", "simple", pos, neg, latent, 0, 3, "enable")[0]
+
+    for run in (custom_advanced, ksampler_advanced):
+        plain, ours = run(flux), run(patched)
+        assert torch.equal(plain["samples"], ours["samples"]), run.__name__
+        maps = SamplingSaliency.execute(model=patched, latent=ours).result[0]
+        assert maps.maps.shape == (1, 3, 3, 3) and torch.isfinite(maps.maps).all()
+        # KSamplerAdvanced stopped after 3 of 4 steps: 3 conditional model calls were read
+        assert maps.metadata["model_calls_used"] == 3, run.__name__
