@@ -54,6 +54,11 @@ class ConceptSession:
         self.records: deque[RunRecord] = deque(maxlen=max_records)
         self._embeddings: dict = {}
 
+    def __deepcopy__(self, memo):
+        # A session is the shared record of a patched model's runs: model clones (ComfyUI 0.3.x
+        # deep-copies model_options) must keep pointing at it, not at a copy.
+        return self
+
     def embeddings_on(self, device, dtype) -> torch.Tensor:
         key = (str(device), dtype)
         if key not in self._embeddings:

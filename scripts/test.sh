@@ -87,4 +87,19 @@ if [ "$rc" -ne 0 ] || [ "$check_rc" -ne 0 ]; then
   echo "[test] FAILED (pytest exit $rc, report check exit $check_rc); report: $JUNIT"
   exit 1
 fi
+
+# ComfyUI 0.3.x compatibility: the comfy tier once more against an older checkout, when one is
+# there (COMFYUI_COMPAT_PATH, default ~/ComfyUI-0.3.64). Said either way, never silently.
+COMPAT=${COMFYUI_COMPAT_PATH:-$HOME/ComfyUI-0.3.64}
+if [ $# -eq 1 ] && [ "$1" = tests ]; then
+  if [ -f "$COMPAT/main.py" ]; then
+    echo "[test] compatibility: tests/comfy against $COMPAT"
+    if ! COMFYUI_PATH="$COMPAT" "$PY" -m pytest -p no:cacheprovider -q tests/comfy 2>&1 | tee "$ART/pytest-compat.log" | tail -n 3; then
+      echo "[test] FAILED: the comfy tier fails against $COMPAT (log: $ART/pytest-compat.log)"
+      exit 1
+    fi
+  else
+    echo "[test] compatibility: no ComfyUI checkout at $COMPAT (set COMFYUI_COMPAT_PATH), so the 0.3.x run did not happen"
+  fi
+fi
 echo "[test] OK"

@@ -236,15 +236,20 @@ def _flux_stream_qkv(ops, block, attn, norm1, mod_vec_chunks, x):
     B, L = qkv.shape[:2]
     q, k, v = qkv.view(B, L, 3, block.num_heads, -1).permute(2, 0, 3, 1, 4)
     qn, kn = attn.norm.query_norm, attn.norm.key_norm
-    q = ops.rms_norm(q, qn.weight, _rms_eps(qn))
-    k = ops.rms_norm(k, kn.weight, _rms_eps(kn))
+    q = ops.rms_norm(q, _rms_scale(qn), _rms_eps(qn))
+    k = ops.rms_norm(k, _rms_scale(kn), _rms_eps(kn))
     return q, k, v
+
+
+def _rms_scale(norm):
+    """The RMSNorm scale parameter (`weight` in ComfyUI 0.33, `scale` in 0.3.x's Flux RMSNorm)."""
+    return norm.weight if hasattr(norm, "weight") else norm.scale
 
 
 def _rms_eps(norm):
     eps = getattr(norm, "eps", None)
     if eps is None:  # torch.nn.RMSNorm(eps=None) uses the input dtype's machine epsilon
-        eps = torch.finfo(norm.weight.dtype).eps
+        eps = torch.finfo(_rms_scale(norm).dtype).eps
     return eps
 
 
@@ -268,7 +273,7 @@ def flux_reference(dm, x, timestep, context, y, guidance, concept_embeddings, la
     assert deviation in (None,) + FLUX_DEVIATIONS, deviation
     ops = _Ops(dtype)
     prm = dm.params
-    assert getattr(dm, "txt_norm", None) is None and not prm.global_modulation and not prm.txt_ids_dims, \
+    assert getattr(dm, "txt_norm", None) is None and not getattr(prm, "global_modulation", False) and not getattr(prm, "txt_ids_dims", []), \
         "plain Flux.1 only (zero text ids, per-block modulation)"
     layers = sorted(set(layers))
     x, context = x.to(dtype), context.to(dtype)
@@ -471,7 +476,7 @@ def sd3_reference(dm, x, timestep, context, y, concept_embeddings, layers, space
         return ops.linear(mlp[2], ops.silu(ops.linear(mlp[0], v)))
 
     c_mod = seq_mlp(dm.t_embedder.mlp, ops.sinusoidal(timestep.to(dtype), dm.t_embedder.frequency_embedding_size,
-                                                        dm.t_embedder.max_period))
+                                                        getattr(dm.t_embedder, "max_period", 10000)))
     if y is not None and dm.y_embedder is not None:
         c_mod = c_mod + seq_mlp(dm.y_embedder.mlp, y.to(dtype))
     txt = ops.linear(dm.context_embedder, context)
@@ -479,7 +484,7 @@ def sd3_reference(dm, x, timestep, context, y, concept_embeddings, layers, space
     concept_c_mod = c_mod
     if deviation == "concept_modulation_without_pooled":
         concept_c_mod = seq_mlp(dm.t_embedder.mlp, ops.sinusoidal(timestep.to(dtype), dm.t_embedder.frequency_embedding_size,
-                                                                    dm.t_embedder.max_period))
+                                                                    getattr(dm.t_embedder, "max_period", 10000)))
     concepts = ops.linear(dm.context_embedder, concept_embeddings.to(dtype))[None].expand(B, -1, -1)
 
     result = ReferenceResult(maps=None, grid=grid)

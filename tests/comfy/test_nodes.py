@@ -195,13 +195,18 @@ def test_stock_advanced_samplers_record_maps(flux, flux_clip, concepts):
     pos, neg = conditioning(flux_clip, "a dog"), conditioning(flux_clip, "")
     latent = {"samples": torch.zeros(1, 16, 6, 6)}
 
+    def node(cls, **inputs):
+        """First output of a stock node, V3 (ComfyUI 0.33) or V1 (0.3.x) style."""
+        if hasattr(cls, "FUNCTION"):
+            return getattr(cls(), cls.FUNCTION)(**inputs)[0]
+        return cls.execute(**inputs).result[0]
+
     def custom_advanced(model):
-        guider = CFGGuider.execute(model=model, positive=pos, negative=neg, cfg=2.0).result[0]
-        sigmas = BasicScheduler.execute(model=model, scheduler="simple", steps=3, denoise=1.0).result[0]
-        return SamplerCustomAdvanced.execute(
-            noise=RandomNoise.execute(noise_seed=4).result[0], guider=guider,
-            sampler=KSamplerSelect.execute(sampler_name="euler").result[0], sigmas=sigmas, latent_image=latent,
-        ).result[0]
+        return node(SamplerCustomAdvanced, noise=node(RandomNoise, noise_seed=4),
+                    guider=node(CFGGuider, model=model, positive=pos, negative=neg, cfg=2.0),
+                    sampler=node(KSamplerSelect, sampler_name="euler"),
+                    sigmas=node(BasicScheduler, model=model, scheduler="simple", steps=3, denoise=1.0),
+                    latent_image=latent)
 
     def ksampler_advanced(model):
         return comfy_nodes.KSamplerAdvanced().sample(
