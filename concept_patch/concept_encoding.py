@@ -16,23 +16,23 @@ SUPPORTED_ENCODERS_TEXT = "Flux.1 (T5-XXL with CLIP-L) and SD3/SD3.5 (any of CLI
 
 
 def _token_source(cond_stage_model, token_keys) -> tuple[str, str]:
-    """(tokenizer key whose positions index the conditioning, description) for this encoder."""
+    """(tokenizer key whose positions index the conditioning, description, model family it belongs to)."""
     from comfy.text_encoders.flux import FluxClipModel
     from comfy.text_encoders.sd3_clip import SD3ClipModel
 
     if isinstance(cond_stage_model, FluxClipModel):
-        return "t5xxl", "Flux T5-XXL"
+        return "t5xxl", "Flux T5-XXL", "Flux.1"
     if isinstance(cond_stage_model, SD3ClipModel):
         # SD3 conditioning starts with the CLIP-L|G states (77 tokens), T5 follows.
         if getattr(cond_stage_model, "clip_l", None) is not None:
-            return "l", "SD3 CLIP-L/G"
+            return "l", "SD3 CLIP-L/G", "SD3/SD3.5"
         if getattr(cond_stage_model, "clip_g", None) is not None:
-            return "g", "SD3 CLIP-G"
+            return "g", "SD3 CLIP-G", "SD3/SD3.5"
         if getattr(cond_stage_model, "t5xxl", None) is not None:
-            return "t5xxl", "SD3 T5-XXL"
+            return "t5xxl", "SD3 T5-XXL", "SD3/SD3.5"
     if len(token_keys) == 1:
         key = next(iter(token_keys))
-        return key, f"{type(cond_stage_model).__name__} ({key})"
+        return key, f"{type(cond_stage_model).__name__} ({key})", ""
     raise ConceptAttentionError(
         f"the text encoder {type(cond_stage_model).__name__} is not supported for concepts; "
         f"load the text encoder of a supported model: {SUPPORTED_ENCODERS_TEXT}"
@@ -51,10 +51,10 @@ def encode_concepts(clip, names: list[str], pooling: str = "mean") -> ConceptSet
     if pooling not in POOLING_MODES:
         raise ConceptAttentionError(f"pooling {pooling!r} is not one of {', '.join(POOLING_MODES)}")
     vectors = []
-    encoder = ""
+    encoder, model_family = "", ""
     for name in names:
         with_ids = clip.tokenize(name, return_word_ids=True)
-        key, encoder = _token_source(clip.cond_stage_model, with_ids.keys())
+        key, encoder, model_family = _token_source(clip.cond_stage_model, with_ids.keys())
         positions = _own_token_positions(with_ids[key])
         if not positions:
             raise ConceptAttentionError(f"concept {name!r} produced no tokens of its own; use a word or phrase")
@@ -73,5 +73,6 @@ def encode_concepts(clip, names: list[str], pooling: str = "mean") -> ConceptSet
         embeddings=torch.stack(vectors).cpu(),
         pooling=pooling,
         encoder=encoder,
+        model_family=model_family,
         empty_prompt=empty_prompt,
     )

@@ -67,11 +67,12 @@ def encode_saliency(model, concepts: ConceptSet, latent: torch.Tensor, options: 
         comfy.model_management.throw_exception_if_processing_interrupted()
         noise = comfy.sample.prepare_noise(latent, seed + k)
         guider.sample(noise, latent, sampler, sigmas, disable_pbar=True, seed=seed + k)
-        if not session.records:
+        record = session.records.pop() if session.records else None
+        if record is None or record.saliency is None:
             raise ConceptAttentionError(
                 "the model produced no concept maps for this input (its forward never reached the selected layers)"
             )
-        maps = session.records.pop().saliency.maps
+        maps = record.saliency.maps
         total = maps if total is None else total + maps
         if on_sample is not None:
             on_sample(k + 1, samples)

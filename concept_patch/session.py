@@ -31,10 +31,14 @@ _session_ids = itertools.count(1)
 
 @dataclass
 class RunRecord:
-    """A finished run: its output latent (to match a sampler's LATENT) and its maps."""
+    """A finished run: its output latent (to match a sampler's LATENT) and its maps.
 
-    latent: torch.Tensor
-    saliency: SaliencyMaps
+    saliency is None when no model call of the run could be read (all outside the step range,
+    area-conditioning crops, or dropped because another patch skipped a needed block).
+    """
+
+    latent: torch.Tensor | None
+    saliency: SaliencyMaps | None
 
 
 class ConceptSession:
@@ -67,10 +71,8 @@ class ConceptSession:
 
     def record(self, run: SamplingRun, output_latent: torch.Tensor):
         maps = run.averaged_maps()
-        if maps is None:
-            return
         h, w = run.latent_hw
-        saliency = SaliencyMaps(
+        saliency = None if maps is None else SaliencyMaps(
             maps=maps,
             names=list(self.concepts.names),
             image_size=(h * self.downscale, w * self.downscale),
@@ -213,6 +215,11 @@ def new_session(model, concepts: ConceptSet, options: SaliencyOptions, stop_earl
         raise ConceptAttentionError(
             f"layer {options.last_layer} was selected but this {family.name} model has {blocks} dual-stream "
             f"blocks (0-{blocks - 1})"
+        )
+    if concepts.model_family and concepts.model_family != family.name:
+        raise ConceptAttentionError(
+            f"the concepts were encoded with the {concepts.model_family} text encoder ({concepts.encoder}), but this "
+            f"is a {family.name} model; build the Concept List with the CLIP loaded for this model"
         )
     expected = family.context_dim(diffusion_model)
     if concepts.context_dim != expected:

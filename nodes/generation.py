@@ -80,12 +80,17 @@ class SamplingSaliency(io.ComfyNode):
         for session in reversed(sessions):
             record = session.find_record(latent["samples"])
             if record is not None:
-                saliency = record.saliency
                 break
         else:
             raise ConceptAttentionError(
                 "no sampling run of this model produced this LATENT: connect the sampler's LATENT output (not its "
                 "denoised output or an edited latent), and the same patched model the sampler used"
             )
-        preview, payload = saliency_preview(saliency, image, cls)
-        return io.NodeOutput(saliency, preview, ui=payload)
+        if record.saliency is None:
+            raise ConceptAttentionError(
+                "the sampling run that made this LATENT recorded no maps: none of its model calls could be read. "
+                "Widen start_percent/end_percent so the range holds a step, and give the sampler a conditioning "
+                "that covers the whole picture (area-conditioned crops are not read)"
+            )
+        preview, payload = saliency_preview(record.saliency, image, cls)
+        return io.NodeOutput(record.saliency, preview, ui=payload)

@@ -155,6 +155,12 @@ def test_generation_mode_nodes(flux, flux_clip, concepts):
     assert not torch.equal(maps1.maps, maps2.maps)
     with pytest.raises(ConceptAttentionError, match="no sampling run"):
         SamplingSaliency.execute(model=patched, latent={"samples": first + 1})
+    # a patch applied later that skips block 1 on every call leaves the run with nothing readable
+    skipping = patched.clone()
+    skipping.set_model_patch_replace(lambda args, extra: args, "dit", "double_block", 1)
+    skipped = sample(skipping, flux_clip, latent_shape=(1, 16, 6, 8), seed=3, cfg=1.0)
+    with pytest.raises(ConceptAttentionError, match="recorded no maps"):
+        SamplingSaliency.execute(model=skipping, latent={"samples": skipped})
     with pytest.raises(ConceptAttentionError, match="no ConceptAttention patch"):
         SamplingSaliency.execute(model=flux, latent={"samples": first})
     with pytest.raises(ValueError, match="step range"):
