@@ -50,7 +50,7 @@ class ConceptSet:
                    (before the model's txt_in / context_embedder).
     pooling:       how each concept's own tokens became one vector ("mean" or "first").
     encoder:       a short description of the text encoder (for error messages and metadata).
-    model_family:  the model family that text encoder belongs to ("" when not known).
+    text_space:    whose states the embeddings are: "t5xxl" or "clip-lg" ("" when not known).
     empty_prompt:  the same encoder's conditioning for the empty prompt, used when the user
                    gives no prompt to encode an image with ([[cond, {"pooled_output": ...}]]).
     """
@@ -59,7 +59,7 @@ class ConceptSet:
     embeddings: torch.Tensor
     pooling: str = "mean"
     encoder: str = ""
-    model_family: str = ""
+    text_space: str = ""
     empty_prompt: list | None = field(default=None, repr=False)
 
     def __post_init__(self):

@@ -216,10 +216,11 @@ def new_session(model, concepts: ConceptSet, options: SaliencyOptions, stop_earl
             f"layer {options.last_layer} was selected but this {family.name} model has {blocks} dual-stream "
             f"blocks (0-{blocks - 1})"
         )
-    if concepts.model_family and concepts.model_family != family.name:
+    if concepts.text_space and concepts.text_space not in family.text_spaces:
         raise ConceptAttentionError(
-            f"the concepts were encoded with the {concepts.model_family} text encoder ({concepts.encoder}), but this "
-            f"is a {family.name} model; build the Concept List with the CLIP loaded for this model"
+            f"the concepts were encoded with {concepts.encoder} ({concepts.text_space} states), but this "
+            f"{family.name} model reads {' or '.join(family.text_spaces)} states; build the Concept List with the "
+            "CLIP loaded for this model"
         )
     expected = family.context_dim(diffusion_model)
     if concepts.context_dim != expected:

@@ -11,7 +11,7 @@ from ..concept_patch.layer_spec import parse_layer_spec
 from ..concept_patch.options import SaliencyOptions
 from ..concept_patch.session import dual_stream_block_count
 from .preview import saliency_preview
-from .types import CATEGORY, NODE_PREFIX, Concepts, Saliency, layer_inputs, method_inputs
+from .types import CATEGORY, MODEL_TOOLTIP, NODE_PREFIX, Concepts, Saliency, layer_inputs, method_inputs
 
 
 LATENT_SCALE = 8  # pixels per latent cell for every supported family's VAE
@@ -49,7 +49,7 @@ class ConceptSaliency(io.ComfyNode):
                         "model runs once (stopping after the last selected block); dot products in the attention-output "
                         "space give one map per concept. Feed SALIENCY to 'Saliency to Mask'.",
             inputs=[
-                io.Model.Input("model", tooltip="A dual-stream DiT: Flux.1 (dev, schnell, Kontext, Fill) or SD3/SD3.5."),
+                io.Model.Input("model", tooltip=MODEL_TOOLTIP),
                 Concepts.Input("concepts", tooltip="From Concept List, made with this model's text encoder."),
                 io.Image.Input("image", optional=True, tooltip="The picture to analyse (needs the VAE), also used for the preview."),
                 io.Vae.Input("vae", optional=True, tooltip="The model's VAE, to encode the IMAGE."),

@@ -9,7 +9,7 @@ from ..concept_patch.layer_spec import parse_layer_spec, parse_step_range
 from ..concept_patch.options import SaliencyOptions
 from ..concept_patch.session import dual_stream_block_count, find_sessions, install_concept_attention
 from .preview import saliency_preview
-from .types import CATEGORY, NODE_PREFIX, Concepts, Saliency, layer_inputs, method_inputs
+from .types import CATEGORY, MODEL_TOOLTIP, NODE_PREFIX, Concepts, Saliency, layer_inputs, method_inputs
 
 
 class ConceptAttentionPatch(io.ComfyNode):
@@ -23,7 +23,7 @@ class ConceptAttentionPatch(io.ComfyNode):
                         "they generate. The picture is bit-identical to the unpatched model's. Read the maps with "
                         "'Concept Saliency from Sampling' on the sampler's LATENT output.",
             inputs=[
-                io.Model.Input("model", tooltip="A dual-stream DiT: Flux.1 (dev, schnell, Kontext, Fill) or SD3/SD3.5."),
+                io.Model.Input("model", tooltip=MODEL_TOOLTIP),
                 Concepts.Input("concepts", tooltip="From Concept List, made with this model's text encoder."),
                 *layer_inputs(),
                 io.Float.Input("start_percent", default=0.0, min=0.0, max=1.0, step=0.01,

@@ -11,6 +11,8 @@ from ..concept_patch.options import SPACES
 CATEGORY = "ConceptAttention"
 NODE_PREFIX = "ConceptAttention"
 
+MODEL_TOOLTIP = "A dual-stream DiT: Flux.1 (dev, schnell, Kontext, Fill), SD3/SD3.5 or Chroma."
+
 Concepts = io.Custom("CONCEPTS")
 Saliency = io.Custom("SALIENCY")
 

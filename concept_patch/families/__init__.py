@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from ..errors import UnsupportedModelError
 from .base import DualStreamFamily
+from .chroma import ChromaFamily
 from .flux import FluxFamily
 from .sd3 import SD3Family
 
-FAMILIES: tuple[DualStreamFamily, ...] = (FluxFamily(), SD3Family())
-SUPPORTED_FAMILIES_TEXT = "Flux.1 (dev, schnell, Kontext, Fill) and SD3/SD3.5 (medium, large, large-turbo)"
+FAMILIES: tuple[DualStreamFamily, ...] = (FluxFamily(), SD3Family(), ChromaFamily())
+SUPPORTED_FAMILIES_TEXT = "Flux.1 (dev, schnell, Kontext, Fill), SD3/SD3.5 (medium, large, large-turbo) and Chroma"
 
 
 def detect_family(diffusion_model) -> DualStreamFamily:

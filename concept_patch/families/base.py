@@ -16,6 +16,8 @@ class DualStreamFamily:
     """One model family. Adapters are stateless; per-forward data lives in ForwardState."""
 
     name: str = ""
+    #: Text-encoder state spaces the model reads (see concept_encoding): concepts must match one.
+    text_spaces: tuple[str, ...] = ()
     #: ModelPatcher wrapper type whose call gives this family's per-forward inputs.
     forward_wrapper_type: str = "apply_model"
 

@@ -15,6 +15,7 @@ from .base import DualStreamFamily
 
 class FluxFamily(DualStreamFamily):
     name = "Flux.1"
+    text_spaces = ("t5xxl",)
     # The diffusion-model wrapper sees timesteps and guidance exactly as forward_orig does.
     forward_wrapper_type = "diffusion_model"
 
@@ -62,8 +63,12 @@ class FluxFamily(DualStreamFamily):
             vec = vec + dm.vector_in(zeros)
         forward.family_state["concept_vec"] = vec
 
+    def text_modulation(self, block, block_args, forward):
+        """(mod1, mod2) for the concept rows: the block's txt_mod on the concept vector."""
+        return block.txt_mod(forward.family_state["concept_vec"])
+
     def concept_qkv(self, block, concepts, block_args, forward):
-        mod1, mod2 = block.txt_mod(forward.family_state["concept_vec"])
+        mod1, mod2 = self.text_modulation(block, block_args, forward)
         x = torch.addcmul(mod1.shift, block.txt_norm1(concepts), 1 + mod1.scale)
         qkv = block.txt_attn.qkv(x)
         q, k, v = qkv.view(qkv.shape[0], qkv.shape[1], 3, block.num_heads, -1).permute(2, 0, 3, 1, 4)

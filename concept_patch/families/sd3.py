@@ -16,6 +16,7 @@ from .base import DualStreamFamily
 
 class SD3Family(DualStreamFamily):
     name = "SD3/SD3.5"
+    text_spaces = ("clip-lg", "t5xxl")
     forward_wrapper_type = "apply_model"
 
     def matches(self, diffusion_model):

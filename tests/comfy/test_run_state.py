@@ -195,17 +195,17 @@ def test_bad_options_and_encoder_mismatch(flux, sd3_clip, concepts):
     with pytest.raises(ConceptAttentionError, match="4 dual-stream blocks"):
         _install(flux, concepts, layers=(4,))
     sd3_concepts = encode_concepts(sd3_clip, ["dog"])
-    with pytest.raises(ConceptAttentionError, match="SD3/SD3.5 text encoder"):
+    with pytest.raises(ConceptAttentionError, match="SD3 CLIP-L/G .clip-lg states.* reads t5xxl"):
         _install(flux, sd3_concepts)
     from dataclasses import replace
 
     with pytest.raises(ConceptAttentionError, match="4096-wide"):
-        _install(flux, replace(sd3_concepts, model_family=""))
+        _install(flux, replace(sd3_concepts, text_space=""))
     # same width, other family: SD3's CLIP states padded to the width Flux reads are still not T5 states
     from concept_attention.concept_patch.concepts import ConceptSet
 
-    foreign = ConceptSet(["dog"], concepts.embeddings[:1], encoder="SD3 CLIP-L/G", model_family="SD3/SD3.5")
-    with pytest.raises(ConceptAttentionError, match="SD3/SD3.5 text encoder .* Flux.1 model"):
+    foreign = ConceptSet(["dog"], concepts.embeddings[:1], encoder="SD3 CLIP-L/G", text_space="clip-lg")
+    with pytest.raises(ConceptAttentionError, match="clip-lg states.*Flux.1 model reads t5xxl"):
         _install(flux, foreign)
     with pytest.raises(ConceptAttentionError, match="step range"):
         SaliencyOptions(layers=(1,), start_percent=0.8, end_percent=0.2)

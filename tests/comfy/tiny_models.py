@@ -184,3 +184,25 @@ def unet_model(seed=3):
     model = config.get_model({})
     _randomize(model.diffusion_model, seed, std=0.05)
     return _patcher(model)
+
+
+def chroma_model(dtype=torch.float32, depth=3, single_depth=1, seed=0):
+    """Chroma: Flux.1 blocks without modulation layers; hidden 64, 2 heads of 32."""
+    import dataclasses
+
+    import comfy.supported_models
+    from comfy.ldm.chroma.model import ChromaParams
+
+    unet_config = {
+        "image_model": "chroma", "in_channels": 64, "out_channels": 64, "context_in_dim": FLUX_CONTEXT_DIM,
+        "hidden_size": 64, "mlp_ratio": 4.0, "num_heads": 2, "depth": depth, "depth_single_blocks": single_depth,
+        "axes_dim": [8, 12, 12], "theta": 10000, "patch_size": 2, "qkv_bias": True,
+        "in_dim": 64, "out_dim": 64, "hidden_dim": 32, "n_layers": 2, "txt_ids_dims": [], "vec_in_dim": None,
+    }
+    fields = {f.name for f in dataclasses.fields(ChromaParams)}
+    unet_config = {k: v for k, v in unet_config.items() if k in fields or k == "image_model"}  # 0.3.x has fewer
+    config = comfy.supported_models.Chroma(unet_config)
+    config.set_inference_dtype(dtype, None)
+    model = config.get_model({})
+    _randomize(model.diffusion_model, seed)
+    return _patcher(model)
