@@ -19,7 +19,7 @@ class ConceptList(io.ComfyNode):
             description="Encodes the concepts to look for (e.g. 'dog, grass, sky') with the text encoder of the "
                         "model you will inspect. Each concept gets its own stream through the model's attention.",
             inputs=[
-                io.Clip.Input("clip", tooltip="The text encoder loaded for the model (Flux: T5 + CLIP-L; SD3: CLIP-L/G and/or T5)."),
+                io.Clip.Input("clip", tooltip="The text encoder loaded for the model (Flux: T5 + CLIP-L; SD3: CLIP-L/G and/or T5; Chroma: T5)."),
                 io.String.Input(
                     "concepts", multiline=True, default="dog, grass, sky",
                     tooltip=f"Concept words or short phrases, separated by commas or new lines; 1 to {MAX_CONCEPTS}, "
