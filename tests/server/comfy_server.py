@@ -189,12 +189,14 @@ class ComfyServer:
             body["extra_data"] = extra_data
         return self.request("POST", "/prompt", body)
 
-    def run_prompt(self, prompt: dict, *, timeout: float = 300.0, extra_data: dict | None = None) -> PromptResult:
+    def run_prompt(self, prompt: dict, *, timeout: float = 300.0, extra_data: dict | None = None,
+                   on_message=None) -> PromptResult:
         """Queues an API-format prompt and waits over the websocket until it finished.
 
         Returns a PromptResult: ``status`` "success" / "error" / "interrupted" / "rejected",
         ``history`` (the /history entry with ``outputs``), ``error`` (the execution_error
-        message, or the validation error body), ``messages`` (the websocket messages)."""
+        message, or the validation error body), ``messages`` (the websocket messages).
+        ``on_message(msg)`` is called with each of this prompt's messages as it arrives."""
         import websocket  # websocket-client
 
         client_id = uuid.uuid4().hex
@@ -227,6 +229,8 @@ class ComfyServer:
                 if data.get("prompt_id") != prompt_id:
                     continue
                 messages.append(msg)
+                if on_message is not None:
+                    on_message(msg)
                 kind = msg.get("type")
                 if kind == "execution_error":
                     outcome, error = "error", data

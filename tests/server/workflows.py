@@ -10,7 +10,6 @@ Flux and the unsupported UNet, from the test-only fixture pack
 from __future__ import annotations
 
 import json
-import time
 import uuid
 from pathlib import Path
 
@@ -191,47 +190,15 @@ def run_and_interrupt(server: ComfyServer, prompt: dict, node_id: str, after_ste
                       timeout: float = 120.0) -> tuple[PromptResult, dict]:
     """Queues `prompt`, waits until node `node_id` reported `after_steps` progress steps, then
     POSTs /interrupt. Returns (the PromptResult, the progress message that triggered it)."""
-    import websocket  # websocket-client
+    triggers = []
 
-    client_id = uuid.uuid4().hex
-    ws = websocket.create_connection(f"{server.ws_url}?clientId={client_id}", timeout=timeout)
-    trigger = None
-    try:
-        status, body = server.queue_prompt(prompt, client_id=client_id)
-        assert status == 200 and "prompt_id" in body, f"prompt rejected: {body}"
-        prompt_id = body["prompt_id"]
-        messages, outcome, error = [], "success", None
-        deadline = time.monotonic() + timeout
-        while True:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise TimeoutError(f"prompt {prompt_id} did not finish in {timeout:.0f} s; log tail:\n"
-                                   + server.log_tail())
-            ws.settimeout(remaining)
-            try:
-                raw = ws.recv()
-            except websocket.WebSocketTimeoutException:
-                continue
-            if isinstance(raw, bytes):
-                continue
-            msg = json.loads(raw)
-            data = msg.get("data") or {}
-            if data.get("prompt_id") != prompt_id:
-                continue
-            messages.append(msg)
-            kind = msg.get("type")
-            if (trigger is None and kind == "progress" and data.get("node") == node_id
-                    and data.get("value", 0) >= after_steps):
-                trigger = msg
-                server.interrupt()
-            elif kind == "execution_error":
-                outcome, error = "error", data
-            elif kind == "execution_interrupted":
-                outcome, error = "interrupted", data
-            elif kind == "executing" and data.get("node") is None:
-                break
-    finally:
-        ws.close()
-    history = server.get_json(f"/history/{prompt_id}").get(prompt_id)
-    return PromptResult(prompt_id=prompt_id, status=outcome, history=history, error=error,
-                        messages=messages), trigger
+    def interrupt_on_progress(msg):
+        data = msg.get("data") or {}
+        if (not triggers and msg.get("type") == "progress" and data.get("node") == node_id
+                and data.get("value", 0) >= after_steps):
+            triggers.append(msg)
+            server.interrupt()
+
+    result = server.run_prompt(prompt, timeout=timeout, on_message=interrupt_on_progress)
+    assert result.status != "rejected", f"prompt rejected: {result.error}"
+    return result, (triggers[0] if triggers else None)
