@@ -67,6 +67,13 @@ def parse_args():
                    help="keep PyTorch's native allocator (ComfyUI's --disable-cuda-malloc)")
     p.add_argument("--last10", action="store_true",
                    help="also time generation with 8 concepts over the last 10 dual-stream blocks (the paper's Flux default)")
+    p.add_argument("--compare-with", default="",
+                   help="another checkout of this pack (e.g. `git archive` of an earlier commit): also time 8 "
+                        "concepts over all blocks with its code, interleaved with the current code (variant 'ca_r8_other')")
+    p.add_argument("--diagnose", action="store_true",
+                   help="also time two diagnostic variants with 8 concepts that skip part of the work (their maps are "
+                        "wrong; they only show where the time goes): no concept update (no proj/MLP), no concept "
+                        "attention or map (no image K/V reads)")
     p.add_argument("--budget-s", type=float, default=1e9,
                    help="stop starting new sections after this many seconds (results so far are kept)")
     return p.parse_args()
@@ -107,11 +114,10 @@ import comfy.samplers  # noqa: E402
 import comfy.supported_models  # noqa: E402
 
 
-def import_pack():
-    spec = importlib.util.spec_from_file_location(
-        "concept_attention", os.path.join(REPO, "__init__.py"), submodule_search_locations=[REPO])
+def import_pack(name="concept_attention", root=REPO):
+    spec = importlib.util.spec_from_file_location(name, os.path.join(root, "__init__.py"), submodule_search_locations=[root])
     mod = importlib.util.module_from_spec(spec)
-    sys.modules["concept_attention"] = mod
+    sys.modules[name] = mod
     spec.loader.exec_module(mod)
     return mod
 
@@ -209,6 +215,19 @@ def concept_set(r, dim, seed=0):
                       pooling="mean", encoder="random", empty_prompt=None)
 
 
+def other_pack_model(model, n_blocks, ctx):
+    """`model` patched by the pack at --compare-with (8 concepts, all blocks), for an A/B in one process."""
+    import_pack("concept_attention_other", os.path.abspath(ARGS.compare_with))
+    from concept_attention_other.concept_patch.concepts import ConceptSet as OtherConceptSet
+    from concept_attention_other.concept_patch.options import SaliencyOptions as OtherOptions
+    from concept_attention_other.concept_patch.session import install_concept_attention as other_install
+
+    mine = concept_set(8, ctx)
+    concepts = OtherConceptSet(names=mine.names, embeddings=mine.embeddings, pooling="mean", encoder="random",
+                               empty_prompt=None)
+    return other_install(model, concepts, OtherOptions(layers=tuple(range(n_blocks))))[0]
+
+
 # ----------------------------------------------------------------------------------------------
 # Measurements
 # ----------------------------------------------------------------------------------------------
@@ -225,6 +244,24 @@ def mem_now():
 
 def mem_peak():
     return torch.cuda.max_memory_allocated() if CUDA else 0
+
+
+@contextlib.contextmanager
+def diagnostic_mode(name):
+    """--diagnose variants: skip the concept update, or the concept attention and map, while timing."""
+    from concept_attention.concept_patch.concept_math import heads_to_flat
+
+    saved = FluxFamily.update_concepts, SD3Family.update_concepts, ca_capture.AttentionCapture._read_joint_call
+    if name.endswith("_no_update"):
+        FluxFamily.update_concepts = SD3Family.update_concepts = lambda self, block, concepts, out, saved: concepts
+    elif name.endswith("_no_attention"):
+        def value_only(self, args, kwargs, out):
+            self.concept_out = heads_to_flat(self.concept_v)
+        ca_capture.AttentionCapture._read_joint_call = value_only
+    try:
+        yield
+    finally:
+        FluxFamily.update_concepts, SD3Family.update_concepts, ca_capture.AttentionCapture._read_joint_call = saved
 
 
 def run_sample(model, latent, pos, neg, cfg, steps, seed=0):
@@ -275,14 +312,15 @@ def plain_forward_model(model, family, n_blocks, stop_after):
 
 
 def time_one_forward(model, latent, pos, seed=0):
+    """One plain model call, timed with the same setup encode_saliency times (guider, seeded noise)."""
+    sync()
+    t0 = time.perf_counter()
     guider = comfy.samplers.CFGGuider(model)
     guider.inner_set_conds({"positive": pos})
     guider.set_cfg(1.0)
     sampler = comfy.samplers.KSAMPLER(one_model_call)
     sigmas = torch.tensor([0.5, 0.0], dtype=torch.float32)
     noise = comfy.sample.prepare_noise(latent, seed)
-    sync()
-    t0 = time.perf_counter()
     guider.sample(noise, latent, sampler, sigmas, disable_pbar=True, seed=seed)
     sync()
     return time.perf_counter() - t0
@@ -489,6 +527,11 @@ def bench_family(family, results, out_dir, save, resolutions, extras):
     for r in rs:
         patched, _session = install_concept_attention(model, concept_set(r, ctx), all_layers)
         variants[f"ca_r{r}"] = patched
+    if ARGS.compare_with:
+        variants["ca_r8_other"] = other_pack_model(model, n_blocks, ctx)
+    if ARGS.diagnose:
+        for part in ("no_update", "no_attention"):
+            variants[f"ca_r8_{part}"] = install_concept_attention(model, concept_set(8, ctx), all_layers)[0]
     if ARGS.last10:
         last = SaliencyOptions(layers=tuple(range(max(0, n_blocks - 10), n_blocks)))
         variants["ca_r8_last10"] = install_concept_attention(model, concept_set(8, ctx), last)[0]
@@ -506,16 +549,18 @@ def bench_family(family, results, out_dir, save, resolutions, extras):
                                        "variants": {}})
         # warm-up: every variant once (first call loads the model and autotunes kernels)
         for name, m in variants.items():
-            run_sample(m, latent, pos, neg, cfg, M)
+            with diagnostic_mode(name):
+                run_sample(m, latent, pos, neg, cfg, M)
         per_step = {name: [] for name in variants}
         peaks = {}
         for rep in range(ARGS.repeats):
             for name, m in variants.items():
                 reset_peak()
                 base = mem_now()
-                t_long, _ = run_sample(m, latent, pos, neg, cfg, N)
-                peak = mem_peak()
-                t_short, _ = run_sample(m, latent, pos, neg, cfg, M)
+                with diagnostic_mode(name):
+                    t_long, _ = run_sample(m, latent, pos, neg, cfg, N)
+                    peak = mem_peak()
+                    t_short, _ = run_sample(m, latent, pos, neg, cfg, M)
                 per_step[name].append((t_long - t_short) / (N - M))
                 if name not in peaks:
                     peaks[name] = (peak, base)

@@ -17,6 +17,12 @@ def variant_label(name):
         return "plain ComfyUI"
     if name.endswith("_cand"):
         return "8 concepts, all blocks, candidate rewrites"
+    if name.endswith("_no_update"):
+        return "diagnostic: 8 concepts, no concept update (no proj/MLP; wrong maps)"
+    if name.endswith("_no_attention"):
+        return "diagnostic: 8 concepts, no concept attention or map (wrong maps)"
+    if name.endswith("_other"):
+        return "8 concepts, all blocks, the --compare-with code"
     if name.endswith("_last10"):
         return "8 concepts, last 10 blocks"
     return f"{name.split('_r')[1]} concepts, all blocks"

@@ -74,11 +74,12 @@ def concept_attention(
         ).view(b, h, r, d)
     else:
         # [n, H, D] -> [H, n, D] is a strided view per image; one batch row at a time keeps it so.
-        out = torch.stack([
+        per_row = [
             _attend(concept_q[i], image_k[i].transpose(0, 1), image_v[i].transpose(0, 1),
                     concept_k[i], concept_v[i], self_attention, cross_attention)
             for i in range(b)
-        ])
+        ]
+        out = per_row[0].unsqueeze(0) if b == 1 else torch.stack(per_row)
     return heads_to_flat(out)
 
 

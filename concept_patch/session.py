@@ -79,7 +79,9 @@ class ConceptSession:
             softmax=self.options.softmax,
             metadata={**self.metadata, "model_calls": run.forwards_seen, "model_calls_used": run.forwards_used},
         )
-        latent = output_latent.detach().to("cpu", torch.float32, copy=True) if torch.is_tensor(output_latent) else None
+        # Kept to match a sampler's LATENT later; an encode run's output is just its input.
+        keep = torch.is_tensor(output_latent) and not self.stop_early
+        latent = output_latent.detach().to("cpu", torch.float32, copy=True) if keep else None
         self.records.append(RunRecord(latent, saliency))
 
     def find_record(self, latent: torch.Tensor) -> RunRecord | None:

@@ -28,11 +28,12 @@ class ChromaFamily(FluxFamily):
     def prepare_forward(self, diffusion_model, forward, call):
         pass
 
-    def text_modulation(self, block, block_args, forward):
-        from comfy.ldm.flux.layers import ModulationOut
-
+    def block_inputs(self, block_args):
         _, text_mods = block_args["vec"]
-        return tuple(
-            ModulationOut(shift=forward.rows(m.shift), scale=forward.rows(m.scale), gate=forward.rows(m.gate))
-            for m in text_mods
-        )
+        return tuple(t for m in text_mods for t in (m.shift, m.scale, m.gate))
+
+    def text_modulation(self, block, block_args, forward):
+        _, (mod1, mod2) = block_args["vec"]
+        rows = forward.rows
+        return (rows(mod1.shift), 1 + rows(mod1.scale), rows(mod1.gate),
+                rows(mod2.shift), 1 + rows(mod2.scale), rows(mod2.gate))

@@ -11,6 +11,7 @@ from __future__ import annotations
 import torch
 
 from .base import DualStreamFamily
+from .modulation import modulated_layer_norm, split_modulation
 
 
 class FluxFamily(DualStreamFamily):
@@ -61,25 +62,27 @@ class FluxFamily(DualStreamFamily):
         if dm.vector_in is not None:
             zeros = torch.zeros((vec.shape[0], dm.params.vec_in_dim), device=vec.device, dtype=dtype)
             vec = vec + dm.vector_in(zeros)
-        forward.family_state["concept_vec"] = vec
+        # Modulation applies its Linear to silu(vec); every block's text modulation starts from this.
+        forward.family_state["concept_vec_silu"] = torch.nn.functional.silu(vec)
 
     def text_modulation(self, block, block_args, forward):
-        """(mod1, mod2) for the concept rows: the block's txt_mod on the concept vector."""
-        return block.txt_mod(forward.family_state["concept_vec"])
+        """(shift₁, 1+scale₁, gate₁, shift₂, 1+scale₂, gate₂) for the concept rows, each [Bc, 1, C]:
+        the block's txt_mod on the concept vector (its Linear on silu(vec), which Modulation applies)."""
+        return split_modulation(block.txt_mod.lin(forward.family_state["concept_vec_silu"]), 6)
 
     def concept_qkv(self, block, concepts, block_args, forward):
-        mod1, mod2 = self.text_modulation(block, block_args, forward)
-        x = torch.addcmul(mod1.shift, block.txt_norm1(concepts), 1 + mod1.scale)
+        mod = self.text_modulation(block, block_args, forward)
+        x = modulated_layer_norm(concepts, mod[0], mod[1], block.txt_norm1.eps)
         qkv = block.txt_attn.qkv(x)
         q, k, v = qkv.view(qkv.shape[0], qkv.shape[1], 3, block.num_heads, -1).permute(2, 0, 3, 1, 4)
         q, k = block.txt_attn.norm(q, k, v)
-        return (q, k, v), (mod1, mod2)
+        return (q, k, v), mod
 
     def update_concepts(self, block, concepts, concept_out, saved):
-        mod1, mod2 = saved
-        concepts = concepts + block.txt_attn.proj(concept_out) * mod1.gate
-        mlp_in = torch.addcmul(mod2.shift, block.txt_norm2(concepts), 1 + mod2.scale)
-        concepts = concepts + block.txt_mlp(mlp_in) * mod2.gate
+        shift1, scale1, gate1, shift2, scale2, gate2 = saved
+        concepts = torch.addcmul(concepts, block.txt_attn.proj(concept_out), gate1)
+        mlp_in = modulated_layer_norm(concepts, shift2, scale2, block.txt_norm2.eps)
+        concepts = torch.addcmul(concepts, block.txt_mlp(mlp_in), gate2)
         if concepts.dtype == torch.float16:
             # The block clamps its text stream the same way in fp16.
             concepts = torch.nan_to_num(concepts, nan=0.0, posinf=65504, neginf=-65504)

@@ -11,7 +11,10 @@ MMDiT-X layers make a second, image-only attention call; only the joint call is 
 
 from __future__ import annotations
 
+import torch
+
 from .base import DualStreamFamily
+from .modulation import modulated_layer_norm, split_modulation
 
 
 class SD3Family(DualStreamFamily):
@@ -43,7 +46,13 @@ class SD3Family(DualStreamFamily):
 
     def concept_qkv(self, block, concepts, block_args, forward):
         ctx = block.context_block
-        (q, k, v), saved = ctx.pre_attention(concepts, forward.rows(block_args["vec"]))
+        vec = forward.rows(block_args["vec"])
+        if _standard_layer_norm_block(ctx):
+            saved = split_modulation(ctx.adaLN_modulation(vec), 2 if ctx.pre_only else 6)
+            q, k, v = ctx.attn.pre_attention(modulated_layer_norm(concepts, saved[0], saved[1], ctx.norm1.eps))
+        else:  # RMSNorm or scale-only modulation: ComfyUI's own pre_attention
+            (q, k, v), intermediates = ctx.pre_attention(concepts, vec)
+            saved = None if intermediates is None else (None, *intermediates)
         b, r = q.shape[0], q.shape[1]
         heads = ctx.attn.num_heads
         q = q.view(b, r, heads, -1).transpose(1, 2)
@@ -55,4 +64,15 @@ class SD3Family(DualStreamFamily):
         ctx = block.context_block
         if ctx.pre_only:
             return concepts
-        return ctx.post_attention(concept_out, *saved)
+        if saved[0] is None:
+            return ctx.post_attention(concept_out, *saved[1:])
+        _, _, gate1, shift2, scale2, gate2 = saved
+        concepts = torch.addcmul(concepts, ctx.attn.post_attention(concept_out), gate1)
+        mlp_in = modulated_layer_norm(concepts, shift2, scale2, ctx.norm2.eps)
+        return torch.addcmul(concepts, ctx.mlp(mlp_in), gate2)
+
+
+def _standard_layer_norm_block(ctx) -> bool:
+    """LayerNorm pre-norms and shift/scale/gate modulation (SD3, SD3.5): the fused path applies."""
+    norms = (ctx.norm1,) if ctx.pre_only else (ctx.norm1, ctx.norm2)
+    return not ctx.scale_mod_only and all(isinstance(n, torch.nn.LayerNorm) for n in norms)

@@ -364,6 +364,20 @@ def test_a_batch_of_two_latents_gives_two_maps(name):
     assert_maps_match(s, sal.maps, reference(s, call).maps, what="batch of two")
 
 
+@pytest.mark.parametrize("name", ["sd3", "sd3x"])
+def test_sd3_blocks_outside_the_fused_path_use_comfyuis_own_methods(name, monkeypatch):
+    """Blocks with RMSNorm or scale-only modulation go through ComfyUI's pre/post_attention:
+    forced here for every block, the maps are still the reference's."""
+    from concept_attention.concept_patch.families import sd3
+
+    asked = []
+    monkeypatch.setattr(sd3, "_standard_layer_norm_block", lambda ctx: asked.append(ctx) and False)
+    s = setup_for(name)
+    sal, call = encode(s, options(s))
+    assert len(asked) == len(s.model.model.diffusion_model.joint_blocks)
+    assert_maps_match(s, sal.maps, reference(s, call).maps, what="ComfyUI's pre/post_attention path")
+
+
 @pytest.mark.parametrize("name", ["flux", "sd3x"])
 def test_generation_mode_maps_match_reference_on_cond_rows(name):
     """KSampler with cfg > 1: every model call carries cond and uncond rows; the maps are the

@@ -1,0 +1,44 @@
+"""adaLN modulation of the concept rows with as few operations as the maths allows.
+
+The concept stream is a handful of rows: each elementwise step costs a kernel launch and the
+Python around it, not bandwidth, and where the model's own forward is already CPU-bound (one
+image, encode mode) every launch shows in wall time. So (1 + scale) for all chunks comes from
+one add, and LayerNorm takes the modulation as its own weight and bias.
+"""
+
+from __future__ import annotations
+
+import torch
+
+_ones_cache: dict = {}
+
+
+def _one_at_scales(chunks: int, device, dtype) -> torch.Tensor:
+    """[chunks, 1, 1]: 1 at each scale of the (shift, scale, gate) triples, else 0.
+
+    Filled on the device: a host tensor would be copied, and waited for, on every call.
+    """
+    key = (chunks, device, dtype)
+    if key not in _ones_cache:
+        ones = torch.zeros((chunks, 1, 1), device=device, dtype=dtype)
+        ones[1::3] = 1
+        _ones_cache[key] = ones
+    return _ones_cache[key]
+
+
+def split_modulation(mod: torch.Tensor, chunks: int) -> tuple[torch.Tensor, ...]:
+    """[B, chunks*C] in (shift, scale, gate, ...) order -> chunks tensors [B, 1, C], scales as 1 + scale."""
+    mod = mod.view(mod.shape[0], chunks, 1, -1) + _one_at_scales(chunks, mod.device, mod.dtype)
+    return mod.unbind(1)
+
+
+def modulated_layer_norm(x: torch.Tensor, shift: torch.Tensor, scale_plus_one: torch.Tensor, eps: float) -> torch.Tensor:
+    """(1 + scale) · LN(x) + shift, for x [B, r, C] and modulation [B, 1, C].
+
+    With one modulation row (the usual single conditional image) the modulation is LayerNorm's
+    own weight and bias: one kernel instead of three.
+    """
+    width = (x.shape[-1],)
+    if shift.shape[0] == 1:
+        return torch.nn.functional.layer_norm(x, width, scale_plus_one.reshape(-1), shift.reshape(-1), eps)
+    return torch.addcmul(shift, torch.nn.functional.layer_norm(x, width, eps=eps), scale_plus_one)
