@@ -7,6 +7,8 @@ runs the forward itself, op by op, from the equations:
 * Flux.1 (comfy.ldm.flux.model.Flux): patchify + img_in, time/guidance/vector embeddings,
   txt_in, then every DoubleStreamBlock: modulation, LayerNorm, qkv, RMS q/k-norm, RoPE on
   [text ; image] (text and concept positions are zero), joint attention, gated residuals.
+* Chroma (comfy.ldm.chroma.model.Chroma): Flux.1's double blocks, their modulations from the
+  distilled guidance layer (timestep, guidance and a per-vector index through an MLP stack).
 * SD3 / SD3.5 (comfy MMDiT): patch embedding + cropped absolute position embedding,
   timestep + pooled-vector embedding, context_embedder, then every JointBlock (context_block
   and x_block, pre_only last context block, MMDiT-X attn2 on the image stream).
@@ -45,6 +47,10 @@ FLUX_DEVIATIONS = (
     "pooled_concept_modulation",   # concepts modulated with the image/text vec (real pooled CLIP vector)
     "image_keys_before_rope",      # concepts attend to the image keys before RoPE
     "ungated_concept_update",      # concept residual updates without the text gates
+)
+CHROMA_DEVIATIONS = (
+    "image_modulation_for_concepts",  # concepts modulated with the block's image-stream vectors
+    "ungated_concept_update",
 )
 SD3_DEVIATIONS = (
     "concept_modulation_without_pooled",  # concepts modulated with the timestep embedding only
@@ -260,23 +266,13 @@ def _flux_stream_update(ops, attn, norm2, mlp, chunks, x, attn_out_flat):
     return x
 
 
-def flux_reference(dm, x, timestep, context, y, guidance, concept_embeddings, layers, space="output",
-                   softmax=True, switches: ConceptSwitches | None = None, dtype=torch.float64,
-                   deviation: str | None = None) -> ReferenceResult:
-    """ConceptAttention maps of a ComfyUI Flux.1 model (dm = model.diffusion_model) for the
-    network inputs x [B, C, H, W], timestep [B], context [B, T, ctx], y [B, vec_in_dim],
-    guidance [B] or None, and concept embeddings [r, ctx]. All rows are treated as cond rows.
+def _double_stream_reference(ops, dm, x, context, concept_embeddings, layers, block_mods, space, softmax,
+                             switches: ConceptSwitches, deviation=None) -> ReferenceResult:
+    """The DoubleStreamBlocks of a Flux.1-style model (Flux.1, Chroma) with the concept stream.
 
-    deviation: None for the method; else one deliberate, plausible mistake (see DEVIATIONS),
-    used only to show that the comparison would catch it."""
-    switches = switches or ConceptSwitches()
-    assert deviation in (None,) + FLUX_DEVIATIONS, deviation
-    ops = _Ops(dtype)
+    block_mods(i, block) -> (image modulation, text modulation, concept modulation), each the six
+    chunks (shift, scale, gate) x 2 of [B, 1, hidden]."""
     prm = dm.params
-    assert getattr(dm, "txt_norm", None) is None and not getattr(prm, "global_modulation", False) and not getattr(prm, "txt_ids_dims", []), \
-        "plain Flux.1 only (zero text ids, per-block modulation)"
-    layers = sorted(set(layers))
-    x, context = x.to(dtype), context.to(dtype)
     B = x.shape[0]
 
     # inputs
@@ -287,39 +283,23 @@ def flux_reference(dm, x, timestep, context, y, guidance, concept_embeddings, la
     txt = ops.linear(dm.txt_in, context)
     T = txt.shape[1]
 
-    def mlp_embed(emb, v):
-        return ops.linear(emb.out_layer, ops.silu(ops.linear(emb.in_layer, v)))
-
-    t_emb = ops.sinusoidal(timestep.float() * 1000.0, 256)
-    vec_common = mlp_embed(dm.time_in, t_emb)
-    if prm.guidance_embed and guidance is not None:
-        vec_common = vec_common + mlp_embed(dm.guidance_in, ops.sinusoidal(guidance.float() * 1000.0, 256))
-    if y is None:
-        y = torch.zeros((B, prm.vec_in_dim))
-    vec = vec_common + mlp_embed(dm.vector_in, y[:, : prm.vec_in_dim].to(dtype))
-    # concept modulation vector: the pooled vector replaced by zeros
-    cvec = vec_common + mlp_embed(dm.vector_in, torch.zeros((B, prm.vec_in_dim), dtype=dtype))
-    if deviation == "pooled_concept_modulation":
-        cvec = vec
-
     # positions: text ids zero; image ids (0, row, col); concept ids zero
-    img_ids = torch.zeros((h, w, len(prm.axes_dim)), dtype=dtype)
-    img_ids[..., 1] = torch.arange(h, dtype=dtype)[:, None]
-    img_ids[..., 2] = torch.arange(w, dtype=dtype)[None, :]
+    img_ids = torch.zeros((h, w, len(prm.axes_dim)), dtype=ops.dtype)
+    img_ids[..., 1] = torch.arange(h, dtype=ops.dtype)[:, None]
+    img_ids[..., 2] = torch.arange(w, dtype=ops.dtype)[None, :]
     img_ids = img_ids.reshape(1, n, -1).expand(B, -1, -1)
-    ids = torch.cat([torch.zeros((B, T, len(prm.axes_dim)), dtype=dtype), img_ids], dim=1)
-    cos, sin = _flux_rope_tables(ids, prm.axes_dim, prm.theta, dtype)
+    ids = torch.cat([torch.zeros((B, T, len(prm.axes_dim)), dtype=ops.dtype), img_ids], dim=1)
+    cos, sin = _flux_rope_tables(ids, prm.axes_dim, prm.theta, ops.dtype)
 
-    concepts = ops.linear(dm.txt_in, concept_embeddings.to(dtype))[None].expand(B, -1, -1)
+    concepts = ops.linear(dm.txt_in, concept_embeddings.to(ops.dtype))[None].expand(B, -1, -1)
     r = concepts.shape[1]
-    c_cos, c_sin = _flux_rope_tables(torch.zeros((B, r, len(prm.axes_dim)), dtype=dtype), prm.axes_dim, prm.theta, dtype)
+    c_cos, c_sin = _flux_rope_tables(torch.zeros((B, r, len(prm.axes_dim)), dtype=ops.dtype), prm.axes_dim,
+                                     prm.theta, ops.dtype)
 
     result = ReferenceResult(maps=None, grid=grid)
     for i in range(layers[-1] + 1):
         blk = dm.double_blocks[i]
-        img_mod = _flux_mod(ops, blk.img_mod, vec)
-        txt_mod = _flux_mod(ops, blk.txt_mod, vec)
-        con_mod = _flux_mod(ops, blk.txt_mod, cvec)
+        img_mod, txt_mod, con_mod = block_mods(i, blk)
 
         q_x, k_x, v_x = _flux_stream_qkv(ops, blk, blk.img_attn, blk.img_norm1, img_mod, img)
         q_t, k_t, v_t = _flux_stream_qkv(ops, blk, blk.txt_attn, blk.txt_norm1, txt_mod, txt)
@@ -351,6 +331,99 @@ def flux_reference(dm, x, timestep, context, y, guidance, concept_embeddings, la
         result.block_txt.append(txt)
         result.concepts.append(concepts)
     return _finish(result, layers, B)
+
+
+def _mlp_embed(ops, emb, v):
+    """MLPEmbedder: in_layer, SiLU, out_layer."""
+    return ops.linear(emb.out_layer, ops.silu(ops.linear(emb.in_layer, v)))
+
+
+def flux_reference(dm, x, timestep, context, y, guidance, concept_embeddings, layers, space="output",
+                   softmax=True, switches: ConceptSwitches | None = None, dtype=torch.float64,
+                   deviation: str | None = None) -> ReferenceResult:
+    """ConceptAttention maps of a ComfyUI Flux.1 model (dm = model.diffusion_model) for the
+    network inputs x [B, C, H, W], timestep [B], context [B, T, ctx], y [B, vec_in_dim],
+    guidance [B] or None, and concept embeddings [r, ctx]. All rows are treated as cond rows.
+
+    deviation: None for the method; else one deliberate, plausible mistake (see DEVIATIONS),
+    used only to show that the comparison would catch it."""
+    switches = switches or ConceptSwitches()
+    assert deviation in (None,) + FLUX_DEVIATIONS, deviation
+    ops = _Ops(dtype)
+    prm = dm.params
+    assert getattr(dm, "txt_norm", None) is None and not getattr(prm, "global_modulation", False) and not getattr(prm, "txt_ids_dims", []), \
+        "plain Flux.1 only (zero text ids, per-block modulation)"
+    layers = sorted(set(layers))
+    x, context = x.to(dtype), context.to(dtype)
+    B = x.shape[0]
+
+    t_emb = ops.sinusoidal(timestep.float() * 1000.0, 256)
+    vec_common = _mlp_embed(ops, dm.time_in, t_emb)
+    if prm.guidance_embed and guidance is not None:
+        vec_common = vec_common + _mlp_embed(ops, dm.guidance_in, ops.sinusoidal(guidance.float() * 1000.0, 256))
+    if y is None:
+        y = torch.zeros((B, prm.vec_in_dim))
+    vec = vec_common + _mlp_embed(ops, dm.vector_in, y[:, : prm.vec_in_dim].to(dtype))
+    # concept modulation vector: the pooled vector replaced by zeros
+    cvec = vec_common + _mlp_embed(ops, dm.vector_in, torch.zeros((B, prm.vec_in_dim), dtype=dtype))
+    if deviation == "pooled_concept_modulation":
+        cvec = vec
+
+    def block_mods(i, blk):
+        return _flux_mod(ops, blk.img_mod, vec), _flux_mod(ops, blk.txt_mod, vec), _flux_mod(ops, blk.txt_mod, cvec)
+
+    return _double_stream_reference(ops, dm, x, context, concept_embeddings, layers, block_mods, space, softmax,
+                                    switches, deviation)
+
+
+# ---------------------------------------------------------------------------------------------
+# Chroma
+# ---------------------------------------------------------------------------------------------
+
+
+def _chroma_modulation_rows(ops, dm, timestep, guidance, rows):
+    """Chroma's distilled guidance layer for the modulation vectors `rows`, [B, len(rows), hidden].
+
+    Row k's input is [emb16(t) ; emb16(g) ; emb32(k)] (sinusoidal features of the timestep, the
+    guidance and the row index, each scaled by 1000 like Flux's timestep features); the layer
+    maps each row on its own: in_proj, then x += MLP(RMSNorm(x)) per layer, then out_proj."""
+    approx = dm.distilled_guidance_layer
+    B = timestep.shape[0]
+    index = torch.tensor(rows, dtype=torch.float32)
+    tg = torch.cat([ops.sinusoidal(timestep.float() * 1000.0, 16), ops.sinusoidal(guidance.float() * 1000.0, 16)], dim=-1)
+    v = torch.cat([tg[:, None].expand(B, len(rows), -1),
+                   ops.sinusoidal(index * 1000.0, 32)[None].expand(B, -1, -1)], dim=-1)
+    x = ops.linear(approx.in_proj, v)
+    for layer, norm in zip(approx.layers, approx.norms):
+        x = x + _mlp_embed(ops, layer, ops.rms_norm(x, _rms_scale(norm), _rms_eps(norm)))
+    return ops.linear(approx.out_proj, x)
+
+
+def chroma_reference(dm, x, timestep, context, guidance, concept_embeddings, layers, space="output", softmax=True,
+                     switches: ConceptSwitches | None = None, dtype=torch.float64,
+                     deviation: str | None = None) -> ReferenceResult:
+    """ConceptAttention maps of a ComfyUI Chroma model: Flux.1 double blocks whose modulations
+    come from the distilled guidance layer. Its vectors are laid out as 3 per single block, then
+    6 per double block for the image stream, then 6 per double block for the text stream; the
+    concepts take their block's text modulation (Chroma has no pooled vector to leave out)."""
+    switches = switches or ConceptSwitches()
+    assert deviation in (None,) + CHROMA_DEVIATIONS, deviation
+    ops = _Ops(dtype)
+    prm = dm.params
+    layers = sorted(set(layers))
+    x, context = x.to(dtype), context.to(dtype)
+    img_start = 3 * prm.depth_single_blocks
+    txt_start = img_start + 6 * prm.depth
+
+    def block_mods(i, blk):
+        rows = [img_start + 6 * i + j for j in range(6)] + [txt_start + 6 * i + j for j in range(6)]
+        mods = _chroma_modulation_rows(ops, dm, timestep, guidance, rows)
+        chunks = tuple(mods[:, j:j + 1] for j in range(12))
+        concept_mods = chunks[:6] if deviation == "image_modulation_for_concepts" else chunks[6:]
+        return chunks[:6], chunks[6:], concept_mods
+
+    return _double_stream_reference(ops, dm, x, context, concept_embeddings, layers, block_mods, space, softmax,
+                                    switches, deviation)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,7 +1,7 @@
 """The product's saliency maps equal an independent implementation of SPEC section 2.
 
 The reference (tests/comfy/reference_concept_attention.py) never calls product code: it reads
-the parameters of ComfyUI's own tiny Flux.1 / SD3 / SD3.5 (MMDiT-X) models and runs their
+the parameters of ComfyUI's own tiny Flux.1 / Chroma / SD3 / SD3.5 (MMDiT-X) models and runs their
 forward, the concept stream and the maps from the equations, in float64.
 
 The product runs the fp32 model through ComfyUI. Its inputs are recorded with a forward
@@ -29,13 +29,13 @@ from concept_attention_tests.comfy import reference_concept_attention as ref
 from concept_attention_tests.comfy import tiny_models
 
 RTOL = 1e-5
-# Worst |product - fp64 reference| / max(1, max|reference|) over the 72 matrix cases:
-# Flux 8.2e-7, SD3 5.3e-6; the reference itself evaluated in fp32 is off by 8.5e-7 and 5.0e-6.
+# Worst |product - fp64 reference| / max(1, max|reference|) over the 96 matrix cases:
+# Flux 8.2e-7, Chroma 8.8e-7, SD3 5.3e-6; the reference itself evaluated in fp32 is off by 8.5e-7 and 5.0e-6.
 # SD3's logits reach 100-200 in these random models (width 192), so a softmax turns the fp32
 # logit error into a few 1e-6. A plausible mistake (tests below) moves the maps by 4e-2 to 0.5.
 # (The reference evaluates the sinusoidal timestep features in fp32 as ComfyUI does; in fp64
 # they differ by ~3e-5 at t = 500, which alone would cost ~1e-5 on the maps.)
-ATOL = {"flux": 3e-6, "flux_schnell": 3e-6, "sd3": 1.5e-5, "sd3x": 1.5e-5, "sd3_noqk": 1.5e-5}
+ATOL = {"flux": 3e-6, "flux_schnell": 3e-6, "chroma": 3e-6, "sd3": 1.5e-5, "sd3x": 1.5e-5, "sd3_noqk": 1.5e-5}
 
 CONCEPTS = ["dog", "green grass", "sky"]
 PROMPT = "a dog on the grass under the sky"
@@ -69,7 +69,7 @@ def _module_scope(comfyui_path):
 @dataclass
 class Setup:
     name: str
-    kind: str  # "flux" | "sd3"
+    kind: str  # "flux" | "chroma" | "sd3"
     model: object
     clip: object
     concepts: object
@@ -84,7 +84,7 @@ class Setup:
 
 @functools.lru_cache(maxsize=None)
 def _clip(kind):
-    return tiny_models.flux_clip() if kind == "flux" else tiny_models.sd3_clip()
+    return tiny_models.flux_clip() if kind in ("flux", "chroma") else tiny_models.sd3_clip()
 
 
 @functools.lru_cache(maxsize=None)
@@ -95,6 +95,8 @@ def setup_for(name: str) -> Setup:
         kind, model, layers = "flux", tiny_models.flux_model(torch.float32), (0, 2)
     elif name == "flux_schnell":
         kind, model, layers = "flux", tiny_models.flux_model(torch.float32, guidance=False, seed=5), (1, 2)
+    elif name == "chroma":
+        kind, model, layers = "chroma", tiny_models.chroma_model(torch.float32, seed=6), (0, 2)
     elif name == "sd3":
         kind, model, layers = "sd3", tiny_models.sd3_model(torch.float32), (1, 2)  # 2 = the pre_only last block
     elif name == "sd3_noqk":
@@ -166,6 +168,9 @@ def reference(setup: Setup, call: ModelCall, layers=None, space="output", softma
     if setup.kind == "flux":
         return ref.flux_reference(setup.dm, call.x, call.timestep, call.context, call.y, call.guidance, emb, layers,
                                   space, softmax, sw, dtype=dtype, deviation=deviation)
+    if setup.kind == "chroma":
+        return ref.chroma_reference(setup.dm, call.x, call.timestep, call.context, call.guidance, emb, layers, space,
+                                    softmax, sw, dtype=dtype, deviation=deviation)
     return ref.sd3_reference(setup.dm, call.x, call.timestep, call.context, call.y, emb, layers, space, softmax, sw,
                              dtype=dtype, deviation=deviation)
 
@@ -214,12 +219,12 @@ def options(setup: Setup, **kw):
 # ---------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", ["flux", "flux_schnell", "sd3", "sd3x", "sd3_noqk"])
+@pytest.mark.parametrize("name", ["flux", "flux_schnell", "chroma", "sd3", "sd3x", "sd3_noqk"])
 def test_reference_forward_reproduces_comfyui_blocks(name):
     """The reference's image and text streams after every block equal ComfyUI's own blocks
     (run by ComfyUI, no patch), so its o_x, k_x, v_x are the ones the model computes."""
     s = setup_for(name)
-    blocks = s.dm.double_blocks if s.kind == "flux" else s.dm.joint_blocks
+    blocks = s.dm.joint_blocks if s.kind == "sd3" else s.dm.double_blocks
     outs = {}
     handles = [
         blk.register_forward_hook(lambda m, a, out, i=i: outs.__setitem__(i, tuple(_clone(o) for o in out)))
@@ -234,6 +239,10 @@ def test_reference_forward_reproduces_comfyui_blocks(name):
                 g = torch.tensor([3.5, 2.0]) if s.dm.params.guidance_embed else None
                 s.dm(x, t, context=cond, y=pooled, guidance=g)
                 call = ModelCall(x, t, cond, pooled, g)
+            elif s.kind == "chroma":
+                t, g = torch.tensor([0.7, 0.3]), torch.tensor([0.0, 2.0])
+                s.dm(x, t, context=cond, guidance=g)
+                call = ModelCall(x, t, cond, None, g)
             else:
                 t = torch.tensor([700.0, 300.0])
                 s.dm(x, t, context=cond, y=pooled)
@@ -244,7 +253,7 @@ def test_reference_forward_reproduces_comfyui_blocks(name):
     r = reference(s, call, layers=(len(blocks) - 1,))
     # fp32 ComfyUI vs the fp64 reference: observed <= 7e-6 on streams of size up to ~12
     for i in range(len(blocks)):
-        img, txt = outs[i] if s.kind == "flux" else outs[i][::-1]
+        img, txt = outs[i][::-1] if s.kind == "sd3" else outs[i]
         torch.testing.assert_close(r.block_img[i].float(), img, rtol=1e-5, atol=2e-5, msg=f"image stream, block {i}")
         if txt is None:
             assert r.block_txt[i] is None  # SD3's pre_only last block has no text update
@@ -279,7 +288,7 @@ def test_encode_feeds_the_noised_latent_to_the_model(name):
 @pytest.mark.parametrize("switches", SWITCHES, ids=lambda sw: f"self{int(sw[0])}-cross{int(sw[1])}")
 @pytest.mark.parametrize("softmax", [True, False], ids=["softmax", "raw"])
 @pytest.mark.parametrize("space", ref.SPACES)
-@pytest.mark.parametrize("name", ["flux", "sd3", "sd3x"])
+@pytest.mark.parametrize("name", ["flux", "chroma", "sd3", "sd3x"])
 def test_maps_match_reference(name, space, softmax, switches):
     s = setup_for(name)
     opts = options(s, space=space, softmax=softmax, concept_self_attention=switches[0],
@@ -303,6 +312,7 @@ def test_switches_and_spaces_change_the_maps():
 
 
 @pytest.mark.parametrize("name,deviation", [(n, d) for n in ("flux",) for d in ref.FLUX_DEVIATIONS]
+                         + [(n, d) for n in ("chroma",) for d in ref.CHROMA_DEVIATIONS]
                          + [(n, d) for n in ("sd3x",) for d in ref.SD3_DEVIATIONS])
 def test_comparison_catches_plausible_mistakes(name, deviation):
     """A reference with one plausible mistake is far outside the tolerance, so the match above
