@@ -151,6 +151,59 @@ def test_lora_patched_text_stream_changes_maps_not_exactness(flux, flux_clip, co
     assert not torch.equal(session.find_record(out).saliency.maps, base_session.find_record(base_out).saliency.maps)
 
 
+def _lora_on_text_stream(model, seed):
+    """A LoRA-like weight patch on every double block's text-stream qkv and MLP (what the concepts run through)."""
+    g = torch.Generator().manual_seed(seed)
+    patches = {}
+    for i in range(len(model.model.diffusion_model.double_blocks)):
+        for name in ("txt_attn.qkv", "txt_mlp.0", "txt_mlp.2"):
+            key = f"diffusion_model.double_blocks.{i}.{name}.weight"
+            patches[key] = (torch.randn(model.get_model_object(key).shape, generator=g) * 0.05,)
+    patched = model.clone()
+    patched.add_patches(patches, 1.0)
+    return patched
+
+
+def test_partially_loaded_model_with_lora(flux_clip, concepts, monkeypatch):
+    """Low-VRAM loading: ComfyUI loads what fits and casts the rest, LoRA included, at call time.
+    On this CPU machine ComfyUI would always load fully, so every load gets almost no budget (the
+    budget is what a load may add): the weights are cast at call time, the path a small GPU takes."""
+    import comfy.model_management
+
+    full = _lora_on_text_stream(tiny_models.flux_model(depth=4, single_depth=2, seed=21), seed=22)
+    full_plain = sample(full, flux_clip, latent_shape=(1, 16, 6, 6), seed=12, cfg=1.0)
+    full_patched, full_session = _install(full, concepts)
+    full_out = sample(full_patched, flux_clip, latent_shape=(1, 16, 6, 6), seed=12, cfg=1.0)
+    full_maps = full_session.find_record(full_out).saliency.maps
+    comfy.model_management.unload_all_models()
+
+    model_load = comfy.model_management.LoadedModel.model_load
+
+    def load_almost_nothing(self, lowvram_model_memory=0, force_patch_weights=False):
+        return model_load(self, 1, force_patch_weights)
+
+    monkeypatch.setattr(comfy.model_management.LoadedModel, "model_load", load_almost_nothing)
+    low = _lora_on_text_stream(tiny_models.flux_model(depth=4, single_depth=2, seed=21), seed=22)
+    text_modules = [m for b in low.model.diffusion_model.double_blocks for m in (b.txt_attn.qkv, b.txt_mlp[0], b.txt_mlp[2])]
+    patched_at_call = []  # text-stream calls whose LoRA was applied at call time (partially loaded)
+    hooks = [m.register_forward_pre_hook(lambda m, a: patched_at_call.append(bool(m.weight_function)))
+             for m in text_modules]
+    try:
+        plain = sample(low, flux_clip, latent_shape=(1, 16, 6, 6), seed=12, cfg=1.0)
+        patched, session = _install(low, concepts)
+        calls_before = len(patched_at_call)
+        out = sample(patched, flux_clip, latent_shape=(1, 16, 6, 6), seed=12, cfg=1.0)
+        assert low.model.model_lowvram
+        assert any(patched_at_call[calls_before:]), "no text-stream weight was patched at call time"
+        assert torch.equal(out, plain)
+        torch.testing.assert_close(out, full_plain, rtol=1e-6, atol=1e-6)
+        torch.testing.assert_close(session.find_record(out).saliency.maps, full_maps, rtol=1e-5, atol=1e-6)
+    finally:
+        for h in hooks:
+            h.remove()
+        comfy.model_management.unload_all_models()
+
+
 def test_fp8_weights_with_manual_cast(flux_clip, concepts):
     model = tiny_models.flux_model(dtype=torch.float32)
     fp8 = model.clone()
