@@ -2,7 +2,8 @@
 
 A family adapter knows where the model keeps its dual-stream blocks and how a block's
 text-stream modules turn concept vectors into q/k/v and back into an updated residual.
-Everything else (the attention capture, maps, runs) is shared in concept_patch/runtime.py.
+Everything else is shared: the attention capture (attention_capture.py), the per-forward concept
+stream (forward_state.py), runs and sessions (sampling_run.py, session.py).
 """
 
 from __future__ import annotations
