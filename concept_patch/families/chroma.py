@@ -28,10 +28,6 @@ class ChromaFamily(FluxFamily):
     def prepare_forward(self, diffusion_model, forward, call):
         pass
 
-    def block_inputs(self, block_args):
-        _, text_mods = block_args["vec"]
-        return tuple(t for m in text_mods for t in (m.shift, m.scale, m.gate))
-
     def text_modulation(self, block, block_args, forward):
         _, (mod1, mod2) = block_args["vec"]
         rows = forward.rows
