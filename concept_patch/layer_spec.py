@@ -24,7 +24,7 @@ def parse_layer_spec(spec: str, num_layers: int) -> list[int]:
     """Turn a block spec such as "last 10" or "0-3, 7" into sorted, unique 0-based block indices.
 
     num_layers is the number of dual-stream blocks the model has; every index must be in
-    0..num_layers-1. Raises ValueError naming the offending part and the accepted forms.
+    0..num_layers-1, while 'last N' / 'first N' with N above num_layers take every block. Raises ValueError naming the offending part and the accepted forms.
     """
     if isinstance(num_layers, bool) or not isinstance(num_layers, int) or num_layers < 1:
         raise ValueError(f"the model must have at least one block to choose from, got num_layers={num_layers!r}")
@@ -49,9 +49,12 @@ def _parse_token(token: str, num_layers: int) -> range:
         m = pattern.fullmatch(token)
         if m:
             n = int(m.group(1))
-            if not 1 <= n <= num_layers:
+            if n < 1:
                 word = "last" if from_end else "first"
-                raise ValueError(f"'{token}': N must be between 1 and {num_layers} ({word} N of the model's {num_layers} blocks)")
+                raise ValueError(f"'{token}': N must be 1 or more ({word} N of the model's {num_layers} blocks)")
+            # More than the model has means all of them: the paper's 'last 10' also works on
+            # models with fewer dual-stream blocks (Flux.2 has 5 or 8).
+            n = min(n, num_layers)
             return range(num_layers - n, num_layers) if from_end else range(n)
     m = _RANGE.fullmatch(token)
     if m:

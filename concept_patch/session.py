@@ -57,6 +57,7 @@ class ConceptSession:
         self.metadata = metadata
         self.records: deque[RunRecord] = deque(maxlen=max_records)
         self._embeddings: dict = {}
+        self._per_device: dict = {}
 
     def __deepcopy__(self, memo):
         # A session is the shared record of a patched model's runs: model clones (ComfyUI 0.3.x
@@ -68,6 +69,13 @@ class ConceptSession:
         if key not in self._embeddings:
             self._embeddings[key] = self.concepts.embeddings.to(device=device, dtype=dtype)
         return self._embeddings[key]
+
+    def cached(self, key, device, build):
+        """A value that depends on the concepts and the device only (e.g. their RoPE table), built once."""
+        full_key = (key, str(device))
+        if full_key not in self._per_device:
+            self._per_device[full_key] = build()
+        return self._per_device[full_key]
 
     def record(self, run: SamplingRun, output_latent: torch.Tensor):
         maps = run.averaged_maps()

@@ -5,11 +5,21 @@ from __future__ import annotations
 from ..errors import UnsupportedModelError
 from .base import DualStreamFamily
 from .chroma import ChromaFamily
+from .chroma_radiance import ChromaRadianceFamily
 from .flux import FluxFamily
+from .flux2 import Flux2Family
+from .longcat import LongCatFamily
+from .ovis import OvisFamily
 from .sd3 import SD3Family
 
-FAMILIES: tuple[DualStreamFamily, ...] = (FluxFamily(), SD3Family(), ChromaFamily())
-SUPPORTED_FAMILIES_TEXT = "Flux.1 (dev, schnell, Kontext, Fill), SD3/SD3.5 (medium, large, large-turbo) and Chroma"
+# Specific variants of a shared model class come before the general adapter of that class.
+FAMILIES: tuple[DualStreamFamily, ...] = (
+    Flux2Family(), LongCatFamily(), OvisFamily(), FluxFamily(), SD3Family(), ChromaRadianceFamily(), ChromaFamily(),
+)
+SUPPORTED_FAMILIES_TEXT = (
+    "Flux.1 (dev, schnell, Kontext, Fill), Flux.2 (dev, Klein 4B/9B), SD3/SD3.5 (medium, large, large-turbo), "
+    "Chroma, Chroma Radiance, LongCat-Image and Ovis-Image"
+)
 
 
 def detect_family(diffusion_model) -> DualStreamFamily:

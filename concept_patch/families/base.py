@@ -47,6 +47,14 @@ class DualStreamFamily:
         """Concept residual before block 0, [r, hidden], from text-encoder embeddings [r, context_dim]."""
         raise NotImplementedError
 
+    def concept_text_positions(self, diffusion_model: torch.nn.Module, concepts) -> torch.Tensor | None:
+        """Float [r]: the text position each concept takes, where the model gives text tokens positions.
+
+        The default is the position its pooled tokens had in its own conditioning (ConceptSet.positions);
+        a family whose model shifts text positions (e.g. left padding) maps them the same way.
+        """
+        return concepts.positions
+
     def prepare_forward(self, diffusion_model: torch.nn.Module, forward: Any, call: dict) -> None:
         """Family-specific per-forward inputs (e.g. Flux's concept modulation vector)."""
 

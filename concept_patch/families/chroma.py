@@ -3,12 +3,14 @@
 Chroma computes every block's modulation from timestep and guidance alone (its distilled
 guidance layer; there is no pooled CLIP vector), and hands the text stream's share to each
 block in `vec`. The concepts take exactly that text modulation, which is what Flux.1's
-concept modulation (pooled vector zeroed) amounts to. Everything else is as for Flux.1.
+concept modulation (pooled vector zeroed) amounts to. Text ids are zero, so are the concepts'.
+Everything else is as for Flux.1.
 """
 
 from __future__ import annotations
 
 from .flux import FluxFamily
+from .modulation import block_argument_text_modulation
 
 
 class ChromaFamily(FluxFamily):
@@ -20,7 +22,7 @@ class ChromaFamily(FluxFamily):
     def matches(self, diffusion_model):
         from comfy.ldm.chroma.model import Chroma
 
-        return type(diffusion_model) is Chroma  # Chroma Radiance works in pixel space: not this adapter
+        return type(diffusion_model) is Chroma  # Chroma Radiance (a subclass) has its own adapter
 
     def unsupported_reason(self, diffusion_model):
         return None
@@ -29,7 +31,7 @@ class ChromaFamily(FluxFamily):
         pass
 
     def text_modulation(self, block, block_args, forward):
-        _, (mod1, mod2) = block_args["vec"]
-        rows = forward.rows
-        return (rows(mod1.shift), 1 + rows(mod1.scale), rows(mod1.gate),
-                rows(mod2.shift), 1 + rows(mod2.scale), rows(mod2.gate))
+        return block_argument_text_modulation(block_args, forward)
+
+    def text_id_axes(self, diffusion_model, block_args):
+        return []

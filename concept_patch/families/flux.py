@@ -1,7 +1,11 @@
 """Flux.1 (dev, schnell, Kontext, Fill): comfy.ldm.flux.model.Flux with DoubleStreamBlocks.
 
 Concept tokens: one vector per concept from the T5 states, then txt_in (and txt_norm when
-the model has one). Positions: zero ids, so RoPE leaves concept q/k unchanged and is skipped.
+the model has one). Positions: Flux.1 gives text tokens zero ids, so RoPE leaves concept q/k
+unchanged and is skipped. Models of the same class that number their text tokens
+(`params.txt_ids_dims`, e.g. LongCat-Image and Ovis-Image) give each concept the position its
+own tokens had in its own conditioning, on the same axes, and rope its q/k with the model's
+own `pe_embedder` and `apply_rope`.
 Modulation: time_in(t) + guidance_in(g) + vector_in(0), the text modulation with the pooled
 CLIP vector replaced by zeros (the authors' Flux code), through each block's txt_mod.
 """
@@ -10,6 +14,7 @@ from __future__ import annotations
 
 import torch
 
+from ..errors import ConceptAttentionError
 from .base import DualStreamFamily
 from .modulation import modulated_layer_norm, split_modulation
 
@@ -26,8 +31,10 @@ class FluxFamily(DualStreamFamily):
         return isinstance(diffusion_model, Flux)
 
     def unsupported_reason(self, diffusion_model):
-        if getattr(diffusion_model.params, "global_modulation", False) or not getattr(diffusion_model.double_blocks[0], "modulation", True):
-            return "this is a Flux.2-style model (global modulation), whose text stream has no per-block modulation to reuse; Flux.2 is not supported yet"
+        axes = self.text_id_axes(diffusion_model, {})
+        if axes:
+            return (f"this Flux-class model numbers its text tokens on RoPE axes {axes}, which matches none of the "
+                    "Flux variants this pack knows (LongCat-Image and Ovis-Image use axes [1, 2], Flux.2 axis 3)")
         return None
 
     def num_blocks(self, diffusion_model):
@@ -70,12 +77,42 @@ class FluxFamily(DualStreamFamily):
         the block's txt_mod on the concept vector (its Linear on silu(vec), which Modulation applies)."""
         return split_modulation(block.txt_mod.lin(forward.family_state["concept_vec_silu"]), 6)
 
+    def text_id_axes(self, diffusion_model, block_args) -> list[int]:
+        """The RoPE axes on which this model numbers its text tokens (none: every text id is zero)."""
+        return list(getattr(diffusion_model.params, "txt_ids_dims", None) or [])
+
+    def concept_rope(self, diffusion_model, block_args, forward):
+        """The concepts' RoPE table (pe_embedder of their position ids), or None when their ids are zero."""
+        axes = self.text_id_axes(diffusion_model, block_args)
+        if not axes:
+            return None
+
+        def build():
+            positions = self.concept_text_positions(diffusion_model, forward.session.concepts)
+            if positions is None:
+                raise ConceptAttentionError(
+                    f"this {self.name} model places text tokens by position, but these concepts carry no positions; "
+                    "rebuild the Concept List with this model's text encoder"
+                )
+            ids = torch.zeros((1, positions.shape[0], len(diffusion_model.params.axes_dim)), dtype=torch.float32)
+            for axis in axes:
+                ids[0, :, axis] = positions
+            return diffusion_model.pe_embedder(ids.to(forward.device))
+
+        return forward.session.cached(("concept_rope", tuple(axes)), forward.device, build)
+
     def concept_qkv(self, block, concepts, block_args, forward):
         mod = self.text_modulation(block, block_args, forward)
         x = modulated_layer_norm(concepts, mod[0], mod[1], block.txt_norm1.eps)
         qkv = block.txt_attn.qkv(x)
         q, k, v = qkv.view(qkv.shape[0], qkv.shape[1], 3, block.num_heads, -1).permute(2, 0, 3, 1, 4)
         q, k = block.txt_attn.norm(q, k, v)
+        pe = self.concept_rope(forward.diffusion_model, block_args, forward)
+        if pe is not None:
+            from comfy.ldm.flux.math import apply_rope
+
+            # The model's own RoPE, as its attention applies it to the text keys the concepts stand in for.
+            q, k = apply_rope(q, k, pe)
         return (q, k, v), mod
 
     def update_concepts(self, block, concepts, concept_out, saved):

@@ -42,3 +42,13 @@ def modulated_layer_norm(x: torch.Tensor, shift: torch.Tensor, scale_plus_one: t
     if shift.shape[0] == 1:
         return torch.nn.functional.layer_norm(x, width, scale_plus_one.reshape(-1), shift.reshape(-1), eps)
     return torch.addcmul(shift, torch.nn.functional.layer_norm(x, width, eps=eps), scale_plus_one)
+
+
+def block_argument_text_modulation(block_args: dict, forward) -> tuple[torch.Tensor, ...]:
+    """The text stream's (shift₁, 1+scale₁, gate₁, shift₂, 1+scale₂, gate₂) for the concept rows, from a
+    block that receives its modulations in `vec` as ((image mod₁, mod₂), (text mod₁, mod₂)): Chroma's
+    per-block vectors, Flux.2's global modulation. The text modulation has one row per picture."""
+    _, (mod1, mod2) = block_args["vec"]
+    rows = forward.rows
+    return (rows(mod1.shift), 1 + rows(mod1.scale), rows(mod1.gate),
+            rows(mod2.shift), 1 + rows(mod2.scale), rows(mod2.gate))

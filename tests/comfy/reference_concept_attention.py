@@ -231,6 +231,11 @@ def _flux_mod(ops, mod, vec):
 
 
 def _flux_mlp(ops, mlp, x):
+    if hasattr(mlp, "gate_proj"):  # "yak" SwiGLU MLP (Ovis): down(silu(gate(x)) * up(x))
+        return ops.linear(mlp.down_proj, ops.silu(ops.linear(mlp.gate_proj, x)) * ops.linear(mlp.up_proj, x))
+    if type(mlp[1]).__name__ == "SiLUActivation":  # Flux.2: one Linear to 2·hidden, silu(first half) · second half
+        a, b = ops.linear(mlp[0], x).chunk(2, dim=-1)
+        return ops.linear(mlp[2], ops.silu(a) * b)
     # build_mlp's default: Linear, GELU(tanh), Linear
     return ops.linear(mlp[2], ops.gelu_tanh(ops.linear(mlp[0], x)))
 
@@ -266,35 +271,38 @@ def _flux_stream_update(ops, attn, norm2, mlp, chunks, x, attn_out_flat):
     return x
 
 
-def _double_stream_reference(ops, dm, x, context, concept_embeddings, layers, block_mods, space, softmax,
-                             switches: ConceptSwitches, deviation=None) -> ReferenceResult:
-    """The DoubleStreamBlocks of a Flux.1-style model (Flux.1, Chroma) with the concept stream.
+def _image_ids(ops, B, grid, n_axes, index=0.0, row_offset=0.0, col_offset=0.0):
+    """Image position ids [B, h*w, n_axes]: (index, row, column, 0...)."""
+    h, w = grid
+    ids = torch.zeros((h, w, n_axes), dtype=ops.dtype)
+    ids[..., 0] = index
+    ids[..., 1] = torch.arange(h, dtype=ops.dtype)[:, None] + row_offset
+    ids[..., 2] = torch.arange(w, dtype=ops.dtype)[None, :] + col_offset
+    return ids.reshape(1, h * w, n_axes).expand(B, -1, -1)
 
+
+def _text_ids(ops, B, positions, n_axes, axes):
+    """Text (or concept) position ids [B, L, n_axes]: `positions` [L] on each of `axes`, zero elsewhere."""
+    ids = torch.zeros((B, positions.shape[0], n_axes), dtype=ops.dtype)
+    for a in axes:
+        ids[..., a] = positions.to(ops.dtype)
+    return ids
+
+
+def _double_stream_reference(ops, dm, img, grid, txt, ids, concepts, concept_ids, layers, block_mods, space, softmax,
+                             switches: ConceptSwitches, deviation=None) -> ReferenceResult:
+    """The DoubleStreamBlocks of a Flux-class model (Flux.1, Flux.2, Chroma, LongCat, Ovis) with the concept stream.
+
+    img [B, n, hidden] and txt [B, T, hidden] are the embedded streams, ids [B, T+n, axes] their RoPE
+    positions (text first), concepts [B, r, hidden] the embedded concepts with ids concept_ids [B, r, axes].
     block_mods(i, block) -> (image modulation, text modulation, concept modulation), each the six
     chunks (shift, scale, gate) x 2 of [B, 1, hidden]."""
     prm = dm.params
-    B = x.shape[0]
-
-    # inputs
-    img, grid = ops.patchify(x, dm.patch_size)
-    h, w = grid
-    n = h * w
-    img = ops.linear(dm.img_in, img)
-    txt = ops.linear(dm.txt_in, context)
+    B = img.shape[0]
+    n = grid[0] * grid[1]
     T = txt.shape[1]
-
-    # positions: text ids zero; image ids (0, row, col); concept ids zero
-    img_ids = torch.zeros((h, w, len(prm.axes_dim)), dtype=ops.dtype)
-    img_ids[..., 1] = torch.arange(h, dtype=ops.dtype)[:, None]
-    img_ids[..., 2] = torch.arange(w, dtype=ops.dtype)[None, :]
-    img_ids = img_ids.reshape(1, n, -1).expand(B, -1, -1)
-    ids = torch.cat([torch.zeros((B, T, len(prm.axes_dim)), dtype=ops.dtype), img_ids], dim=1)
     cos, sin = _flux_rope_tables(ids, prm.axes_dim, prm.theta, ops.dtype)
-
-    concepts = ops.linear(dm.txt_in, concept_embeddings.to(ops.dtype))[None].expand(B, -1, -1)
-    r = concepts.shape[1]
-    c_cos, c_sin = _flux_rope_tables(torch.zeros((B, r, len(prm.axes_dim)), dtype=ops.dtype), prm.axes_dim,
-                                     prm.theta, ops.dtype)
+    c_cos, c_sin = _flux_rope_tables(concept_ids, prm.axes_dim, prm.theta, ops.dtype)
 
     result = ReferenceResult(maps=None, grid=grid)
     for i in range(layers[-1] + 1):
@@ -308,7 +316,8 @@ def _double_stream_reference(ops, dm, x, context, concept_embeddings, layers, bl
         q = _apply_rope(torch.cat([q_t, q_x], dim=2), cos, sin)
         k = _apply_rope(torch.cat([k_t, k_x], dim=2), cos, sin)
         v = torch.cat([v_t, v_x], dim=2)
-        q_c, k_c = _apply_rope(q_c, c_cos, c_sin), _apply_rope(k_c, c_cos, c_sin)  # identity (zero ids)
+        if deviation != "unrotated_concepts":
+            q_c, k_c = _apply_rope(q_c, c_cos, c_sin), _apply_rope(k_c, c_cos, c_sin)
 
         o = ops.attention(q, k, v)              # joint attention of the block itself
         k_img, v_img = k[:, :, T:T + n], v[:, :, T:T + n]
@@ -333,26 +342,50 @@ def _double_stream_reference(ops, dm, x, context, concept_embeddings, layers, bl
     return _finish(result, layers, B)
 
 
+def _flux_text_in(ops, dm, context):
+    """txt_in, after the RMS-normed text input of models that have one (Ovis)."""
+    if getattr(dm, "txt_norm", None) is not None:
+        context = ops.rms_norm(context, _rms_scale(dm.txt_norm), _rms_eps(dm.txt_norm))
+    return ops.linear(dm.txt_in, context)
+
+
 def _mlp_embed(ops, emb, v):
     """MLPEmbedder: in_layer, SiLU, out_layer."""
     return ops.linear(emb.out_layer, ops.silu(ops.linear(emb.in_layer, v)))
 
 
+def _flux_embed_image(ops, dm, x):
+    """Patchify (circular padding to whole patches) and img_in: [B, n, hidden] and the token grid."""
+    if hasattr(dm, "img_in_patch"):  # Chroma Radiance: a Conv2d with kernel = stride = patch on the pixels
+        patches, grid = ops.patchify(x, dm.patch_size)
+        conv = dm.img_in_patch
+        img = patches @ ops.p(conv.weight).reshape(conv.weight.shape[0], -1).t()
+        return (img if conv.bias is None else img + ops.p(conv.bias)), grid
+    patches, grid = ops.patchify(x, dm.patch_size)
+    return ops.linear(dm.img_in, patches), grid
+
+
 def flux_reference(dm, x, timestep, context, y, guidance, concept_embeddings, layers, space="output",
                    softmax=True, switches: ConceptSwitches | None = None, dtype=torch.float64,
-                   deviation: str | None = None) -> ReferenceResult:
-    """ConceptAttention maps of a ComfyUI Flux.1 model (dm = model.diffusion_model) for the
-    network inputs x [B, C, H, W], timestep [B], context [B, T, ctx], y [B, vec_in_dim],
-    guidance [B] or None, and concept embeddings [r, ctx]. All rows are treated as cond rows.
+                   deviation: str | None = None, concept_positions=None,
+                   image_id_offset=(0.0, 0.0, 0.0)) -> ReferenceResult:
+    """ConceptAttention maps of a ComfyUI Flux.1-class model with per-block modulation (Flux.1,
+    LongCat-Image, Ovis-Image; dm = model.diffusion_model) for the network inputs x [B, C, H, W],
+    timestep [B], context [B, T, ctx], y [B, vec_in_dim] or None, guidance [B] or None, and concept
+    embeddings [r, ctx]. All rows are treated as cond rows.
+
+    Text positions: zero on Flux.1; 0..T-1 on each axis of `params.txt_ids_dims` (LongCat, Ovis), where
+    each concept sits at concept_positions [r] on the same axes. image_id_offset: (index, row, column)
+    added to the image ids (LongCat puts its image after the text: (1, T, T)).
 
     deviation: None for the method; else one deliberate, plausible mistake (see DEVIATIONS),
     used only to show that the comparison would catch it."""
     switches = switches or ConceptSwitches()
-    assert deviation in (None,) + FLUX_DEVIATIONS, deviation
+    assert deviation in (None,) + FLUX_DEVIATIONS + ("unrotated_concepts",), deviation
     ops = _Ops(dtype)
     prm = dm.params
-    assert getattr(dm, "txt_norm", None) is None and not getattr(prm, "global_modulation", False) and not getattr(prm, "txt_ids_dims", []), \
-        "plain Flux.1 only (zero text ids, per-block modulation)"
+    assert not getattr(prm, "global_modulation", False), "per-block modulation only (Flux.2: flux2_reference)"
+    text_axes = list(getattr(prm, "txt_ids_dims", None) or [])
     layers = sorted(set(layers))
     x, context = x.to(dtype), context.to(dtype)
     B = x.shape[0]
@@ -361,19 +394,77 @@ def flux_reference(dm, x, timestep, context, y, guidance, concept_embeddings, la
     vec_common = _mlp_embed(ops, dm.time_in, t_emb)
     if prm.guidance_embed and guidance is not None:
         vec_common = vec_common + _mlp_embed(ops, dm.guidance_in, ops.sinusoidal(guidance.float() * 1000.0, 256))
-    if y is None:
-        y = torch.zeros((B, prm.vec_in_dim))
-    vec = vec_common + _mlp_embed(ops, dm.vector_in, y[:, : prm.vec_in_dim].to(dtype))
-    # concept modulation vector: the pooled vector replaced by zeros
-    cvec = vec_common + _mlp_embed(ops, dm.vector_in, torch.zeros((B, prm.vec_in_dim), dtype=dtype))
+    vec, cvec = vec_common, vec_common
+    if dm.vector_in is not None:
+        if y is None:
+            y = torch.zeros((B, prm.vec_in_dim))
+        vec = vec_common + _mlp_embed(ops, dm.vector_in, y[:, : prm.vec_in_dim].to(dtype))
+        # concept modulation vector: the pooled vector replaced by zeros
+        cvec = vec_common + _mlp_embed(ops, dm.vector_in, torch.zeros((B, prm.vec_in_dim), dtype=dtype))
     if deviation == "pooled_concept_modulation":
         cvec = vec
 
     def block_mods(i, blk):
         return _flux_mod(ops, blk.img_mod, vec), _flux_mod(ops, blk.txt_mod, vec), _flux_mod(ops, blk.txt_mod, cvec)
 
-    return _double_stream_reference(ops, dm, x, context, concept_embeddings, layers, block_mods, space, softmax,
-                                    switches, deviation)
+    img, grid = _flux_embed_image(ops, dm, x)
+    txt = _flux_text_in(ops, dm, context)
+    T, r, n_axes = txt.shape[1], concept_embeddings.shape[0], len(prm.axes_dim)
+    ids = torch.cat([_text_ids(ops, B, torch.arange(T), n_axes, text_axes),
+                     _image_ids(ops, B, grid, n_axes, *image_id_offset)], dim=1)
+    if text_axes:
+        assert concept_positions is not None, "this model numbers text tokens: give the concept positions"
+    concept_ids = _text_ids(ops, B, concept_positions if text_axes else torch.zeros(r), n_axes, text_axes)
+    concepts = _flux_text_in(ops, dm, concept_embeddings.to(dtype))[None].expand(B, -1, -1)
+    return _double_stream_reference(ops, dm, img, grid, txt, ids, concepts, concept_ids, layers, block_mods, space,
+                                    softmax, switches, deviation)
+
+
+# ---------------------------------------------------------------------------------------------
+# Flux.2
+# ---------------------------------------------------------------------------------------------
+
+FLUX2_DEVIATIONS = (
+    "image_modulation_for_concepts",  # concepts modulated with the global image-stream modulation
+    "unrotated_concepts",             # concept q/k without RoPE (as if their position were 0)
+    "ungated_concept_update",
+)
+
+
+def flux2_reference(dm, x, timestep, context, guidance, concept_embeddings, concept_positions, layers,
+                    space="output", softmax=True, switches: ConceptSwitches | None = None, dtype=torch.float64,
+                    deviation: str | None = None) -> ReferenceResult:
+    """ConceptAttention maps of a ComfyUI Flux.2 model (global modulation): vec = time_in(t) [+ guidance_in(g)],
+    no pooled vector; one image and one text modulation (Linear on silu(vec), no bias) for every double
+    block; SiLU-gated MLPs. Text tokens are numbered 0..T-1 on RoPE axis 3 (context as the network gets
+    it, i.e. after ComfyUI's left padding); each concept sits at concept_positions [r] on that axis."""
+    switches = switches or ConceptSwitches()
+    assert deviation in (None,) + FLUX2_DEVIATIONS, deviation
+    ops = _Ops(dtype)
+    prm = dm.params
+    assert prm.global_modulation and list(prm.txt_ids_dims) == [3]
+    layers = sorted(set(layers))
+    x, context = x.to(dtype), context.to(dtype)
+    B = x.shape[0]
+
+    vec = _mlp_embed(ops, dm.time_in, ops.sinusoidal(timestep.float() * 1000.0, 256))
+    if prm.guidance_embed and guidance is not None:
+        vec = vec + _mlp_embed(ops, dm.guidance_in, ops.sinusoidal(guidance.float() * 1000.0, 256))
+    img_mod = _flux_mod(ops, dm.double_stream_modulation_img, vec)
+    txt_mod = _flux_mod(ops, dm.double_stream_modulation_txt, vec)
+    con_mod = img_mod if deviation == "image_modulation_for_concepts" else txt_mod
+
+    def block_mods(i, blk):
+        return img_mod, txt_mod, con_mod
+
+    img, grid = _flux_embed_image(ops, dm, x)
+    txt = ops.linear(dm.txt_in, context)
+    T, n_axes = txt.shape[1], len(prm.axes_dim)
+    ids = torch.cat([_text_ids(ops, B, torch.arange(T), n_axes, [3]), _image_ids(ops, B, grid, n_axes)], dim=1)
+    concept_ids = _text_ids(ops, B, concept_positions, n_axes, [3])
+    concepts = ops.linear(dm.txt_in, concept_embeddings.to(dtype))[None].expand(B, -1, -1)
+    return _double_stream_reference(ops, dm, img, grid, txt, ids, concepts, concept_ids, layers, block_mods, space,
+                                    softmax, switches, deviation)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -401,11 +492,15 @@ def _chroma_modulation_rows(ops, dm, timestep, guidance, rows):
 
 def chroma_reference(dm, x, timestep, context, guidance, concept_embeddings, layers, space="output", softmax=True,
                      switches: ConceptSwitches | None = None, dtype=torch.float64,
-                     deviation: str | None = None) -> ReferenceResult:
-    """ConceptAttention maps of a ComfyUI Chroma model: Flux.1 double blocks whose modulations
-    come from the distilled guidance layer. Its vectors are laid out as 3 per single block, then
-    6 per double block for the image stream, then 6 per double block for the text stream; the
-    concepts take their block's text modulation (Chroma has no pooled vector to leave out)."""
+                     deviation: str | None = None, concept_positions=None,
+                     sequential_text_ids=False) -> ReferenceResult:
+    """ConceptAttention maps of a ComfyUI Chroma or Chroma Radiance model: Flux.1 double blocks whose
+    modulations come from the distilled guidance layer. Its vectors are laid out as 3 per single block,
+    then 6 per double block for the image stream, then 6 per double block for the text stream; the
+    concepts take their block's text modulation (Chroma has no pooled vector to leave out).
+    Radiance embeds 16-pixel patches of the picture itself; with sequential_text_ids its text tokens
+    are numbered 0..T-1 on RoPE axis 0 and each concept sits at concept_positions [r] there (else all
+    text and concept ids are zero)."""
     switches = switches or ConceptSwitches()
     assert deviation in (None,) + CHROMA_DEVIATIONS, deviation
     ops = _Ops(dtype)
@@ -422,8 +517,16 @@ def chroma_reference(dm, x, timestep, context, guidance, concept_embeddings, lay
         concept_mods = chunks[:6] if deviation == "image_modulation_for_concepts" else chunks[6:]
         return chunks[:6], chunks[6:], concept_mods
 
-    return _double_stream_reference(ops, dm, x, context, concept_embeddings, layers, block_mods, space, softmax,
-                                    switches, deviation)
+    B = x.shape[0]
+    img, grid = _flux_embed_image(ops, dm, x)
+    txt = ops.linear(dm.txt_in, context)
+    T, r, n_axes = txt.shape[1], concept_embeddings.shape[0], len(prm.axes_dim)
+    text_axes = [0] if sequential_text_ids else []
+    ids = torch.cat([_text_ids(ops, B, torch.arange(T), n_axes, text_axes), _image_ids(ops, B, grid, n_axes)], dim=1)
+    concept_ids = _text_ids(ops, B, concept_positions if sequential_text_ids else torch.zeros(r), n_axes, text_axes)
+    concepts = ops.linear(dm.txt_in, concept_embeddings.to(dtype))[None].expand(B, -1, -1)
+    return _double_stream_reference(ops, dm, img, grid, txt, ids, concepts, concept_ids, layers, block_mods, space,
+                                    softmax, switches, deviation)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -592,5 +695,5 @@ def sd3_reference(dm, x, timestep, context, y, concept_embeddings, layers, space
     return _finish(result, layers, B)
 
 
-__all__ = ["ConceptSwitches", "FLUX_DEVIATIONS", "ReferenceResult", "SD3_DEVIATIONS", "SPACES",
-           "flux_reference", "sd3_reference"]
+__all__ = ["ConceptSwitches", "FLUX2_DEVIATIONS", "FLUX_DEVIATIONS", "ReferenceResult", "SD3_DEVIATIONS", "SPACES",
+           "chroma_reference", "flux2_reference", "flux_reference", "sd3_reference"]

@@ -185,9 +185,17 @@ def assert_maps_match(setup: Setup, product: torch.Tensor, expected: torch.Tenso
     rtol, atol = tolerance(setup.name, expected)
     diff = (product.double() - expected).abs()
     bad = diff > atol + rtol * expected.abs()
+    floor_value = None
+    if bad.any() and fp32_floor is not None:
+        # The product computes in fp32: it cannot be held closer to the exact maps than an fp32
+        # evaluation of the same equations is (up to a factor 2 for another order of operations).
+        # The fixed tolerance covers that floor on most CPUs; where a CPU's kernels land above it,
+        # the measured floor decides.
+        floor_value = fp32_floor()
+        bad = diff > max(atol, 2.0 * floor_value) + rtol * expected.abs()
     if bad.any():
-        floor = "" if fp32_floor is None else (
-            f"; an fp32 evaluation of the reference itself differs from fp64 by {fp32_floor():.3e}")
+        floor = "" if floor_value is None else (
+            f"; an fp32 evaluation of the reference itself differs from fp64 by {floor_value:.3e}")
         pytest.fail(
             f"{setup.name} {what}: product maps differ from the reference at {int(bad.sum())}/{bad.numel()} "
             f"entries: max |product - reference| = {diff.max():.3e} (tolerance atol {atol:.1e}, rtol {rtol:.0e}); "

@@ -206,3 +206,93 @@ def chroma_model(dtype=torch.float32, depth=3, single_depth=1, seed=0):
     model = config.get_model({})
     _randomize(model.diffusion_model, seed)
     return _patcher(model)
+
+
+# Widths of the tiny LLM text encoders in tiny_text_encoders.py (their three concatenated hidden
+# layers, or their last layer): each DiT below reads exactly its encoder's states.
+FLUX2_DEV_CONTEXT_DIM = 96
+KLEIN_4B_CONTEXT_DIM = 48
+KLEIN_8B_CONTEXT_DIM = 72
+LONGCAT_CONTEXT_DIM = 64
+OVIS_CONTEXT_DIM = 32
+
+
+def _flux_class_model(config_cls, unet_config, dtype, seed):
+    """A Flux-class model through comfy.supported_models, with only the fields this ComfyUI's FluxParams has."""
+    import dataclasses
+
+    from comfy.ldm.flux.model import FluxParams
+
+    fields = {f.name for f in dataclasses.fields(FluxParams)}
+    config = config_cls({k: v for k, v in unet_config.items() if k in fields or k == "image_model"})
+    config.set_inference_dtype(dtype, None)
+    model = config.get_model({})
+    _randomize(model.diffusion_model, seed)
+    return _patcher(model)
+
+
+def flux2_model(variant="dev", dtype=torch.float32, depth=3, single_depth=1, seed=0):
+    """Flux.2 (global modulation, SiLU-gated MLPs, no biases, text on RoPE axis 3, 128-channel latent at
+    patch 1): dev (guidance, Mistral width) or Klein 4B / 8B (no guidance, Qwen3 widths); hidden 64, 2 heads."""
+    import comfy.supported_models
+
+    context = {"dev": FLUX2_DEV_CONTEXT_DIM, "klein4b": KLEIN_4B_CONTEXT_DIM, "klein8b": KLEIN_8B_CONTEXT_DIM}[variant]
+    unet_config = {
+        "image_model": "flux2", "in_channels": 128, "out_channels": 128, "vec_in_dim": None,
+        "context_in_dim": context, "hidden_size": 64, "mlp_ratio": 3.0, "num_heads": 2, "depth": depth,
+        "depth_single_blocks": single_depth, "axes_dim": [8, 8, 8, 8], "theta": 2000, "patch_size": 1,
+        "qkv_bias": False, "guidance_embed": variant == "dev", "txt_ids_dims": [3], "global_modulation": True,
+        "mlp_silu_act": True, "ops_bias": False, "default_ref_method": "index", "ref_index_scale": 10.0,
+    }
+    return _flux_class_model(comfy.supported_models.Flux2, unet_config, dtype, seed)
+
+
+def longcat_model(dtype=torch.float32, depth=3, single_depth=1, seed=0):
+    """LongCat-Image: Flux.1 blocks, no guidance or pooled vector, text on RoPE axes 1 and 2."""
+    import comfy.supported_models
+
+    unet_config = {
+        "image_model": "flux", "in_channels": 16, "out_channels": 16, "vec_in_dim": None,
+        "context_in_dim": LONGCAT_CONTEXT_DIM, "hidden_size": 64, "mlp_ratio": 4.0, "num_heads": 2,
+        "depth": depth, "depth_single_blocks": single_depth, "axes_dim": [8, 12, 12], "theta": 10000,
+        "patch_size": 2, "qkv_bias": True, "guidance_embed": False, "txt_ids_dims": [1, 2],
+    }
+    return _flux_class_model(comfy.supported_models.LongCatImage, unet_config, dtype, seed)
+
+
+def ovis_model(dtype=torch.float32, depth=3, single_depth=1, seed=0):
+    """Ovis-Image: Flux.1 blocks with SwiGLU ("yak") MLPs and txt_norm, text on RoPE axes 1 and 2."""
+    import comfy.supported_models
+
+    unet_config = {
+        "image_model": "flux", "in_channels": 16, "out_channels": 16, "vec_in_dim": None,
+        "context_in_dim": OVIS_CONTEXT_DIM, "hidden_size": 64, "mlp_ratio": 4.0, "num_heads": 2,
+        "depth": depth, "depth_single_blocks": single_depth, "axes_dim": [8, 12, 12], "theta": 10000,
+        "patch_size": 2, "qkv_bias": True, "guidance_embed": False, "txt_ids_dims": [1, 2],
+        "yak_mlp": True, "txt_norm": True,
+    }
+    return _flux_class_model(comfy.supported_models.Flux, unet_config, dtype, seed)
+
+
+def chroma_radiance_model(dtype=torch.float32, depth=3, single_depth=1, seed=0, sequential_txt_ids=False):
+    """Chroma Radiance: Chroma's blocks on 16-pixel patches of an RGB picture, a small NeRF head."""
+    import dataclasses
+
+    import comfy.supported_models
+    from comfy.ldm.chroma_radiance.model import ChromaRadianceParams
+
+    unet_config = {
+        "image_model": "chroma_radiance", "in_channels": 3, "out_channels": 3, "context_in_dim": FLUX_CONTEXT_DIM,
+        "hidden_size": 64, "mlp_ratio": 4.0, "num_heads": 2, "depth": depth, "depth_single_blocks": single_depth,
+        "axes_dim": [8, 12, 12], "theta": 10000, "patch_size": 16, "qkv_bias": True,
+        "in_dim": 64, "out_dim": 64, "hidden_dim": 32, "n_layers": 2, "txt_ids_dims": [], "vec_in_dim": None,
+        "nerf_hidden_size": 16, "nerf_mlp_ratio": 2, "nerf_depth": 1, "nerf_max_freqs": 4, "nerf_tile_size": 0,
+        "nerf_final_head_type": "conv", "nerf_embedder_dtype": torch.float32, "use_x0": False,
+        "use_sequential_txt_ids": sequential_txt_ids,
+    }
+    fields = {f.name for f in dataclasses.fields(ChromaRadianceParams)}
+    config = comfy.supported_models.ChromaRadiance({k: v for k, v in unet_config.items() if k in fields or k == "image_model"})
+    config.set_inference_dtype(dtype, None)
+    model = config.get_model({})
+    _randomize(model.diffusion_model, seed)
+    return _patcher(model)

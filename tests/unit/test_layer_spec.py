@@ -44,10 +44,16 @@ def test_index_out_of_range_names_block_count():
         parse_layer_spec("10-30", 19)
 
 
-@pytest.mark.parametrize("spec", ["last 0", "last 20", "first 0", "first 25"])
-def test_n_outside_1_to_num_layers(spec):
-    with pytest.raises(ValueError, match=r"N must be between 1 and 19"):
+@pytest.mark.parametrize("spec", ["last 0", "first 0"])
+def test_n_below_1(spec):
+    with pytest.raises(ValueError, match=r"N must be 1 or more"):
         parse_layer_spec(spec, 19)
+
+
+@pytest.mark.parametrize("spec", ["last 20", "first 25", "last 10"])
+def test_n_above_the_block_count_takes_every_block(spec):
+    # the paper's 'last 10' on a model with fewer dual-stream blocks (Flux.2 dev has 8, Klein 4B 5)
+    assert parse_layer_spec(spec, 8 if spec == "last 10" else 19) == list(range(8 if spec == "last 10" else 19))
 
 
 def test_reversed_range():

@@ -1,0 +1,30 @@
+"""Chroma Radiance: Chroma's blocks on 16-pixel patches of the picture itself (no VAE latent).
+
+The token grid comes from the picture padded up to whole patches (ComfyUI pads with
+pad_to_patch_size), so it is ceil(H/16) × ceil(W/16), not Flux's rounded (h + p//2) // p.
+Checkpoints that number their text tokens (`use_sequential_txt_ids`, axis 0) give each concept the
+position its own tokens had in its conditioning on that axis; otherwise text and concept ids are zero.
+"""
+
+from __future__ import annotations
+
+from .chroma import ChromaFamily
+
+
+class ChromaRadianceFamily(ChromaFamily):
+    name = "Chroma Radiance"
+
+    def matches(self, diffusion_model):
+        from comfy.ldm.chroma_radiance.model import ChromaRadiance
+
+        return isinstance(diffusion_model, ChromaRadiance)
+
+    def token_grid(self, diffusion_model, latent_hw):
+        p = diffusion_model.patch_size
+        h, w = latent_hw
+        return (-(-h // p), -(-w // p))
+
+    def text_id_axes(self, diffusion_model, block_args):
+        overrides = (block_args.get("transformer_options") or {}).get("chroma_radiance_options", {})
+        params = diffusion_model.radiance_get_override_params(overrides)
+        return [0] if getattr(params, "use_sequential_txt_ids", False) else []
