@@ -53,6 +53,12 @@ class ConceptSet:
     text_space:    whose states the embeddings are: "t5xxl" or "clip-lg" ("" when not known).
     empty_prompt:  the same encoder's conditioning for the empty prompt, used when the user
                    gives no prompt to encode an image with ([[cond, {"pooled_output": ...}]]).
+    positions:     float32 [r]: where each concept's pooled tokens sit in its own conditioning
+                   (index along the conditioning's token axis: the first own token for `first`,
+                   the mean of the own tokens' indices for `mean`). Models whose text tokens carry
+                   RoPE positions give a concept the position its tokens have there.
+    cond_lengths:  int64 [r]: the token length of each concept's own conditioning (a model may
+                   shift text positions by it, e.g. Flux.2 pads text on the left to 512).
     """
 
     names: list[str]
@@ -61,12 +67,18 @@ class ConceptSet:
     encoder: str = ""
     text_space: str = ""
     empty_prompt: list | None = field(default=None, repr=False)
+    positions: torch.Tensor | None = None
+    cond_lengths: torch.Tensor | None = None
 
     def __post_init__(self):
         if self.embeddings.ndim != 2 or self.embeddings.shape[0] != len(self.names):
             raise ConceptAttentionError(
                 f"concept embeddings must be [{len(self.names)}, dim], got {tuple(self.embeddings.shape)}"
             )
+        for name in ("positions", "cond_lengths"):
+            value = getattr(self, name)
+            if value is not None and tuple(value.shape) != (len(self.names),):
+                raise ConceptAttentionError(f"concept {name} must be [{len(self.names)}], got {tuple(value.shape)}")
         if self.pooling not in POOLING_MODES:
             raise ConceptAttentionError(f"pooling {self.pooling!r} is not one of {', '.join(POOLING_MODES)}")
 
