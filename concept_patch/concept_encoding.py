@@ -1,8 +1,9 @@
 """Concept names -> one text-encoder vector each, with the CLIP object the user loaded.
 
-Each concept is encoded on its own. Its own tokens are found through the tokenizer's word
-ids (0 marks start, end and padding tokens), so `first` is the concept's first own token
-(the authors' choice) and `mean` averages its own tokens only, never EOS or padding.
+Each concept is encoded on its own. Its own tokens (own_tokens.py: what its text produced, never
+start, end, padding or chat-template tokens) are located in its conditioning (token_rows.py), so
+`first` is the concept's first own token (the authors' choice) and `mean` averages its own tokens
+only. The same steps serve every encoder: CLIP, T5 and the chat-template LLM encoders.
 """
 
 from __future__ import annotations
@@ -11,44 +12,45 @@ import torch
 
 from .concepts import POOLING_MODES, ConceptSet
 from .errors import ConceptAttentionError
+from .own_tokens import TokenKinds, key_tokenizer, own_token_indices
+from .text_encoders import SUPPORTED_ENCODERS_TEXT, EncoderInfo, identify_encoder, keyed_encoder, unsupported_encoder
+from .token_rows import conditioning_rows, rows_following_weights
 
-SUPPORTED_ENCODERS_TEXT = (
-    "Flux.1 (T5-XXL with CLIP-L), SD3/SD3.5 (any of CLIP-L, CLIP-G, T5-XXL) and Chroma (T5-XXL)"
-)
+__all__ = ["SUPPORTED_ENCODERS_TEXT", "encode_concepts"]
 
-
-def _token_source(cond_stage_model, token_keys) -> tuple[str, str]:
-    """(tokenizer key whose positions index the conditioning, description, text space).
-
-    The text space names whose states these are ("t5xxl", "clip-lg"), so concepts are only used
-    with models that read that space.
-    """
-    from comfy.text_encoders.flux import FluxClipModel
-    from comfy.text_encoders.sd3_clip import SD3ClipModel
-
-    if isinstance(cond_stage_model, FluxClipModel):
-        return "t5xxl", "Flux T5-XXL", "t5xxl"
-    if isinstance(cond_stage_model, SD3ClipModel):
-        # SD3 conditioning starts with the CLIP-L|G states (77 tokens), T5 follows.
-        if getattr(cond_stage_model, "clip_l", None) is not None:
-            return "l", "SD3 CLIP-L/G", "clip-lg"
-        if getattr(cond_stage_model, "clip_g", None) is not None:
-            return "g", "SD3 CLIP-G", "clip-lg"
-        if getattr(cond_stage_model, "t5xxl", None) is not None:
-            return "t5xxl", "SD3 T5-XXL", "t5xxl"
-    if len(token_keys) == 1:
-        key = next(iter(token_keys))
-        # e.g. the T5-only encoder Chroma loads
-        return key, f"{type(cond_stage_model).__name__} ({key})", "t5xxl" if key == "t5xxl" else ""
-    raise ConceptAttentionError(
-        f"the text encoder {type(cond_stage_model).__name__} is not supported for concepts; "
-        f"load the text encoder of a supported model: {SUPPORTED_ENCODERS_TEXT}"
-    )
+# Text for asking a multi-key encoder which key its conditioning follows.
+_PROBE_TEXT = "a photo"
 
 
-def _own_token_positions(chunks) -> list[int]:
-    flat = [tok for chunk in chunks for tok in chunk]
-    return [i for i, tok in enumerate(flat) if len(tok) > 2 and tok[2] > 0]
+def _pairs(with_ids: dict) -> dict:
+    return {k: [[tuple(tok[:2]) for tok in chunk] for chunk in chunks] for k, chunks in with_ids.items()}
+
+
+def _kinds(clip, key: str) -> TokenKinds:
+    return TokenKinds(key_tokenizer(clip.tokenizer, key).tokenizer)
+
+
+def _encoder(clip, keys) -> EncoderInfo:
+    info = identify_encoder(clip.cond_stage_model, keys)
+    if info is not None:
+        return info
+    # Several token lists (HiDream: CLIP-L, CLIP-G, T5, Llama; HunyuanVideo: CLIP-L, Llama): the
+    # conditioning is the one whose rows follow that key's token weights (the others feed pooled
+    # vectors or extra inputs, or are not loaded).
+    with_ids = clip.tokenize(_PROBE_TEXT, return_word_ids=True)
+    empty = clip.tokenize("", return_word_ids=True)
+    tokens, followed = _pairs(with_ids), []
+    for key in with_ids:
+        try:
+            own = own_token_indices(_PROBE_TEXT, with_ids[key], empty[key], _kinds(clip, key), key)
+        except ConceptAttentionError:
+            continue
+        rows = rows_following_weights(clip, tokens, key, own)
+        if rows and len(rows) == len(own):
+            followed.append(key)
+    if len(followed) != 1:
+        raise unsupported_encoder(clip.cond_stage_model)
+    return keyed_encoder(clip.cond_stage_model, followed[0])
 
 
 def encode_concepts(clip, names: list[str], pooling: str = "mean") -> ConceptSet:
@@ -57,29 +59,34 @@ def encode_concepts(clip, names: list[str], pooling: str = "mean") -> ConceptSet
         raise ConceptAttentionError("no text encoder given: connect the CLIP of the model you want to inspect")
     if pooling not in POOLING_MODES:
         raise ConceptAttentionError(f"pooling {pooling!r} is not one of {', '.join(POOLING_MODES)}")
-    vectors = []
-    encoder, text_space = "", ""
+    vectors, positions, lengths = [], [], []
+    info, empty, kinds = None, None, None
     for name in names:
         with_ids = clip.tokenize(name, return_word_ids=True)
-        key, encoder, text_space = _token_source(clip.cond_stage_model, with_ids.keys())
-        positions = _own_token_positions(with_ids[key])
-        if not positions:
-            raise ConceptAttentionError(f"concept {name!r} produced no tokens of its own; use a word or phrase")
-        tokens = {k: [[tok[:2] for tok in chunk] for chunk in chunks] for k, chunks in with_ids.items()}
+        if info is None:
+            info = _encoder(clip, with_ids.keys())
+            empty = clip.tokenize("", return_word_ids=True)[info.key]
+            kinds = _kinds(clip, info.key)
+        own = own_token_indices(name, with_ids[info.key], empty, kinds, info.description)
+        tokens = _pairs(with_ids)
         cond = clip.encode_from_tokens(tokens)
-        if positions[-1] >= cond.shape[1]:
-            raise ConceptAttentionError(
-                f"the text encoder returned {cond.shape[1]} token states for {name!r}, fewer than its tokens; "
-                f"load the text encoder of a supported model: {SUPPORTED_ENCODERS_TEXT}"
-            )
-        own = cond[0, positions].float()
-        vectors.append(own[0] if pooling == "first" else own.mean(dim=0))
+        rows = conditioning_rows(clip, tokens, info.key, own, cond, info.description)
+        states = cond[0, rows].float()
+        if pooling == "first":
+            vectors.append(states[0])
+            positions.append(float(rows[0]))
+        else:
+            vectors.append(states.mean(dim=0))
+            positions.append(sum(rows) / len(rows))
+        lengths.append(cond.shape[1])
     empty_prompt = clip.encode_from_tokens_scheduled(clip.tokenize(""))
     return ConceptSet(
         names=list(names),
         embeddings=torch.stack(vectors).cpu(),
         pooling=pooling,
-        encoder=encoder,
-        text_space=text_space,
+        encoder=info.description if info else "",
+        text_space=info.text_space if info else "",
         empty_prompt=empty_prompt,
+        positions=torch.tensor(positions, dtype=torch.float32),
+        cond_lengths=torch.tensor(lengths, dtype=torch.int64),
     )

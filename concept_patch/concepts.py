@@ -50,7 +50,8 @@ class ConceptSet:
                    (before the model's txt_in / context_embedder).
     pooling:       how each concept's own tokens became one vector ("mean" or "first").
     encoder:       a short description of the text encoder (for error messages and metadata).
-    text_space:    whose states the embeddings are: "t5xxl" or "clip-lg" ("" when not known).
+    text_space:    whose states the embeddings are: "t5xxl", "clip-lg", or the tokenizer key of a
+                   single-key encoder ("mistral3_24b", "qwen3_4b", "qwen25_7b", ...); "" when not known.
     empty_prompt:  the same encoder's conditioning for the empty prompt, used when the user
                    gives no prompt to encode an image with ([[cond, {"pooled_output": ...}]]).
     positions:     float32 [r]: where each concept's pooled tokens sit in its own conditioning

@@ -1,0 +1,72 @@
+"""Which tokens of a CLIP's tokenization become its conditioning, and whose states those are.
+
+A CLIP's tokenizer gives one token list per key ("l", "g", "t5xxl", "qwen3_4b", ...). The text
+space names the states the conditioning holds, so concepts are only used with models that read
+that space. Single-key encoders (T5 alone, the LLM encoders) use their key as the text space, so a
+model family accepts or refuses them by name. Of the multi-key encoders, Flux.1's and SD3's are
+named here (SD3 puts CLIP-L|G and T5 rows in one conditioning); for any other, concept_encoding
+asks the encoder which key its conditioning follows and uses that key.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .errors import ConceptAttentionError
+
+SUPPORTED_ENCODERS_TEXT = (
+    "Flux.1 (T5-XXL with CLIP-L), SD3/SD3.5 (any of CLIP-L, CLIP-G, T5-XXL), Chroma (T5-XXL), "
+    "Flux.2 dev (Mistral-Small-3.1), Flux.2 Klein (Qwen3-4B or Qwen3-8B), LongCat-Image (Qwen2.5-VL-7B) "
+    "and Ovis-Image (Qwen3-2B)"
+)
+
+# Names for messages; an encoder not listed is still described (by its class and key).
+_KEY_NAMES = {
+    "t5xxl": "T5-XXL",
+    "mistral3_24b": "Flux.2 Mistral-Small-3.1",
+    "qwen3_4b": "Klein Qwen3-4B",
+    "qwen3_8b": "Klein Qwen3-8B",
+    "qwen25_7b": "Qwen2.5-VL-7B",
+    "qwen3_2b": "Ovis Qwen3-2B",
+}
+
+
+@dataclass(frozen=True)
+class EncoderInfo:
+    key: str  # tokenizer key whose tokens make up the conditioning
+    description: str  # short, for messages and metadata
+    text_space: str
+
+
+def identify_encoder(cond_stage_model, token_keys) -> EncoderInfo | None:
+    """The encoder's key and text space; None for a multi-key encoder not named here."""
+    from comfy.text_encoders.flux import FluxClipModel
+    from comfy.text_encoders.sd3_clip import SD3ClipModel
+
+    if isinstance(cond_stage_model, FluxClipModel):
+        return EncoderInfo("t5xxl", "Flux T5-XXL", "t5xxl")  # CLIP-L only gives the pooled vector
+    if isinstance(cond_stage_model, SD3ClipModel):
+        # SD3 conditioning starts with the CLIP-L|G states, T5 follows.
+        if getattr(cond_stage_model, "clip_l", None) is not None:
+            return EncoderInfo("l", "SD3 CLIP-L/G", "clip-lg")
+        if getattr(cond_stage_model, "clip_g", None) is not None:
+            return EncoderInfo("g", "SD3 CLIP-G", "clip-lg")
+        if getattr(cond_stage_model, "t5xxl", None) is not None:
+            return EncoderInfo("t5xxl", "SD3 T5-XXL", "t5xxl")
+    keys = list(token_keys)
+    if len(keys) == 1:
+        key = keys[0]
+        return EncoderInfo(key, _KEY_NAMES.get(key, f"{type(cond_stage_model).__name__} ({key})"), key)
+    return None
+
+
+def keyed_encoder(cond_stage_model, key: str) -> EncoderInfo:
+    """A multi-key encoder whose conditioning follows the tokens of `key` alone."""
+    return EncoderInfo(key, f"{_KEY_NAMES.get(key, key)} of {type(cond_stage_model).__name__}", key)
+
+
+def unsupported_encoder(cond_stage_model) -> ConceptAttentionError:
+    return ConceptAttentionError(
+        f"the text encoder {type(cond_stage_model).__name__} is not supported for concepts; "
+        f"load the text encoder of a supported model: {SUPPORTED_ENCODERS_TEXT}"
+    )

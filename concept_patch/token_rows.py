@@ -1,0 +1,70 @@
+"""Where a concept's tokens sit in its conditioning (the text encoder's output rows).
+
+An encoder whose conditioning has one row per token (CLIP, T5, Flux.2, Klein) keeps them in
+order: token i is row i. Others cut part of their template off the output, each by rules of its
+own (LongCat-Image cuts a prefix and a suffix, Ovis-Image and Qwen-Image a prefix, HunyuanVideo
+keeps the user span); those rules are not copied here. The encoder itself is asked instead:
+ComfyUI's text encoders apply token weights to the output states row by row, after the
+transformer ((state - empty-prompt state) * weight + empty-prompt state), and then cut, stack or
+reshape rows. So the concept's tokens are encoded twice more, weighted 2 and then 3: both runs
+take the same weighted path with the same inputs, every other row comes out bit-identical, and the
+rows that change are the concept's, in token order. The count of changed rows must equal the
+count of own tokens, else the encoder is refused with a clear error rather than guessed at.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .errors import ConceptAttentionError
+from .text_encoders import SUPPORTED_ENCODERS_TEXT
+
+PROBE_WEIGHTS = (2.0, 3.0)
+# A row counts as changed when it moved by more than this fraction of its size: a concept row moves
+# by its distance from the empty prompt's row, untouched rows by nothing (or kernel noise).
+CHANGED_ROW = 1e-3
+
+
+def _with_weight(tokens: dict, key: str, indices, weight: float) -> dict:
+    chosen, out, flat = set(indices), dict(tokens), 0
+    chunks = []
+    for chunk in tokens[key]:
+        new = []
+        for tok in chunk:
+            new.append((tok[0], weight) if flat in chosen else tuple(tok[:2]))
+            flat += 1
+        chunks.append(new)
+    out[key] = chunks
+    return out
+
+
+def rows_following_weights(clip, tokens: dict, key: str, indices: list[int]) -> list[int] | None:
+    """Conditioning rows that change with the weight of the tokens at `indices` of `tokens[key]`
+    (flattened over chunks), in order; None when the conditioning changes shape instead."""
+    low, high = (clip.encode_from_tokens(_with_weight(tokens, key, indices, w))[0].float() for w in PROBE_WEIGHTS)
+    if high.shape != low.shape:
+        return None
+    moved = (high - low).abs().flatten(1).amax(dim=1)
+    size = torch.maximum(low.abs().flatten(1).amax(dim=1), high.abs().flatten(1).amax(dim=1))
+    return torch.nonzero(moved > CHANGED_ROW * size).flatten().tolist()
+
+
+def conditioning_rows(clip, tokens: dict, key: str, indices: list[int], cond: torch.Tensor, encoder: str) -> list[int]:
+    """Conditioning rows of the tokens at `indices` of `tokens[key]` (flattened over chunks).
+
+    tokens: the (token, weight) pairs `cond` was encoded from (clip.encode_from_tokens)."""
+    if cond.shape[1] == sum(len(chunk) for chunk in tokens[key]):
+        return list(indices)
+    rows = rows_following_weights(clip, tokens, key, indices)
+    if rows is None:
+        raise _not_found(encoder, len(indices), "its output changes shape with token weights")
+    if len(rows) != len(indices):
+        raise _not_found(encoder, len(indices), f"{len(rows)} output rows follow their weights")
+    return rows
+
+
+def _not_found(encoder: str, count: int, why: str) -> ConceptAttentionError:
+    return ConceptAttentionError(
+        f"could not find the concept's {count} token(s) in the output of the text encoder ({encoder}): {why}; "
+        f"load the text encoder of a supported model: {SUPPORTED_ENCODERS_TEXT}"
+    )
