@@ -20,11 +20,11 @@ def _per_head(t: torch.Tensor, heads: int, skip_reshape: bool) -> torch.Tensor:
 
 
 class AttentionCapture:
-    def __init__(self, forward, layer: int, concept_qkv, text_len: int, previous=None):
+    def __init__(self, forward, layer: int, concept_qkv, image: slice, previous=None):
         self.forward = forward
         self.layer = layer
         self.concept_q, self.concept_k, self.concept_v = concept_qkv
-        self.text_len = text_len
+        self.image = image  # the main image's tokens in the joint sequence
         self.previous = previous
         # No container_function: ComfyUI then hands this override plain tensors.
         self.concept_out: torch.Tensor | None = None
@@ -44,8 +44,8 @@ class AttentionCapture:
         q, k, v = args[:3]
         heads = args[3] if len(args) > 3 else kwargs["heads"]
         heads_first = kwargs.get("skip_reshape", False)
-        # Main-image tokens only: text comes first, Kontext reference tokens after the image.
-        image = slice(self.text_len, self.text_len + fwd.num_image_tokens)
+        # Main-image tokens only: no text, no reference tokens (the family knows the layout).
+        image = self.image
         k_rows = fwd.rows(_per_head(k, heads, heads_first))
         v_rows = fwd.rows(_per_head(v, heads, heads_first))
         image_k = k_rows[:, :, image] if heads_first else k_rows[:, image]

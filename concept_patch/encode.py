@@ -13,7 +13,7 @@ from .concepts import ConceptSet
 from .errors import ConceptAttentionError
 from .options import SaliencyOptions
 from .saliency_maps import SaliencyMaps
-from .session import new_session, patched_model_options
+from .session import new_session, offer_block_hooks, patched_model_options
 
 
 def _one_model_call(model, x, sigmas, extra_args=None, callback=None, disable=None):
@@ -40,9 +40,10 @@ def encode_saliency(model, concepts: ConceptSet, latent: torch.Tensor, options: 
         raise ConceptAttentionError(f"noise level {noise_level} is out of range; use a value in (0, 1], e.g. 0.5")
     if samples < 1:
         raise ConceptAttentionError(f"samples must be 1 or more, got {samples}")
-    if latent.ndim != 4:
+    if latent.ndim not in (4, 5) or (latent.ndim == 5 and latent.shape[2] != 1):
         raise ConceptAttentionError(
-            f"expected an image latent [batch, channels, height, width], got shape {tuple(latent.shape)}"
+            f"expected an image latent [batch, channels, height, width] (or one frame [batch, channels, 1, height, "
+            f"width]), got shape {tuple(latent.shape)}"
         )
     positive = conditioning if conditioning is not None else concepts.empty_prompt
     if positive is None:
@@ -54,7 +55,11 @@ def encode_saliency(model, concepts: ConceptSet, latent: torch.Tensor, options: 
         raise ConceptAttentionError("encode mode needs a flow-matching model (Flux, SD3); this model samples differently")
 
     # The patches ride on this guider's model options, not on a clone: a new ModelPatcher
-    # would make ComfyUI re-patch the loaded weights on every call.
+    # would make ComfyUI re-patch the loaded weights on every call. Only models whose blocks need
+    # an object patch for their hook (block_hooks.py) get a clone.
+    if session.family.block_call is not None:
+        model = model.clone()
+        offer_block_hooks(model, session)
     guider = comfy.samplers.CFGGuider(model)
     guider.model_options = patched_model_options(model.model_options, session)
     guider.inner_set_conds({"positive": positive})

@@ -66,7 +66,7 @@ class ForwardState:
         concept_qkv, saved = self.family.concept_qkv(block, self.concepts, args, self)
         options = args.get("transformer_options") or {}
         capture = AttentionCapture(
-            self, index, concept_qkv, text_len=args["txt"].shape[1],
+            self, index, concept_qkv, image=self.family.image_tokens(args, self),
             previous=options.get("optimized_attention_override"),
         )
         out = call_block({**args, "transformer_options": {**options, "optimized_attention_override": capture}}, extra)

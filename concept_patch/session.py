@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import torch
 
+from .block_hooks import install_block_hooks
 from .concepts import ConceptSet
 from .errors import ConceptAttentionError
 from .families import DualStreamFamily, detect_family
@@ -281,10 +282,18 @@ def patched_model_options(model_options: dict, session: ConceptSession) -> dict:
     return options
 
 
+def offer_block_hooks(patcher, session: ConceptSession) -> None:
+    """On a clone: give the blocks of a model that ComfyUI calls without a dit hook that hook (block_hooks.py)."""
+    call = session.family.block_call
+    if call is not None:
+        install_block_hooks(patcher, call, session.options.last_layer + 1)
+
+
 def install_concept_attention(model, concepts: ConceptSet, options: SaliencyOptions, stop_early: bool = False):
     """(clone of `model` whose forwards also run the concept stream and record maps, its session)."""
     session = new_session(model, concepts, options, stop_early)
     patched = model.clone()
+    offer_block_hooks(patched, session)
     patched.model_options = patched_model_options(patched.model_options, session)
     return patched, session
 

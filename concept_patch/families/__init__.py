@@ -8,17 +8,21 @@ from .chroma import ChromaFamily
 from .chroma_radiance import ChromaRadianceFamily
 from .flux import FluxFamily
 from .flux2 import Flux2Family
+from .hidream import HiDreamFamily
 from .longcat import LongCatFamily
+from .mage_flow import MageFlowFamily
 from .ovis import OvisFamily
+from .qwen_image import QwenImageFamily
 from .sd3 import SD3Family
 
 # Specific variants of a shared model class come before the general adapter of that class.
 FAMILIES: tuple[DualStreamFamily, ...] = (
     Flux2Family(), LongCatFamily(), OvisFamily(), FluxFamily(), SD3Family(), ChromaRadianceFamily(), ChromaFamily(),
+    QwenImageFamily(), MageFlowFamily(), HiDreamFamily(),
 )
 SUPPORTED_FAMILIES_TEXT = (
     "Flux.1 (dev, schnell, Kontext, Fill), Flux.2 (dev, Klein 4B/9B), SD3/SD3.5 (medium, large, large-turbo), "
-    "Chroma, Chroma Radiance, LongCat-Image and Ovis-Image"
+    "Chroma, Chroma Radiance, LongCat-Image, Ovis-Image, Qwen-Image (and Edit), Mage-Flow and HiDream-I1/E1"
 )
 
 

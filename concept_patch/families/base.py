@@ -21,6 +21,8 @@ class DualStreamFamily:
     text_spaces: tuple[str, ...] = ()
     #: ModelPatcher wrapper type whose call gives this family's per-forward inputs.
     forward_wrapper_type: str = "apply_model"
+    #: How the model calls its blocks when ComfyUI gives them no dit hook (block_hooks.BlockCall), else None.
+    block_call = None
 
     def matches(self, diffusion_model: torch.nn.Module) -> bool:
         raise NotImplementedError
@@ -42,6 +44,15 @@ class DualStreamFamily:
     def token_grid(self, diffusion_model: torch.nn.Module, latent_hw: tuple[int, int]) -> tuple[int, int]:
         """(h, w) of the main image's token grid for a latent of this height and width."""
         raise NotImplementedError
+
+    def image_tokens(self, block_args: dict, forward: Any):
+        """Where the main image's tokens sit in the block's joint attention sequence: a slice, or an index
+        tensor on the device where they are not contiguous.
+
+        The default is text first, then the image, then any reference images (Flux, SD3, Qwen-Image).
+        """
+        text_len = block_args["txt"].shape[1]
+        return slice(text_len, text_len + forward.num_image_tokens)
 
     def initial_concepts(self, diffusion_model: torch.nn.Module, embeddings: torch.Tensor) -> torch.Tensor:
         """Concept residual before block 0, [r, hidden], from text-encoder embeddings [r, context_dim]."""

@@ -530,6 +530,224 @@ def chroma_reference(dm, x, timestep, context, guidance, concept_embeddings, lay
 
 
 # ---------------------------------------------------------------------------------------------
+# Qwen-Image (and Mage-Flow's blocks)
+# ---------------------------------------------------------------------------------------------
+
+QWEN_DEVIATIONS = (
+    "unrotated_concepts",           # concept q/k without RoPE
+    "concept_position_from_zero",   # concept ids without the model's txt_start offset
+    "ungated_concept_update",
+)
+
+
+def _diffusers_timestep_features(ops, t, dim, scale=1.0, max_period=10000.0):
+    """get_timestep_embedding(flip_sin_to_cos=True, downscale_freq_shift=0): [cos(s·t·w) ; sin(s·t·w)],
+    evaluated in float32 in the model's own order (t·w first, then the scale), as ComfyUI does."""
+    half = dim // 2
+    freqs = torch.exp(-math.log(max_period) * torch.arange(half, dtype=torch.float32) / half)
+    args = (t.float()[:, None] * freqs[None]) * scale
+    return torch.cat([torch.cos(args), torch.sin(args)], dim=-1).to(ops.dtype)
+
+
+def _timestep_embedding_mlp(ops, emb, v):
+    """TimestepEmbedding: linear_1, SiLU, linear_2."""
+    return ops.linear(emb.linear_2, ops.silu(ops.linear(emb.linear_1, v)))
+
+
+def _qwen_mlp(ops, ff, x):
+    """FeedForward: GELU(tanh) projection, dropout, Linear."""
+    return ops.linear(ff.net[2], ops.gelu_tanh(ops.linear(ff.net[0].proj, x)))
+
+
+def qwen_image_reference(dm, x, timestep, context, concept_embeddings, concept_positions, layers, space="output",
+                         softmax=True, switches: ConceptSwitches | None = None, dtype=torch.float64,
+                         deviation: str | None = None) -> ReferenceResult:
+    """ConceptAttention maps of a ComfyUI Qwen-Image model for the network inputs x [B, C, 1, H, W], timestep [B],
+    context [B, T, ctx] (no text mask) and concept embeddings [r, ctx]. Text positions: (l, l, l) for
+    l = txt_start + 0..T-1, txt_start = max(h/2, w/2) of the token grid; image ids (0, row - h//2, col - w//2);
+    each concept at txt_start + concept_positions [r]. The concepts take the block's text modulation."""
+    switches = switches or ConceptSwitches()
+    assert deviation in (None,) + QWEN_DEVIATIONS, deviation
+    ops = _Ops(dtype)
+    layers = sorted(set(layers))
+    x, context = x.to(dtype), context.to(dtype)
+    B = x.shape[0]
+    assert x.ndim == 5 and x.shape[2] == 1, "one picture, no layers"
+
+    patches, grid = ops.patchify(x[:, :, 0], dm.patch_size)
+    h, w = grid
+    n = h * w
+    img = ops.linear(dm.img_in, patches)
+    norm = dm.txt_norm
+    txt = ops.linear(dm.txt_in, ops.rms_norm(context, _rms_scale(norm), _rms_eps(norm)))
+    concepts = ops.linear(dm.txt_in, ops.rms_norm(concept_embeddings.to(dtype), _rms_scale(norm), _rms_eps(norm)))
+    concepts = concepts[None].expand(B, -1, -1)
+    T, r = txt.shape[1], concepts.shape[1]
+
+    tte = dm.time_text_embed
+    temb = _timestep_embedding_mlp(ops, tte.timestep_embedder, _diffusers_timestep_features(ops, timestep, 256, 1000.0))
+
+    start = float(round(max(w // 2, h // 2)))
+    txt_pos = start + torch.arange(T, dtype=dtype)
+    con_pos = concept_positions.to(dtype) + (0.0 if deviation == "concept_position_from_zero" else start)
+    img_ids = _image_ids(ops, B, grid, 3, 0.0, -(h // 2), -(w // 2))
+    ids = torch.cat([_text_ids(ops, B, txt_pos, 3, [0, 1, 2]), img_ids], dim=1)
+    axes = dm.pe_embedder.axes_dim
+    cos, sin = _flux_rope_tables(ids, axes, dm.pe_embedder.theta, dtype)
+    c_cos, c_sin = _flux_rope_tables(_text_ids(ops, B, con_pos, 3, [0, 1, 2]), axes, dm.pe_embedder.theta, dtype)
+
+    def mod(seq, vec):
+        return ops.linear(seq[1], ops.silu(vec))[:, None, :].chunk(6, dim=-1)
+
+    def qkv(attn, to_q, to_k, to_v, norm_q, norm_k, xm):
+        q, k, v = (ops.heads(ops.linear(lin, xm), attn.heads) for lin in (to_q, to_k, to_v))
+        return ops.rms_norm(q, _rms_scale(norm_q), _rms_eps(norm_q)), ops.rms_norm(k, _rms_scale(norm_k), _rms_eps(norm_k)), v
+
+    def modulated(norm, x_, shift, scale):
+        return ops.layer_norm(x_, norm.eps) * (1 + scale) + shift
+
+    result = ReferenceResult(maps=None, grid=grid)
+    for i in range(layers[-1] + 1):
+        blk = dm.transformer_blocks[i]
+        a = blk.attn
+        im = mod(blk.img_mod, temb)
+        tm = mod(blk.txt_mod, temb)
+        q_x, k_x, v_x = qkv(a, a.to_q, a.to_k, a.to_v, a.norm_q, a.norm_k, modulated(blk.img_norm1, img, im[0], im[1]))
+        q_t, k_t, v_t = qkv(a, a.add_q_proj, a.add_k_proj, a.add_v_proj, a.norm_added_q, a.norm_added_k,
+                            modulated(blk.txt_norm1, txt, tm[0], tm[1]))
+        q_c, k_c, v_c = qkv(a, a.add_q_proj, a.add_k_proj, a.add_v_proj, a.norm_added_q, a.norm_added_k,
+                            modulated(blk.txt_norm1, concepts, tm[0], tm[1]))
+        q = _apply_rope(torch.cat([q_t, q_x], dim=2), cos, sin)
+        k = _apply_rope(torch.cat([k_t, k_x], dim=2), cos, sin)
+        v = torch.cat([v_t, v_x], dim=2)
+        if deviation != "unrotated_concepts":
+            q_c, k_c = _apply_rope(q_c, c_cos, c_sin), _apply_rope(k_c, c_cos, c_sin)
+        o = ops.attention(q, k, v)
+        k_img, v_img, o_img = k[:, :, T:T + n], v[:, :, T:T + n], o[:, :, T:T + n]
+        o_c = _concept_attention(ops, q_c, k_c, v_c, k_img, v_img, switches)
+        if i in layers:
+            result.layer_scores[i] = _layer_scores(ops, space, softmax, o_img, o_c, k_img, q_c, v_img, v_c)
+            result.concept_out[i] = ops.flat(o_c)
+        o_flat = ops.flat(o)
+        img = img + im[2] * ops.linear(a.to_out[0], o_flat[:, T:])
+        txt = txt + tm[2] * ops.linear(a.to_add_out, o_flat[:, :T])
+        c_gate1, c_gate2 = (torch.ones_like(tm[2]), torch.ones_like(tm[5])) if deviation == "ungated_concept_update" \
+            else (tm[2], tm[5])
+        concepts = concepts + c_gate1 * ops.linear(a.to_add_out, ops.flat(o_c))
+        img = img + im[5] * _qwen_mlp(ops, blk.img_mlp, modulated(blk.img_norm2, img, im[3], im[4]))
+        txt = txt + tm[5] * _qwen_mlp(ops, blk.txt_mlp, modulated(blk.txt_norm2, txt, tm[3], tm[4]))
+        concepts = concepts + c_gate2 * _qwen_mlp(ops, blk.txt_mlp, modulated(blk.txt_norm2, concepts, tm[3], tm[4]))
+        result.block_img.append(img)
+        result.block_txt.append(txt)
+        result.concepts.append(concepts)
+    return _finish(result, layers, B)
+
+
+# ---------------------------------------------------------------------------------------------
+# HiDream-I1 / E1
+# ---------------------------------------------------------------------------------------------
+
+HIDREAM_DEVIATIONS = (
+    "image_modulation_for_concepts",  # concepts modulated with the block's image share of the adaLN
+    "ungated_concept_update",
+)
+
+
+def _swiglu(ops, ff, x):
+    """FeedForwardSwiGLU: w2(silu(w1 x) · w3 x)."""
+    return ops.linear(ff.w2, ops.silu(ops.linear(ff.w1, x)) * ops.linear(ff.w3, x))
+
+
+def hidream_reference(dm, x, timestep, context, pooled, llama_states, concept_embeddings, layers, space="output",
+                      softmax=True, switches: ConceptSwitches | None = None, dtype=torch.float64,
+                      deviation: str | None = None, image_cond=None) -> ReferenceResult:
+    """ConceptAttention maps of a ComfyUI HiDream model whose image stream has no MoE (num_routed_experts=0:
+    the MoE acts on image tokens only, which the method does not touch) for x [B, C, H, W], timestep [B]
+    (as the network gets it), context = T5 states [B, T, ctx], pooled [B, 2048], llama_states
+    [B, layers, L, D] and concept embeddings [r, ctx]. Image tokens come first; all text and concept ids
+    are zero. E1: image_cond [B, C, H, W] joins the picture on the right; the maps cover the picture.
+
+    Text stream: [T5 ; Llama layer llama_layers[-1]] projected, carried from block to block, with the
+    projected Llama layer llama_layers[b] appended for block b and dropped after it."""
+    switches = switches or ConceptSwitches()
+    assert deviation in (None,) + HIDREAM_DEVIATIONS, deviation
+    ops = _Ops(dtype)
+    layers = sorted(set(layers))
+    x = x.to(dtype)
+    B, _, H, W = x.shape
+    p = dm.patch_size
+    if image_cond is not None:
+        x = torch.cat([x, image_cond.to(dtype)], dim=-1)
+    x_p = torch.nn.functional.pad(x, (0, (p - x.shape[-1] % p) % p, 0, (p - x.shape[-2] % p) % p), mode="circular")
+    hh, ww = x_p.shape[-2] // p, x_p.shape[-1] // p
+    # 'B C (H p1) (W p2) -> B (H W) (p1 p2 C)'
+    patches = x_p.reshape(B, -1, hh, p, ww, p).permute(0, 2, 4, 3, 5, 1).reshape(B, hh * ww, -1)
+    img = ops.linear(dm.x_embedder.proj, patches)
+    grid = (-(-H // p), -(-W // p))
+    keep = (torch.arange(grid[0])[:, None] * ww + torch.arange(grid[1])[None, :]).reshape(-1)
+
+    t_emb = _timestep_embedding_mlp(ops, dm.t_embedder.timestep_embedder, _diffusers_timestep_features(ops, timestep, 256))
+    adaln = t_emb + _timestep_embedding_mlp(ops, dm.p_embedder.pooled_embedder, pooled.to(dtype))
+
+    proj = dm.caption_projection
+    llama = llama_states.to(dtype).movedim(1, 0)
+    llama = [ops.linear(proj[i].linear, llama[k]) for i, k in enumerate(dm.llama_layers)]
+    t5 = ops.linear(proj[-1].linear, context.to(dtype))
+    carried = torch.cat([t5, llama[-1]], dim=1)
+    concepts = ops.linear(proj[-1].linear, concept_embeddings.to(dtype))[None].expand(B, -1, -1)
+
+    n_img = img.shape[1]
+    axes = dm.pe_embedder.axes_dim
+    result = ReferenceResult(maps=None, grid=grid)
+    for i in range(layers[-1] + 1):
+        blk = dm.double_stream_blocks[i].block
+        a = blk.attn1
+        mods = ops.linear(blk.adaLN_modulation[1], ops.silu(adaln))[:, None].chunk(12, dim=-1)
+        im, tm = mods[:6], mods[6:]
+        cm = im if deviation == "image_modulation_for_concepts" else tm
+        txt = torch.cat([carried, llama[i]], dim=1)
+        T = txt.shape[1]
+
+        def qkv(xm, to_q, to_k, to_v, nq, nk):
+            q = ops.rms_norm(ops.linear(to_q, xm), _rms_scale(nq), _rms_eps(nq))
+            k = ops.rms_norm(ops.linear(to_k, xm), _rms_scale(nk), _rms_eps(nk))
+            return ops.heads(q, a.heads), ops.heads(k, a.heads), ops.heads(ops.linear(to_v, xm), a.heads)
+
+        def modulated(norm, x_, shift, scale):
+            return ops.layer_norm(x_, norm.eps) * (1 + scale) + shift
+
+        q_x, k_x, v_x = qkv(modulated(blk.norm1_i, img, im[0], im[1]), a.to_q, a.to_k, a.to_v, a.q_rms_norm, a.k_rms_norm)
+        q_t, k_t, v_t = qkv(modulated(blk.norm1_t, txt, tm[0], tm[1]), a.to_q_t, a.to_k_t, a.to_v_t, a.q_rms_norm_t,
+                            a.k_rms_norm_t)
+        q_c, k_c, v_c = qkv(modulated(blk.norm1_t, concepts, cm[0], cm[1]), a.to_q_t, a.to_k_t, a.to_v_t,
+                            a.q_rms_norm_t, a.k_rms_norm_t)
+        ids = torch.cat([_image_ids(ops, B, (hh, ww), len(axes)), torch.zeros((B, T, len(axes)), dtype=dtype)], dim=1)
+        cos, sin = _flux_rope_tables(ids, axes, dm.pe_embedder.theta, dtype)
+        q = _apply_rope(torch.cat([q_x, q_t], dim=2), cos, sin)
+        k = _apply_rope(torch.cat([k_x, k_t], dim=2), cos, sin)
+        v = torch.cat([v_x, v_t], dim=2)
+        o = ops.attention(q, k, v)
+        k_img, v_img, o_img = k[:, :, keep], v[:, :, keep], o[:, :, keep]
+        o_c = _concept_attention(ops, q_c, k_c, v_c, k_img, v_img, switches)
+        if i in layers:
+            result.layer_scores[i] = _layer_scores(ops, space, softmax, o_img, o_c, k_img, q_c, v_img, v_c)
+            result.concept_out[i] = ops.flat(o_c)
+        o_flat = ops.flat(o)
+        img = img + im[2] * ops.linear(a.to_out, o_flat[:, :n_img])
+        txt = txt + tm[2] * ops.linear(a.to_out_t, o_flat[:, n_img:])
+        g1, g2 = (torch.ones_like(cm[2]), torch.ones_like(cm[5])) if deviation == "ungated_concept_update" else (cm[2], cm[5])
+        concepts = concepts + g1 * ops.linear(a.to_out_t, ops.flat(o_c))
+        img = img + im[5] * _swiglu(ops, blk.ff_i, modulated(blk.norm3_i, img, im[3], im[4]))
+        txt = txt + tm[5] * _swiglu(ops, blk.ff_t, modulated(blk.norm3_t, txt, tm[3], tm[4]))
+        concepts = concepts + g2 * _swiglu(ops, blk.ff_t, modulated(blk.norm3_t, concepts, cm[3], cm[4]))
+        carried = txt[:, :carried.shape[1]]
+        result.block_img.append(img)
+        result.block_txt.append(txt)
+        result.concepts.append(concepts)
+    return _finish(result, layers, B)
+
+
+# ---------------------------------------------------------------------------------------------
 # SD3 / SD3.5 (MMDiT, MMDiT-X)
 # ---------------------------------------------------------------------------------------------
 
@@ -696,4 +914,5 @@ def sd3_reference(dm, x, timestep, context, y, concept_embeddings, layers, space
 
 
 __all__ = ["ConceptSwitches", "FLUX2_DEVIATIONS", "FLUX_DEVIATIONS", "ReferenceResult", "SD3_DEVIATIONS", "SPACES",
-           "chroma_reference", "flux2_reference", "flux_reference", "sd3_reference"]
+           "chroma_reference", "flux2_reference", "flux_reference", "hidream_reference", "qwen_image_reference",
+           "sd3_reference"]

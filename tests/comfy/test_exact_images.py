@@ -70,3 +70,77 @@ def test_sd3_output_bit_identical(dtype, variant, sd3_clip):
     assert torch.equal(plain, out)
     assert session.records[-1].saliency.maps.shape == (2, 3, 3, 5)
 
+
+
+NEW_FLUX_VARIANTS = {
+    # family: (model builder, text encoder, latent shape (batch 2, non-square))
+    "Flux.2 dev": (lambda d: tiny_models.flux2_model("dev", dtype=d), "flux2_dev", (2, 128, 3, 5)),
+    "Flux.2 Klein 4B": (lambda d: tiny_models.flux2_model("klein4b", dtype=d), "klein_4b", (2, 128, 4, 3)),
+    "Flux.2 Klein 9B": (lambda d: tiny_models.flux2_model("klein8b", dtype=d), "klein_8b", (2, 128, 3, 5)),
+    "LongCat-Image": (lambda d: tiny_models.longcat_model(dtype=d), "longcat", (2, 16, 6, 10)),
+    "Ovis-Image": (lambda d: tiny_models.ovis_model(dtype=d), "ovis", (2, 16, 6, 10)),
+    "Chroma Radiance": (lambda d: tiny_models.chroma_radiance_model(dtype=d), "flux", (2, 3, 36, 72)),
+    "Chroma Radiance, sequential text ids": (
+        lambda d: tiny_models.chroma_radiance_model(dtype=d, sequential_txt_ids=True), "flux", (2, 3, 40, 24)),
+}
+
+
+def _text_encoder(name):
+    from concept_attention_tests.comfy import tiny_text_encoders
+
+    builders = {"flux2_dev": tiny_text_encoders.flux2_dev_clip, "klein_4b": lambda: tiny_text_encoders.klein_clip("4b"),
+                "klein_8b": lambda: tiny_text_encoders.klein_clip("8b"), "longcat": tiny_text_encoders.longcat_clip,
+                "ovis": tiny_text_encoders.ovis_clip, "flux": tiny_models.flux_clip}
+    if name not in _ENCODERS:
+        _ENCODERS[name] = builders[name]()
+    return _ENCODERS[name]
+
+
+_ENCODERS: dict = {}
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _drop_encoders():
+    yield
+    _ENCODERS.clear()
+    import gc
+
+    gc.collect()  # while ComfyUI is importable: ModelPatchers detach on deletion
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("variant", list(NEW_FLUX_VARIANTS))
+def test_flux_variants_output_bit_identical(variant, dtype):
+    build, encoder, shape = NEW_FLUX_VARIANTS[variant]
+    clip = _text_encoder(encoder)
+    model = build(dtype)
+    # batch 2, cond + uncond (cfg > 1), non-square
+    plain = sample(model, clip, latent_shape=shape, cfg=3.0)
+    patched, session = _patched(model, clip, (0, 1, 2))
+    out = sample(patched, clip, latent_shape=shape, cfg=3.0)
+    assert torch.isfinite(plain).all()
+    assert torch.equal(plain, out)
+    saliency = session.records[-1].saliency
+    grid = session.family.token_grid(model.model.diffusion_model, shape[-2:])
+    assert saliency.maps.shape == (2, 3, *grid)
+    assert variant.startswith(saliency.metadata["model_family"])
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("method", ["index", "index_timestep_zero"])
+def test_flux2_reference_image_edit_bit_identical(method, dtype):
+    """Flux.2 edits: reference latents after the image (index 10 on RoPE axis 0); with index_timestep_zero
+    their rows get the modulation of timestep 0, while text keeps the picture's."""
+    clip = _text_encoder("klein_4b")
+    model = tiny_models.flux2_model("klein4b", dtype=dtype)
+    refs = [torch.randn(1, 128, 2, 3, generator=torch.Generator().manual_seed(3))]
+    kwargs = dict(latent_shape=(1, 128, 3, 4), cfg=2.0, reference_latents=refs, reference_latents_method=method)
+    plain = sample(model, clip, **kwargs)
+    patched, session = _patched(model, clip, (1, 2))
+    out = sample(patched, clip, **kwargs)
+    assert torch.equal(plain, out)
+    # the maps cover the 3x4 picture tokens only, not the 2x3 reference tokens
+    assert session.records[-1].saliency.maps.shape == (1, 3, 3, 4)
+    if method == "index_timestep_zero":  # the method reached the model: another prediction than plain "index"
+        other = sample(model, clip, **{**kwargs, "reference_latents_method": "index"})
+        assert not torch.equal(plain, other)

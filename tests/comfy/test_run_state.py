@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import pytest
 import torch
 
@@ -29,53 +31,88 @@ def _install(model, concepts, **kw):
     return install_concept_attention(model, concepts, SaliencyOptions(**kw))
 
 
-def test_encode_mode_runs_no_block_after_the_last_selected(flux, concepts):
-    dm = flux.model.diffusion_model
-    calls = []
-    hooks = [b.register_forward_hook(lambda m, i, o, n=f"double{k}": calls.append(n)) for k, b in enumerate(dm.double_blocks)]
-    hooks += [b.register_forward_hook(lambda m, i, o, n=f"single{k}": calls.append(n)) for k, b in enumerate(dm.single_blocks)]
-    final = dm.final_layer.register_forward_hook(lambda m, i, o: calls.append("final"))
+@dataclass
+class Route:
+    """A model on one of the two ways the concept stream gets into blocks: ComfyUI's dit hook (Flux) or the
+    object-patched hook of models whose blocks ComfyUI calls directly (HiDream)."""
+
+    model: object
+    clip: object
+    concepts: object
+    dual_blocks: object
+    single_blocks: object
+    final_layer: object
+    latent_shape: tuple = (1, 16, 6, 6)
+
+
+@pytest.fixture(scope="module", params=["dit hook (Flux.1)", "object-patched hook (HiDream)"])
+def route(request, flux, flux_clip, concepts):
+    if request.param.startswith("dit"):
+        dm = flux.model.diffusion_model
+        return Route(flux, flux_clip, concepts, dm.double_blocks, dm.single_blocks, dm.final_layer)
+    model = tiny_models.hidream_model(depth=4, single_depth=2)
+    clip = tiny_models.hidream_clip()
+    dm = model.model.diffusion_model
+    return Route(model, clip, encode_concepts(clip, ["dog", "grass", "sky"]), dm.double_stream_blocks,
+                 dm.single_stream_blocks, dm.final_layer)
+
+
+def test_encode_mode_runs_no_block_after_the_last_selected(route):
+    calls = []  # blocks entered (pre-hooks: the object-patched hook stops inside the last block's call)
+    hooks = [b.register_forward_pre_hook(lambda m, i, n=f"double{k}": calls.append(n)) for k, b in enumerate(route.dual_blocks)]
+    hooks += [b.register_forward_pre_hook(lambda m, i, n=f"single{k}": calls.append(n)) for k, b in enumerate(route.single_blocks)]
+    final = route.final_layer.register_forward_pre_hook(lambda m, i: calls.append("final"))
     try:
-        encode_saliency(flux, concepts, torch.randn(1, 16, 6, 6), SaliencyOptions(layers=(1,)))
+        saliency = encode_saliency(route.model, route.concepts, torch.randn(1, 16, 6, 6), SaliencyOptions(layers=(1,)))
     finally:
         for h in hooks + [final]:
             h.remove()
     assert calls == ["double0", "double1"]
+    assert saliency.maps.shape == (1, 3, 3, 3)
 
 
-def test_each_run_starts_fresh_and_two_samplers_keep_their_own_maps(flux, flux_clip, concepts):
-    patched, session = _install(flux, concepts)
-    a = sample(patched, flux_clip, latent_shape=(1, 16, 6, 6), seed=1, cfg=1.0)
+def test_each_run_starts_fresh_and_two_samplers_keep_their_own_maps(route):
+    patched, session = _install(route.model, route.concepts)
+    a = sample(patched, route.clip, latent_shape=route.latent_shape, seed=1, cfg=1.0)
     maps_a = session.find_record(a).saliency.maps
-    b = sample(patched, flux_clip, latent_shape=(1, 16, 6, 6), seed=2, cfg=1.0)
+    b = sample(patched, route.clip, latent_shape=route.latent_shape, seed=2, cfg=1.0)
     maps_b = session.find_record(b).saliency.maps
     assert not torch.equal(maps_a, maps_b)
     # the same run again gives the same maps: nothing carried over from earlier runs
-    a_again = sample(patched, flux_clip, latent_shape=(1, 16, 6, 6), seed=1, cfg=1.0)
+    a_again = sample(patched, route.clip, latent_shape=route.latent_shape, seed=1, cfg=1.0)
     assert torch.equal(a, a_again)
     assert torch.equal(session.find_record(a_again).saliency.maps, maps_a)
     assert session.find_record(a).saliency.maps.sum(1).allclose(torch.ones(1, 3, 3))
     # a latent no run produced is not matched
     assert session.find_record(a + 1) is None
+    # a second patch of the same model keeps its own maps
+    other, other_session = _install(route.model, route.concepts, layers=(0,))
+    c = sample(other, route.clip, latent_shape=route.latent_shape, seed=1, cfg=1.0)
+    assert torch.equal(c, a) and other_session.find_record(c) is not None
+    assert torch.equal(session.find_record(a).saliency.maps, maps_a)
+    assert not torch.equal(other_session.find_record(c).saliency.maps, maps_a)
 
 
-def test_interrupt_mid_run_leaves_models_usable_and_the_original_unpatched(flux, flux_clip, concepts):
+def test_interrupt_mid_run_leaves_models_usable_and_the_original_unpatched(route):
     import comfy.model_management
 
-    original_options = repr(flux.model_options)
-    plain = sample(flux, flux_clip, latent_shape=(1, 16, 6, 6), seed=4, steps=4, cfg=1.0)
-    patched, session = _install(flux, concepts)
+    model = route.model
+    original_options = repr(model.model_options)
+    original_object_patches = dict(model.object_patches)
+    plain = sample(model, route.clip, latent_shape=route.latent_shape, seed=4, steps=4, cfg=1.0)
+    patched, session = _install(model, route.concepts)
 
     def interrupt(step, x0, x, total):
         if step == 1:
             raise comfy.model_management.InterruptProcessingException()
 
     with pytest.raises(comfy.model_management.InterruptProcessingException):
-        sample(patched, flux_clip, latent_shape=(1, 16, 6, 6), seed=4, steps=4, cfg=1.0, callback=interrupt)
+        sample(patched, route.clip, latent_shape=route.latent_shape, seed=4, steps=4, cfg=1.0, callback=interrupt)
     assert not session.records
-    assert repr(flux.model_options) == original_options
-    assert torch.equal(sample(flux, flux_clip, latent_shape=(1, 16, 6, 6), seed=4, steps=4, cfg=1.0), plain)
-    again = sample(patched, flux_clip, latent_shape=(1, 16, 6, 6), seed=4, steps=4, cfg=1.0)
+    assert repr(model.model_options) == original_options
+    assert model.object_patches == original_object_patches
+    assert torch.equal(sample(model, route.clip, latent_shape=route.latent_shape, seed=4, steps=4, cfg=1.0), plain)
+    again = sample(patched, route.clip, latent_shape=route.latent_shape, seed=4, steps=4, cfg=1.0)
     assert torch.equal(again, plain)
     assert session.find_record(again).saliency.metadata["model_calls_used"] == 4
 
@@ -151,29 +188,44 @@ def test_lora_patched_text_stream_changes_maps_not_exactness(flux, flux_clip, co
     assert not torch.equal(session.find_record(out).saliency.maps, base_session.find_record(base_out).saliency.maps)
 
 
-def _lora_on_text_stream(model, seed):
-    """A LoRA-like weight patch on every double block's text-stream qkv and MLP (what the concepts run through)."""
+# Per family: a builder, its text encoder, and the text-stream modules of dual-stream block i (what the
+# concepts run through), for a LoRA-like patch on them.
+LOW_VRAM_CASES = {
+    "Flux.1 (dit hook)": (lambda: tiny_models.flux_model(depth=4, single_depth=2, seed=21), "flux",
+                          lambda i: [f"double_blocks.{i}.{n}" for n in ("txt_attn.qkv", "txt_mlp.0", "txt_mlp.2")]),
+    "HiDream (object-patched hook)": (
+        lambda: tiny_models.hidream_model(depth=4, single_depth=2, seed=21), "hidream",
+        lambda i: [f"double_stream_blocks.{i}.block.{n}" for n in ("attn1.to_q_t", "attn1.to_k_t", "ff_t.w1", "ff_t.w2")]),
+}
+
+
+def _lora_on_text_stream(model, seed, text_modules):
+    """A LoRA-like weight patch on every dual-stream block's text-stream modules."""
     g = torch.Generator().manual_seed(seed)
     patches = {}
-    for i in range(len(model.model.diffusion_model.double_blocks)):
-        for name in ("txt_attn.qkv", "txt_mlp.0", "txt_mlp.2"):
-            key = f"diffusion_model.double_blocks.{i}.{name}.weight"
+    for i in range(4):
+        for name in text_modules(i):
+            key = f"diffusion_model.{name}.weight"
             patches[key] = (torch.randn(model.get_model_object(key).shape, generator=g) * 0.05,)
     patched = model.clone()
     patched.add_patches(patches, 1.0)
     return patched
 
 
-def test_partially_loaded_model_with_lora(flux_clip, concepts, monkeypatch):
+@pytest.mark.parametrize("case", list(LOW_VRAM_CASES))
+def test_partially_loaded_model_with_lora(case, flux_clip, monkeypatch):
     """Low-VRAM loading: ComfyUI loads what fits and casts the rest, LoRA included, at call time.
     On this CPU machine ComfyUI would always load fully, so every load gets almost no budget (the
     budget is what a load may add): the weights are cast at call time, the path a small GPU takes."""
     import comfy.model_management
 
-    full = _lora_on_text_stream(tiny_models.flux_model(depth=4, single_depth=2, seed=21), seed=22)
-    full_plain = sample(full, flux_clip, latent_shape=(1, 16, 6, 6), seed=12, cfg=1.0)
+    build, encoder, text_modules = LOW_VRAM_CASES[case]
+    clip = flux_clip if encoder == "flux" else tiny_models.hidream_clip()
+    concepts = encode_concepts(clip, ["dog", "grass", "sky"])
+    full = _lora_on_text_stream(build(), 22, text_modules)
+    full_plain = sample(full, clip, latent_shape=(1, 16, 6, 6), seed=12, cfg=1.0)
     full_patched, full_session = _install(full, concepts)
-    full_out = sample(full_patched, flux_clip, latent_shape=(1, 16, 6, 6), seed=12, cfg=1.0)
+    full_out = sample(full_patched, clip, latent_shape=(1, 16, 6, 6), seed=12, cfg=1.0)
     full_maps = full_session.find_record(full_out).saliency.maps
     comfy.model_management.unload_all_models()
 
@@ -183,16 +235,16 @@ def test_partially_loaded_model_with_lora(flux_clip, concepts, monkeypatch):
         return model_load(self, 1, force_patch_weights)
 
     monkeypatch.setattr(comfy.model_management.LoadedModel, "model_load", load_almost_nothing)
-    low = _lora_on_text_stream(tiny_models.flux_model(depth=4, single_depth=2, seed=21), seed=22)
-    text_modules = [m for b in low.model.diffusion_model.double_blocks for m in (b.txt_attn.qkv, b.txt_mlp[0], b.txt_mlp[2])]
+    low = _lora_on_text_stream(build(), 22, text_modules)
+    modules = [low.get_model_object(f"diffusion_model.{name}") for i in range(4) for name in text_modules(i)]
     patched_at_call = []  # text-stream calls whose LoRA was applied at call time (partially loaded)
     hooks = [m.register_forward_pre_hook(lambda m, a: patched_at_call.append(bool(m.weight_function)))
-             for m in text_modules]
+             for m in modules]
     try:
-        plain = sample(low, flux_clip, latent_shape=(1, 16, 6, 6), seed=12, cfg=1.0)
+        plain = sample(low, clip, latent_shape=(1, 16, 6, 6), seed=12, cfg=1.0)
         patched, session = _install(low, concepts)
         calls_before = len(patched_at_call)
-        out = sample(patched, flux_clip, latent_shape=(1, 16, 6, 6), seed=12, cfg=1.0)
+        out = sample(patched, clip, latent_shape=(1, 16, 6, 6), seed=12, cfg=1.0)
         assert low.model.model_lowvram
         assert any(patched_at_call[calls_before:]), "no text-stream weight was patched at call time"
         assert torch.equal(out, plain)
@@ -201,7 +253,6 @@ def test_partially_loaded_model_with_lora(flux_clip, concepts, monkeypatch):
     finally:
         for h in hooks:
             h.remove()
-        comfy.model_management.unload_all_models()
 
 
 def test_fp8_weights_with_manual_cast(flux_clip, concepts):

@@ -296,3 +296,113 @@ def chroma_radiance_model(dtype=torch.float32, depth=3, single_depth=1, seed=0, 
     model = config.get_model({})
     _randomize(model.diffusion_model, seed)
     return _patcher(model)
+
+
+QWEN_IMAGE_CONTEXT_DIM = 64  # the tiny Qwen2.5-VL's width (tiny_text_encoders.qwen_image_clip)
+
+
+def _from_config(config_cls, unet_config, dtype, seed):
+    config = config_cls(unet_config)
+    config.set_inference_dtype(dtype, None)
+    model = config.get_model({})
+    _randomize(model.diffusion_model, seed)
+    return _patcher(model)
+
+
+def qwen_image_model(dtype=torch.float32, depth=3, seed=0, edit_2511=False):
+    """Qwen-Image (and Edit): 2x2 patches of a 16-channel Wan latent [B, 16, 1, H, W]; hidden 64, 2 heads of 32.
+    edit_2511: references get the timestep-0 modulation rows (default_ref_method index_timestep_zero)."""
+    import comfy.supported_models
+
+    unet_config = {
+        "image_model": "qwen_image", "patch_size": 2, "in_channels": 64, "out_channels": 16, "num_layers": depth,
+        "attention_head_dim": 32, "num_attention_heads": 2, "joint_attention_dim": QWEN_IMAGE_CONTEXT_DIM,
+        "axes_dims_rope": (8, 12, 12),
+    }
+    if edit_2511:
+        unet_config["default_ref_method"] = "index_timestep_zero"
+    return _from_config(comfy.supported_models.QwenImage, unet_config, dtype, seed)
+
+
+def hidream_model(dtype=torch.float32, depth=3, single_depth=1, seed=0, experts=4):
+    """HiDream-I1: 2x2 patches, image tokens first, hidden 64 (2 heads of 32), T5 captions of the tiny T5's
+    width, Llama captions 4096 wide, 4 experts (2 active) in the image stream (experts=0: a plain SwiGLU)."""
+    import comfy.supported_models
+
+    unet_config = {
+        "image_model": "hidream", "patch_size": 2, "in_channels": 16, "out_channels": 16, "num_layers": depth,
+        "num_single_layers": single_depth, "attention_head_dim": 32, "num_attention_heads": 2,
+        "caption_channels": [FLUX_CONTEXT_DIM, HIDREAM_LLAMA_DIM], "text_emb_dim": 2048, "num_routed_experts": experts,
+        "num_activated_experts": 2, "axes_dims_rope": [16, 8, 8], "max_resolution": [32, 32],
+        "llama_layers": list(range(depth + single_depth)),
+    }
+    return _from_config(comfy.supported_models.HiDream, unet_config, dtype, seed)
+
+
+HIDREAM_LLAMA_DIM = 4096  # ComfyUI fills a missing Llama encoder with zeros this wide
+
+
+def hidream_clip(seed=4):
+    """ComfyUI's HiDream text encoder with only a tiny T5-XXL loaded (CLIP-L/G and Llama absent, as a user
+    may load it): `context` is the T5 states, the pooled vector and Llama states are ComfyUI's zeros."""
+    import comfy.sd
+    import comfy.sd1_clip
+    import comfy.supported_models_base
+    import comfy.text_encoders.hidream
+    import comfy.text_encoders.t5
+
+    class TinyHiDreamTE(comfy.text_encoders.hidream.HiDreamTEModel):
+        def __init__(self, device="cpu", dtype=None, model_options={}):
+            torch.nn.Module.__init__(self)
+            self.clip_l = None
+            self.clip_g = None
+            self.llama = None
+            self.t5xxl = comfy.sd1_clip.SDClipModel(
+                device=device, dtype=dtype, textmodel_json_config=_tiny_t5_config(FLUX_CONTEXT_DIM),
+                special_tokens={"end": 1, "pad": 0}, model_class=comfy.text_encoders.t5.T5, enable_attention_masks=True,
+                zero_out_masked=True, model_options={**model_options, "model_name": "t5xxl"})
+            self.dtypes = {dtype}
+
+    target = comfy.supported_models_base.ClipTarget(_hidream_tokenizer_class(), TinyHiDreamTE)
+    clip = comfy.sd.CLIP(target=target, model_options={"dtype": torch.float32})
+    _randomize(clip.cond_stage_model, seed, std=0.2)
+    return clip
+
+
+def _hidream_tokenizer_class():
+    """ComfyUI's HiDreamTokenizer with a small stand-in for its Llama-3 tokenizer, whose tokenizer.json the
+    ComfyUI snapshot the tests run on may lack (the Llama encoder is not loaded here, so its tokens are unused;
+    the CLIP-L/G and T5 tokenizers are ComfyUI's own)."""
+    import json
+    import tempfile
+    from pathlib import Path
+
+    import comfy.sd1_clip
+    import comfy.text_encoders.hidream
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    folder = Path(tempfile.mkdtemp(prefix="tiny_llama_tokenizer_"))
+    vocab = {"<unk>": 0, "<|begin_of_text|>": 1, "<pad>": 2}
+    tokenizer = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()
+    tokenizer.save(str(folder / "tokenizer.json"))
+    (folder / "tokenizer_config.json").write_text(json.dumps({"tokenizer_class": "PreTrainedTokenizerFast"}))
+
+    class TinyHiDreamTokenizer(comfy.text_encoders.hidream.HiDreamTokenizer):
+        def __init__(self, embedding_directory=None, tokenizer_data={}):
+            import comfy.sdxl_clip
+            import comfy.text_encoders.sd3_clip
+
+            self.clip_l = comfy.sd1_clip.SDTokenizer(embedding_directory=embedding_directory, tokenizer_data=tokenizer_data)
+            self.clip_g = comfy.sdxl_clip.SDXLClipGTokenizer(embedding_directory=embedding_directory,
+                                                             tokenizer_data=tokenizer_data)
+            self.t5xxl = comfy.text_encoders.sd3_clip.T5XXLTokenizer(
+                embedding_directory=embedding_directory, min_length=128, max_length=128, tokenizer_data=tokenizer_data)
+            self.llama = comfy.sd1_clip.SDTokenizer(
+                str(folder), embedding_directory=embedding_directory, pad_with_end=False, embedding_size=4096,
+                embedding_key="llama", tokenizer_class=PreTrainedTokenizerFast, has_start_token=False,
+                has_end_token=False, pad_to_max_length=False, max_length=99999999, pad_token=2, min_length=128,
+                tokenizer_data=tokenizer_data)
+
+    return TinyHiDreamTokenizer

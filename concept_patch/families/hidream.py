@@ -1,0 +1,89 @@
+"""HiDream-I1 and E1: comfy's HiDreamImageTransformer2DModel, 16 dual-stream blocks ComfyUI calls with no dit hook.
+
+Hook: an object patch on each block's forward offers the call to the dit replace patches
+(block_hooks.py), so the concept stream rides along as on hooked models.
+Concept tokens: the concept's own tokens in the T5-XXL states (HiDream's `context`), through the T5
+branch of the caption projection (caption_projection[-1]), the projection the model gives the T5 part
+of its text stream. HiDream's text stream is [T5 ; Llama-3.1 layer 31] carried from block to block,
+plus a fresh Llama layer appended for each block; the concepts take no Llama states (they attend to
+the image and to each other only). So concepts need the T5-XXL encoder loaded; CLIP-L/G and Llama
+may be missing (CLIP only feeds the pooled vector, in the modulation).
+Positions: text ids are zero (RoPE leaves text, and the concepts, unrotated).
+Modulation: the block's text share (chunks 6-11 of its 12-way adaLN) of the block's own adaln_input
+(timestep + pooled CLIP), exactly as the text stream gets it. Text q/k are RMS-normed over the full
+width before the head split, as the block does.
+Token order: image first. E1 concatenates the condition picture to the right of the image along the
+width; the maps cover the generated picture's columns only.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ..block_hooks import BlockCall
+from .base import DualStreamFamily
+from .modulation import modulated_layer_norm, split_modulation
+
+
+class HiDreamFamily(DualStreamFamily):
+    name = "HiDream-I1/E1"
+    text_spaces = ("t5xxl",)
+    forward_wrapper_type = "apply_model"
+    block_call = BlockCall(
+        blocks="double_stream_blocks",
+        arguments={"img": "image_tokens", "txt": "text_tokens", "vec": "adaln_input"},
+        outputs=("img", "txt"),
+    )
+
+    def matches(self, diffusion_model):
+        from comfy.ldm.hidream.model import HiDreamImageTransformer2DModel
+
+        return isinstance(diffusion_model, HiDreamImageTransformer2DModel)
+
+    def num_blocks(self, diffusion_model):
+        return len(diffusion_model.double_stream_blocks)
+
+    def block(self, diffusion_model, index):
+        return diffusion_model.double_stream_blocks[index].block
+
+    def context_dim(self, diffusion_model):
+        return diffusion_model.caption_projection[-1].linear.in_features
+
+    def token_grid(self, diffusion_model, latent_hw):
+        p = diffusion_model.patch_size
+        h, w = latent_hw
+        return (-(-h // p), -(-w // p))
+
+    def initial_concepts(self, diffusion_model, embeddings):
+        return diffusion_model.caption_projection[-1](embeddings)
+
+    def image_tokens(self, block_args, forward):
+        h, w = forward.grid
+        total = block_args["img"].shape[1]
+        if total == h * w:
+            return slice(0, h * w)
+        # E1: rows of the picture and the condition picture side by side; keep the picture's columns.
+        width = total // h
+
+        def build():
+            rows = torch.arange(h, device=forward.device)[:, None] * width
+            return (rows + torch.arange(w, device=forward.device)[None, :]).reshape(-1)
+
+        return forward.session.cached(("image_columns", h, w, width), forward.device, build)
+
+    def concept_qkv(self, block, concepts, block_args, forward):
+        modulation = block.adaLN_modulation(forward.rows(block_args["vec"]))
+        mod = split_modulation(modulation[:, modulation.shape[1] // 2:], 6)  # the text stream's six
+        x = modulated_layer_norm(concepts, mod[0], mod[1], block.norm1_t.eps)
+        attn = block.attn1
+        b, r = x.shape[0], x.shape[1]
+        q = attn.q_rms_norm_t(attn.to_q_t(x)).to(x.dtype).view(b, r, attn.heads, -1).transpose(1, 2)
+        k = attn.k_rms_norm_t(attn.to_k_t(x)).to(x.dtype).view(b, r, attn.heads, -1).transpose(1, 2)
+        v = attn.to_v_t(x).view(b, r, attn.heads, -1).transpose(1, 2)
+        return (q, k, v), mod
+
+    def update_concepts(self, block, concepts, concept_out, saved):
+        shift1, scale1, gate1, shift2, scale2, gate2 = saved
+        concepts = torch.addcmul(concepts, gate1, block.attn1.to_out_t(concept_out))
+        mlp_in = modulated_layer_norm(concepts, shift2, scale2, block.norm3_t.eps)
+        return torch.addcmul(concepts, gate2, block.ff_t(mlp_in))
