@@ -19,7 +19,16 @@ class ConceptList(io.ComfyNode):
             description="Encodes the concepts to look for (e.g. 'dog, grass, sky') with the text encoder of the "
                         "model you will inspect. Each concept gets its own stream through the model's attention.",
             inputs=[
-                io.Clip.Input("clip", tooltip="The text encoder loaded for the model (Flux: T5 + CLIP-L; SD3: CLIP-L/G and/or T5; Chroma: T5)."),
+                io.Clip.Input(
+                    "clip",
+                    tooltip="The text encoder loaded for the model, the one its prompts use. Flux.1: T5 + CLIP-L "
+                            "(DualCLIPLoader flux); Flux.2: Mistral Small 3.1 (dev) or Qwen3 4B / 8B (Klein 4B / 9B), "
+                            "CLIPLoader flux2; SD3/SD3.5: CLIP-L/G and/or T5; Chroma and Chroma Radiance: T5 "
+                            "(CLIPLoader chroma); LongCat-Image: Qwen2.5-VL 7B (CLIPLoader longcat_image); "
+                            "Ovis-Image: Qwen3 2B (CLIPLoader ovis); Qwen-Image: Qwen2.5-VL 7B (CLIPLoader "
+                            "qwen_image); Mage-Flow: Qwen3-VL 4B (CLIPLoader mage); HiDream: its four encoders, "
+                            "T5-XXL among them (concepts are read from T5).",
+                ),
                 io.String.Input(
                     "concepts", multiline=True, default="dog, grass, sky",
                     tooltip=f"Concept words or short phrases, separated by commas or new lines; 1 to {MAX_CONCEPTS}, "

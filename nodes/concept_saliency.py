@@ -14,18 +14,23 @@ from .preview import saliency_preview
 from .types import CATEGORY, MODEL_TOOLTIP, NODE_PREFIX, Concepts, Saliency, layer_inputs, method_inputs
 
 
-LATENT_SCALE = 8  # pixels per latent cell for every supported family's VAE
+def latent_scale(model) -> int:
+    """Pixels per latent cell of this model's latent space (8 for Flux.1/SD3, 16 for Flux.2, 1 in pixel space)."""
+    latent_format = model.get_model_object("latent_format")
+    return int(getattr(latent_format, "spacial_downscale_ratio", 8))
 
 
-def latent_for(image, vae, latent):
-    """The latent to encode and the picture size, from a LATENT or an IMAGE + VAE."""
+def latent_for(image, vae, latent, scale: int = 8):
+    """The latent to encode and the picture size, from a LATENT or an IMAGE + VAE.
+
+    scale: pixels per latent cell, to check that an IMAGE and a LATENT given together are one picture."""
     if latent is not None:
         samples = latent["samples"]
         if image is None:
             return samples, None
         size = (int(image.shape[1]), int(image.shape[2]))
-        latent_px = (int(samples.shape[-2]) * LATENT_SCALE, int(samples.shape[-1]) * LATENT_SCALE)
-        if any(abs(a - b) >= 2 * LATENT_SCALE for a, b in zip(size, latent_px)):
+        latent_px = (int(samples.shape[-2]) * scale, int(samples.shape[-1]) * scale)
+        if any(abs(a - b) >= max(2 * scale, 2) for a, b in zip(size, latent_px)):
             raise ConceptAttentionError(
                 f"the IMAGE is {size[1]}x{size[0]} but the LATENT is for a {latent_px[1]}x{latent_px[0]} picture; "
                 "connect the image and latent of the same picture, or only one of them"
@@ -84,7 +89,7 @@ class ConceptSaliency(io.ComfyNode):
             layers=tuple(parse_layer_spec(layers, block_count)), space=space, softmax=softmax,
             concept_self_attention=concept_self_attention, concept_cross_attention=concept_cross_attention,
         )
-        samples_latent, image_size = latent_for(image, vae, latent)
+        samples_latent, image_size = latent_for(image, vae, latent, latent_scale(model))
         progress = comfy.utils.ProgressBar(samples)
         saliency = encode_saliency(
             model, concepts, samples_latent, options, conditioning=conditioning, noise_level=noise_level,

@@ -11,7 +11,10 @@ from ..concept_patch.options import SPACES
 CATEGORY = "ConceptAttention"
 NODE_PREFIX = "ConceptAttention"
 
-MODEL_TOOLTIP = "A dual-stream DiT: Flux.1 (dev, schnell, Kontext, Fill), SD3/SD3.5 or Chroma."
+MODEL_TOOLTIP = (
+    "A dual-stream DiT: Flux.1 (dev, schnell, Kontext, Fill), Flux.2 (dev, Klein 4B/9B), SD3/SD3.5, "
+    "Qwen-Image (and Edit), HiDream-I1/E1, Chroma, Chroma Radiance, LongCat-Image, Ovis-Image or Mage-Flow."
+)
 
 Concepts = io.Custom("CONCEPTS")
 Saliency = io.Custom("SALIENCY")
@@ -23,7 +26,8 @@ def advanced(input_cls) -> dict:
 
 LAYERS_TOOLTIP = (
     "Dual-stream blocks whose maps are averaged: 'last 10' (the paper's choice), 'all', 'first 4', "
-    "a range '9-18', a list '3,7,11', or a mix. Block numbers start at 0."
+    "a range '9-18', a list '3,7,11', or a mix. Block numbers start at 0; 'last N' above the model's block "
+    "count takes every block (Flux.2 has 5 or 8)."
 )
 
 

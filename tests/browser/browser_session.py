@@ -204,6 +204,7 @@ BUILD_GRAPH_JS = """async (spec) => {
       if (!widget) throw new Error(`${n.type} has no widget ${name}: ` + (node.widgets || []).map(w => w.name));
       widget.value = value;
     }
+    if (n.properties) Object.assign(node.properties, structuredClone(n.properties));
     if (n.color) node.color = n.color;
     if (n.bgcolor) node.bgcolor = n.bgcolor;
     const min = node.computeSize();
@@ -235,7 +236,7 @@ BUILD_GRAPH_JS = """async (spec) => {
 
 
 def build_graph(comfy: ComfyPage, spec: dict) -> dict:
-    """Creates nodes (type, pos, widget values by name) and links by slot name; returns key -> id."""
+    """Creates nodes (type, pos, widget values by name, properties) and links by slot name; returns key -> id."""
     return comfy.evaluate(BUILD_GRAPH_JS, spec)
 
 

@@ -5,8 +5,11 @@ classes (so widget order, link format and version fields are exactly what ComfyU
 writes example_workflows/<name>.json and the template thumbnail <name>.jpg next to it. The
 browser tier loads the saved files back through the UI (tests/browser/test_frontend.py).
 
-A spec: nodes = [{key, type, pos, values (widget name -> value), size?, title?}], links =
-[(from_key, output name, to_key, input name)], groups = [{title, pos, size, color?}].
+A spec: nodes = [{key, type, pos, values (widget name -> value), size?, title?, properties?}],
+links = [(from_key, output name, to_key, input name)], groups = [{title, pos, size, color?}],
+thumbnail_nodes? (keys the thumbnail frames; the pack's nodes otherwise). `properties` go into the
+node's saved properties: loaders carry `models` ([{name, url, directory}]) there as ComfyUI's
+stock templates do, so the front end can offer the missing files for download.
 """
 
 from __future__ import annotations
@@ -42,7 +45,38 @@ The checkpoint holds the model and its VAE; the three text encoders load with
 TripleCLIPLoader (the checkpoint's own CLIP output is not used).
 """
 
+FLUX2_KLEIN_MODELS_NOTE = """Models for this workflow (FLUX.2 [klein] 4B)
+
+diffusion model
+  flux-2-klein-4b.safetensors
+  -> ComfyUI/models/diffusion_models/
+text encoder (Load CLIP, type flux2)
+  qwen_3_4b.safetensors
+  -> ComfyUI/models/text_encoders/
+  both from huggingface.co/Comfy-Org/
+  flux2-klein (split_files/)
+VAE
+  flux2-vae.safetensors
+  -> ComfyUI/models/vae/
+  from huggingface.co/Comfy-Org/flux2-dev
+  (split_files/vae/)
+
+Klein 9B: flux-2-klein-9b-fp8.safetensors
+(black-forest-labs/FLUX.2-klein-9b-fp8)
+with qwen_3_8b_fp8mixed.safetensors
+(Comfy-Org/flux2-klein-9B). The base
+(undistilled) Klein models want about
+20 steps and cfg 5 instead of 4 and 1.
+Concept Saliency reads FLUX.2 [dev] too
+(mistral_3_small_flux2 text encoder).
+"""
+
 NOTE_COLOR = {"color": "#432", "bgcolor": "#653"}
+
+
+def _models(name: str, url: str, directory: str) -> dict:
+    """A loader's `properties` naming the file it needs, as ComfyUI's stock templates do."""
+    return {"models": [{"name": name, "url": url, "directory": directory}]}
 
 
 def _flux_loaders(x: int = 0, y: int = 0) -> list[dict]:
@@ -299,7 +333,114 @@ FLUX_ARGMAX_SEGMENTATION = {
     "groups": [],
 }
 
-EXAMPLES = [FLUX_MASK_INPAINT, FLUX_GENERATE_INSPECT, SD35_REGIONAL_EDIT, FLUX_ARGMAX_SEGMENTATION]
+KLEIN_REPO = "https://huggingface.co/Comfy-Org/flux2-klein/resolve/main/split_files"
+FLUX2_VAE_URL = "https://huggingface.co/Comfy-Org/flux2-dev/resolve/main/split_files/vae/flux2-vae.safetensors"
+
+FLUX2_KLEIN_MASK_EDIT = {
+    "name": "flux2_klein_concept_mask_edit",
+    "title": "Flux.2 Klein: mask a concept in an image and edit it",
+    "nodes": [
+        {"key": "unet", "type": "UNETLoader", "pos": [0, 0], "size": [320, 82],
+         "values": {"unet_name": "flux-2-klein-4b.safetensors", "weight_dtype": "default"},
+         "properties": _models("flux-2-klein-4b.safetensors",
+                               f"{KLEIN_REPO}/diffusion_models/flux-2-klein-4b.safetensors", "diffusion_models")},
+        {"key": "clip", "type": "CLIPLoader", "pos": [0, 130], "size": [320, 106],
+         "values": {"clip_name": "qwen_3_4b.safetensors", "type": "flux2"},
+         "properties": _models("qwen_3_4b.safetensors", f"{KLEIN_REPO}/text_encoders/qwen_3_4b.safetensors",
+                               "text_encoders")},
+        {"key": "vae", "type": "VAELoader", "pos": [0, 290], "size": [320, 58],
+         "values": {"vae_name": "flux2-vae.safetensors"},
+         "properties": _models("flux2-vae.safetensors", FLUX2_VAE_URL, "vae")},
+        {"key": "image", "type": "LoadImage", "pos": [0, 400], "size": [320, 360], "values": {"image": "example.png"}},
+        # Klein's templates scale with ImageScaleToTotalPixels, which needs kornia (one of ComfyUI's
+        # optional requirements); this stock node needs nothing and also keeps the picture near 1 MP.
+        {"key": "scale", "type": "ImageScaleToMaxDimension", "pos": [0, 820], "size": [320, 82],
+         "values": {"upscale_method": "lanczos", "largest_size": 1024}},
+        # 1. find the concept. Nothing below Concept Saliency: it grows after a run (legend + maps).
+        {"key": "concepts", "type": "ConceptAttentionConceptList", "pos": [380, 0], "size": [340, 160],
+         "values": {"concepts": "cat, sofa, cushion, wall"}},
+        {"key": "saliency", "type": "ConceptAttentionSaliency", "pos": [760, 0], "size": [340, 420],
+         "values": {"layers": "last 10", "noise_level": 0.5}},
+        {"key": "heatmaps", "type": "PreviewImage", "pos": [1160, 0], "size": [320, 320]},
+        {"key": "mask", "type": "ConceptAttentionSaliencyToMask", "pos": [1160, 380], "size": [340, 300],
+         "values": {"concepts": "cat", "method": "mean", "grow": 24, "feather": 8.0}},
+        {"key": "mask_preview", "type": "MaskPreview", "pos": [1160, 740], "size": [320, 320]},
+        # 2. edit inside the mask: Klein's reference-latent edit, sampled as ComfyUI's Klein templates do.
+        {"key": "prompt", "type": "CLIPTextEncode", "pos": [1560, 0], "size": [340, 150], "title": "Edit prompt",
+         "values": {"text": "Replace the cat with a sleeping corgi puppy. Keep the sofa, the light and the "
+                            "style of the photo."}},
+        {"key": "negative", "type": "ConditioningZeroOut", "pos": [1560, 210], "size": [340, 26]},
+        {"key": "encode", "type": "VAEEncode", "pos": [1560, 290], "size": [340, 46]},
+        {"key": "reference", "type": "ReferenceLatent", "pos": [1560, 390], "size": [340, 46]},
+        {"key": "negative_reference", "type": "ReferenceLatent", "pos": [1560, 490], "size": [340, 46]},
+        {"key": "noise_mask", "type": "SetLatentNoiseMask", "pos": [1560, 590], "size": [340, 46]},
+        {"key": "size", "type": "GetImageSize", "pos": [1560, 690], "size": [340, 66]},
+        {"key": "noise", "type": "RandomNoise", "pos": [1960, 0], "size": [320, 82], "values": {"noise_seed": 0}},
+        {"key": "sampler_select", "type": "KSamplerSelect", "pos": [1960, 130], "size": [320, 58],
+         "values": {"sampler_name": "euler"}},
+        {"key": "scheduler", "type": "Flux2Scheduler", "pos": [1960, 240], "size": [320, 106],
+         "values": {"steps": 4}},
+        {"key": "guider", "type": "CFGGuider", "pos": [1960, 400], "size": [320, 98], "values": {"cfg": 1.0}},
+        {"key": "sampler", "type": "SamplerCustomAdvanced", "pos": [1960, 550], "size": [320, 106]},
+        {"key": "decode", "type": "VAEDecode", "pos": [1960, 710], "size": [320, 46]},
+        {"key": "composite", "type": "ImageCompositeMasked", "pos": [1960, 810], "size": [320, 150],
+         "values": {"x": 0, "y": 0, "resize_source": False}},
+        {"key": "save", "type": "SaveImage", "pos": [2340, 0], "size": [400, 460],
+         "values": {"filename_prefix": "concept_klein_edit"}},
+        _note(FLUX2_KLEIN_MODELS_NOTE + "\nHow to use: load your picture; list what is in it in Concept "
+              "List (the thing to change plus background concepts); pick the concept to change in Saliency "
+              "to Mask; say what it should become in the edit prompt; run. Klein sees the whole picture as "
+              "its reference (Set Reference Latent) and repaints only the masked latent (Set Latent Noise "
+              "Mask); the result is pasted back onto the picture inside the mask.", [380, 220], (340, 560)),
+    ],
+    "links": [
+        ("image", "IMAGE", "scale", "image"),
+        ("clip", "CLIP", "concepts", "clip"),
+        ("unet", "MODEL", "saliency", "model"),
+        ("concepts", "concepts", "saliency", "concepts"),
+        ("scale", "IMAGE", "saliency", "image"),
+        ("vae", "VAE", "saliency", "vae"),
+        ("saliency", "preview", "heatmaps", "images"),
+        ("saliency", "saliency", "mask", "saliency"),
+        ("scale", "IMAGE", "mask", "image"),
+        ("mask", "mask", "mask_preview", "mask"),
+        ("clip", "CLIP", "prompt", "clip"),
+        ("prompt", "CONDITIONING", "negative", "conditioning"),
+        ("scale", "IMAGE", "encode", "pixels"),
+        ("vae", "VAE", "encode", "vae"),
+        ("prompt", "CONDITIONING", "reference", "conditioning"),
+        ("encode", "LATENT", "reference", "latent"),
+        ("negative", "CONDITIONING", "negative_reference", "conditioning"),
+        ("encode", "LATENT", "negative_reference", "latent"),
+        ("encode", "LATENT", "noise_mask", "samples"),
+        ("mask", "mask", "noise_mask", "mask"),
+        ("scale", "IMAGE", "size", "image"),
+        ("size", "width", "scheduler", "width"),
+        ("size", "height", "scheduler", "height"),
+        ("unet", "MODEL", "guider", "model"),
+        ("reference", "CONDITIONING", "guider", "positive"),
+        ("negative_reference", "CONDITIONING", "guider", "negative"),
+        ("noise", "NOISE", "sampler", "noise"),
+        ("guider", "GUIDER", "sampler", "guider"),
+        ("sampler_select", "SAMPLER", "sampler", "sampler"),
+        ("scheduler", "SIGMAS", "sampler", "sigmas"),
+        ("noise_mask", "LATENT", "sampler", "latent_image"),
+        ("sampler", "output", "decode", "samples"),
+        ("vae", "VAE", "decode", "vae"),
+        ("scale", "IMAGE", "composite", "destination"),
+        ("decode", "IMAGE", "composite", "source"),
+        ("mask", "mask", "composite", "mask"),
+        ("composite", "IMAGE", "save", "images"),
+    ],
+    "groups": [
+        {"title": "1. find the concept", "pos": [370, -80], "size": [1140, 1150], "color": "#3f789e"},
+        {"title": "2. edit inside the mask (Klein reference edit)", "pos": [1550, -80], "size": [1200, 1050],
+         "color": "#8A8"},
+    ],
+}
+
+EXAMPLES = [FLUX_MASK_INPAINT, FLUX_GENERATE_INSPECT, SD35_REGIONAL_EDIT, FLUX_ARGMAX_SEGMENTATION,
+            FLUX2_KLEIN_MASK_EDIT]
 
 # What the browser tier checks in each saved workflow's prompt (graphToPrompt): pack node types
 # that must be there, and widget values that define the example.
@@ -323,5 +464,18 @@ EXPECTED = {
         "types": {"ConceptAttentionConceptList", "ConceptAttentionSaliency", "ConceptAttentionSaliencyToMask"},
         "files": {"flux1-dev.safetensors", "ae.safetensors", "t5xxl_fp16.safetensors", "clip_l.safetensors"},
         "mask_method": "argmax",
+    },
+    "flux2_klein_concept_mask_edit": {
+        "types": {"ConceptAttentionConceptList", "ConceptAttentionSaliency", "ConceptAttentionSaliencyToMask",
+                  "UNETLoader", "CLIPLoader", "VAELoader", "LoadImage", "ReferenceLatent", "SetLatentNoiseMask",
+                  "SamplerCustomAdvanced", "SaveImage"},
+        "files": {"flux-2-klein-4b.safetensors", "qwen_3_4b.safetensors", "flux2-vae.safetensors"},
+        "widgets": {"CLIPLoader": {"type": "flux2"}},
+        # The loaders name their files with a download URL and the models/ folder they go to.
+        "models": {"UNETLoader": ("flux-2-klein-4b.safetensors", "diffusion_models"),
+                   "CLIPLoader": ("qwen_3_4b.safetensors", "text_encoders"),
+                   "VAELoader": ("flux2-vae.safetensors", "vae")},
+        # Concept Saliency grows after a run (legend + maps): nothing sits below it in its column.
+        "saliency_room": 600,
     },
 }

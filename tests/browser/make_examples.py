@@ -2,6 +2,9 @@
 docs/images/, all from the real ComfyUI UI in headless Chromium.
 
     ~/.cache/comfyui-concept-attention/venv/bin/python tests/browser/make_examples.py [--only-examples]
+        [--example NAME ...] [--docs nodes|run|templates ...]
+                                    (only these examples / docs pictures, e.g. a new example and the
+                                    template browser, leaving the other files as they are)
 
 Starts its own ComfyUI server (this pack + the tiny-model fixture nodes), builds each example
 graph of example_specs.py with the UI's node classes, saves what `app.graph.serialize()` gives
@@ -101,9 +104,14 @@ def _node_clip(comfy, ids, padding=16):
     return _pad(comfy.evaluate(NODE_BOUNDS_JS, [str(i) for i in ids]), padding)
 
 
-def make_examples(comfy) -> None:
+def make_examples(comfy, only=None) -> None:
     EXAMPLE_WORKFLOWS_DIR.mkdir(exist_ok=True)
+    unknown = set(only or ()) - {spec["name"] for spec in EXAMPLES}
+    if unknown:
+        raise SystemExit(f"no example named {sorted(unknown)}; there are {[s['name'] for s in EXAMPLES]}")
     for spec in EXAMPLES:
+        if only and spec["name"] not in only:
+            continue
         ids = build_graph(comfy, spec)
         prompt = comfy.evaluate("async () => (await app.graphToPrompt()).output")
         assert any(n["class_type"].startswith("ConceptAttention") for n in prompt.values()), spec["name"]
@@ -155,9 +163,25 @@ def set_zoom(comfy, scale: float, offset=(40, 60)) -> None:
     comfy.page.wait_for_timeout(200)
 
 
-def make_docs_images(comfy) -> None:
+DOCS_PARTS = ("nodes", "run", "templates")
+
+
+def make_docs_images(comfy, parts=DOCS_PARTS) -> None:
+    """parts: "nodes" (nodes.png), "run" (the legend, mask and encode-run pictures), "templates"."""
     DOCS_IMAGES.mkdir(parents=True, exist_ok=True)
-    # 1. The pack's nodes.
+    written = []
+    if "nodes" in parts:
+        written += _docs_nodes(comfy)
+    if "run" in parts:
+        written += _docs_run(comfy)
+    if "templates" in parts:
+        written += _docs_templates(comfy)
+    for path in written:
+        print(f"wrote {path.relative_to(REPO_ROOT)} ({path.stat().st_size // 1024} KB)")
+
+
+def _docs_nodes(comfy) -> list[Path]:
+    """The pack's nodes."""
     node_types = ["ConceptAttentionConceptList", "ConceptAttentionSaliency", "ConceptAttentionPatchModel",
                   "ConceptAttentionSamplingSaliency", "ConceptAttentionSaliencyToMask",
                   "ConceptAttentionSaveSaliency", "ConceptAttentionLoadSaliency"]
@@ -166,8 +190,11 @@ def make_docs_images(comfy) -> None:
                               "links": []})
     set_zoom(comfy, 1.0, (30, 60))
     _png(_screenshot(comfy, _node_clip(comfy, ids.values())), DOCS_IMAGES / "nodes.png")
+    return [DOCS_IMAGES / "nodes.png"]
 
-    # 2. A run: the legend with one concept clicked, and the concept buttons of Saliency to Mask.
+
+def _docs_run(comfy) -> list[Path]:
+    """A run: the legend with one concept clicked, and the concept buttons of Saliency to Mask."""
     picture = {"key": "image", "type": "LoadImage", "pos": [0, 320], "size": [300, 360],
                "values": {"image": DEMO_IMAGE}}
     graph = tiny_graphs.encode_graph(size=256, concepts=["house", "sun", "hill", "sky"], image_node=picture)
@@ -188,20 +215,32 @@ def make_docs_images(comfy) -> None:
     comfy.page.wait_for_timeout(300)
     _png(_screenshot(comfy, _node_clip(comfy, [ids["mask"], ids["mask_preview"]])), DOCS_IMAGES / "mask_concepts.png")
     _png(_screenshot(comfy, _node_clip(comfy, ids.values())), DOCS_IMAGES / "encode_run.png")
-    # 3. The template browser listing the example workflows.
+    return [DOCS_IMAGES / n for n in ("legend_all_maps.png", "legend_one_concept.png", "mask_concepts.png",
+                                      "encode_run.png")]
+
+
+def _docs_templates(comfy) -> list[Path]:
+    """The template browser listing the example workflows."""
     comfy.page.get_by_text("Templates", exact=True).first.click()
     comfy.page.get_by_text("ComfyUI-ConceptAttention").first.click()
     comfy.page.wait_for_timeout(2500)
-    _png(comfy.page.screenshot(clip={"x": 100, "y": 100, "width": 1400, "height": 560}), DOCS_IMAGES / "templates.png")
+    # Two rows of cards: four to a row at this width.
+    _png(comfy.page.screenshot(clip={"x": 100, "y": 100, "width": 1400, "height": 805}), DOCS_IMAGES / "templates.png")
     comfy.page.keyboard.press("Escape")
-    for path in sorted(DOCS_IMAGES.glob("*.png")):
-        print(f"wrote {path.relative_to(REPO_ROOT)} ({path.stat().st_size // 1024} KB)")
+    return [DOCS_IMAGES / "templates.png"]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--only-examples", action="store_true")
+    parser.add_argument("--only-examples", action="store_true", help="write the examples, not docs/images/")
+    parser.add_argument("--example", action="append", metavar="NAME",
+                        help="write only this example (repeatable); no docs pictures unless --docs names some")
+    parser.add_argument("--docs", action="append", choices=DOCS_PARTS,
+                        help="write only this part of docs/images/ (repeatable); no examples unless --example "
+                             "names some")
     args = parser.parse_args()
+    write_examples = bool(args.example) or not args.docs
+    write_docs = not args.only_examples and (bool(args.docs) or not args.example)
     from playwright.sync_api import sync_playwright
 
     from conftest import COMFYUI_PATH
@@ -217,9 +256,10 @@ def main() -> None:
                 sync_playwright() as playwright:
             context = launch_chromium(playwright, Path(tmp) / "profile")
             comfy = open_comfy(context, server)
-            make_examples(comfy)
-            if not args.only_examples:
-                make_docs_images(comfy)
+            if write_examples:
+                make_examples(comfy, args.example)
+            if write_docs:
+                make_docs_images(comfy, args.docs or DOCS_PARTS)
             problems = comfy.extension_problems()
             context.close()
             if problems:

@@ -19,6 +19,7 @@ from concept_attention_tests.browser.browser_session import (
     REPO_ROOT,
     build_graph,
 )
+from concept_attention_tests.browser.example_specs import EXAMPLES as EXAMPLE_SPECS
 from concept_attention_tests.browser.example_specs import EXPECTED
 
 PACK_NODES = {
@@ -118,8 +119,9 @@ def test_extension_uses_only_public_imports_and_never_inner_html():
 # ------------------------------------------------------------------------------------------
 
 
-def test_there_are_four_example_workflows_with_thumbnails(browser_server):
+def test_every_example_workflow_is_listed_with_a_thumbnail(browser_server):
     assert set(EXAMPLES) == set(EXPECTED)
+    assert set(EXAMPLES) == {spec["name"] for spec in EXAMPLE_SPECS}
     listed = browser_server.get_json("/api/workflow_templates")
     assert sorted(listed.get(PACK_DIR_NAME, [])) == EXAMPLES
     for name in EXAMPLES:
@@ -183,6 +185,19 @@ def test_example_workflow_loads_in_the_ui_and_converts_to_a_prompt(comfy, name):
         methods = {n["inputs"]["method"] for n in prompt.values()
                    if n["class_type"] == "ConceptAttentionSaliencyToMask"}
         assert methods == {expected["mask_method"]}
+    for class_type, inputs in expected.get("widgets", {}).items():
+        found = [n["inputs"] for n in prompt.values() if n["class_type"] == class_type]
+        assert found and all(f[k] == v for f in found for k, v in inputs.items()), (class_type, found)
+    # Loaders name their files with a download URL and folder, as ComfyUI's templates do; the
+    # loaded graph still carries them.
+    for class_type, (file_name, directory) in expected.get("models", {}).items():
+        models = comfy.evaluate(
+            "(type) => app.graph.nodes.filter(n => n.type === type).map(n => n.properties?.models ?? null)",
+            class_type)
+        assert models and all(m and len(m) == 1 for m in models), (class_type, models)
+        for [entry] in models:
+            assert entry["name"] == file_name and entry["directory"] == directory, entry
+            assert entry["url"].startswith("https://huggingface.co/") and entry["url"].endswith("/" + file_name), entry
     # The Concept List's concepts are offered on every Saliency to Mask of the workflow.
     chips = comfy.evaluate(
         """() => app.graph.nodes.filter(n => n.type === 'ConceptAttentionSaliencyToMask')
@@ -194,6 +209,29 @@ def test_example_workflow_loads_in_the_ui_and_converts_to_a_prompt(comfy, name):
         assert offered == [c.strip() for c in concept_text.split(",")]
     comfy.evaluate("() => app.extensionManager.command.execute('Comfy.Canvas.FitView')")
     comfy.screenshot(f"workflow_{name}")
+
+
+def _node_boxes(workflow: dict) -> list[tuple[str, float, float, float, float]]:
+    """(type, x0, y0, x1, y1) of every node, its title bar (30 px above pos) included."""
+    return [(n["type"], n["pos"][0], n["pos"][1] - 30, n["pos"][0] + n["size"][0], n["pos"][1] + n["size"][1])
+            for n in workflow["nodes"]]
+
+
+@pytest.mark.parametrize("name", EXAMPLES)
+def test_example_workflow_nodes_do_not_overlap(name):
+    workflow = json.loads((EXAMPLE_WORKFLOWS_DIR / f"{name}.json").read_text(encoding="utf-8"))
+    boxes = _node_boxes(workflow)
+    overlaps = [(a[0], b[0]) for i, a in enumerate(boxes) for b in boxes[i + 1:]
+                if a[1] < b[3] and b[1] < a[3] and a[2] < b[4] and b[2] < a[4]]
+    assert overlaps == []
+    room = EXPECTED[name].get("saliency_room")
+    if room:
+        # Concept Saliency grows after a run (legend and maps): that much room stays free below it.
+        [saliency] = [n for n in workflow["nodes"] if n["type"] == "ConceptAttentionSaliency"]
+        x0, x1 = saliency["pos"][0], saliency["pos"][0] + saliency["size"][0]
+        y0 = saliency["pos"][1] + saliency["size"][1]
+        below = [b[0] for b in boxes if b[1] < x1 and x0 < b[3] and b[2] < y0 + room and y0 < b[4]]
+        assert below == [], f"nodes within {room} px below Concept Saliency: {below}"
 
 
 # ------------------------------------------------------------------------------------------

@@ -8,7 +8,8 @@ Fixtures
   comfy_server_prepare    callables run on the base dir before the server starts; by default it
                           puts the tiny model files (below) into models/
   tiny_model_files        small random-weight model files for the stock loaders, written once per
-                          session (tests/server/model_files.py): {"sd3": path, "clip_l": path}
+                          session (tests/server/model_files.py):
+                          {"sd3": path, "flux2_klein": path, "clip_l": path}
   pack_node_ids           the node ids this pack exports, asked from its ComfyExtension
 """
 
@@ -49,13 +50,14 @@ def comfy_server_extra_custom_nodes() -> list[Path]:
 
 @pytest.fixture(scope="session")
 def tiny_model_files(comfyui_path, tmp_path_factory) -> Iterator[dict[str, Path]]:
-    """A tiny SD3 for UNETLoader and a random CLIP-L for CLIPLoader(type sd3), written at test
-    time (never committed) into a session temp dir."""
+    """A tiny SD3 and a tiny Flux.2 Klein for UNETLoader and a random CLIP-L for CLIPLoader(type sd3),
+    written at test time (never committed) into a session temp dir."""
     from concept_attention_tests.server import model_files
 
     cache = tmp_path_factory.mktemp("tiny_models")
     files = {
         "sd3": model_files.write_tiny_sd3(cache / model_files.SD3_FILE),
+        "flux2_klein": model_files.write_tiny_flux2_klein(cache / model_files.FLUX2_KLEIN_FILE),
         "clip_l": model_files.write_random_clip_l(cache / model_files.CLIP_L_FILE),
     }
     yield files
@@ -71,7 +73,8 @@ def comfy_server_prepare(tiny_model_files) -> Iterator[list]:
 
     def install_tiny_models(base_dir: Path) -> None:
         models = base_dir / "models"
-        for key, folder in (("sd3", "diffusion_models"), ("clip_l", "text_encoders")):
+        for key, folder in (("sd3", "diffusion_models"), ("flux2_klein", "diffusion_models"),
+                            ("clip_l", "text_encoders")):
             src = tiny_model_files[key]
             installed.append(model_files.link_or_copy(src, models / folder / src.name))
 

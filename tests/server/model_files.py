@@ -6,12 +6,18 @@ are written at test time (see tests/server/conftest.py, ``comfy_server_prepare``
 * :func:`write_tiny_sd3` - an SD3 MMDiT (depth 2, hidden 128, 2.4 M parameters, ~10 MB) that the
   stock ``UNETLoader`` loads from ``models/diffusion_models/``: ComfyUI reads the whole SD3 config
   from the tensor shapes (comfy/model_detection.py, the ``joint_blocks.0.context_block`` branch).
+* :func:`write_tiny_flux2_klein` - a Flux.2 Klein 4B DiT (hidden 128 = one head of 128, 2 double +
+  1 single block, 1.4 M parameters, ~6 MB) that the stock ``UNETLoader`` loads: ComfyUI reads a
+  Flux.2 config from the tensor shapes too (the ``double_stream_modulation_img`` branch of
+  comfy/model_detection.py), only with its head width (axes 4 x 32) fixed, so the hidden size is a
+  multiple of 128. Its text input is as wide as the tiny Qwen3 of
+  tests/comfy/tiny_text_encoders.py (``klein_clip("4b")``), served by the fixture node pack.
 * :func:`write_random_clip_l` - the state dict of ComfyUI's own CLIP-L text model
   (``comfy.sd1_clip.SDClipModel``, 123.6 M parameters, ~247 MB in fp16) with seeded random values.
   The stock ``CLIPLoader`` with type ``sd3`` turns it into an SD3 text encoder without CLIP-G or T5:
   conditioning [1, 77, 4096] with pooled_output [1, 2048], which the tiny SD3 reads.
 
-Both run in the pytest process, which has ComfyUI on sys.path in CPU mode (tests/conftest.py).
+All run in the pytest process, which has ComfyUI on sys.path in CPU mode (tests/conftest.py).
 """
 
 from __future__ import annotations
@@ -28,6 +34,8 @@ SD3_POOLED_DIM = 2048  # CLIP-L pooled (768) + CLIP-G pooled (1280)
 SD3_POS_EMBED_MAX = 64
 
 SD3_FILE = "tiny_sd3_concept_attention.safetensors"
+FLUX2_KLEIN_FILE = "tiny_flux2_klein4b_concept_attention.safetensors"
+FLUX2_HIDDEN = 128  # ComfyUI's Flux.2 detection fixes the head width at 128 (axes_dim 4 x 32)
 CLIP_L_FILE = "random_clip_l_concept_attention.safetensors"
 
 
@@ -67,6 +75,39 @@ def write_tiny_sd3(path: Path, seed: int = 0) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     save_file(tiny_sd3_state_dict(seed), str(path))
+    return path
+
+
+def tiny_flux2_klein_state_dict(seed: int = 0, depth: int = 2, single_depth: int = 1,
+                                 std: float = 0.08) -> dict[str, torch.Tensor]:
+    """The diffusion_model state dict of a tiny Flux.2 Klein 4B (no guidance embedder), as UNETLoader
+    files have it: every field ComfyUI's detection reads from the shapes, the rest as it fixes them."""
+    import comfy.supported_models
+
+    from concept_attention_tests.comfy.tiny_models import KLEIN_4B_CONTEXT_DIM
+
+    unet_config = {
+        "image_model": "flux2", "in_channels": 128, "out_channels": 128, "vec_in_dim": None,
+        "context_in_dim": KLEIN_4B_CONTEXT_DIM, "hidden_size": FLUX2_HIDDEN, "mlp_ratio": 3.0,
+        "num_heads": FLUX2_HIDDEN // 128, "depth": depth, "depth_single_blocks": single_depth,
+        "axes_dim": [32, 32, 32, 32], "theta": 2000, "patch_size": 1, "qkv_bias": False, "guidance_embed": False,
+        "txt_ids_dims": [3], "global_modulation": True, "mlp_silu_act": True, "ops_bias": False,
+        "default_ref_method": "index", "ref_index_scale": 10.0,
+    }
+    config = comfy.supported_models.Flux2(unet_config)
+    config.set_inference_dtype(torch.float32, None)
+    network = config.get_model({}).diffusion_model
+    gen = torch.Generator().manual_seed(seed)
+    return {name: _seeded_values(name, t.shape, gen, std).contiguous()
+            for name, t in sorted(network.state_dict().items()) if t.is_floating_point()}
+
+
+def write_tiny_flux2_klein(path: Path, seed: int = 0) -> Path:
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file(tiny_flux2_klein_state_dict(seed), str(path))
     return path
 
 

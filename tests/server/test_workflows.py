@@ -2,7 +2,8 @@
 
 Models: a tiny SD3 file read by the stock UNETLoader and a random CLIP-L read by the stock
 CLIPLoader (type sd3), both written at test time (tests/server/model_files.py); a tiny Flux.1 and
-its text encoder from the test-only fixture pack. The checks read what the output nodes wrote
+its text encoder from the test-only fixture pack; a tiny Flux.2 Klein 4B file read by the stock
+UNETLoader with the tiny Klein (Qwen3) text encoder of the fixture pack. The checks read what the output nodes wrote
 into the server's output folder and recompute the expected masks from the saved maps with the
 pack's own mask code, so a mask that is merely the right size but means something else fails.
 """
@@ -17,8 +18,10 @@ from concept_attention_tests.server.workflows import (
     GRID,
     HEIGHT,
     WIDTH,
+    empty_flux2_latent,
     empty_latent,
     flux_loaders,
+    klein_loaders,
     link,
     ksampler_node,
     mask_as_png_values,
@@ -187,4 +190,97 @@ def test_flux_generation_mode_argmax_masks(comfy_server):
     assert (total == 255).all(), "argmax masks of all concepts must partition the picture"
     winners = {name for name in CONCEPT_NAMES
                 if saliency_to_mask(saliency, name, method="argmax").any()}
+    assert len(winners) >= 2, f"random maps should have more than one winning concept, got {winners}"
+
+
+def test_flux2_klein_encode_mode_mask_drives_inpainting(comfy_server):
+    """Flux.2 Klein 4B through the stock UNETLoader (tiny file) and the tiny Klein text encoder:
+    Concept List -> Concept Saliency (Flux.2 latent in) -> Saliency to Mask -> SetLatentNoiseMask ->
+    KSampler. The maps are Flux.2's, the saved mask is exactly the saved maps' mask, and only the
+    latent cells inside it are generated."""
+    prefix = unique_prefix("klein_encode")
+    prompt = {
+        **klein_loaders(),
+        "latent": empty_flux2_latent(),
+        "saliency": saliency_node(seed=5, layers="all"),
+        "save_maps": node("ConceptAttentionSaveSaliency", saliency=link("saliency"), filename_prefix=prefix + "_maps"),
+        "mask": to_mask_node(concepts="dog", method="mean"),
+        "noise_mask": node("SetLatentNoiseMask", samples=link("latent"), mask=link("mask")),
+        **prompt_nodes(text="a red fox on the grass under the sky"),
+        "sampler": ksampler_node(latent="noise_mask", seed=3, steps=3, cfg=1.0),
+        "save_latent": node("SaveLatent", samples=link("sampler"), filename_prefix=prefix + "_latent"),
+        "mask_image": node("MaskToImage", mask=link("mask")),
+        "save_mask": node("SaveImage", images=link("mask_image"), filename_prefix=prefix + "_mask"),
+    }
+    result = require_ok(comfy_server.run_prompt(prompt, timeout=240), comfy_server)
+
+    saliency = _load_saliency(saliency_file(comfy_server, result, "save_maps"))
+    _check_maps(saliency, "Flux.2")
+    assert saliency.metadata["layers"] == [0, 1], saliency.metadata  # the file's 2 double blocks
+
+    from concept_attention.concept_patch.masks import saliency_to_mask
+
+    expected = saliency_to_mask(saliency, "dog", method="mean")
+    [mask_png] = output_files(comfy_server, result, "save_mask")
+    pixels = read_mask_png(mask_png)
+    assert pixels.shape == (HEIGHT, WIDTH)
+    assert set(np.unique(pixels).tolist()) == {0, 255}, "the mask must be binary and not empty or full"
+    np.testing.assert_array_equal(pixels, mask_as_png_values(expected))
+
+    import comfy.utils
+
+    latent = read_latent(output_files(comfy_server, result, "save_latent", "latents")[0])
+    assert tuple(latent.shape) == (1, 128, HEIGHT // 16, WIDTH // 16)
+    noise_mask = comfy.utils.reshape_mask(expected, latent.shape)[0, 0]
+    keep, repaint = noise_mask == 0, noise_mask == 1
+    assert keep.any() and repaint.any(), "the latent-size mask should have both kept and repainted cells"
+    assert latent[0][:, keep].abs().max() < 1e-6, "cells outside the mask must keep the empty latent"
+    assert latent[0][:, repaint].abs().max() > 1e-3, "cells inside the mask must have been generated"
+
+
+def test_flux2_klein_generation_mode_argmax_masks(comfy_server):
+    """Flux.2 Klein 4B: CLIPTextEncode + KSampler on the patched model, Concept Saliency from Sampling,
+    an argmax mask per concept. The patched model generates exactly the plain model's latent, and
+    the argmax masks partition the picture."""
+    prefix = unique_prefix("klein_generation")
+    prompt = {
+        **klein_loaders(),
+        "latent": empty_flux2_latent(),
+        **prompt_nodes(),
+        "patch": patch_node(layers="all"),
+        "sampler": ksampler_node(model="patch", seed=11, steps=3, cfg=1.0),
+        "plain_sampler": ksampler_node(model="unet", seed=11, steps=3, cfg=1.0),
+        "save_latent": node("SaveLatent", samples=link("sampler"), filename_prefix=prefix + "_patched"),
+        "save_plain_latent": node("SaveLatent", samples=link("plain_sampler"), filename_prefix=prefix + "_plain"),
+        "saliency": node("ConceptAttentionSamplingSaliency", model=link("patch"), latent=link("sampler")),
+        "save_maps": node("ConceptAttentionSaveSaliency", saliency=link("saliency"), filename_prefix=prefix + "_maps"),
+    }
+    for name in CONCEPT_NAMES:
+        prompt[f"mask_{name}"] = to_mask_node(concepts=name, method="argmax")
+        prompt[f"image_{name}"] = node("MaskToImage", mask=link(f"mask_{name}"))
+        prompt[f"save_{name}"] = node("SaveImage", images=link(f"image_{name}"), filename_prefix=f"{prefix}_{name}")
+    result = require_ok(comfy_server.run_prompt(prompt, timeout=240), comfy_server)
+
+    patched = read_latent(output_files(comfy_server, result, "save_latent", "latents")[0])
+    plain = read_latent(output_files(comfy_server, result, "save_plain_latent", "latents")[0])
+    assert tuple(patched.shape) == (1, 128, HEIGHT // 16, WIDTH // 16)
+    assert torch.equal(patched, plain), "the patched model must generate exactly what the plain model does"
+
+    saliency = _load_saliency(saliency_file(comfy_server, result, "save_maps"))
+    _check_maps(saliency, "Flux.2")
+    assert saliency.metadata["layers"] == [0, 1], saliency.metadata
+    assert saliency.metadata["model_calls_used"] >= 3, saliency.metadata
+
+    from concept_attention.concept_patch.masks import saliency_to_mask
+
+    total = np.zeros((HEIGHT, WIDTH), dtype=np.int64)
+    for name in CONCEPT_NAMES:
+        [png] = output_files(comfy_server, result, f"save_{name}")
+        pixels = read_mask_png(png)
+        assert pixels.shape == (HEIGHT, WIDTH)
+        expected = mask_as_png_values(saliency_to_mask(saliency, name, method="argmax"))
+        np.testing.assert_array_equal(pixels, expected, err_msg=f"argmax mask of {name!r}")
+        total += pixels
+    assert (total == 255).all(), "argmax masks of all concepts must partition the picture"
+    winners = {name for name in CONCEPT_NAMES if saliency_to_mask(saliency, name, method="argmax").any()}
     assert len(winners) >= 2, f"random maps should have more than one winning concept, got {winners}"

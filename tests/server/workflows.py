@@ -2,8 +2,9 @@
 
 Import as ``concept_attention_tests.server.workflows``. Node ids in the prompts are short names
 ("unet", "concepts", ...) so the tests can find each node's outputs in the /history entry.
-Models come from the stock loaders (tiny files written by tests/server/model_files.py) or, for
-Flux and the unsupported UNet, from the test-only fixture pack
+Models come from the stock loaders (tiny files written by tests/server/model_files.py: SD3 and
+Flux.2 Klein) or, for Flux.1, the text encoders the stock loaders cannot make small and the
+unsupported UNet, from the test-only fixture pack
 (tests/server/fixture_nodes/concept_attention_test_nodes).
 """
 
@@ -17,11 +18,12 @@ import numpy as np
 import torch
 
 from concept_attention_tests.server.comfy_server import ComfyServer, PromptResult
-from concept_attention_tests.server.model_files import CLIP_L_FILE, SD3_FILE
+from concept_attention_tests.server.model_files import CLIP_L_FILE, FLUX2_KLEIN_FILE, SD3_FILE
 
 CONCEPTS = "dog, grass, sky"
 CONCEPT_NAMES = ["dog", "grass", "sky"]
-# A non-square picture: 96 px wide, 64 px high -> latent 12x8 -> token grid 6x4 (patch size 2).
+# A non-square picture: 96 px wide, 64 px high -> latent 12x8 -> token grid 6x4 (patch size 2); on
+# Flux.2 latent 6x4 (16 px a cell) -> the same token grid (patch size 1).
 WIDTH, HEIGHT = 96, 64
 GRID = (HEIGHT // 16, WIDTH // 16)
 
@@ -62,8 +64,28 @@ def flux_loaders(concepts: str = CONCEPTS, model_seed: int = FLUX_MODEL_SEED) ->
     }
 
 
+# With these text-encoder weights (and the model file's seed 0) more than one concept of CONCEPTS wins
+# somewhere in the Klein generation workflow's argmax maps.
+KLEIN_CLIP_SEED = 16
+
+
+def klein_loaders(concepts: str = CONCEPTS, clip_seed: int = KLEIN_CLIP_SEED) -> dict:
+    """unet (stock UNETLoader: the tiny Flux.2 Klein 4B file), clip (tiny Klein Qwen3 text encoder from
+    the fixture pack), concepts (Concept List)."""
+    return {
+        "unet": node("UNETLoader", unet_name=FLUX2_KLEIN_FILE, weight_dtype="default"),
+        "clip": node("ConceptAttentionTestTinyKleinClip", variant="4b", seed=clip_seed),
+        "concepts": node("ConceptAttentionConceptList", clip=link("clip"), concepts=concepts, pooling="mean"),
+    }
+
+
 def empty_latent(width: int = WIDTH, height: int = HEIGHT) -> dict:
     return node("EmptySD3LatentImage", width=width, height=height, batch_size=1)
+
+
+def empty_flux2_latent(width: int = WIDTH, height: int = HEIGHT) -> dict:
+    """Flux.2's latent: 128 channels, 16 px a cell."""
+    return node("EmptyFlux2LatentImage", width=width, height=height, batch_size=1)
 
 
 def saliency_node(model="unet", concepts="concepts", latent="latent", seed: int = 0, layers: str = "all",

@@ -9,12 +9,20 @@ stock loaders cannot make small:
   ConceptAttentionTestTinyFlux      MODEL  Flux.1 dev (hidden 64, 3 double + 1 single block),
                                            built from comfy.supported_models.Flux like ComfyUI's loader
   ConceptAttentionTestTinyFluxClip  CLIP   ComfyUI's Flux text encoder (CLIP-L + T5) with tiny configs
+  ConceptAttentionTestTinyKleinClip CLIP   ComfyUI's Flux.2 Klein text encoder (a Qwen3, three hidden
+                                           layers concatenated) with a tiny config: what CLIPLoader
+                                           type flux2 makes of qwen_3_4b / qwen_3_8b
   ConceptAttentionTestTinyUNet      MODEL  an SD1.5-style UNet (not a dual-stream DiT: unsupported)
-The builders are those of tests/comfy/tiny_models.py, the same models the in-process tests use.
+The builders are those of tests/comfy/tiny_models.py and tests/comfy/tiny_text_encoders.py, the
+same models the in-process tests use. (A tiny Flux.2 Klein DiT needs no node here: the stock
+UNETLoader reads a small Flux.2 file, see tests/server/model_files.py.)
 """
 
+import importlib
+import importlib.machinery
 import importlib.util
 import os
+import sys
 
 
 def _tiny_models():
@@ -30,6 +38,21 @@ def _tiny_models():
 
 
 tiny_models = _tiny_models()
+
+
+def tiny_text_encoders():
+    """tests/comfy/tiny_text_encoders.py (next to tiny_models.py), imported on first use under the name
+    the tests give it, concept_attention_tests.comfy.tiny_text_encoders: it imports tiny_models by that
+    package name, so the two package levels are registered here by their folders (as tests/conftest.py
+    does in pytest)."""
+    comfy_tests = os.path.dirname(os.path.abspath(os.environ["CONCEPT_ATTENTION_TINY_MODELS"]))
+    for name, folder in (("concept_attention_tests", os.path.dirname(comfy_tests)),
+                         ("concept_attention_tests.comfy", comfy_tests)):
+        if name not in sys.modules:
+            spec = importlib.machinery.ModuleSpec(name, None, is_package=True)
+            spec.submodule_search_locations = [folder]
+            sys.modules[name] = importlib.util.module_from_spec(spec)
+    return importlib.import_module("concept_attention_tests.comfy.tiny_text_encoders")
 
 
 class ConceptAttentionTestRaise:
@@ -75,6 +98,22 @@ class ConceptAttentionTestTinyFluxClip(_SeededBuilder):
         return (tiny_models.flux_clip(seed=seed),)
 
 
+class ConceptAttentionTestTinyKleinClip:
+    """ComfyUI's Flux.2 Klein text encoder (Qwen3 4B or 8B layout) with a tiny config and random weights."""
+
+    CATEGORY = "testing"
+    FUNCTION = "build"
+    RETURN_TYPES = ("CLIP",)
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"variant": (["4b", "8b"], {"default": "4b"}),
+                             "seed": ("INT", {"default": 12, "min": 0, "max": 2**31 - 1})}}
+
+    def build(self, variant, seed):
+        return (tiny_text_encoders().klein_clip(variant, seed=seed),)
+
+
 class ConceptAttentionTestTinyUNet(_SeededBuilder):
     """A tiny random-weight SD1.5-style UNet MODEL: a model ConceptAttention does not support."""
 
@@ -88,11 +127,13 @@ NODE_CLASS_MAPPINGS = {
     "ConceptAttentionTestRaise": ConceptAttentionTestRaise,
     "ConceptAttentionTestTinyFlux": ConceptAttentionTestTinyFlux,
     "ConceptAttentionTestTinyFluxClip": ConceptAttentionTestTinyFluxClip,
+    "ConceptAttentionTestTinyKleinClip": ConceptAttentionTestTinyKleinClip,
     "ConceptAttentionTestTinyUNet": ConceptAttentionTestTinyUNet,
 }
 NODE_DISPLAY_NAME_MAPPINGS = {
     "ConceptAttentionTestRaise": "Raise (ConceptAttention tests)",
     "ConceptAttentionTestTinyFlux": "Tiny Flux.1 (ConceptAttention tests)",
     "ConceptAttentionTestTinyFluxClip": "Tiny Flux CLIP (ConceptAttention tests)",
+    "ConceptAttentionTestTinyKleinClip": "Tiny Flux.2 Klein CLIP (ConceptAttention tests)",
     "ConceptAttentionTestTinyUNet": "Tiny UNet (ConceptAttention tests)",
 }
