@@ -37,10 +37,26 @@ def detect_family(diffusion_model) -> DualStreamFamily:
                 )
             return family
     kind = type(diffusion_model).__name__
+    package = type(diffusion_model).__module__.split(".")[2:3]
+    why = WHY_NOT.get(package[0] if package else "", "which is not one")
     raise UnsupportedModelError(
         f"ConceptAttention needs a dual-stream DiT (separate text and image streams in joint attention); "
-        f"this model's network is {kind}, which is not one. Supported: {SUPPORTED_FAMILIES_TEXT}."
+        f"this model's network is {kind}, {why}. Supported: {SUPPORTED_FAMILIES_TEXT}."
     )
+
+
+_CROSS_ATTENTION = ("a cross-attention model: its text is read as keys and values only and never attends to the "
+                    "picture, so there is no text-side attention output to compare with")
+_SINGLE_STREAM = ("a single-stream model: text and picture share every block's weights, so there is no text stream "
+                  "of its own for the concepts")
+# Why the model families of comfy.ldm that have no adapter cannot be read (by their package name).
+WHY_NOT = {
+    "wan": _CROSS_ATTENTION, "lightricks": _CROSS_ATTENTION, "kandinsky5": _CROSS_ATTENTION,
+    "cosmos": _CROSS_ATTENTION, "anima": _CROSS_ATTENTION, "pixart": _CROSS_ATTENTION, "hydit": _CROSS_ATTENTION,
+    "lumina": _SINGLE_STREAM, "krea2": _SINGLE_STREAM, "omnigen": _SINGLE_STREAM, "ernie": _SINGLE_STREAM,
+    "minimax": _SINGLE_STREAM, "ideogram4": _SINGLE_STREAM,
+    "modules": "a UNet (its text enters by cross-attention only)",
+}
 
 
 __all__ = ["DualStreamFamily", "FAMILIES", "SUPPORTED_FAMILIES_TEXT", "detect_family"]
