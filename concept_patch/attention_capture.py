@@ -7,6 +7,8 @@ override that was already there, acts on the block's first (joint) attention cal
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
 from .concept_math import concept_attention, dot_scores, head_dot_scores, heads_to_flat, to_map
@@ -40,7 +42,6 @@ class AttentionCapture:
 
     def _read_joint_call(self, args, kwargs, out):
         fwd = self.forward
-        opts = fwd.options
         q, k, v = args[:3]
         heads = args[3] if len(args) > 3 else kwargs["heads"]
         heads_first = kwargs.get("skip_reshape", False)
@@ -48,20 +49,46 @@ class AttentionCapture:
         image = self.image
         k_rows = fwd.rows(_per_head(k, heads, heads_first))
         v_rows = fwd.rows(_per_head(v, heads, heads_first))
-        image_k = k_rows[:, :, image] if heads_first else k_rows[:, image]
-        image_v = v_rows[:, :, image] if heads_first else v_rows[:, image]
-        self.concept_out = concept_attention(
-            self.concept_q, self.concept_k, self.concept_v, image_k, image_v,
-            self_attention=opts.concept_self_attention, cross_attention=opts.concept_cross_attention,
+        out_flat = heads_to_flat(out) if kwargs.get("skip_output_reshape", False) else out
+        view = ImageStream(
+            image_k=k_rows[:, :, image] if heads_first else k_rows[:, image],
+            image_v=v_rows[:, :, image] if heads_first else v_rows[:, image],
+            image_out=fwd.rows(out_flat)[:, image],
             tokens_first=not heads_first,
         )
-        if self.layer not in fwd.selected_layers:
-            return
+        if fwd.recorder is not None:
+            # Kept for re-queries: copies, and this run reads the same copies so both give equal maps.
+            view = fwd.recorder.keep(self.layer, view)
+        self.concept_out = read_image_stream(fwd, self.layer, (self.concept_q, self.concept_k, self.concept_v), view)
+
+
+@dataclass
+class ImageStream:
+    """What the concept stream reads from one block's joint attention call: the main image's keys and values
+    as the attention got them ([B, H, n, D] heads-first, or [B, n, H, D] tokens-first) and its output [B, n, H*D]."""
+
+    image_k: torch.Tensor
+    image_v: torch.Tensor
+    image_out: torch.Tensor
+    tokens_first: bool
+
+
+def read_image_stream(forward, layer: int, concept_qkv, view: ImageStream) -> torch.Tensor:
+    """The concepts' attention output o_c for one block, adding the block's map to the forward when its layer is
+    selected. The same for a live block call and for a re-query over a kept image stream."""
+    opts = forward.options
+    concept_q, concept_k, concept_v = concept_qkv
+    concept_out = concept_attention(
+        concept_q, concept_k, concept_v, view.image_k, view.image_v,
+        self_attention=opts.concept_self_attention, cross_attention=opts.concept_cross_attention,
+        tokens_first=view.tokens_first,
+    )
+    if layer in forward.selected_layers:
         if opts.space == "output":
-            out_flat = heads_to_flat(out) if kwargs.get("skip_output_reshape", False) else out
-            scores = dot_scores(fwd.rows(out_flat)[:, image], self.concept_out)
+            scores = dot_scores(view.image_out, concept_out)
         elif opts.space == "cross_attention":
-            scores = head_dot_scores(image_k, self.concept_q, tokens_first=not heads_first)
+            scores = head_dot_scores(view.image_k, concept_q, tokens_first=view.tokens_first)
         else:
-            scores = head_dot_scores(image_v, self.concept_v, tokens_first=not heads_first)
-        fwd.add_layer_scores(to_map(scores, opts.softmax))
+            scores = head_dot_scores(view.image_v, concept_v, tokens_first=view.tokens_first)
+        forward.add_layer_scores(to_map(scores, opts.softmax))
+    return concept_out

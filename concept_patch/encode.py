@@ -7,13 +7,17 @@ low-VRAM handling), stopping right after the last selected block.
 
 from __future__ import annotations
 
+import logging
+
 import torch
 
+from . import image_stream_cache
 from .concepts import ConceptSet
 from .errors import ConceptAttentionError
 from .options import SaliencyOptions
 from .saliency_maps import SaliencyMaps
-from .session import new_session, offer_block_hooks, patched_model_options
+from .sampling_run import SamplingRun
+from .session import inference_dtype, new_session, offer_block_hooks, patched_model_options
 
 
 def _one_model_call(model, x, sigmas, extra_args=None, callback=None, disable=None):
@@ -25,11 +29,15 @@ def _one_model_call(model, x, sigmas, extra_args=None, callback=None, disable=No
 
 def encode_saliency(model, concepts: ConceptSet, latent: torch.Tensor, options: SaliencyOptions,
                     conditioning=None, noise_level: float = 0.5, samples: int = 1, seed: int = 0,
-                    image_size: tuple[int, int] | None = None, on_sample=None) -> SaliencyMaps:
+                    image_size: tuple[int, int] | None = None, on_sample=None,
+                    cache_budget: int | None = 0) -> SaliencyMaps:
     """Saliency maps of `latent` (a LATENT's raw "samples", [B, C, h, w]).
 
     conditioning: the prompt CONDITIONING; without it the concepts' encoder's empty prompt.
     samples: noise draws (seeds seed, seed+1, ...) whose maps are averaged.
+    cache_budget: bytes the re-query cache may hold (image_stream_cache.py): a run on a picture already
+    analysed with the same model, noise and prompt then runs the concept stream only. None: the default
+    budget for the model's device; 0: no cache.
     """
     import comfy.model_management
     import comfy.model_sampling
@@ -49,10 +57,28 @@ def encode_saliency(model, concepts: ConceptSet, latent: torch.Tensor, options: 
     if positive is None:
         raise ConceptAttentionError("no prompt conditioning: connect a CONDITIONING or rebuild the Concept List")
 
-    session = new_session(model, concepts, options, stop_early=True)
+    keep = cache_budget is None or cache_budget > 0
+    session = new_session(model, concepts, options, stop_early=True, keep_image_stream=keep)
     model_sampling = model.get_model_object("model_sampling")
     if not isinstance(model_sampling, comfy.model_sampling.CONST):
         raise ConceptAttentionError("encode mode needs a flow-matching model (Flux, SD3); this model samples differently")
+
+    h, w = latent.shape[-2:]
+    metadata = {**session.metadata, "mode": "encode", "noise_level": noise_level, "samples": samples, "seed": seed}
+    size = image_size or (h * session.downscale, w * session.downscale)
+    key = None
+    if keep:
+        cache = image_stream_cache.CACHE
+        cache.set_budget(image_stream_cache.default_budget(model.load_device) if cache_budget is None else cache_budget)
+        key = (image_stream_cache.model_fingerprint(model), image_stream_cache.tensor_digest(latent),
+               image_stream_cache.fingerprint(positive), float(noise_level), int(samples), int(seed),
+               str(inference_dtype(model.model)))
+        recorded = cache.lookup(key, options.last_layer)
+        if recorded is not None:
+            maps = requery_maps(model, session, recorded, on_sample)
+            logging.info("ConceptAttention: re-query of a picture already analysed; the model's image stream did not run")
+            return SaliencyMaps(maps=maps, names=list(concepts.names), image_size=size, softmax=options.softmax,
+                                metadata={**metadata, "requery": True})
 
     # The patches ride on this guider's model options, not on a clone: a new ModelPatcher
     # would make ComfyUI re-patch the loaded weights on every call. Only models whose blocks need
@@ -68,6 +94,7 @@ def encode_saliency(model, concepts: ConceptSet, latent: torch.Tensor, options: 
     sigmas = torch.tensor([noise_level, 0.0], dtype=torch.float32)
 
     total = None
+    recorded = []
     for k in range(samples):
         comfy.model_management.throw_exception_if_processing_interrupted()
         noise = comfy.sample.prepare_noise(latent, seed + k)
@@ -79,17 +106,38 @@ def encode_saliency(model, concepts: ConceptSet, latent: torch.Tensor, options: 
             )
         maps = record.saliency.maps
         total = maps if total is None else total + maps
+        recorded.extend(record.recorded)
         if on_sample is not None:
             on_sample(k + 1, samples)
 
-    h, w = latent.shape[-2:]
-    return SaliencyMaps(
-        maps=total / samples,
-        names=list(concepts.names),
-        image_size=image_size or (h * session.downscale, w * session.downscale),
-        softmax=options.softmax,
-        metadata={**session.metadata, "mode": "encode", "noise_level": noise_level, "samples": samples, "seed": seed},
-    )
+    if key is not None and len(recorded) == samples:
+        image_stream_cache.CACHE.store(key, recorded, options.last_layer, model)
+    return SaliencyMaps(maps=total / samples, names=list(concepts.names), image_size=size, softmax=options.softmax,
+                        metadata={**metadata, "requery": False})
 
 
-__all__ = ["encode_saliency"]
+def requery_maps(model, session, recorded: list, on_sample=None) -> torch.Tensor:
+    """Maps [B, r, h, w] of new concepts over recorded image streams: the concept stream alone, no model call."""
+    import comfy.model_management
+
+    comfy.model_management.load_models_gpu([model])  # the text-stream modules the concepts run through
+    diffusion_model = model.get_model_object("diffusion_model")
+    device = model.load_device
+    total = None
+    with torch.inference_mode():
+        for k, forward_record in enumerate(recorded):
+            comfy.model_management.throw_exception_if_processing_interrupted()
+            forward_record = forward_record.to(device)
+            run = SamplingRun(session, forward_record.latent_shape, None)
+            forward = run.begin_recorded_forward(diffusion_model, forward_record, device)
+            for index in range(session.options.last_layer + 1):
+                forward.run_recorded_block(index, forward_record)
+            run.commit(forward)
+            maps = run.averaged_maps()
+            total = maps if total is None else total + maps
+            if on_sample is not None:
+                on_sample(k + 1, len(recorded))
+    return total / len(recorded)
+
+
+__all__ = ["encode_saliency", "requery_maps"]

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from .attention_capture import AttentionCapture
+from .attention_capture import AttentionCapture, read_image_stream
+from .image_stream_cache import StreamRecorder
 
 
 class StopForward(Exception):
@@ -41,6 +42,8 @@ class ForwardState:
         self.layers_read = 0
         self.blocks_run = 0
         self.complete = True
+        # Encode runs record what the concept stream reads, for later re-queries (image_stream_cache.py).
+        self.recorder = StreamRecorder() if run.session.keep_image_stream else None
 
     def rows(self, t: torch.Tensor) -> torch.Tensor:
         """The conditional rows of a batch-first tensor (plain slices: no index tensors, no sync)."""
@@ -69,6 +72,8 @@ class ForwardState:
             self, index, concept_qkv, image=self.family.image_tokens(args, self),
             previous=options.get("optimized_attention_override"),
         )
+        if self.recorder is not None:
+            self.recorder.keep_args(index, self.family.cacheable_block_args(args))
         out = call_block({**args, "transformer_options": {**options, "optimized_attention_override": capture}}, extra)
         if capture.concept_out is None:
             # Another patch skipped this block's attention (e.g. skip-layer guidance): the
@@ -81,6 +86,17 @@ class ForwardState:
         if self.session.stop_early and index == self.options.last_layer:
             raise StopForward(self)
         return out
+
+    def run_recorded_block(self, index: int, recorded):
+        """Block `index` of a re-query: the concept stream over the image stream an earlier run recorded."""
+        if self.concepts is None:
+            self.start_concepts()
+        block = self.family.block(self.diffusion_model, index)
+        concept_qkv, saved = self.family.concept_qkv(block, self.concepts, recorded.block_args[index], self)
+        concept_out = read_image_stream(self, index, concept_qkv, recorded.blocks[index])
+        if index < self.options.last_layer:
+            self.concepts = self.family.update_concepts(block, self.concepts, concept_out, saved)
+        self.blocks_run += 1
 
     def add_layer_scores(self, scores: torch.Tensor):
         self.layer_sum = scores if self.layer_sum is None else self.layer_sum + scores

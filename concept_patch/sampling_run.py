@@ -27,13 +27,15 @@ class SamplingRun:
         self.batch_size = latent_shape[0]
         self.latent_hw = tuple(latent_shape[-2:])
         # Read once before the loop; inside it the step test runs on the device.
-        sigma_list = [float(s) for s in torch.as_tensor(sigmas).flatten().cpu().tolist()]
+        sigma_list = [] if sigmas is None else [float(s) for s in torch.as_tensor(sigmas).flatten().cpu().tolist()]
         self.sigma_bounds = _step_sigma_bounds(sigma_list, session.options.start_percent, session.options.end_percent)
         self.grid: tuple[int, int] | None = None
         self.total: torch.Tensor | None = None
         self.weight: torch.Tensor | None = None
         self.forwards_seen = 0
         self.forwards_used = 0
+        self.latent_shape = tuple(latent_shape)
+        self.recorded: list = []  # RecordedForward of each forward used, when the session keeps image streams
 
     def begin_forward(self, diffusion_model, x, sigma, transformer_options, dtype) -> ForwardState | None:
         """A ForwardState for a full-frame call with conditional rows, else None (call runs untouched)."""
@@ -49,6 +51,13 @@ class SamplingRun:
         self.grid = grid
         return ForwardState(self, diffusion_model, cond_ranges, grid, dtype, x.device, self._step_weight(sigma))
 
+    def begin_recorded_forward(self, diffusion_model, recorded, device) -> ForwardState:
+        """A ForwardState that re-queries a recorded forward (no model call)."""
+        self.grid = recorded.grid
+        forward = ForwardState(self, diffusion_model, recorded.cond_ranges, recorded.grid, recorded.dtype, device, None)
+        forward.family_state.update(recorded.family_state)
+        return forward
+
     def _step_weight(self, sigma):
         if self.sigma_bounds is None or sigma is None:
             return None
@@ -63,6 +72,12 @@ class SamplingRun:
         if not fwd.has_all_layers or fwd.layer_sum is None:
             return
         self.forwards_used += 1
+        if fwd.recorder is not None:
+            recorded = fwd.recorder.recorded
+            recorded.family_state = dict(fwd.family_state)
+            recorded.grid, recorded.cond_ranges = fwd.grid, list(fwd.cond_ranges)
+            recorded.latent_shape, recorded.dtype = self.latent_shape, fwd.dtype
+            self.recorded.append(recorded)
         chunks = len(fwd.cond_ranges)
         per_image = fwd.layer_sum.reshape(chunks, self.batch_size, *fwd.layer_sum.shape[1:]).sum(0)
         count = float(chunks * fwd.layers_read)

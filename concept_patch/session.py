@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import itertools
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
@@ -40,13 +40,15 @@ class RunRecord:
 
     latent: torch.Tensor | None
     saliency: SaliencyMaps | None
+    recorded: list = field(default_factory=list)  # image streams of an encode run that keeps them
 
 
 class ConceptSession:
     """The configuration one patched model carries, and the records of its finished runs."""
 
     def __init__(self, family: DualStreamFamily, concepts: ConceptSet, options: SaliencyOptions,
-                 stop_early: bool, downscale: int, metadata: dict, max_records: int = 16):
+                 stop_early: bool, downscale: int, metadata: dict, max_records: int = 16,
+                 keep_image_stream: bool = False):
         self.uid = next(_session_ids)
         self.run_key = f"concept_attention.run.{self.uid}"
         self.forward_key = f"concept_attention.forward.{self.uid}"
@@ -54,6 +56,7 @@ class ConceptSession:
         self.concepts = concepts
         self.options = options
         self.stop_early = stop_early
+        self.keep_image_stream = keep_image_stream
         self.downscale = downscale
         self.metadata = metadata
         self.records: deque[RunRecord] = deque(maxlen=max_records)
@@ -91,7 +94,7 @@ class ConceptSession:
         # Kept to match a sampler's LATENT later; an encode run's output is just its input.
         keep = torch.is_tensor(output_latent) and not self.stop_early
         latent = output_latent.detach().to("cpu", torch.float32, copy=True) if keep else None
-        self.records.append(RunRecord(latent, saliency))
+        self.records.append(RunRecord(latent, saliency, run.recorded))
 
     def find_record(self, latent: torch.Tensor) -> RunRecord | None:
         """The newest run whose output equals this LATENT (a sampler output is matched by value)."""
@@ -211,7 +214,8 @@ def find_sessions(model) -> list[ConceptSession]:
     return [w.session for w in wrappers if isinstance(w, RunWrapper)]
 
 
-def new_session(model, concepts: ConceptSet, options: SaliencyOptions, stop_early: bool = False) -> ConceptSession:
+def new_session(model, concepts: ConceptSet, options: SaliencyOptions, stop_early: bool = False,
+                keep_image_stream: bool = False) -> ConceptSession:
     """Checks that `model` can carry these concepts and options; the session that will patch it.
 
     stop_early: end each forward right after the last selected block (encode mode only;
@@ -257,7 +261,8 @@ def new_session(model, concepts: ConceptSet, options: SaliencyOptions, stop_earl
         "step_range": [options.start_percent, options.end_percent],
     }
     return ConceptSession(family, concepts, options, stop_early,
-                          getattr(latent_format, "spacial_downscale_ratio", 8), metadata)
+                          getattr(latent_format, "spacial_downscale_ratio", 8), metadata,
+                          keep_image_stream=keep_image_stream)
 
 
 def patched_model_options(model_options: dict, session: ConceptSession) -> dict:

@@ -54,6 +54,16 @@ class DualStreamFamily:
         text_len = block_args["txt"].shape[1]
         return slice(text_len, text_len + forward.num_image_tokens)
 
+    def cacheable_block_args(self, block_args: dict) -> dict:
+        """What a re-query needs of a block call's arguments to run concept_qkv again: everything but the
+        streams (kept only as their shapes) and transformer_options."""
+        kept = {k: v for k, v in block_args.items() if k not in ("img", "txt", "transformer_options", "pe")}
+        for stream in ("img", "txt"):
+            value = block_args.get(stream)
+            if torch.is_tensor(value):
+                kept[stream] = torch.empty(value.shape, dtype=value.dtype, device="meta")
+        return kept
+
     def initial_concepts(self, diffusion_model: torch.nn.Module, embeddings: torch.Tensor) -> torch.Tensor:
         """Concept residual before block 0, [r, hidden], from text-encoder embeddings [r, context_dim]."""
         raise NotImplementedError

@@ -24,6 +24,12 @@ class ChromaRadianceFamily(ChromaFamily):
         h, w = latent_hw
         return (-(-h // p), -(-w // p))
 
+    def cacheable_block_args(self, block_args):
+        kept = super().cacheable_block_args(block_args)
+        options = (block_args.get("transformer_options") or {}).get("chroma_radiance_options")
+        kept["transformer_options"] = {} if options is None else {"chroma_radiance_options": options}
+        return kept
+
     def text_id_axes(self, diffusion_model, block_args):
         overrides = (block_args.get("transformer_options") or {}).get("chroma_radiance_options", {})
         params = diffusion_model.radiance_get_override_params(overrides)

@@ -1,0 +1,238 @@
+"""Keeps what the concept stream read from the image stream, so new concepts on the same picture need no model run.
+
+Image tokens never attend to the concepts, so everything the concept stream reads from a block (the picture's
+keys and values as the block's attention got them, and its attention output) is the same for any concept list.
+An encode run records those per block, up to its last selected block; a later run on the same picture, with the
+same model, noise and prompt, runs only the concept stream over the recorded blocks (a re-query).
+
+The key is everything that changes the image stream: the model (its weights, LoRA patches, object patches and
+patches in its options), the latent, noise level, seed, number of samples, the prompt conditioning and the
+inference dtype. Concepts, pooling, space, softmax, the Table-4 switches and the layers (within the recorded
+blocks) are not in it.
+
+Memory: entries are counted in bytes against a budget the user sets on Concept Saliency (least recently used
+entries go first; an entry larger than the whole budget is not kept). They stay on the model's device only where
+that leaves the device a comfortable margin of free memory, else they move to system RAM. Entries of a model
+ComfyUI has unloaded (or freed) are dropped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import weakref
+from collections import OrderedDict
+from dataclasses import dataclass, field
+
+import torch
+
+from .attention_capture import ImageStream
+
+# Default budget: a quarter of the device's memory, at most 8 GiB (one 1024² Flux.1 picture over 19 blocks
+# takes about 1.4 GiB in bf16, SD3.5-large over 38 blocks about 2.3 GiB).
+DEFAULT_BUDGET_FRACTION = 0.25
+DEFAULT_BUDGET_CAP = 8 << 30
+# Entries stay on the GPU only while it keeps this much free memory besides (else they go to system RAM).
+GPU_MARGIN_FRACTION = 0.2
+
+
+@dataclass
+class RecordedForward:
+    """What one forward's concept stream read: per block its image stream and the block arguments the family reads."""
+
+    blocks: dict = field(default_factory=dict)       # block index -> ImageStream
+    block_args: dict = field(default_factory=dict)   # block index -> the family's cacheable block arguments
+    family_state: dict = field(default_factory=dict)
+    grid: tuple = ()
+    cond_ranges: list = field(default_factory=list)
+    latent_shape: tuple = ()
+    dtype: torch.dtype | None = None
+
+    def tensors(self):
+        for view in self.blocks.values():
+            yield from (view.image_k, view.image_v, view.image_out)
+        for value in list(self.family_state.values()) + [v for a in self.block_args.values() for v in _flat(a)]:
+            if torch.is_tensor(value) and not value.is_meta:
+                yield value
+
+    @property
+    def nbytes(self) -> int:
+        return sum(t.numel() * t.element_size() for t in self.tensors())
+
+    def to(self, device) -> "RecordedForward":
+        move = lambda t: t.to(device) if torch.is_tensor(t) and not t.is_meta else t  # noqa: E731
+        return RecordedForward(
+            blocks={i: ImageStream(move(v.image_k), move(v.image_v), move(v.image_out), v.tokens_first)
+                    for i, v in self.blocks.items()},
+            block_args={i: _map_tensors(a, move) for i, a in self.block_args.items()},
+            family_state=_map_tensors(self.family_state, move),
+            grid=self.grid, cond_ranges=self.cond_ranges, latent_shape=self.latent_shape, dtype=self.dtype,
+        )
+
+
+class StreamRecorder:
+    """Collects one forward's image streams while it runs (the forward then reads the same copies)."""
+
+    def __init__(self):
+        self.recorded = RecordedForward()
+
+    def keep(self, layer: int, view: ImageStream) -> ImageStream:
+        kept = ImageStream(view.image_k.clone(), view.image_v.clone(), view.image_out.clone(), view.tokens_first)
+        self.recorded.blocks[layer] = kept
+        return kept
+
+    def keep_args(self, layer: int, args: dict):
+        self.recorded.block_args[layer] = args
+
+
+@dataclass
+class CacheEntry:
+    forwards: list           # RecordedForward per noise sample
+    last_layer: int
+    nbytes: int
+    model_ref: weakref.ref
+
+
+class ImageStreamCache:
+    """Recorded image streams by key, least recently used first, within a byte budget."""
+
+    def __init__(self):
+        self.entries: OrderedDict = OrderedDict()
+        self.budget = 0
+
+    @property
+    def nbytes(self) -> int:
+        return sum(e.nbytes for e in self.entries.values())
+
+    def set_budget(self, budget_bytes: int):
+        self.budget = max(0, int(budget_bytes))
+        self._evict_to(self.budget)
+
+    def lookup(self, key, last_layer: int) -> list | None:
+        self.drop_unloaded()
+        entry = self.entries.get(key)
+        if entry is None or entry.last_layer < last_layer:
+            return None
+        self.entries.move_to_end(key)
+        return entry.forwards
+
+    def store(self, key, forwards: list, last_layer: int, model) -> bool:
+        """Keep these recorded forwards under `key`; False when they do not fit the budget at all."""
+        size = sum(f.nbytes for f in forwards)
+        self.entries.pop(key, None)
+        if size == 0 or size > self.budget:
+            if size:
+                logging.info("ConceptAttention: a re-query cache entry of %.0f MB exceeds the cache budget of %.0f MB; "
+                             "not kept", size / 2**20, self.budget / 2**20)
+            return False
+        self._evict_to(self.budget - size)
+        forwards = [_placed(f) for f in forwards]
+        self.entries[key] = CacheEntry(forwards, last_layer, size, weakref.ref(model.model))
+        return True
+
+    def drop_unloaded(self):
+        """Forget entries whose model ComfyUI no longer holds loaded (it unloaded or freed it)."""
+        loaded = _loaded_models()
+        for key in [k for k, e in self.entries.items() if e.model_ref() is None or
+                    (loaded is not None and e.model_ref() not in loaded)]:
+            del self.entries[key]
+
+    def clear(self):
+        self.entries.clear()
+
+    def _evict_to(self, allowed: int):
+        while self.entries and self.nbytes > allowed:
+            self.entries.popitem(last=False)
+
+
+CACHE = ImageStreamCache()
+
+
+def default_budget(device) -> int:
+    """A quarter of the device's memory (system RAM on the CPU), at most 8 GiB."""
+    import comfy.model_management
+
+    total = comfy.model_management.get_total_memory(device)
+    return int(min(DEFAULT_BUDGET_CAP, DEFAULT_BUDGET_FRACTION * total))
+
+
+def _placed(recorded: RecordedForward) -> RecordedForward:
+    """On the GPU where it leaves a comfortable margin of free memory (fast re-queries), else in system RAM."""
+    tensors = list(recorded.tensors())
+    if not tensors or tensors[0].device.type == "cpu":
+        return recorded
+    import comfy.model_management
+
+    device = tensors[0].device
+    free = comfy.model_management.get_free_memory(device)
+    total = comfy.model_management.get_total_memory(device)
+    if free > GPU_MARGIN_FRACTION * total:
+        return recorded
+    return recorded.to("cpu")
+
+
+def _loaded_models():
+    """The BaseModels ComfyUI holds loaded now, or None when that cannot be told."""
+    try:
+        import comfy.model_management
+
+        return {m.model.model for m in comfy.model_management.current_loaded_models if m.model is not None}
+    except (ImportError, AttributeError):
+        return None
+
+
+def _flat(value):
+    if isinstance(value, dict):
+        for v in value.values():
+            yield from _flat(v)
+    elif isinstance(value, (list, tuple)):
+        for v in value:
+            yield from _flat(v)
+    elif hasattr(value, "__dataclass_fields__"):
+        for name in value.__dataclass_fields__:
+            yield from _flat(getattr(value, name))
+    else:
+        yield value
+
+
+def _map_tensors(value, fn):
+    if torch.is_tensor(value):
+        return fn(value)
+    if isinstance(value, dict):
+        return {k: _map_tensors(v, fn) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_map_tensors(v, fn) for v in value)
+    if hasattr(value, "__dataclass_fields__"):
+        return type(value)(**{n: _map_tensors(getattr(value, n), fn) for n in value.__dataclass_fields__})
+    return value
+
+
+# ---------------------------------------------------------------------------------------------
+# keys
+# ---------------------------------------------------------------------------------------------
+
+
+def tensor_digest(t: torch.Tensor) -> str:
+    data = t.detach().to("cpu").contiguous().reshape(-1).view(torch.uint8).numpy()
+    return f"{tuple(t.shape)}:{t.dtype}:{hashlib.sha1(data.tobytes()).hexdigest()}"
+
+
+def fingerprint(value, depth: int = 0):
+    """A hashable description of a value: tensors by content, plain values as they are, other objects by identity."""
+    if depth > 8:
+        return "…"
+    if torch.is_tensor(value):
+        return tensor_digest(value)
+    if isinstance(value, (str, int, float, bool, type(None), torch.dtype, torch.device)):
+        return value
+    if isinstance(value, dict):
+        return tuple(sorted(((str(k), fingerprint(v, depth + 1)) for k, v in value.items()), key=lambda kv: kv[0]))
+    if isinstance(value, (list, tuple)):
+        return tuple(fingerprint(v, depth + 1) for v in value)
+    return (type(value).__qualname__, id(value))
+
+
+def model_fingerprint(model) -> tuple:
+    """The model as the image stream depends on it: weights object, weight patches, object patches, options."""
+    return (id(model.model), getattr(model, "patches_uuid", None), fingerprint(model.object_patches),
+            fingerprint(model.model_options))
