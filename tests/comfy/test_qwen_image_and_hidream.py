@@ -269,3 +269,19 @@ def test_hidream_dit_patch_of_another_pack_runs_through_the_hook():
     assert session.find_record(out).saliency is not None
     plain = sample(model, _clip("hidream"), latent_shape=(1, 16, 6, 6), seed=7, cfg=1.0)
     assert not torch.equal(out, plain)  # its change to the image stream took effect
+
+
+def test_qwen_image_layered_is_refused_clearly():
+    """Qwen-Image-Layered holds several picture layers in one sequence: refused, naming the supported families."""
+    import comfy.supported_models
+
+    from concept_attention.concept_patch.errors import UnsupportedModelError
+
+    config = comfy.supported_models.QwenImage({
+        "image_model": "qwen_image", "patch_size": 2, "in_channels": 64, "out_channels": 16, "num_layers": 2,
+        "attention_head_dim": 32, "num_attention_heads": 2, "joint_attention_dim": 64, "axes_dims_rope": (8, 12, 12),
+        "use_additional_t_cond": True})
+    config.set_inference_dtype(torch.float32, None)
+    layered = tiny_models._patcher(config.get_model({}))
+    with pytest.raises(UnsupportedModelError, match="Qwen-Image-Layered.*Supported: Flux.1"):
+        install_concept_attention(layered, _concepts("qwen"), SaliencyOptions(layers=(0,)))
