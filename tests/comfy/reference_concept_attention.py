@@ -559,42 +559,22 @@ def _qwen_mlp(ops, ff, x):
     return ops.linear(ff.net[2], ops.gelu_tanh(ops.linear(ff.net[0].proj, x)))
 
 
-def qwen_image_reference(dm, x, timestep, context, concept_embeddings, concept_positions, layers, space="output",
-                         softmax=True, switches: ConceptSwitches | None = None, dtype=torch.float64,
-                         deviation: str | None = None) -> ReferenceResult:
-    """ConceptAttention maps of a ComfyUI Qwen-Image model for the network inputs x [B, C, 1, H, W], timestep [B],
-    context [B, T, ctx] (no text mask) and concept embeddings [r, ctx]. Text positions: (l, l, l) for
-    l = txt_start + 0..T-1, txt_start = max(h/2, w/2) of the token grid; image ids (0, row - h//2, col - w//2);
-    each concept at txt_start + concept_positions [r]. The concepts take the block's text modulation."""
-    switches = switches or ConceptSwitches()
-    assert deviation in (None,) + QWEN_DEVIATIONS, deviation
-    ops = _Ops(dtype)
-    layers = sorted(set(layers))
-    x, context = x.to(dtype), context.to(dtype)
-    B = x.shape[0]
-    assert x.ndim == 5 and x.shape[2] == 1, "one picture, no layers"
+def _qwen_blocks(ops, dm, img, txt, concepts, temb, grid, ids, concept_ids, layers, space, softmax,
+                 switches: ConceptSwitches, deviation=None) -> ReferenceResult:
+    """The QwenImageTransformerBlocks of a Qwen-Image-class model (Qwen-Image, Mage-Flow) with the concept stream.
 
-    patches, grid = ops.patchify(x[:, :, 0], dm.patch_size)
-    h, w = grid
-    n = h * w
-    img = ops.linear(dm.img_in, patches)
-    norm = dm.txt_norm
-    txt = ops.linear(dm.txt_in, ops.rms_norm(context, _rms_scale(norm), _rms_eps(norm)))
-    concepts = ops.linear(dm.txt_in, ops.rms_norm(concept_embeddings.to(dtype), _rms_scale(norm), _rms_eps(norm)))
-    concepts = concepts[None].expand(B, -1, -1)
-    T, r = txt.shape[1], concepts.shape[1]
-
-    tte = dm.time_text_embed
-    temb = _timestep_embedding_mlp(ops, tte.timestep_embedder, _diffusers_timestep_features(ops, timestep, 256, 1000.0))
-
-    start = float(round(max(w // 2, h // 2)))
-    txt_pos = start + torch.arange(T, dtype=dtype)
-    con_pos = concept_positions.to(dtype) + (0.0 if deviation == "concept_position_from_zero" else start)
-    img_ids = _image_ids(ops, B, grid, 3, 0.0, -(h // 2), -(w // 2))
-    ids = torch.cat([_text_ids(ops, B, txt_pos, 3, [0, 1, 2]), img_ids], dim=1)
-    axes = dm.pe_embedder.axes_dim
-    cos, sin = _flux_rope_tables(ids, axes, dm.pe_embedder.theta, dtype)
-    c_cos, c_sin = _flux_rope_tables(_text_ids(ops, B, con_pos, 3, [0, 1, 2]), axes, dm.pe_embedder.theta, dtype)
+    img [B, n, hidden] and txt [B, T, hidden] are the embedded streams, temb [B, hidden] the timestep embedding
+    every block modulates with, ids [B, T+n, 3] the RoPE positions of [text ; image] (the joint order), and
+    concepts [B, r, hidden] the embedded concepts at concept_ids [B, r, 3] (None: their q/k are not rotated).
+    Each block: img_mod / txt_mod (SiLU, Linear) of temb, affine-free LayerNorm, q/k/v with RMS q/k-norm on the
+    image (to_*) and text (add_*_proj) modules, joint attention over [text ; image], gated to_out / to_add_out
+    residuals and gated GELU(tanh) MLPs. The concepts take the text stream's modules and modulation."""
+    B = img.shape[0]
+    n = grid[0] * grid[1]
+    T = txt.shape[1]
+    axes, theta = dm.pe_embedder.axes_dim, dm.pe_embedder.theta
+    cos, sin = _flux_rope_tables(ids, axes, theta, ops.dtype)
+    c_rope = None if concept_ids is None else _flux_rope_tables(concept_ids, axes, theta, ops.dtype)
 
     def mod(seq, vec):
         return ops.linear(seq[1], ops.silu(vec))[:, None, :].chunk(6, dim=-1)
@@ -612,16 +592,17 @@ def qwen_image_reference(dm, x, timestep, context, concept_embeddings, concept_p
         a = blk.attn
         im = mod(blk.img_mod, temb)
         tm = mod(blk.txt_mod, temb)
+        cm = im if deviation == "image_modulation_for_concepts" else tm
         q_x, k_x, v_x = qkv(a, a.to_q, a.to_k, a.to_v, a.norm_q, a.norm_k, modulated(blk.img_norm1, img, im[0], im[1]))
         q_t, k_t, v_t = qkv(a, a.add_q_proj, a.add_k_proj, a.add_v_proj, a.norm_added_q, a.norm_added_k,
                             modulated(blk.txt_norm1, txt, tm[0], tm[1]))
         q_c, k_c, v_c = qkv(a, a.add_q_proj, a.add_k_proj, a.add_v_proj, a.norm_added_q, a.norm_added_k,
-                            modulated(blk.txt_norm1, concepts, tm[0], tm[1]))
+                            modulated(blk.txt_norm1, concepts, cm[0], cm[1]))
         q = _apply_rope(torch.cat([q_t, q_x], dim=2), cos, sin)
         k = _apply_rope(torch.cat([k_t, k_x], dim=2), cos, sin)
         v = torch.cat([v_t, v_x], dim=2)
-        if deviation != "unrotated_concepts":
-            q_c, k_c = _apply_rope(q_c, c_cos, c_sin), _apply_rope(k_c, c_cos, c_sin)
+        if c_rope is not None:
+            q_c, k_c = _apply_rope(q_c, *c_rope), _apply_rope(k_c, *c_rope)
         o = ops.attention(q, k, v)
         k_img, v_img, o_img = k[:, :, T:T + n], v[:, :, T:T + n], o[:, :, T:T + n]
         o_c = _concept_attention(ops, q_c, k_c, v_c, k_img, v_img, switches)
@@ -631,17 +612,120 @@ def qwen_image_reference(dm, x, timestep, context, concept_embeddings, concept_p
         o_flat = ops.flat(o)
         img = img + im[2] * ops.linear(a.to_out[0], o_flat[:, T:])
         txt = txt + tm[2] * ops.linear(a.to_add_out, o_flat[:, :T])
-        c_gate1, c_gate2 = (torch.ones_like(tm[2]), torch.ones_like(tm[5])) if deviation == "ungated_concept_update" \
-            else (tm[2], tm[5])
+        c_gate1, c_gate2 = (torch.ones_like(cm[2]), torch.ones_like(cm[5])) if deviation == "ungated_concept_update" \
+            else (cm[2], cm[5])
         concepts = concepts + c_gate1 * ops.linear(a.to_add_out, ops.flat(o_c))
         img = img + im[5] * _qwen_mlp(ops, blk.img_mlp, modulated(blk.img_norm2, img, im[3], im[4]))
         txt = txt + tm[5] * _qwen_mlp(ops, blk.txt_mlp, modulated(blk.txt_norm2, txt, tm[3], tm[4]))
-        concepts = concepts + c_gate2 * _qwen_mlp(ops, blk.txt_mlp, modulated(blk.txt_norm2, concepts, tm[3], tm[4]))
+        concepts = concepts + c_gate2 * _qwen_mlp(ops, blk.txt_mlp, modulated(blk.txt_norm2, concepts, cm[3], cm[4]))
         result.block_img.append(img)
         result.block_txt.append(txt)
         result.concepts.append(concepts)
     return _finish(result, layers, B)
 
+
+def _qwen_text_and_concepts(ops, dm, context, concept_embeddings, B):
+    """txt_in(txt_norm(.)) of the text states [B, T, ctx] and of the concept embeddings [r, ctx] (-> [B, r, hidden])."""
+    norm = dm.txt_norm
+
+    def embed(states):
+        return ops.linear(dm.txt_in, ops.rms_norm(states, _rms_scale(norm), _rms_eps(norm)))
+
+    return embed(context), embed(concept_embeddings.to(ops.dtype))[None].expand(B, -1, -1)
+
+
+def qwen_image_reference(dm, x, timestep, context, concept_embeddings, concept_positions, layers, space="output",
+                         softmax=True, switches: ConceptSwitches | None = None, dtype=torch.float64,
+                         deviation: str | None = None) -> ReferenceResult:
+    """ConceptAttention maps of a ComfyUI Qwen-Image model for the network inputs x [B, C, 1, H, W], timestep [B],
+    context [B, T, ctx] (no text mask) and concept embeddings [r, ctx]. Text positions: (l, l, l) for
+    l = txt_start + 0..T-1, txt_start = max(h/2, w/2) of the token grid; image ids (0, row - h//2, col - w//2);
+    each concept at txt_start + concept_positions [r]. The concepts take the block's text modulation."""
+    switches = switches or ConceptSwitches()
+    assert deviation in (None,) + QWEN_DEVIATIONS, deviation
+    ops = _Ops(dtype)
+    layers = sorted(set(layers))
+    x, context = x.to(dtype), context.to(dtype)
+    B = x.shape[0]
+    assert x.ndim == 5 and x.shape[2] == 1, "one picture, no layers"
+
+    patches, grid = ops.patchify(x[:, :, 0], dm.patch_size)
+    h, w = grid
+    img = ops.linear(dm.img_in, patches)
+    txt, concepts = _qwen_text_and_concepts(ops, dm, context, concept_embeddings, B)
+    T = txt.shape[1]
+
+    tte = dm.time_text_embed
+    temb = _timestep_embedding_mlp(ops, tte.timestep_embedder, _diffusers_timestep_features(ops, timestep, 256, 1000.0))
+
+    start = float(round(max(w // 2, h // 2)))
+    txt_pos = start + torch.arange(T, dtype=dtype)
+    con_pos = concept_positions.to(dtype) + (0.0 if deviation == "concept_position_from_zero" else start)
+    img_ids = _image_ids(ops, B, grid, 3, 0.0, -(h // 2), -(w // 2))
+    ids = torch.cat([_text_ids(ops, B, txt_pos, 3, [0, 1, 2]), img_ids], dim=1)
+    concept_ids = None if deviation == "unrotated_concepts" else _text_ids(ops, B, con_pos, 3, [0, 1, 2])
+    return _qwen_blocks(ops, dm, img, txt, concepts, temb, grid, ids, concept_ids, layers, space, softmax, switches,
+                        deviation)
+
+
+# ---------------------------------------------------------------------------------------------
+# Mage-Flow
+# ---------------------------------------------------------------------------------------------
+
+MAGE_FLOW_DEVIATIONS = (
+    "concepts_on_the_qwen_text_diagonal",  # concepts roped at Qwen-Image's txt_start + position (Mage: id 0)
+    "image_modulation_for_concepts",       # concepts modulated with the block's image-stream modulation
+    "ungated_concept_update",
+)
+
+
+def _mage_timestep_features(ops, timestep):
+    """MageTimestepProjEmbeddings' 256 features of the timestep as model_base.MageFlow gives it (rounded to
+    bfloat16 by process_timestep): the float32 frequency table w_j = exp(-ln(10000)·j/128) rounded to the
+    timestep's dtype, then in float32 1000·(t·w) and [cos ; sin] (flip_sin_to_cos)."""
+    t = timestep.to(torch.bfloat16)  # process_timestep (the network's input already is; kept for the definition)
+    half = 128
+    table = torch.exp(-math.log(10000) * torch.arange(half, dtype=torch.float32) / half).to(t.dtype)
+    args = 1000.0 * (t[:, None].float() * table[None, :].float())
+    return torch.cat([torch.cos(args), torch.sin(args)], dim=-1).to(ops.dtype)
+
+
+def mage_flow_reference(dm, x, timestep, context, concept_embeddings, layers, space="output", softmax=True,
+                        switches: ConceptSwitches | None = None, dtype=torch.float64, deviation: str | None = None,
+                        concept_positions=None) -> ReferenceResult:
+    """ConceptAttention maps of a ComfyUI Mage-Flow model for the network inputs x [B, 128, H, W], timestep [B],
+    context [B, T, ctx] (no text mask) and concept embeddings [r, ctx].
+
+    Tokens are the latent's pixels (patch 1) through img_in; text and concepts through txt_norm (RMS) and txt_in.
+    Image ids (0, row - (h - h//2), col - (w - w//2)) (Mage's centring: rows from -ceil(h/2)); text ids and
+    concept ids are zero, so RoPE leaves text and concepts as they are. The timestep features are Mage's own
+    (_mage_timestep_features) through time_text_embed.timestep_embedder; then Qwen-Image's blocks, the concepts
+    on the text-stream modules with the block's text modulation.
+
+    concept_positions [r] is read only by the deviation that (wrongly) puts the concepts on Qwen-Image's text
+    diagonal."""
+    switches = switches or ConceptSwitches()
+    assert deviation in (None,) + MAGE_FLOW_DEVIATIONS, deviation
+    ops = _Ops(dtype)
+    layers = sorted(set(layers))
+    x, context = x.to(dtype), context.to(dtype)
+    assert x.ndim == 4, "[B, C, H, W]"
+    B, C, h, w = x.shape
+    grid = (h, w)
+
+    img = ops.linear(dm.img_in, x.permute(0, 2, 3, 1).reshape(B, h * w, C))  # 1x1 patches, row-major
+    txt, concepts = _qwen_text_and_concepts(ops, dm, context, concept_embeddings, B)
+    T, r = txt.shape[1], concepts.shape[1]
+    temb = _timestep_embedding_mlp(ops, dm.time_text_embed.timestep_embedder, _mage_timestep_features(ops, timestep))
+
+    img_ids = _image_ids(ops, B, grid, 3, 0.0, -(h - h // 2), -(w - w // 2))
+    ids = torch.cat([torch.zeros((B, T, 3), dtype=dtype), img_ids], dim=1)
+    concept_ids = torch.zeros((B, r, 3), dtype=dtype)
+    if deviation == "concepts_on_the_qwen_text_diagonal":
+        start = float(round(max(w // 2, h // 2)))
+        concept_ids = _text_ids(ops, B, start + concept_positions.to(dtype), 3, [0, 1, 2])
+    return _qwen_blocks(ops, dm, img, txt, concepts, temb, grid, ids, concept_ids, layers, space, softmax, switches,
+                        deviation)
 
 # ---------------------------------------------------------------------------------------------
 # HiDream-I1 / E1
@@ -913,6 +997,6 @@ def sd3_reference(dm, x, timestep, context, y, concept_embeddings, layers, space
     return _finish(result, layers, B)
 
 
-__all__ = ["ConceptSwitches", "FLUX2_DEVIATIONS", "FLUX_DEVIATIONS", "ReferenceResult", "SD3_DEVIATIONS", "SPACES",
-           "chroma_reference", "flux2_reference", "flux_reference", "hidream_reference", "qwen_image_reference",
-           "sd3_reference"]
+__all__ = ["ConceptSwitches", "FLUX2_DEVIATIONS", "FLUX_DEVIATIONS", "MAGE_FLOW_DEVIATIONS", "ReferenceResult",
+           "SD3_DEVIATIONS", "SPACES", "chroma_reference", "flux2_reference", "flux_reference", "hidream_reference",
+           "mage_flow_reference", "qwen_image_reference", "sd3_reference"]

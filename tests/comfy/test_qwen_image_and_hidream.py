@@ -38,8 +38,8 @@ def _concepts(name):
 @pytest.fixture(autouse=True, scope="module")
 def _module_scope(comfyui_path):
     yield
-    _clip.cache_clear()
-    _concepts.cache_clear()
+    for cached in (_clip, _concepts, _qwen_model, _hidream_reference_model):
+        cached.cache_clear()
     import gc
 
     gc.collect()  # while ComfyUI is importable: ModelPatchers detach on deletion

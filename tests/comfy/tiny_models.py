@@ -406,3 +406,18 @@ def _hidream_tokenizer_class():
                 tokenizer_data=tokenizer_data)
 
     return TinyHiDreamTokenizer
+
+
+def mage_flow_model(dtype=torch.float32, depth=3, seed=0):
+    """Mage-Flow: Qwen-Image's blocks over 1x1 patches of a 128-channel Flux.2 latent [B, 128, H, W]; hidden 64,
+    2 heads of 32; text of the tiny Qwen3-VL's width (tiny_text_encoders.mage_flow_clip)."""
+    import comfy.supported_models
+
+    from concept_attention_tests.comfy.tiny_text_encoders import MAGE_FLOW_CONTEXT_DIM
+
+    unet_config = {
+        "image_model": "mage_flow", "in_channels": 128, "out_channels": 128, "num_layers": depth,
+        "attention_head_dim": 32, "num_attention_heads": 2, "joint_attention_dim": MAGE_FLOW_CONTEXT_DIM,
+        "axes_dims_rope": (8, 12, 12),
+    }
+    return _from_config(comfy.supported_models.MageFlow, unet_config, dtype, seed)

@@ -218,3 +218,36 @@ def ovis_clip(seed=14):
 
     options = {"qwen3_2b_model_config": _llm_config(OVIS_CONTEXT_DIM, 2)}
     return _clip(ovis.OvisTokenizer, ovis.te(), options, seed)
+
+
+MAGE_FLOW_CONTEXT_DIM = 64
+
+
+def _tiny_qwen3vl_vision(base):
+    """`base` (an SDClipModel over ComfyUI's Qwen3-VL) laid out on the meta device first: its vision tower
+    (24 blocks of width 1024 for the 4B, never run for text) is swapped for one small block with one
+    DeepStack merger before any memory is allocated; every value then comes from _randomize."""
+    import comfy.text_encoders.qwen3vl as qwen3vl
+
+    class TinyVision(base):
+        def __init__(self, device="cpu", dtype=None, model_options={}, **kwargs):
+            super().__init__(device="meta", dtype=dtype, model_options=model_options, **kwargs)
+            config = {**qwen3vl.QWEN3VL_VISION_COMMON, "hidden_size": 32, "intermediate_size": 32, "depth": 1,
+                      "num_heads": 2, "deepstack_visual_indexes": [0], "num_position_embeddings": 64,
+                      "out_hidden_size": self.transformer.model.config.hidden_size}
+            self.transformer.visual = qwen3vl.Qwen3VLVisionModel(config, device="meta", dtype=dtype,
+                                                                 ops=self.operations)
+            self.to_empty(device=device or "cpu")
+
+    return TinyVision
+
+
+def mage_flow_clip(seed=17):
+    """Mage-Flow: ComfyUI's MageFlowTokenizer (Qwen-Image's t2i template, Qwen2.5 vocabulary) + MageFlowTEModel
+    over Qwen3-VL-4B (last hidden state after the final norm; the TE cuts the system prompt and the
+    "<|im_start|>user\\n" opening off its output)."""
+    import comfy.text_encoders.mage_flow as mage_flow
+
+    options = {"qwen3vl_4b_class": _tiny_qwen3vl_vision(mage_flow.MageFlowQwen3VLClipModel),
+               "qwen3vl_4b_model_config": _llm_config(MAGE_FLOW_CONTEXT_DIM, 2)}
+    return _clip(mage_flow.MageFlowTokenizer, mage_flow.te(), options, seed)
