@@ -10,28 +10,17 @@ Everything else is as for Flux.1.
 from __future__ import annotations
 
 from .flux import FluxFamily
-from .modulation import block_argument_text_modulation
+from .modulation import ModulationFromBlockArguments
 
 
-class ChromaFamily(FluxFamily):
+class ChromaFamily(ModulationFromBlockArguments, FluxFamily):
     name = "Chroma"
     text_spaces = ("t5xxl",)
-    # The modulation comes with the block's own arguments: no diffusion-model wrapper needed.
-    forward_wrapper_type = "apply_model"
 
     def matches(self, diffusion_model):
         from comfy.ldm.chroma.model import Chroma
 
         return type(diffusion_model) is Chroma  # Chroma Radiance (a subclass) has its own adapter
-
-    def unsupported_reason(self, diffusion_model):
-        return None
-
-    def prepare_forward(self, diffusion_model, forward, call):
-        pass
-
-    def text_modulation(self, block, block_args, forward):
-        return block_argument_text_modulation(block_args, forward)
 
     def text_id_axes(self, diffusion_model, block_args):
         return []

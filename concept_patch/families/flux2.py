@@ -16,30 +16,20 @@ from __future__ import annotations
 import torch
 
 from .flux import FluxFamily
-from .modulation import block_argument_text_modulation
+from .modulation import ModulationFromBlockArguments
 
 # model_base.Flux2.extra_conds pads shorter text conditioning on the left to this many tokens.
 PADDED_TEXT_LENGTH = 512
 
 
-class Flux2Family(FluxFamily):
+class Flux2Family(ModulationFromBlockArguments, FluxFamily):
     name = "Flux.2"
     text_spaces = ("mistral3_24b", "qwen3_4b", "qwen3_8b")
-    forward_wrapper_type = "apply_model"
 
     def matches(self, diffusion_model):
         from comfy.ldm.flux.model import Flux
 
         return isinstance(diffusion_model, Flux) and getattr(diffusion_model.params, "global_modulation", False)
-
-    def unsupported_reason(self, diffusion_model):
-        return None
-
-    def prepare_forward(self, diffusion_model, forward, call):
-        pass
-
-    def text_modulation(self, block, block_args, forward):
-        return block_argument_text_modulation(block_args, forward)
 
     def concept_text_positions(self, diffusion_model, concepts):
         if concepts.positions is None or concepts.cond_lengths is None:

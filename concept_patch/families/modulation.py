@@ -44,6 +44,22 @@ def modulated_layer_norm(x: torch.Tensor, shift: torch.Tensor, scale_plus_one: t
     return torch.addcmul(shift, torch.nn.functional.layer_norm(x, width, eps=eps), scale_plus_one)
 
 
+class ModulationFromBlockArguments:
+    """Mixin for Flux-style families whose blocks receive their modulations in `vec` (Chroma, Flux.2): the concepts
+    take the text stream's share from there, so no per-forward preparation and no diffusion-model wrapper."""
+
+    forward_wrapper_type = "apply_model"
+
+    def unsupported_reason(self, diffusion_model):
+        return None
+
+    def prepare_forward(self, diffusion_model, forward, call):
+        pass
+
+    def text_modulation(self, block, block_args, forward):
+        return block_argument_text_modulation(block_args, forward)
+
+
 def block_argument_text_modulation(block_args: dict, forward) -> tuple[torch.Tensor, ...]:
     """The text stream's (shift₁, 1+scale₁, gate₁, shift₂, 1+scale₂, gate₂) for the concept rows, from a
     block that receives its modulations in `vec` as ((image mod₁, mod₂), (text mod₁, mod₂)): Chroma's

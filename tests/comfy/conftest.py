@@ -50,3 +50,8 @@ def qwen_image_clip(comfyui_path):
 @pytest.fixture(scope="session")
 def kandinsky5_image_clip(comfyui_path):
     return tiny_text_encoders.kandinsky5_image_clip()
+
+
+@pytest.fixture(scope="session")
+def mage_flow_clip(comfyui_path):
+    return tiny_text_encoders.mage_flow_clip()

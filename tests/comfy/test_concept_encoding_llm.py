@@ -39,6 +39,7 @@ ENCODERS = {
     "longcat": Encoder("longcat_clip", "qwen25_7b", tte.LONGCAT_CONTEXT_DIM, True, "<|im_start|>", "xylophone"),
     "ovis": Encoder("ovis_clip", "qwen3_2b", tte.OVIS_CONTEXT_DIM, True, "<|im_start|>", "xylophone"),
     "qwen_image": Encoder("qwen_image_clip", "qwen25_7b", tte.QWEN_IMAGE_CONTEXT_DIM, True, "<|im_start|>", "xylophone"),
+    "mage_flow": Encoder("mage_flow_clip", "qwen3vl_4b", tte.MAGE_FLOW_CONTEXT_DIM, True, "<|im_start|>", "xylophone"),
     # two token lists (Qwen2.5-VL, CLIP-L) and named nowhere in the product: the key is asked of the encoder
     "kandinsky5": Encoder("kandinsky5_image_clip", "qwen25_7b", tte.KANDINSKY5_CONTEXT_DIM, True, "<|im_start|>",
                           "xylophone"),

@@ -21,15 +21,11 @@ from concept_attention_tests.comfy import reference_concept_attention as ref
 from concept_attention_tests.comfy import tiny_models, tiny_text_encoders
 from concept_attention_tests.comfy.sampling import sample
 # the Qwen-Image tests' input recorder and tolerance, and the LLM encoding tests' offset-based expectations
-from concept_attention_tests.comfy.test_concept_encoding_llm import (
-    Encoder, _expected_rows, _expected_token_indices, _names)
 from concept_attention_tests.comfy.test_qwen_image_and_hidream import ATOL, _assert_close, _Inputs
 
 DTYPES = [torch.float32, torch.bfloat16, torch.float16]
 CONCEPTS = ["dog", "green grass", "sky"]
 LAYERS = (0, 2)
-MAGE = Encoder("mage_flow_clip", "qwen3vl_4b", tiny_text_encoders.MAGE_FLOW_CONTEXT_DIM, True, "<|im_start|>",
-               "xylophone")
 
 
 @functools.lru_cache(maxsize=None)
@@ -157,34 +153,13 @@ def test_mage_flow_comparison_catches_plausible_mistakes(deviation):
 # ---------------------------------------------------------------------------------------------
 
 
-def test_mage_flow_pooled_tokens_are_the_concepts_own():
-    """Against the tokenizer's own character offsets on the templated text, and the cut found by running the
-    TE's untrimmed inner model on the same tokens (test_concept_encoding_llm's helpers)."""
-    clip = _clip()
-    names = _names(MAGE)
-    by_mode = {mode: encode_concepts(clip, names, pooling=mode) for mode in ("first", "mean")}
-    counts = []
-    for i, name in enumerate(names):
-        token_indices = _expected_token_indices(clip, MAGE, name)
-        cond = clip.encode_from_tokens(clip.tokenize(name))
-        rows = _expected_rows(clip, MAGE, name, token_indices, cond)
-        counts.append(len(rows))
-        states = cond[0].float()
-        expected = {"first": (states[rows[0]], float(rows[0])),
-                    "mean": (states[rows].mean(dim=0), sum(rows) / len(rows))}
-        for mode, (vector, position) in expected.items():
-            concepts = by_mode[mode]
-            torch.testing.assert_close(concepts.embeddings[i], vector, rtol=1e-5, atol=1e-6,
-                                       msg=f"Mage-Flow: {mode} pooling of {name!r} (rows {rows})")
-            assert concepts.positions[i].item() == pytest.approx(position, abs=1e-6), (mode, name, rows)
-            assert concepts.cond_lengths[i].item() == cond.shape[1]
-        if len(rows) > 1:
-            assert (by_mode["first"].embeddings[i] - by_mode["mean"].embeddings[i]).abs().max() > 1e-3
-    assert counts[0] == 1 and counts[1] > 1 and counts[2] > 1, counts  # one-token, multi-token, multi-word
-    # the TE's cut ends right at "<|im_start|>user\n": a concept's own tokens open its conditioning
-    assert by_mode["first"].positions[0].item() == 0.0
-    for concepts in by_mode.values():
-        assert concepts.text_space == MAGE.key and concepts.context_dim == MAGE.dim
+def test_mage_flow_concepts_open_their_conditioning():
+    """The own-token rows of every LLM encoder, Mage-Flow's included, are checked against the tokenizer's offsets
+    in test_concept_encoding_llm.py; here: Mage's encoder cuts right after "<|im_start|>user\n", so a concept's own
+    tokens open its conditioning."""
+    concepts = encode_concepts(_clip(), CONCEPTS, pooling="first")
+    assert concepts.positions[0].item() == 0.0
+    assert concepts.text_space == "qwen3vl_4b" and concepts.context_dim == tiny_text_encoders.MAGE_FLOW_CONTEXT_DIM
 
 
 def test_mage_flow_concepts_are_refused_by_qwen_image_and_qwen_concepts_by_mage():
