@@ -48,6 +48,9 @@ def encode_saliency(model, concepts: ConceptSet, latent: torch.Tensor, options: 
         raise ConceptAttentionError(f"noise level {noise_level} is out of range; use a value in (0, 1], e.g. 0.5")
     if samples < 1:
         raise ConceptAttentionError(f"samples must be 1 or more, got {samples}")
+    # As the stock samplers do: an empty latent takes the model's channel count, and models with a frame
+    # axis (Qwen-Image) get one.
+    latent = comfy.sample.fix_empty_latent_channels(model, latent)
     if latent.ndim not in (4, 5) or (latent.ndim == 5 and latent.shape[2] != 1):
         raise ConceptAttentionError(
             f"expected an image latent [batch, channels, height, width] (or one frame [batch, channels, 1, height, "

@@ -285,3 +285,13 @@ def test_qwen_image_layered_is_refused_clearly():
     layered = tiny_models._patcher(config.get_model({}))
     with pytest.raises(UnsupportedModelError, match="Qwen-Image-Layered.*Supported: Flux.1"):
         install_concept_attention(layered, _concepts("qwen"), SaliencyOptions(layers=(0,)))
+
+
+def test_qwen_image_encode_takes_a_four_dimensional_latent_as_the_samplers_do():
+    """ComfyUI's Qwen-Image templates start from EmptySD3LatentImage ([B, 16, H, W]); the samplers add the frame
+    axis, and so does encode mode: same maps as the [B, 16, 1, H, W] latent."""
+    model = _qwen_model()
+    latent = torch.randn(1, 16, 1, 6, 8, generator=torch.Generator().manual_seed(13))
+    five, _ = _encode(model, "qwen", latent)
+    four, _ = _encode(model, "qwen", latent[:, :, 0])
+    assert torch.equal(five.maps, four.maps)
