@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import colorsys
 import io
+import math
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
-from .image_batch import match_image_batch
+from .errors import ConceptAttentionError
+from .image_batch import check_image_batch, picture_of
 from .masks import upsample
 from .saliency_maps import SaliencyMaps
 
@@ -47,7 +50,23 @@ _PALETTE = [
     (0.090, 0.745, 0.812),
 ]
 
-LABEL_BOX_OPACITY = 0.65
+# Previews: every panel together holds at most PREVIEW_PIXEL_BUDGET pixels and no panel side is
+# longer than PREVIEW_MAX_SIDE, whatever the picture's size or the concept count (64 concepts of a
+# 4096² picture cost what a preview needs, not 64 full-size pictures).
+PREVIEW_MAX_SIDE = 512
+PREVIEW_MIN_SIDE = 96
+PREVIEW_PIXEL_BUDGET = 8_000_000
+# Save Saliency's heatmap PNGs: larger panels, the same kind of budget.
+FILE_MAX_SIDE = 1024
+FILE_PIXEL_BUDGET = 16_000_000
+
+# The picture under a heatmap: its gray levels squeezed into PICTURE_BAND and mixed in at
+# PICTURE_WEIGHT, so it can move a pixel's colour by at most
+# PICTURE_WEIGHT * (PICTURE_BAND[1] - PICTURE_BAND[0]) = 0.1 on every channel: the shapes of the
+# picture stay visible, but a bright sun never looks "hot" (the colour scale spans 0 to 1).
+PICTURE_WEIGHT = 0.2
+PICTURE_BAND = (0.25, 0.75)
+STRIP_BACKGROUND = (24, 24, 24)
 
 
 def colorize(scores: torch.Tensor) -> torch.Tensor:
@@ -60,17 +79,31 @@ def colorize(scores: torch.Tensor) -> torch.Tensor:
     return torch.lerp(_INFERNO_ANCHORS[i0], _INFERNO_ANCHORS[i0 + 1], frac)
 
 
-def concept_colors(r: int) -> torch.Tensor:
-    """r distinct colours [r, 3] float32 (fixed order, so concept i always gets the same colour)."""
+def concept_colors_u8(r: int) -> list[tuple[int, int, int]]:
+    """r distinct colours as 8-bit RGB (fixed order, so concept i always gets the same colour).
+
+    The legend's swatches and the segmentation view use exactly these values."""
     colors = list(_PALETTE[:r])
     for i in range(len(colors), r):
         hue = (0.13 + i * 0.618033988749895) % 1.0
         colors.append(colorsys.hsv_to_rgb(hue, 0.75 if i % 2 else 0.95, 0.95 if i % 3 else 0.8))
-    return torch.tensor(colors, dtype=torch.float32).view(r, 3)
+    return [tuple(int(round(min(max(c, 0.0), 1.0) * 255)) for c in color) for color in colors]
+
+
+def concept_colors(r: int) -> torch.Tensor:
+    """r distinct colours [r, 3] float32 in 0-1, each an exact 8-bit value: a picture made of them
+    saves (255·x, rounded or truncated, as ComfyUI's image savers do) to concept_colors_u8."""
+    u8 = torch.tensor(concept_colors_u8(r), dtype=torch.float32).view(r, 3)
+    return torch.where(u8 >= 255, torch.ones_like(u8), (u8 + 0.25) / 255.0)
+
+
+def color_hex(rgb: tuple[int, int, int]) -> str:
+    return "#{:02x}{:02x}{:02x}".format(*rgb)
 
 
 def normalize_maps(maps: torch.Tensor) -> torch.Tensor:
-    """Min-max normalise each map [..., h, w] to [0, 1] for display; a constant map becomes 0."""
+    """Min-max normalise each map [..., h, w] to [0, 1]; a constant map becomes 0. (Previews use a
+    scale shared by all maps instead, see ColourScale.)"""
     flat = maps.float().flatten(-2)
     lo = flat.amin(dim=-1, keepdim=True)
     span = flat.amax(dim=-1, keepdim=True) - lo
@@ -78,56 +111,155 @@ def normalize_maps(maps: torch.Tensor) -> torch.Tensor:
     return out.view_as(maps)
 
 
-def overlay_maps(
-    saliency: SaliencyMaps, images: torch.Tensor | None = None, alpha: float = 0.6, labels: bool = True
-) -> torch.Tensor:
-    """One panel per (image, concept), image-major: [B·r, H, W, 3] float32.
+@dataclass(frozen=True)
+class ColourScale:
+    """The score range shown from dark (lo) to bright (hi), one for every map of a SALIENCY.
 
-    Each map is normalised on its own (so weak concepts are still visible), coloured, upsampled to
-    the picture size and blended over the picture (alpha = heatmap weight), or shown alone when no
-    picture is given. labels: draw the concept name (and image number in batches) in a dark box.
+    Softmax maps are probabilities: the scale is 0 to 1, so equal colours mean equal probability in
+    every concept's map and a concept that wins nowhere never looks like one that wins. Maps made
+    with softmax off have no fixed range: the scale is their smallest to largest value, over every
+    concept and picture together.
     """
-    if not 0.0 <= alpha <= 1.0:
-        raise ValueError(f"overlay alpha must be between 0 and 1, got {alpha}")
+
+    lo: float
+    hi: float
+    probabilities: bool
+
+    @classmethod
+    def of(cls, saliency: SaliencyMaps) -> "ColourScale":
+        if saliency.softmax:
+            return cls(0.0, 1.0, True)
+        maps = saliency.maps
+        lo, hi = float(maps.min()), float(maps.max())
+        if not (math.isfinite(lo) and math.isfinite(hi)) or hi <= lo:
+            hi = lo + 1.0 if math.isfinite(lo) else 1.0
+            lo = lo if math.isfinite(lo) else 0.0
+        return cls(lo, hi, False)
+
+    def unit(self, scores: torch.Tensor) -> torch.Tensor:
+        """Scores placed on the scale: 0 at lo, 1 at hi (clamped)."""
+        return ((scores.float() - self.lo) / (self.hi - self.lo)).clamp(0.0, 1.0)
+
+    def tick(self, value: float) -> str:
+        if self.probabilities:
+            return f"{value:g}"
+        return f"{value:.3g}"
+
+
+def panel_size(image_size: tuple[int, int], panels: int, max_side: int = PREVIEW_MAX_SIDE,
+               budget: int = PREVIEW_PIXEL_BUDGET, min_side: int = PREVIEW_MIN_SIDE,
+               upscale: bool = True) -> tuple[int, int]:
+    """(height, width) of one preview panel's map: the picture's aspect ratio, its longer side
+    max_side, smaller when `panels` panels would exceed `budget` pixels together; never below
+    min_side on the longer side. upscale=False: never larger than the picture either."""
+    h, w = max(1, int(image_size[0])), max(1, int(image_size[1]))
+    long_side = float(max_side if upscale else min(max_side, max(h, w)))
+    min_side = min_side if upscale else min(min_side, max(h, w))
+    area = long_side * long_side * min(h, w) / max(h, w)
+    if area * max(1, panels) > budget:
+        long_side *= math.sqrt(budget / (area * max(1, panels)))
+    long_side = max(float(min_side), long_side)
+    if h >= w:
+        return int(round(long_side)), max(1, int(round(long_side * w / h)))
+    return max(1, int(round(long_side * h / w))), int(round(long_side))
+
+
+def _resize_picture(picture: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """RGB [H, W, 3] -> [h, w, 3] float32 in 0-1 (area-averaged when shrinking)."""
+    x = picture.float().permute(2, 0, 1).unsqueeze(0)
+    if tuple(x.shape[-2:]) != tuple(size):
+        shrinking = size[0] < x.shape[-2] or size[1] < x.shape[-1]
+        x = torch.nn.functional.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=shrinking)
+    return x[0].permute(1, 2, 0).clamp(0.0, 1.0)
+
+
+def picture_base(picture: torch.Tensor) -> torch.Tensor:
+    """What a heatmap mixes in from the picture [h, w, 3]: its gray levels squeezed into PICTURE_BAND."""
+    gray = (picture * torch.tensor([0.299, 0.587, 0.114])).sum(-1, keepdim=True)
+    return PICTURE_BAND[0] + (PICTURE_BAND[1] - PICTURE_BAND[0]) * gray
+
+
+def heat_colors(scores: torch.Tensor, scale: ColourScale, base: torch.Tensor | None = None) -> torch.Tensor:
+    """Colours [h, w, 3] of one map [h, w] (already at panel size) on the shared scale, over the
+    picture's base (picture_base) when given."""
+    heat = colorize(scale.unit(scores))
+    if base is None:
+        return heat
+    return heat * (1.0 - PICTURE_WEIGHT) + base * PICTURE_WEIGHT
+
+
+def winners_at(maps: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Winning concept of every pixel [B, H, W] (long), each pixel taking its token's winner
+    (nearest token: the segmentation view shows tokens, as the legend's shares count them)."""
+    winners = maps.argmax(dim=1)
+    h, w = winners.shape[-2:]
+    rows = torch.div(torch.arange(size[0]) * h, size[0], rounding_mode="floor")
+    cols = torch.div(torch.arange(size[1]) * w, size[1], rounding_mode="floor")
+    return winners[:, rows][:, :, cols]
+
+
+def render_preview(saliency: SaliencyMaps, images: torch.Tensor | None = None, labels: bool = True,
+                   max_side: int = PREVIEW_MAX_SIDE, budget: int = PREVIEW_PIXEL_BUDGET) -> torch.Tensor:
+    """The preview panels of a SALIENCY: for every picture, its segmentation view, then one heatmap per
+    concept: [B·(r+1), H', W', 3] float32, image-major (panel i·(r+1) is picture i's segmentation,
+    panel i·(r+1) + 1 + j its map of concept j).
+
+    Segmentation view: each token in the colour of its winning concept (argmax over concepts, the
+    paper's multi-class view), in exactly the legend's colours. Heatmaps: inferno on one scale shared
+    by every map (ColourScale), over a faint gray copy of the picture when one is given. labels: a
+    strip under each panel with the concept's name and the colour bar (heatmaps) or the colours of
+    the concepts (segmentation). The panels are preview-sized (panel_size): the work and memory do not
+    grow with the picture's resolution, and only r+1 panels per picture are ever held.
+    """
     b, r = saliency.maps.shape[:2]
-    size = tuple(int(s) for s in saliency.image_size)
-    heat = colorize(upsample(normalize_maps(saliency.maps.cpu()), size))
-    heat = heat.view(b, r, *size, 3)
+    image_size = tuple(int(s) for s in saliency.image_size)
+    pictures = None
     if images is not None:
-        pictures = match_image_batch(images, b, size, role="image").cpu().unsqueeze(1)
-        heat = pictures * (1.0 - alpha) + heat * alpha
-    panels = heat.reshape(b * r, *size, 3).contiguous()
-    if labels:
-        for i in range(b):
-            for j, name in enumerate(saliency.names):
-                text = name if b == 1 else f"{name} ({i + 1}/{b})"
-                panels[i * r + j] = draw_label(panels[i * r + j], text)
-    return panels
-
-
-def segmentation_preview(
-    saliency: SaliencyMaps, images: torch.Tensor | None = None, alpha: float = 0.5, legend: bool = True
-) -> torch.Tensor:
-    """Each pixel coloured by its winning concept (argmax over concepts, the paper's segmentation): [B, H, W, 3].
-
-    The maps are upsampled bilinearly before the argmax so region borders are smooth. Blended over
-    the picture when given (alpha = colour weight). legend: colour swatches with the concept names.
-    """
-    if not 0.0 <= alpha <= 1.0:
-        raise ValueError(f"segmentation alpha must be between 0 and 1, got {alpha}")
-    b, r = saliency.maps.shape[:2]
-    size = tuple(int(s) for s in saliency.image_size)
-    winners = upsample(saliency.maps.cpu(), size).argmax(dim=1)
+        pictures = check_image_batch(images, b, image_size, role="image")
+    count = b * (r + 1)
+    size = panel_size(image_size, count, max_side, budget)
+    strip = strip_height(size[1]) if labels else 0
+    # a budget for whole panels, strips included
+    while (size[0] + strip) * size[1] * count > budget and max(size) > PREVIEW_MIN_SIDE:
+        size = panel_size(image_size, count, max_side=max(size) - 8, budget=budget)
+        strip = strip_height(size[1]) if labels else 0
+    scale = ColourScale.of(saliency)
+    maps = saliency.maps.detach().float().cpu()
+    out = torch.empty(count, size[0] + strip, size[1], 3, dtype=torch.float32)
     colors = concept_colors(r)
-    out = colors[winners]
-    if images is not None:
-        pictures = match_image_batch(images, b, size, role="image").cpu()
-        out = pictures * (1.0 - alpha) + out * alpha
-    out = out.contiguous()
-    if legend:
-        for i in range(b):
-            out[i] = draw_legend(out[i], saliency.names, colors)
+    winners = winners_at(maps, size)
+    strips = {}
+    for i in range(b):
+        base = picture_base(_resize_picture(picture_of(pictures, i), size)) if pictures is not None else None
+        first = i * (r + 1)
+        out[first, : size[0]] = colors[winners[i]]
+        panel_maps = upsample(maps[i : i + 1], size)[0]  # [r, H', W'], bilinear
+        for j in range(r):
+            out[first + 1 + j, : size[0]] = heat_colors(panel_maps[j], scale, base)
+        if labels:
+            suffix = f" ({i + 1}/{b})" if b > 1 else ""
+            key = ("segmentation", suffix)
+            if key not in strips:
+                strips[key] = segmentation_strip(size[1], strip, saliency.names, suffix)
+            out[first, size[0]:] = strips[key]
+            for j, name in enumerate(saliency.names):
+                out[first + 1 + j, size[0]:] = heatmap_strip(size[1], strip, name + suffix, scale)
     return out
+
+
+def overlay_maps(saliency: SaliencyMaps, images: torch.Tensor | None = None, labels: bool = True) -> torch.Tensor:
+    """The heatmap panels of render_preview alone: [B·r, H', W', 3], image-major."""
+    panels = render_preview(saliency, images, labels=labels)
+    r = len(saliency.names)
+    keep = [k for k in range(panels.shape[0]) if k % (r + 1) != 0]
+    return panels[keep]
+
+
+def segmentation_preview(saliency: SaliencyMaps, size: tuple[int, int] | None = None) -> torch.Tensor:
+    """Each token in the colour of its winning concept (the legend's colours): [B, H, W, 3], at size
+    (default: the picture size)."""
+    size = tuple(int(s) for s in (size or saliency.image_size))
+    return concept_colors(len(saliency.names))[winners_at(saliency.maps.detach().float().cpu(), size)]
 
 
 # ---------------------------------------------------------------- text drawing
@@ -140,10 +272,6 @@ def _font(size: int) -> ImageFont.ImageFont:
         return ImageFont.load_default()
 
 
-def _font_size(panel: torch.Tensor) -> int:
-    return int(min(48, max(10, round(min(panel.shape[0], panel.shape[1]) / 24))))
-
-
 def _text_box(draw: ImageDraw.ImageDraw, text: str, font) -> tuple[str, tuple[int, int, int, int]]:
     """Bounding box of text; names the font cannot encode fall back to an ASCII spelling."""
     try:
@@ -153,55 +281,105 @@ def _text_box(draw: ImageDraw.ImageDraw, text: str, font) -> tuple[str, tuple[in
         return text, draw.textbbox((0, 0), text, font=font)
 
 
-def _composite(panel: torch.Tensor, rgba: Image.Image, x: int = 0, y: int = 0) -> torch.Tensor:
-    """Alpha-blend a PIL RGBA image onto panel [H, W, 3] at (x, y), cropped to the panel."""
-    h = min(rgba.height, panel.shape[0] - y)
-    w = min(rgba.width, panel.shape[1] - x)
-    if h <= 0 or w <= 0:
-        return panel
-    src = torch.from_numpy(np.array(rgba, dtype=np.uint8)).float()[:h, :w] / 255.0
-    a = src[..., 3:4]
-    panel[y : y + h, x : x + w] = panel[y : y + h, x : x + w] * (1.0 - a) + src[..., :3] * a
-    return panel
+def font_size_for(width: int) -> int:
+    """The label size of a panel `width` pixels wide: a node shows a grid of panels about 170 px wide,
+    and there the text stays about 10 px tall."""
+    return int(max(11, round(width / 12)))
 
 
-def draw_label(panel: torch.Tensor, text: str) -> torch.Tensor:
-    """Draw text at the top-left of panel [H, W, 3] on a dark translucent box (long text is shortened)."""
-    size = _font_size(panel)
-    font = _font(size)
-    pad = max(2, size // 4)
-    probe = ImageDraw.Draw(Image.new("L", (1, 1)))
-    text, box = _text_box(probe, text, font)
-    room = panel.shape[1] - 2 * pad
+def strip_height(width: int) -> int:
+    """Height of the label strip under a panel `width` pixels wide."""
+    return int(round(font_size_for(width) * 1.6))
+
+
+def _fit(draw: ImageDraw.ImageDraw, text: str, font, room: int) -> tuple[str, tuple[int, int, int, int]]:
+    """text (shortened with '...' when wider than room) and its box."""
+    text, box = _text_box(draw, text, font)
     while box[2] - box[0] > room and len(text) > 1:
-        keep = min(len(text) - 1, max(1, int(len(text) * room / (box[2] - box[0])) - 3))  # proportional guess
+        keep = min(len(text) - 1, max(1, int(len(text) * room / max(1, box[2] - box[0])) - 3))
         text = text[:keep] + "..." if keep > 3 else text[:keep]
-        text, box = _text_box(probe, text, font)
-    width, height = box[2] - box[0] + 2 * pad, box[3] - box[1] + 2 * pad
-    label = Image.new("RGBA", (width, height), (0, 0, 0, round(255 * LABEL_BOX_OPACITY)))
-    ImageDraw.Draw(label).text((pad - box[0], pad - box[1]), text, fill=(255, 255, 255, 255), font=font)
-    return _composite(panel, label)
+        text, box = _text_box(draw, text, font)
+    return text, box
 
 
-def draw_legend(panel: torch.Tensor, names: list[str], colors: torch.Tensor) -> torch.Tensor:
-    """Colour swatch + name per concept, stacked at the top-left of panel [H, W, 3] on a dark box."""
-    size = _font_size(panel)
-    font = _font(size)
-    pad = max(2, size // 4)
-    probe = ImageDraw.Draw(Image.new("L", (1, 1)))
-    rows = [_text_box(probe, n, font) for n in names]
-    line = max(b[3] - b[1] for _, b in rows) + pad
-    swatch = max(6, line - pad)
-    width = 3 * pad + swatch + max(b[2] - b[0] for _, b in rows)
-    height = pad + line * len(rows)
-    legend = Image.new("RGBA", (width, height), (0, 0, 0, round(255 * LABEL_BOX_OPACITY)))
-    draw = ImageDraw.Draw(legend)
-    for i, ((text, box), color) in enumerate(zip(rows, colors.tolist())):
-        top = pad + i * line
-        fill = tuple(round(c * 255) for c in color) + (255,)
-        draw.rectangle([pad, top, pad + swatch - 1, top + swatch - 1], fill=fill)
-        draw.text((2 * pad + swatch - box[0], top - box[1]), text, fill=(255, 255, 255, 255), font=font)
-    return _composite(panel, legend)
+def _strip_image(width: int, height: int) -> tuple[Image.Image, ImageDraw.ImageDraw, object, int]:
+    image = Image.new("RGB", (width, height), STRIP_BACKGROUND)
+    size = font_size_for(width)
+    return image, ImageDraw.Draw(image), _font(size), max(2, size // 3)
+
+
+def _as_tensor(image: Image.Image) -> torch.Tensor:
+    return torch.from_numpy(np.array(image, dtype=np.uint8)).float() / 255.0
+
+
+def _text_at(draw, x: int, height: int, text: str, box, font, fill=(255, 255, 255)) -> None:
+    """Draw text with its box's left edge at x, centred vertically in a strip of this height."""
+    top = (height - (box[3] - box[1])) // 2
+    draw.text((x - box[0], top - box[1]), text, fill=fill, font=font)
+
+
+def heatmap_strip(width: int, height: int, name: str, scale: ColourScale) -> torch.Tensor:
+    """The strip under a heatmap [height, width, 3]: the concept's name, then the colour bar of the
+    shared scale with its end values."""
+    image, draw, font, pad = _strip_image(width, height)
+    lo_text, lo_box = _text_box(draw, scale.tick(scale.lo), font)
+    hi_text, hi_box = _text_box(draw, scale.tick(scale.hi), font)
+    bar_room = max(width // 3, 40)
+    name_room = max(1, width - bar_room - (lo_box[2] - lo_box[0]) - (hi_box[2] - hi_box[0]) - 6 * pad)
+    name, name_box = _fit(draw, name, font, name_room)
+    _text_at(draw, pad, height, name, name_box, font)
+    x = max(pad + (name_box[2] - name_box[0]) + 2 * pad, width - bar_room - (lo_box[2] - lo_box[0])
+            - (hi_box[2] - hi_box[0]) - 3 * pad)
+    _text_at(draw, x, height, lo_text, lo_box, font, fill=(200, 200, 200))
+    x0 = x + (lo_box[2] - lo_box[0]) + pad
+    x1 = width - pad - (hi_box[2] - hi_box[0]) - pad
+    if x1 > x0 + 4:
+        bar_h = max(4, int(round(height * 0.45)))
+        y0 = (height - bar_h) // 2
+        ramp = colorize(torch.linspace(0.0, 1.0, x1 - x0))
+        ramp = (ramp * 255.0).round().to(torch.uint8).numpy()
+        bar = Image.fromarray(np.repeat(ramp[None], bar_h, axis=0), "RGB")
+        image.paste(bar, (x0, y0))
+        draw.rectangle([x0 - 1, y0 - 1, x1, y0 + bar_h], outline=(140, 140, 140))
+    _text_at(draw, x1 + pad, height, hi_text, hi_box, font, fill=(200, 200, 200))
+    return _as_tensor(image)
+
+
+def segmentation_strip(width: int, height: int, names: list[str], suffix: str = "") -> torch.Tensor:
+    """The strip under a segmentation view [height, width, 3]: a swatch and the name of as many
+    concepts as fit, then how many more there are."""
+    image, draw, font, pad = _strip_image(width, height)
+    colors = concept_colors_u8(len(names))
+    swatch = max(6, int(round(height * 0.5)))
+    tail_text = suffix.strip()
+    x = pad
+    for i, name in enumerate(names):
+        rest = len(names) - i - 1
+        more = f"+{rest}" if rest else ""
+        reserve = 0
+        for extra in (more, tail_text):
+            if extra:
+                reserve += _text_box(draw, extra, font)[1][2] + 2 * pad
+        text, box = _text_box(draw, name, font)
+        need = swatch + pad + (box[2] - box[0]) + 2 * pad
+        if x + need > width - reserve:
+            room = width - reserve - x - swatch - 3 * pad
+            if room < 3 * font_size_for(width):
+                more = f"+{len(names) - i}"
+                t, b = _text_box(draw, more, font)
+                _text_at(draw, x, height, t, b, font, fill=(200, 200, 200))
+                x += b[2] - b[0] + 2 * pad
+                break
+            text, box = _fit(draw, name, font, room)
+            need = swatch + pad + (box[2] - box[0]) + 2 * pad
+        y0 = (height - swatch) // 2
+        draw.rectangle([x, y0, x + swatch - 1, y0 + swatch - 1], fill=colors[i])
+        _text_at(draw, x + swatch + pad, height, text, box, font)
+        x += need
+    if tail_text:
+        t, b = _text_box(draw, tail_text, font)
+        _text_at(draw, width - pad - (b[2] - b[0]), height, t, b, font, fill=(200, 200, 200))
+    return _as_tensor(image)
 
 
 # ---------------------------------------------------------------- files
@@ -215,11 +393,13 @@ def image_to_png_bytes(image: torch.Tensor) -> bytes:
     return buffer.getvalue()
 
 
-def heatmap_png_bytes(scores: torch.Tensor, size: tuple[int, int] | None = None) -> bytes:
-    """PNG bytes of one map [h, w], normalised for display, coloured, resized to size (H, W) if given."""
+def heatmap_png_bytes(scores: torch.Tensor, size: tuple[int, int] | None = None,
+                      scale: ColourScale | None = None) -> bytes:
+    """PNG bytes of one map [h, w] coloured on `scale` (default: the map's own range), resized to size (H, W)."""
     if scores.ndim != 2:
-        raise ValueError(f"a heatmap needs one map [h, w], got shape {tuple(scores.shape)}")
-    m = normalize_maps(scores.cpu().unsqueeze(0))
+        raise ConceptAttentionError(f"a heatmap needs one map [h, w], got shape {tuple(scores.shape)}")
+    m = scores.detach().float().cpu().unsqueeze(0)
+    m = scale.unit(m) if scale is not None else normalize_maps(m)
     if size is not None:
         m = upsample(m, size)
     return image_to_png_bytes(colorize(m[0]))

@@ -1,23 +1,30 @@
-"""What the front end's legend shows: each concept's colour and its share of the image."""
+"""What the front end's legend shows: each concept's colour and its share of each picture."""
 
 from __future__ import annotations
 
-from .heatmap import concept_colors
+from .heatmap import color_hex, concept_colors_u8
 from .saliency_maps import SaliencyMaps
 
 
 def concept_legend(saliency: SaliencyMaps) -> list[dict]:
-    """One entry per concept: name, hex colour (as in the segmentation preview), and share of the
-    image = fraction of tokens (over the whole batch) where that concept has the highest score."""
+    """One entry per concept: name, hex colour (exactly the segmentation view's), index, and its share
+    of the picture: the fraction of the picture's tokens where the concept has the highest score.
+
+    shares: one share per picture of the batch (the legend shows the share of the picture on
+    screen); share: the share over the whole batch.
+    """
     r = len(saliency.names)
-    winners = saliency.maps.argmax(dim=1)
-    total = max(winners.numel(), 1)
-    colors = (concept_colors(r).clamp(0, 1) * 255).round().int().tolist()
+    winners = saliency.maps.argmax(dim=1).flatten(1)  # [B, h·w]
+    tokens = max(winners.shape[1], 1)
+    counts = [[int((row == i).sum()) for row in winners] for i in range(r)]
+    batch_tokens = max(tokens * winners.shape[0], 1)
+    colors = concept_colors_u8(r)
     return [
         {
             "name": name,
-            "color": "#{:02x}{:02x}{:02x}".format(*colors[i]),
-            "share": round(float((winners == i).sum()) / total, 4),
+            "color": color_hex(colors[i]),
+            "share": round(sum(counts[i]) / batch_tokens, 4),
+            "shares": [round(c / tokens, 4) for c in counts[i]],
             "index": i,
         }
         for i, name in enumerate(saliency.names)

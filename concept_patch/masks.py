@@ -21,6 +21,7 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
+from .errors import ConceptAttentionError
 from .image_batch import match_image_batch
 from .saliency_maps import SaliencyMaps
 
@@ -32,8 +33,8 @@ GUIDED_FILTER_EPS = 1e-3
 OTSU_BINS = 256
 
 
-def _unknown_method(method: object, accepted: Sequence[str]) -> ValueError:
-    return ValueError(f"unknown mask method {method!r}; accepted: {', '.join(accepted)}")
+def _unknown_method(method: object, accepted: Sequence[str]) -> ConceptAttentionError:
+    return ConceptAttentionError(f"unknown mask method {method!r}; accepted: {', '.join(accepted)}")
 
 
 # ---------------------------------------------------------------- token-grid scores and thresholds
@@ -47,7 +48,7 @@ def combine_scores(maps: torch.Tensor, selected: Sequence[int]) -> torch.Tensor:
     with softmax off the sum is still monotone in each concept's score; thresholds stay meaningful.
     """
     if not selected:
-        raise ValueError("no concept selected to combine")
+        raise ConceptAttentionError("no concept selected to combine")
     return maps[:, list(selected)].sum(dim=1)
 
 
@@ -125,7 +126,7 @@ def threshold_masks(scores: torch.Tensor, method: str = DEFAULT_MASK_METHOD, thr
     soft: continuous, min-max normalised per image to [0, 1]; threshold ignored.
     """
     if scores.ndim != 3:
-        raise ValueError(f"scores must be [batch, h, w], got shape {tuple(scores.shape)}")
+        raise ConceptAttentionError(f"scores must be [batch, h, w], got shape {tuple(scores.shape)}")
     if method == "soft":
         return normalize_per_image(scores)
     if method == "top_percent":
@@ -147,7 +148,7 @@ def argmax_masks(maps: torch.Tensor, selected: Sequence[int]) -> torch.Tensor:
     earlier concept), so the argmax masks of all concepts partition the image.
     """
     if maps.ndim != 4:
-        raise ValueError(f"maps must be [batch, concepts, h, w], got shape {tuple(maps.shape)}")
+        raise ConceptAttentionError(f"maps must be [batch, concepts, h, w], got shape {tuple(maps.shape)}")
     winners = maps.argmax(dim=1)
     chosen = torch.tensor(sorted(set(selected)), dtype=winners.dtype, device=winners.device)
     return torch.isin(winners, chosen).float()
@@ -251,10 +252,10 @@ def upsample(
     Threshold the result afterwards; thresholding before would leave token-sized steps.
     """
     if scores.ndim not in (3, 4):
-        raise ValueError(f"scores must be [batch, h, w] or [batch, maps, h, w], got shape {tuple(scores.shape)}")
+        raise ConceptAttentionError(f"scores must be [batch, h, w] or [batch, maps, h, w], got shape {tuple(scores.shape)}")
     height, width = int(size[0]), int(size[1])
     if height < 1 or width < 1:
-        raise ValueError(f"output size must be positive (height, width), got {tuple(size)}")
+        raise ConceptAttentionError(f"output size must be positive (height, width), got {tuple(size)}")
     x = _resize(scores.float(), (height, width), "bilinear")
     if guide_image is None:
         return x
@@ -274,9 +275,9 @@ def grow_shrink(mask: torch.Tensor, pixels: int, shape: str = "disc") -> torch.T
     shape: "disc" (round corners) or "square".
     """
     if isinstance(pixels, bool) or not isinstance(pixels, int):
-        raise ValueError(f"grow must be a whole number of pixels (negative shrinks), got {pixels!r}")
+        raise ConceptAttentionError(f"grow must be a whole number of pixels (negative shrinks), got {pixels!r}")
     if shape not in GROW_SHAPES:
-        raise ValueError(f"unknown grow shape {shape!r}; accepted: {', '.join(GROW_SHAPES)}")
+        raise ConceptAttentionError(f"unknown grow shape {shape!r}; accepted: {', '.join(GROW_SHAPES)}")
     if pixels == 0:
         return mask
     reach = min(abs(pixels), mask.shape[-2] + mask.shape[-1])  # beyond this nothing changes
@@ -325,7 +326,7 @@ def _dilate_disc(x: torch.Tensor, r: int) -> torch.Tensor:
 
 def _check_feather(radius: float) -> None:
     if isinstance(radius, bool) or not isinstance(radius, (int, float)) or not math.isfinite(radius) or radius < 0:
-        raise ValueError(f"feather must be a radius in pixels >= 0 (0 = no feathering), got {radius!r}")
+        raise ConceptAttentionError(f"feather must be a radius in pixels >= 0 (0 = no feathering), got {radius!r}")
 
 
 def feather(mask: torch.Tensor, radius: float) -> torch.Tensor:
@@ -362,13 +363,13 @@ _feather, _invert = feather, invert
 
 def _validate_threshold(method: str, threshold: float, softmax: bool) -> None:
     if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not math.isfinite(threshold):
-        raise ValueError(f"threshold must be a finite number, got {threshold!r}")
+        raise ConceptAttentionError(f"threshold must be a finite number, got {threshold!r}")
     if method == "top_percent" and not 0 < threshold <= 100:
-        raise ValueError(
+        raise ConceptAttentionError(
             f"for top_percent the threshold is the percent of the picture to keep: 0 < threshold <= 100, got {threshold}"
         )
     if method == "value" and softmax and not 0 <= threshold <= 1:
-        raise ValueError(
+        raise ConceptAttentionError(
             f"for value the threshold is compared with the maps, which are softmax probabilities in 0..1; got {threshold}"
         )
 
@@ -378,7 +379,7 @@ def _selected_indices(saliency: SaliencyMaps, concepts: Sequence[str] | str) -> 
         concepts = [concepts]
     names = [c for c in concepts if isinstance(c, str) and c.strip()]
     if len(names) != len(list(concepts)) or not names:
-        raise ValueError(f"choose one or more concept names (non-empty text); available: {', '.join(saliency.names)}")
+        raise ConceptAttentionError(f"choose one or more concept names (non-empty text); available: {', '.join(saliency.names)}")
     return sorted({saliency.index_of(n) for n in names})
 
 
@@ -402,24 +403,24 @@ def saliency_to_mask(
     output_size (height, width) is given.
     """
     if not isinstance(saliency, SaliencyMaps):
-        raise ValueError(f"expected SALIENCY (SaliencyMaps), got {type(saliency).__name__}")
+        raise ConceptAttentionError(f"expected SALIENCY (SaliencyMaps), got {type(saliency).__name__}")
     if method not in MASK_METHODS:
         raise _unknown_method(method, MASK_METHODS)
     selected = _selected_indices(saliency, concepts)
     _validate_threshold(method, threshold, saliency.softmax)
     if isinstance(grow, bool) or not isinstance(grow, int):
-        raise ValueError(f"grow must be a whole number of pixels (negative shrinks), got {grow!r}")
+        raise ConceptAttentionError(f"grow must be a whole number of pixels (negative shrinks), got {grow!r}")
     _check_feather(feather)
     maps = saliency.maps.float()
     if not torch.isfinite(maps).all():
-        raise ValueError("the saliency maps contain NaN or infinite values; recompute them (e.g. in fp32)")
+        raise ConceptAttentionError("the saliency maps contain NaN or infinite values; recompute them (e.g. in fp32)")
 
     try:
         size = tuple(int(s) for s in (output_size if output_size is not None else saliency.image_size))
     except (TypeError, ValueError):
         size = ()
     if len(size) != 2 or min(size) < 1:
-        raise ValueError(f"output size must be two positive numbers (height, width), got {output_size!r}")
+        raise ConceptAttentionError(f"output size must be two positive numbers (height, width), got {output_size!r}")
     guide = None
     if guide_image is not None:
         guide = match_image_batch(guide_image, maps.shape[0], saliency.image_size, role="guide image").to(maps.device)

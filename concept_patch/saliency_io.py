@@ -17,7 +17,9 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
-from .heatmap import heatmap_png_bytes
+from .concepts import MAX_CONCEPTS
+from .errors import ConceptAttentionError
+from .heatmap import FILE_MAX_SIDE, FILE_PIXEL_BUDGET, ColourScale, heatmap_png_bytes, panel_size
 from .saliency_maps import SaliencyMaps
 
 FORMAT_NAME = "concept_attention.saliency"
@@ -39,17 +41,22 @@ def sanitize_filename_part(text: str, max_length: int = MAX_NAME_LENGTH) -> str:
     return safe
 
 
-def resolve_inside(base_dir: str, relative: str) -> str:
+def resolve_inside(base_dir: str, relative: str, folder: str = "output folder") -> str:
     """The real path of base_dir/relative, refusing absolute paths and anything that leaves base_dir
-    (through '..' or symlinks). Raises ValueError naming the path and the folder."""
+    (through '..' or symlinks). Raises ConceptAttentionError naming the path and `folder` (the
+    folder's name for the user, e.g. "input folder"; never the server's absolute path)."""
     if not isinstance(relative, str) or "\0" in relative:
-        raise ValueError(f"invalid path {relative!r}: give a relative path of text inside {base_dir}")
+        raise ConceptAttentionError(f"invalid path {relative!r}: give a relative path of text inside the {folder}")
     if os.path.isabs(relative) or relative.startswith(("/", "\\")) or re.match(r"^[A-Za-z]:", relative):
-        raise ValueError(f"the path {relative!r} is absolute; give a path relative to the output folder {base_dir}")
+        raise ConceptAttentionError(f"the path {relative!r} is absolute; give a path relative to the {folder}")
     base = os.path.realpath(base_dir)
     target = os.path.realpath(os.path.join(base, relative))
-    if os.path.commonpath([base, target]) != base:
-        raise ValueError(f"the path {relative!r} points outside the output folder {base}; use a path inside it (no '..')")
+    try:
+        inside = os.path.commonpath([base, target]) == base
+    except ValueError:  # another drive (Windows)
+        inside = False
+    if not inside:
+        raise ConceptAttentionError(f"the path {relative!r} points outside the {folder}; use a path inside it (no '..')")
     return target
 
 
@@ -64,22 +71,46 @@ def _next_counter(directory: str, prefix: str) -> int:
     return highest + 1
 
 
+MAX_FOLDER_NAME_BYTES = 255  # the longest file or folder name common file systems take
+
+
+def _check_prefix_parts(prefix: str) -> None:
+    for part in prefix.split("/"):
+        size = len(part.encode("utf-8", "surrogatepass"))
+        if size > MAX_FOLDER_NAME_BYTES:
+            shown = part[:24] + "..."
+            raise ConceptAttentionError(
+                f"the folder name {shown!r} in filename_prefix is {size} bytes long; a folder name can have at most "
+                f"{MAX_FOLDER_NAME_BYTES} (split it with '/' or shorten it)"
+            )
+
+
 def save_saliency(
-    saliency: SaliencyMaps, directory: str, filename_prefix: str = "concept_saliency", heatmaps: bool = True
+    saliency: SaliencyMaps, directory: str, filename_prefix: str = "concept_saliency", heatmaps: bool = True,
+    folder: str = "output folder",
 ) -> list[str]:
     """Write <prefix>_<counter:05>.safetensors (+ one heatmap PNG per image and concept) under directory.
 
     filename_prefix may contain sub-folders ("maps/dog"); they must stay inside directory. Returns the
     written paths, the safetensors file first. Heatmaps are named
-    <prefix>_<counter>_b<image>_c<concept index>_<sanitised concept name>.png.
+    <prefix>_<counter>_b<image>_c<concept index>_<sanitised concept name>.png; they are preview-sized
+    (heatmap.panel_size with FILE_MAX_SIDE and FILE_PIXEL_BUDGET for all of them together) and use
+    the colour scale the node previews use. folder: the directory's name in error messages.
     """
     if not isinstance(saliency, SaliencyMaps):
-        raise ValueError(f"expected SALIENCY (SaliencyMaps), got {type(saliency).__name__}")
+        raise ConceptAttentionError(f"expected SALIENCY (SaliencyMaps), got {type(saliency).__name__}")
     prefix = (filename_prefix or "").replace("\\", "/").strip()
+    _check_prefix_parts(prefix)
     folder_part, _, name_part = prefix.rpartition("/")
-    target_dir = resolve_inside(directory, folder_part or ".")
+    target_dir = resolve_inside(directory, folder_part or ".", folder)
     name = sanitize_filename_part(name_part or "concept_saliency")
-    os.makedirs(target_dir, exist_ok=True)
+    try:
+        os.makedirs(target_dir, exist_ok=True)
+    except OSError as e:
+        raise ConceptAttentionError(
+            f"cannot create the folder {folder_part!r} in the {folder} ({e.strerror or type(e).__name__}); "
+            "choose another filename_prefix"
+        ) from None
 
     counter = _next_counter(target_dir, name)
     base = os.path.join(target_dir, f"{name}_{counter:05}")
@@ -93,55 +124,188 @@ def save_saliency(
     }
     maps = saliency.maps.detach().to("cpu", torch.float32).contiguous()
     paths = [base + ".safetensors"]
-    save_file({"maps": maps}, paths[0], metadata=metadata)
-
-    if heatmaps:
-        size = tuple(int(s) for s in saliency.image_size)
-        for b in range(maps.shape[0]):
-            for i, concept in enumerate(saliency.names):
-                path = f"{base}_b{b}_c{i}_{sanitize_filename_part(concept, 40)}.png"
-                with open(path, "wb") as f:
-                    f.write(heatmap_png_bytes(maps[b, i], size))
-                paths.append(path)
+    try:
+        save_file({"maps": maps}, paths[0], metadata=metadata)
+        if heatmaps:
+            image_size = tuple(int(s) for s in saliency.image_size)
+            size = panel_size(image_size, maps.shape[0] * maps.shape[1], FILE_MAX_SIDE, FILE_PIXEL_BUDGET,
+                              upscale=False)
+            scale = ColourScale.of(saliency)
+            for b in range(maps.shape[0]):
+                for i, concept in enumerate(saliency.names):
+                    path = f"{base}_b{b}_c{i}_{sanitize_filename_part(concept, 40)}.png"
+                    with open(path, "wb") as f:
+                        f.write(heatmap_png_bytes(maps[b, i], size, scale))
+                    paths.append(path)
+    except OSError as e:
+        raise ConceptAttentionError(
+            f"cannot write the saliency files in {folder_part or '.'!r} of the {folder} "
+            f"({e.strerror or type(e).__name__})"
+        ) from None
     return paths
 
 
-def load_saliency(path: str) -> SaliencyMaps:
-    """Read a file written by save_saliency; ValueError when the file is missing or not a saliency file."""
+# ---------------------------------------------------------------- reading files back
+
+MAX_IMAGE_SIDE = 16384  # ComfyUI's MAX_RESOLUTION: the largest picture its own nodes make
+MAX_BATCH = 4096  # ComfyUI's largest latent batch
+# Pixels per map cell: 16 on every supported family (8-px latent cells in 2x2 patches, 16-px latent
+# cells, 16-px pixel patches), a little more where a picture's size is not a multiple of 16.
+MAX_CELL_PIXELS = 32
+MAX_METADATA_CHARS = 65536  # per metadata field
+MAX_JSON_DEPTH = 16
+MAX_NAME_CHARS = 256
+_FLOAT_DTYPES = {"F16", "BF16", "F32", "F64"}
+
+
+def _json_depth(text: str) -> int:
+    """Deepest nesting of [ and { in a JSON text (strings skipped), without parsing it."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for ch in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"':
+                in_string = False
+        elif ch == '"':
+            in_string = True
+        elif ch in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif ch in "]}":
+            depth -= 1
+    return deepest
+
+
+class _Refusal:
+    """Builds the errors of one file: what is wrong with which field, and what is accepted."""
+
+    def __init__(self, label: str):
+        self.label = label
+
+    def __call__(self, field: str, problem: str) -> ConceptAttentionError:
+        return ConceptAttentionError(
+            f"{self.label!r} is not a usable saliency file: its {field} {problem}. Save Saliency writes files "
+            "this node reads; a file changed by hand or made elsewhere may not fit"
+        )
+
+
+def _json_field(meta: dict, key: str, refuse: _Refusal):
+    text = meta.get(key)
+    if not isinstance(text, str):
+        raise refuse(f"'{key}' field", "is missing")
+    if len(text) > MAX_METADATA_CHARS:
+        raise refuse(f"'{key}' field", f"is {len(text)} characters long; at most {MAX_METADATA_CHARS} are read")
+    if _json_depth(text) > MAX_JSON_DEPTH:
+        raise refuse(f"'{key}' field", f"nests deeper than {MAX_JSON_DEPTH} levels")
+    try:
+        return json.loads(text)
+    except (json.JSONDecodeError, RecursionError, ValueError) as e:
+        raise refuse(f"'{key}' field", f"is not valid JSON ({e.__class__.__name__})") from None
+
+
+def _check_names(names, refuse: _Refusal) -> list[str]:
+    field = "concept names ('names')"
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise refuse(field, "must be a list of text")
+    if not 1 <= len(names) <= MAX_CONCEPTS:
+        raise refuse(field, f"number {len(names)}; 1 to {MAX_CONCEPTS} are accepted")
+    seen = set()
+    for n in names:
+        if not n.strip():
+            raise refuse(field, "include an empty name")
+        if len(n) > MAX_NAME_CHARS:
+            raise refuse(field, f"include a name of {len(n)} characters; at most {MAX_NAME_CHARS} are accepted")
+        key = n.strip().casefold()
+        if key in seen:
+            raise refuse(field, f"list {n.strip()!r} twice; each concept must be unique")
+        seen.add(key)
+    return names
+
+
+def _check_image_size(size, refuse: _Refusal) -> tuple[int, int]:
+    field = "picture size ('image_size')"
+    if not (isinstance(size, list) and len(size) == 2 and all(type(s) is int for s in size)):
+        raise refuse(field, f"must be two whole numbers [height, width], got {str(size)[:60]}")
+    if not all(1 <= s <= MAX_IMAGE_SIDE for s in size):
+        raise refuse(field, f"is {size[1]}x{size[0]}; each side must be 1 to {MAX_IMAGE_SIDE} pixels "
+                            "(ComfyUI's largest picture)")
+    return size[0], size[1]
+
+
+def _check_maps_shape(shape, dtype: str, names: list[str], image_size: tuple[int, int], refuse: _Refusal) -> None:
+    field = "'maps' tensor"
+    if dtype not in _FLOAT_DTYPES:
+        raise refuse(field, f"has type {dtype}; floating-point maps (F16, BF16, F32, F64) are accepted")
+    if len(shape) != 4:
+        raise refuse(field, f"has shape {tuple(shape)}; [batch, concepts, height, width] is accepted")
+    b, r, h, w = shape
+    if min(shape) < 1:
+        raise refuse(field, f"has shape {tuple(shape)}: every size must be at least 1")
+    if b > MAX_BATCH:
+        raise refuse(field, f"holds {b} pictures; at most {MAX_BATCH} are accepted")
+    if r != len(names):
+        raise refuse(field, f"holds {r} maps per picture but the file names {len(names)} concepts")
+    height, width = image_size
+    if h > height or w > width:
+        raise refuse(field, f"has a {w}x{h} grid, finer than its {width}x{height} picture")
+    if height > h * MAX_CELL_PIXELS or width > w * MAX_CELL_PIXELS:
+        raise refuse("picture size ('image_size')",
+                     f"{width}x{height} does not fit its {w}x{h} map grid: at most {MAX_CELL_PIXELS} pixels per "
+                     f"map cell are accepted (the models make 16), so at most {w * MAX_CELL_PIXELS}x"
+                     f"{h * MAX_CELL_PIXELS} for this grid")
+
+
+def load_saliency(path: str, label: str | None = None) -> SaliencyMaps:
+    """Read a file written by save_saliency, checking every field; ConceptAttentionError names the
+    field that is wrong and what is accepted.
+
+    label: how errors name the file (default: its base name; never the server's absolute path).
+    What loading costs is bounded by the file's own size: sizes are checked against the maps the file
+    holds before anything is made from them.
+    """
+    label = label if label is not None else os.path.basename(str(path))
     if not os.path.isfile(path):
-        raise ValueError(f"no saliency file at {path!r}; expected a .safetensors file written by Save Saliency")
-    not_saliency = f"{path!r} is not a saliency file (expected a .safetensors file written by Save Saliency)"
+        raise ConceptAttentionError(f"no saliency file {label!r}; expected a .safetensors file written by Save Saliency")
+    refuse = _Refusal(label)
+    not_saliency = f"{label!r} is not a saliency file (expected a .safetensors file written by Save Saliency)"
     try:
         with safe_open(path, framework="pt", device="cpu") as f:
             meta = f.metadata() or {}
             keys = set(f.keys())
             if meta.get("format") != FORMAT_NAME or "maps" not in keys:
-                raise ValueError(f"{not_saliency}: it lacks the saliency marker or the 'maps' tensor")
+                raise ConceptAttentionError(f"{not_saliency}: it lacks the saliency marker or the 'maps' tensor")
+            if meta.get("format_version") != FORMAT_VERSION:
+                version = str(meta.get("format_version"))[:20]
+                raise ConceptAttentionError(
+                    f"{label!r} is saliency format version {version!r}; this node pack reads version {FORMAT_VERSION}"
+                )
+            names = _check_names(_json_field(meta, "names", refuse), refuse)
+            image_size = _check_image_size(_json_field(meta, "image_size", refuse), refuse)
+            softmax = {"true": True, "false": False}.get(meta.get("softmax"))
+            if softmax is None:
+                raise refuse("'softmax' field", "must be 'true' or 'false'")
+            extra = _json_field(meta, "metadata", refuse) if "metadata" in meta else {}
+            if not isinstance(extra, dict):
+                raise refuse("'metadata' field", "must be a JSON object")
+            maps_slice = f.get_slice("maps")
+            _check_maps_shape(list(maps_slice.get_shape()), str(maps_slice.get_dtype()), names, image_size, refuse)
             maps = f.get_tensor("maps")
-    except (SafetensorError, OSError) as e:
-        raise ValueError(f"{not_saliency}: {e}") from e
-    if meta.get("format_version") != FORMAT_VERSION:
-        raise ValueError(
-            f"{path!r} is saliency format version {meta.get('format_version')!r}; "
-            f"this node pack reads version {FORMAT_VERSION}"
-        )
-    try:
-        names = json.loads(meta["names"])
-        image_size = json.loads(meta["image_size"])
-        extra = json.loads(meta.get("metadata", "{}"))
-        softmax = {"true": True, "false": False}[meta["softmax"]]
-    except (KeyError, json.JSONDecodeError) as e:
-        raise ValueError(f"{not_saliency}: its metadata is incomplete or malformed ({e})") from e
-    if not (isinstance(names, list) and all(isinstance(n, str) for n in names)):
-        raise ValueError(f"{not_saliency}: concept names must be a list of text")
-    if not (isinstance(image_size, list) and len(image_size) == 2 and all(isinstance(s, int) and s > 0 for s in image_size)):
-        raise ValueError(f"{not_saliency}: image size must be two positive whole numbers, got {image_size!r}")
-    if maps.ndim != 4 or maps.shape[1] != len(names):
-        raise ValueError(f"{not_saliency}: maps of shape {tuple(maps.shape)} do not fit {len(names)} concept names")
-    return SaliencyMaps(
-        maps=maps.float(),
-        names=names,
-        image_size=(image_size[0], image_size[1]),
-        softmax=softmax,
-        metadata=extra if isinstance(extra, dict) else {"metadata": extra},
-    )
+    except ConceptAttentionError:
+        raise
+    except (SafetensorError, OSError, RuntimeError, ValueError) as e:
+        reason = getattr(e, "strerror", None) or e.__class__.__name__
+        raise ConceptAttentionError(f"{not_saliency}: it cannot be read ({reason})") from None
+    maps = maps.float()
+    if not torch.isfinite(maps).all():
+        raise refuse("'maps' tensor", "holds NaN or infinite values")
+    if softmax:
+        tolerance = 1e-3
+        if float(maps.min()) < -tolerance or float(maps.max()) > 1 + tolerance:
+            raise refuse("'maps' tensor", "holds values outside 0-1 although 'softmax' says they are probabilities")
+        if not torch.allclose(maps.sum(dim=1), torch.ones(()), atol=tolerance):
+            raise refuse("'maps' tensor", "does not sum to 1 over the concepts although 'softmax' says it does")
+    return SaliencyMaps(maps=maps, names=names, image_size=image_size, softmax=softmax, metadata=extra)

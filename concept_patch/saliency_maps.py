@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 
 import torch
 
+from .errors import ConceptAttentionError
+
 
 @dataclass
 class SaliencyMaps:
@@ -26,9 +28,9 @@ class SaliencyMaps:
 
     def __post_init__(self):
         if self.maps.ndim != 4:
-            raise ValueError(f"saliency maps must be [batch, concepts, h, w], got shape {tuple(self.maps.shape)}")
+            raise ConceptAttentionError(f"saliency maps must be [batch, concepts, h, w], got shape {tuple(self.maps.shape)}")
         if self.maps.shape[1] != len(self.names):
-            raise ValueError(f"{self.maps.shape[1]} maps but {len(self.names)} concept names")
+            raise ConceptAttentionError(f"{self.maps.shape[1]} maps but {len(self.names)} concept names")
 
     @property
     def batch_size(self) -> int:
@@ -44,4 +46,4 @@ class SaliencyMaps:
         for i, n in enumerate(self.names):
             if n.casefold() == wanted:
                 return i
-        raise ValueError(f"concept {name.strip()!r} is not in these saliency maps; available: {', '.join(self.names)}")
+        raise ConceptAttentionError(f"concept {name.strip()!r} is not in these saliency maps; available: {', '.join(self.names)}")

@@ -7,11 +7,12 @@ from comfy_api.latest import io
 
 from ..concept_patch.encode import encode_saliency
 from ..concept_patch.errors import ConceptAttentionError
+from ..concept_patch.input_limits import check_latent_fits, check_picture_for_vae, check_seed_range
 from ..concept_patch.layer_spec import parse_layer_spec
 from ..concept_patch.options import SaliencyOptions
 from ..concept_patch.session import dual_stream_block_count
-from .preview import saliency_preview
-from .types import CATEGORY, MODEL_TOOLTIP, NODE_PREFIX, Concepts, Saliency, layer_inputs, method_inputs
+from .preview import PREVIEW_TOOLTIP, saliency_preview
+from .types import CATEGORY, MODEL_TOOLTIP, NODE_PREFIX, Concepts, Saliency, advanced, layer_inputs, method_inputs
 
 
 def latent_scale(model) -> int:
@@ -20,12 +21,16 @@ def latent_scale(model) -> int:
     return int(getattr(latent_format, "spacial_downscale_ratio", 8))
 
 
-def latent_for(image, vae, latent, scale: int = 8):
+def latent_for(image, vae, latent, scale: int = 8, model=None):
     """The latent to encode and the picture size, from a LATENT or an IMAGE + VAE.
 
-    scale: pixels per latent cell, to check that an IMAGE and a LATENT given together are one picture."""
+    scale: pixels per latent cell, to check that an IMAGE and a LATENT given together are one picture.
+    model: when given, a picture larger than the model takes (SD3's position table) is refused here,
+    before the VAE spends time on it."""
+    diffusion_model = model.get_model_object("diffusion_model") if model is not None else None
     if latent is not None:
         samples = latent["samples"]
+        check_latent_fits(diffusion_model, tuple(int(s) for s in samples.shape[-2:]), scale)
         if image is None:
             return samples, None
         size = (int(image.shape[1]), int(image.shape[2]))
@@ -40,7 +45,10 @@ def latent_for(image, vae, latent, scale: int = 8):
         raise ConceptAttentionError("nothing to analyse: connect an IMAGE together with a VAE, or a LATENT")
     if vae is None:
         raise ConceptAttentionError("an IMAGE needs its VAE to be encoded: connect the VAE of this model (or pass a LATENT)")
-    return vae.encode(image[:, :, :, :3]), (int(image.shape[1]), int(image.shape[2]))
+    size = (int(image.shape[1]), int(image.shape[2]))
+    check_picture_for_vae(size, vae)
+    check_latent_fits(diffusion_model, (size[0] // scale, size[1] // scale), scale)
+    return vae.encode(image[:, :, :, :3]), size
 
 
 class ConceptSaliency(io.ComfyNode):
@@ -71,30 +79,41 @@ class ConceptSaliency(io.ComfyNode):
                 ),
                 io.Int.Input("samples", default=1, min=1, max=64, tooltip="Noise draws to average; more gives steadier maps."),
                 io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF, control_after_generate=False,
-                             tooltip="Seed of the added noise (sample k uses seed + k)."),
+                             tooltip="Seed of the added noise (sample k uses seed + k, so seed + samples - 1 must stay within "
+                                     "the seed range)."),
                 *method_inputs(),
+                io.Int.Input(
+                    "requery_cache_mb", default=-1, min=-1, max=1 << 20, optional=True, **advanced(io.Int.Input),
+                    tooltip="Memory (MB) for re-queries: what the model computed for a picture is kept, so the same "
+                            "picture with other concepts, pooling, space, softmax or layers (within those analysed) "
+                            "runs only the concepts, not the model. -1: a quarter of the device's memory, at most "
+                            "8 GB; 0: off. Kept on the GPU only while it has room to spare, else in system RAM.",
+                ),
             ],
             outputs=[
                 Saliency.Output(display_name="saliency", tooltip="Per-concept maps with names and sizes."),
-                io.Image.Output(display_name="preview", tooltip="Each concept's map over the picture, labelled."),
+                io.Image.Output(display_name="preview", tooltip=PREVIEW_TOOLTIP),
             ],
         )
 
     @classmethod
     def execute(cls, model, concepts, layers, noise_level, samples, seed, space, softmax,
-                concept_self_attention=True, concept_cross_attention=True,
+                concept_self_attention=True, concept_cross_attention=True, requery_cache_mb=-1,
                 image=None, vae=None, latent=None, conditioning=None) -> io.NodeOutput:
         _, block_count = dual_stream_block_count(model)
         options = SaliencyOptions(
             layers=tuple(parse_layer_spec(layers, block_count)), space=space, softmax=softmax,
             concept_self_attention=concept_self_attention, concept_cross_attention=concept_cross_attention,
         )
-        samples_latent, image_size = latent_for(image, vae, latent, latent_scale(model))
+        check_seed_range(seed, samples)
+        scale = latent_scale(model)
+        samples_latent, image_size = latent_for(image, vae, latent, scale, model)
         progress = comfy.utils.ProgressBar(samples)
         saliency = encode_saliency(
             model, concepts, samples_latent, options, conditioning=conditioning, noise_level=noise_level,
             samples=samples, seed=seed, image_size=image_size,
             on_sample=lambda done, total: progress.update_absolute(done, total),
+            cache_budget=None if requery_cache_mb < 0 else requery_cache_mb << 20,
         )
         preview, payload = saliency_preview(saliency, image, cls)
         return io.NodeOutput(saliency, preview, ui=payload)

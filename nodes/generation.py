@@ -8,7 +8,7 @@ from ..concept_patch.errors import ConceptAttentionError
 from ..concept_patch.layer_spec import parse_layer_spec, parse_step_range
 from ..concept_patch.options import SaliencyOptions
 from ..concept_patch.session import dual_stream_block_count, find_sessions, install_concept_attention
-from .preview import saliency_preview
+from .preview import PREVIEW_TOOLTIP, saliency_preview
 from .types import CATEGORY, MODEL_TOOLTIP, NODE_PREFIX, Concepts, Saliency, layer_inputs, method_inputs
 
 
@@ -65,7 +65,7 @@ class SamplingSaliency(io.ComfyNode):
             ],
             outputs=[
                 Saliency.Output(display_name="saliency", tooltip="Per-concept maps averaged over the chosen steps and layers."),
-                io.Image.Output(display_name="preview", tooltip="Each concept's map, labelled."),
+                io.Image.Output(display_name="preview", tooltip=PREVIEW_TOOLTIP),
             ],
         )
 

@@ -11,6 +11,9 @@ from ..concept_patch.errors import ConceptAttentionError
 from ..concept_patch.saliency_io import load_saliency, resolve_inside, save_saliency
 from .types import CATEGORY, NODE_PREFIX, Saliency
 
+INPUT_FOLDER = "input folder"
+OUTPUT_FOLDER = "output folder"
+
 
 def _saliency_files_in_input() -> list[str]:
     base = folder_paths.get_input_directory()
@@ -30,8 +33,8 @@ class SaveSaliency(io.ComfyNode):
             display_name="Save Saliency",
             category=CATEGORY,
             description="Writes the maps, concept names and metadata to ComfyUI's output folder as .safetensors, "
-                        "with one coloured heatmap PNG per picture and concept. Copy the file to the input folder "
-                        "to use it with Load Saliency.",
+                        "with one coloured heatmap PNG per picture and concept (preview-sized, on the previews' "
+                        "shared colour scale). Copy the file to the input folder to use it with Load Saliency.",
             is_output_node=True,
             inputs=[
                 Saliency.Input("saliency", tooltip="The maps to save."),
@@ -44,7 +47,7 @@ class SaveSaliency(io.ComfyNode):
     @classmethod
     def execute(cls, saliency, filename_prefix) -> io.NodeOutput:
         out_dir = folder_paths.get_output_directory()
-        paths = save_saliency(saliency, out_dir, filename_prefix)
+        paths = save_saliency(saliency, out_dir, filename_prefix, folder=OUTPUT_FOLDER)
         images = []
         for path in paths[1:]:
             rel = os.path.relpath(path, out_dir)
@@ -73,21 +76,24 @@ class LoadSaliency(io.ComfyNode):
         if not file:
             return "choose a saliency .safetensors file from the input folder"
         try:
-            resolve_inside(folder_paths.get_input_directory(), file)
+            resolve_inside(folder_paths.get_input_directory(), file, INPUT_FOLDER)
         except ValueError as e:
             return str(e)
         return True
 
     @classmethod
     def fingerprint_inputs(cls, file):
-        path = resolve_inside(folder_paths.get_input_directory(), file)
-        return os.path.getmtime(path) if os.path.exists(path) else ""
+        try:
+            path = resolve_inside(folder_paths.get_input_directory(), file, INPUT_FOLDER)
+            return os.path.getmtime(path) if os.path.exists(path) else ""
+        except (ValueError, OSError):
+            return ""  # execute() reports what is wrong with the path
 
     @classmethod
     def execute(cls, file) -> io.NodeOutput:
-        path = resolve_inside(folder_paths.get_input_directory(), file)
+        path = resolve_inside(folder_paths.get_input_directory(), file, INPUT_FOLDER)
         if not os.path.isfile(path):
             raise ConceptAttentionError(f"no file {file!r} in the input folder; put a Save Saliency .safetensors file there")
-        saliency = load_saliency(path)
+        saliency = load_saliency(path, label=file)
         # The web extension offers these names in Saliency to Mask (no Concept List upstream).
         return io.NodeOutput(saliency, ui={"concept_names": list(saliency.names)})

@@ -1,11 +1,14 @@
 // ComfyUI front-end extension of ComfyUI-ConceptAttention.
 //
 // * Concept Saliency / Concept Saliency from Sampling: after a run, a legend lists every concept
-//   with its colour and its share of the picture (the fraction of tokens where it wins). Clicking
-//   a concept shows that concept's map large in the node's image preview; clicking it again goes
-//   back to the grid of all maps. With a batch, arrows step through the pictures.
-// * Saliency to Mask: the concept names of the upstream Concept List are offered as buttons;
-//   clicking one adds it to (or removes it from) the `concepts` text.
+//   with its colour and its share of the picture on screen (the fraction of its tokens where the
+//   concept wins). The colours are those of the segmentation view (the first panel of every
+//   picture: each region in its winning concept's colour). Clicking "All concepts" shows that view
+//   large, clicking a concept shows its map large; clicking again goes back to the grid of all
+//   panels. With a batch, arrows step through the pictures (and the shares follow the picture).
+// * Saliency to Mask: the concept names of the upstream Concept List (or of the file a Load
+//   Saliency read) are offered as buttons; clicking one adds it to (or removes it from) the
+//   `concepts` text. A chosen name the list no longer has is shown as missing.
 //
 // Only the public extension API is used: `app` from scripts/app.js (a shim over
 // window.comfyAPI.app), `api` from scripts/api.js, app.registerExtension with the
@@ -30,6 +33,7 @@ const LEGEND_WIDGET = "concept_legend";
 const PICKER_WIDGET = "concept_suggestions";
 const HEX_COLOR = /^#[0-9a-fA-F]{6}$/;
 const MAX_TRACE_DEPTH = 64;
+const REGIONS = "regions"; // the legend entry of the segmentation view
 
 // ------------------------------------------------------------------------------------------
 // small helpers
@@ -112,6 +116,8 @@ function addStyles() {
 .ca-chips { display: flex; flex-wrap: wrap; gap: 4px; margin-top: 3px; }
 .ca-chip { padding: 1px 8px; border-radius: 10px; }
 .ca-chip[aria-pressed="true"] { background: var(--p-primary-color, #4a90e2); color: #fff; }
+.ca-chip.ca-chip-missing { background: #6b2b2b; color: #fff; text-decoration: line-through; }
+.ca-swatch-regions { background: conic-gradient(#1f77b4 0 25%, #ff7f0e 0 50%, #2ca02c 0 75%, #d62728 0); }
 `;
   document.head.appendChild(style);
 }
@@ -121,10 +127,14 @@ function addStyles() {
 // ------------------------------------------------------------------------------------------
 
 const LEGEND_ROW_PX = 23;
+// The legend shows at most this many rows (the rest scrolls), so a run never grows the node by
+// more than LEGEND_MAX_ROWS rows plus the preview room below.
+export const LEGEND_MAX_ROWS = 7;
+const PREVIEW_ROOM_PX = 240;
 
 function legendState(node) {
   node.__conceptAttention ??= {
-    legend: [], batch: 1, images: [], selected: null, imageNo: 0, applied: true,
+    legend: [], batch: 1, images: [], selected: null, imageNo: 0, applied: true, segmentation: false,
   };
   return node.__conceptAttention;
 }
@@ -133,7 +143,14 @@ function legendHeight(node) {
   const state = legendState(node);
   // DOM widgets lose their margin (10 px) on each side.
   if (!state.legend.length) return 48;
-  return 36 + state.legend.length * LEGEND_ROW_PX + (state.batch > 1 ? 26 : 0);
+  const rows = Math.min(state.legend.length + (state.segmentation ? 1 : 0), LEGEND_MAX_ROWS);
+  return 36 + rows * LEGEND_ROW_PX + (state.batch > 1 ? 26 : 0);
+}
+
+/** The share of `entry` in the picture on screen (per-picture shares; the batch's as a fallback). */
+function shareOf(entry, imageNo) {
+  const perPicture = entry.shares?.[imageNo];
+  return Number.isFinite(perPicture) ? perPicture : entry.share;
 }
 
 function addLegendWidget(node) {
@@ -168,7 +185,8 @@ function renderLegend(node) {
   bar.title = "Share of the picture where each concept wins";
   for (const entry of state.legend) {
     const seg = el("span");
-    seg.style.width = `${Math.min(Math.max(entry.share, 0), 1) * 100}%`;
+    seg.dataset.index = String(entry.index);
+    seg.style.width = `${Math.min(Math.max(shareOf(entry, state.imageNo), 0), 1) * 100}%`;
     seg.style.backgroundColor = entry.color;
     bar.appendChild(seg);
   }
@@ -190,6 +208,18 @@ function renderLegend(node) {
   }
 
   const list = el("ul", "ca-legend-list");
+  if (state.segmentation) {
+    const item = el("li");
+    const button = el("button", "ca-legend-item ca-legend-regions");
+    button.type = "button";
+    button.dataset.index = REGIONS;
+    button.setAttribute("aria-pressed", String(state.selected === REGIONS));
+    button.title = "Show the segmentation view: each region in the colour of its winning concept (click again for all panels)";
+    button.append(el("span", "ca-swatch ca-swatch-regions"), el("span", "ca-name", "All concepts (regions)"));
+    button.addEventListener("click", () => selectConcept(node, REGIONS));
+    item.appendChild(button);
+    list.appendChild(item);
+  }
   for (const entry of state.legend) {
     const item = el("li");
     const button = el("button", "ca-legend-item");
@@ -199,7 +229,8 @@ function renderLegend(node) {
     button.title = `Show the map of "${entry.name}" (click again for all maps)`;
     const swatch = el("span", "ca-swatch");
     swatch.style.backgroundColor = entry.color;
-    button.append(swatch, el("span", "ca-name", entry.name), el("span", "ca-share", formatShare(entry.share)));
+    button.append(swatch, el("span", "ca-name", entry.name),
+      el("span", "ca-share", formatShare(shareOf(entry, state.imageNo))));
     button.addEventListener("click", () => selectConcept(node, entry.index));
     item.appendChild(button);
     list.appendChild(item);
@@ -212,16 +243,33 @@ function updateLegendSelection(node) {
   if (!root) return;
   const state = legendState(node);
   for (const button of root.querySelectorAll(".ca-legend-item")) {
-    const pressed = String(state.selected === Number(button.dataset.index));
+    const key = button.dataset.index === REGIONS ? REGIONS : Number(button.dataset.index);
+    const pressed = String(state.selected === key);
     if (button.getAttribute("aria-pressed") !== pressed) button.setAttribute("aria-pressed", pressed);
+  }
+  // Shares are per picture: they follow the picture on screen.
+  const byIndex = new Map(state.legend.map((e) => [String(e.index), e]));
+  for (const share of root.querySelectorAll(".ca-legend-item .ca-share")) {
+    const entry = byIndex.get(share.parentElement.dataset.index);
+    if (entry) share.textContent = formatShare(shareOf(entry, state.imageNo));
+  }
+  for (const seg of root.querySelectorAll(".ca-legend-bar > span")) {
+    const entry = byIndex.get(seg.dataset.index);
+    if (entry) seg.style.width = `${Math.min(Math.max(shareOf(entry, state.imageNo), 0), 1) * 100}%`;
   }
   const label = root.querySelector(".ca-image-label");
   if (label) label.textContent = `picture ${state.imageNo + 1} / ${state.batch}`;
 }
 
-/** The panel (index into the preview images) that shows concept `j` of picture `i`. */
-export function panelIndex(i, j, conceptCount) {
-  return i * conceptCount + j;
+/**
+ * The panel (index into the preview images) that shows concept `j` of picture `i`, or picture i's
+ * segmentation view for j === "regions". With a segmentation view each picture has conceptCount + 1
+ * panels, the segmentation view first.
+ */
+export function panelIndex(i, j, conceptCount, segmentation = false) {
+  const perPicture = conceptCount + (segmentation ? 1 : 0);
+  if (j === REGIONS) return i * perPicture;
+  return i * perPicture + (segmentation ? 1 : 0) + j;
 }
 
 function previewsLoaded(node) {
@@ -244,7 +292,7 @@ function applySelection(node) {
   }
   node.imageIndex = state.selected === null
     ? null
-    : panelIndex(state.imageNo, state.selected, state.legend.length);
+    : panelIndex(state.imageNo, state.selected, state.legend.length, state.segmentation);
   state.applied = true;
   node.setDirtyCanvas?.(true, true);
 }
@@ -259,7 +307,7 @@ function selectConcept(node, index) {
 function stepImage(node, delta) {
   const state = legendState(node);
   state.imageNo = (state.imageNo + delta + state.batch) % state.batch;
-  if (state.selected === null && state.legend.length) state.selected = 0;
+  if (state.selected === null && state.legend.length) state.selected = state.segmentation ? REGIONS : 0;
   updateLegendSelection(node);
   applySelection(node);
 }
@@ -272,10 +320,15 @@ function syncFromCanvas(node) {
     applySelection(node);
     return;
   }
-  const r = state.legend.length;
+  const seg = state.segmentation ? 1 : 0;
+  const perPicture = state.legend.length + seg;
   const index = node.imageIndex;
-  const selected = index === null || index === undefined ? null : index % r;
-  const imageNo = selected === null ? state.imageNo : Math.floor(index / r);
+  let selected = null;
+  if (index !== null && index !== undefined) {
+    const k = index % perPicture;
+    selected = seg && k === 0 ? REGIONS : k - seg;
+  }
+  const imageNo = selected === null ? state.imageNo : Math.floor(index / perPicture);
   if (selected !== state.selected || imageNo !== state.imageNo) {
     state.selected = selected;
     state.imageNo = imageNo;
@@ -291,6 +344,7 @@ function cleanLegend(raw) {
       name: String(e.name ?? `concept ${i + 1}`),
       color: HEX_COLOR.test(String(e.color)) ? String(e.color) : "#808080",
       share: Number.isFinite(Number(e.share)) ? Number(e.share) : 0,
+      shares: Array.isArray(e.shares) ? e.shares.map((v) => (Number.isFinite(Number(v)) ? Number(v) : 0)) : null,
       index: Number.isInteger(e.index) ? e.index : i,
     }));
 }
@@ -304,16 +358,19 @@ export function showLegend(node, output) {
   const batch = Math.max(1, Number(output.concept_batch?.[0]) || 1);
   state.legend = legend;
   state.batch = batch;
+  state.segmentation = output.concept_segmentation?.[0] === true;
   state.images = Array.isArray(output.images) ? output.images : [];
   state.imageNo = Math.min(state.imageNo, batch - 1);
-  if (state.selected !== null && state.selected >= legend.length) state.selected = null;
+  if (state.selected === REGIONS && !state.segmentation) state.selected = null;
+  if (typeof state.selected === "number" && state.selected >= legend.length) state.selected = null;
   state.applied = state.selected === null;
   if (!node.widgets?.some((w) => w.name === LEGEND_WIDGET)) addLegendWidget(node);
   renderLegend(node);
-  // Room for the legend and a useful preview below it.
+  // Room for the legend (at most LEGEND_MAX_ROWS rows) and a useful preview below it; a node that
+  // already has that room keeps its size, so a laid-out workflow stays as it is.
   const minSize = node.computeSize?.() ?? node.size;
   const width = Math.max(node.size[0], minSize[0], 280);
-  const height = Math.max(node.size[1], minSize[1] + 240);
+  const height = Math.max(node.size[1], minSize[1] + PREVIEW_ROOM_PX);
   if (width !== node.size[0] || height !== node.size[1]) node.setSize([width, height]);
   node.setDirtyCanvas?.(true, true);
 }
@@ -352,10 +409,11 @@ function conceptListText(node) {
 }
 
 /**
- * Where the SALIENCY reaching `maskNode` got its concept names: {names, source} or null.
+ * Where the SALIENCY reaching `maskNode` got its concept names: {names, source, pending?} or null.
  * Follows the links back through Concept Saliency (its `concepts`), Concept Saliency from
  * Sampling (its `model`) and Concept Attention (Generation) (its `concepts`) to the Concept List,
- * and through any other node (reroutes, model patches) along inputs of the same type.
+ * and through any other node (reroutes, model patches) along inputs of the same type. A Load
+ * Saliency knows its names once it has run; before that it is {names: [], source, pending: true}.
  */
 export function upstreamConcepts(maskNode) {
   const seen = new Set();
@@ -376,7 +434,9 @@ export function upstreamConcepts(maskNode) {
         ?? (lastRunNames(node) ? { names: lastRunNames(node), source: node } : null);
     }
     if (cls === LOAD_SALIENCY_NODE) {
-      return lastRunNames(node) ? { names: lastRunNames(node), source: node } : null;
+      return lastRunNames(node)
+        ? { names: lastRunNames(node), source: node }
+        : { names: [], source: node, pending: true };
     }
     for (let slot = 0; slot < (node.inputs?.length ?? 0); slot++) {
       const input = node.inputs[slot];
@@ -423,10 +483,10 @@ function toggleConcept(node, name) {
 
 function pickerHeight(node) {
   const picker = node.__conceptAttentionPicker;
-  const count = picker?.names.length ?? 0;
-  if (!count) return 58;
+  const shown = [...(picker?.names ?? []), ...(picker?.missing ?? []).map((n) => `${n} (missing)`)];
+  if (!shown.length) return 58;
   // Rough wrap estimate: ~40 characters of chips per row at the default node width.
-  const chars = picker.names.reduce((sum, n) => sum + Math.min(n.length, 40) + 4, 0);
+  const chars = shown.reduce((sum, n) => sum + Math.min(n.length, 40) + 4, 0);
   const rows = Math.max(1, Math.ceil(chars / 40));
   return 46 + 26 * rows;
 }
@@ -435,7 +495,7 @@ function addPickerWidget(node) {
   addStyles();
   const root = el("div", "ca-picker");
   root.dataset.caPicker = "";
-  node.__conceptAttentionPicker = { names: [], key: null, root };
+  node.__conceptAttentionPicker = { names: [], missing: [], key: null, root };
   const widget = node.addDOMWidget(PICKER_WIDGET, "concept-suggestions", root, {
     serialize: false,
     hideOnZoom: false,
@@ -455,16 +515,27 @@ export function refreshPicker(node) {
   const found = upstreamConcepts(node);
   const names = found?.names ?? [];
   const sourceTitle = found?.source?.title ?? "";
-  const key = JSON.stringify([found ? 1 : 0, sourceTitle, names]);
+  const picked = splitConceptNames(String(conceptsWidget(node)?.value ?? ""));
+  const offeredKeys = new Set(names.map((n) => n.toLowerCase()));
+  // Chosen names the source does not have (renamed or removed in the Concept List): shown as missing.
+  const missing = found && !found.pending && names.length
+    ? picked.filter((n) => !offeredKeys.has(n.toLowerCase()))
+    : [];
+  const key = JSON.stringify([found ? 1 : 0, found?.pending ? 1 : 0, sourceTitle, names, missing]);
   if (key !== picker.key) {
     picker.key = key;
     picker.names = names;
+    picker.missing = missing;
     const root = picker.root;
     root.replaceChildren();
     if (!found) {
       const hint = el("div", "ca-picker-hint", "Connect saliency to pick concepts.");
       hint.title = "Connect the saliency input to maps made from a Concept List (through Concept Saliency "
         + "or Concept Saliency from Sampling) to pick its concepts here.";
+      root.appendChild(hint);
+    } else if (found.pending) {
+      const hint = el("div", "ca-picker-hint", "Run once to list this file's concepts.");
+      hint.title = `${sourceTitle || "Load Saliency"} reads its concept names from the file when it runs.`;
       root.appendChild(hint);
     } else if (!names.length) {
       root.appendChild(el("div", "ca-picker-hint", "The Concept List has no concepts yet."));
@@ -475,6 +546,15 @@ export function refreshPicker(node) {
         const chip = el("button", "ca-chip", name);
         chip.type = "button";
         chip.dataset.concept = name;
+        chip.addEventListener("click", () => toggleConcept(node, name));
+        chips.appendChild(chip);
+      }
+      for (const name of missing) {
+        const chip = el("button", "ca-chip ca-chip-missing", `${name} (missing)`);
+        chip.type = "button";
+        chip.dataset.concept = name;
+        chip.dataset.missing = "";
+        chip.title = `"${name}" is not in ${sourceTitle || "the Concept List"}: the run would fail. Click to remove it.`;
         chip.addEventListener("click", () => toggleConcept(node, name));
         chips.appendChild(chip);
       }

@@ -7,9 +7,13 @@ docs/images/, all from the real ComfyUI UI in headless Chromium.
                                     template browser, leaving the other files as they are)
 
 Starts its own ComfyUI server (this pack + the tiny-model fixture nodes), builds each example
-graph of example_specs.py with the UI's node classes, saves what `app.graph.serialize()` gives
-(the format ComfyUI saves) and screenshots it. The result images come from a run on the tiny
-random-weight test models, so their maps are noise: they show the UI, not map quality.
+graph of example_specs.py with the UI's node classes and saves what `app.graph.serialize()` gives
+(the format ComfyUI saves) as example_workflows/<file>.json. Its thumbnail is a run's result: the
+saved workflow runs on tiny random-weight stand-ins for its loaders (example_runs.py) and the
+picture, the regions, a concept's map and the mask make the card, captioned as coming from a
+random-weight model. The README's run pictures come from the stock loaders (Load Diffusion Model,
+Load CLIP, Load VAE) reading random-weight files written here: the test suite's tiny SD3, a random
+CLIP-L and a random SD3 VAE. Their maps are noise too: they show the UI, not map quality.
 """
 
 from __future__ import annotations
@@ -19,42 +23,29 @@ import io
 import json
 import sys
 import tempfile
+import urllib.parse
+import urllib.request
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 import conftest  # noqa: E402,F401  (registers concept_attention_tests.* and finds ComfyUI)
 
-from concept_attention_tests.browser import tiny_graphs  # noqa: E402
 from concept_attention_tests.browser.browser_session import (  # noqa: E402
     EXAMPLE_WORKFLOWS_DIR,
     FIXTURE_NODES_DIR,
     REPO_ROOT,
     build_graph,
-    fit_view,
     launch_chromium,
     open_comfy,
 )
-from concept_attention_tests.browser.example_specs import EXAMPLES  # noqa: E402
+from concept_attention_tests.browser import example_runs  # noqa: E402
+from concept_attention_tests.browser.example_specs import EXAMPLES, file_stem  # noqa: E402
 from concept_attention_tests.server.comfy_server import start_comfy_server  # noqa: E402
 
 DOCS_IMAGES = REPO_ROOT / "docs" / "images"
 THUMBNAIL_SIZE = (640, 480)
 DEMO_IMAGE = "concept_demo.png"
-
-
-def _jpeg(png_bytes: bytes, path: Path, size=None, quality: int = 85) -> None:
-    from PIL import Image
-
-    image = Image.open(io.BytesIO(png_bytes)).convert("RGB")
-    if size:
-        # Cover the target box, then centre-crop (the template cards are 4:3).
-        scale = max(size[0] / image.width, size[1] / image.height)
-        image = image.resize((round(image.width * scale), round(image.height * scale)), Image.LANCZOS)
-        left = (image.width - size[0]) // 2
-        top = (image.height - size[1]) // 2
-        image = image.crop((left, top, left + size[0], top + size[1]))
-    image.save(path, "JPEG", quality=quality, optimize=True)
 
 
 def _png(png_bytes: bytes, path: Path, max_width: int = 1400) -> None:
@@ -104,7 +95,7 @@ def _node_clip(comfy, ids, padding=16):
     return _pad(comfy.evaluate(NODE_BOUNDS_JS, [str(i) for i in ids]), padding)
 
 
-def make_examples(comfy, only=None) -> None:
+def make_examples(comfy, server, only=None) -> None:
     EXAMPLE_WORKFLOWS_DIR.mkdir(exist_ok=True)
     unknown = set(only or ()) - {spec["name"] for spec in EXAMPLES}
     if unknown:
@@ -118,43 +109,96 @@ def make_examples(comfy, only=None) -> None:
         workflow = comfy.evaluate("() => app.graph.serialize()")
         workflow.setdefault("extra", {})["info"] = {"title": spec["title"]}
         workflow["extra"].pop("ds", None)
-        path = EXAMPLE_WORKFLOWS_DIR / f"{spec['name']}.json"
+        stem = file_stem(spec)
+        path = EXAMPLE_WORKFLOWS_DIR / f"{stem}.json"
         path.write_text(json.dumps(workflow, indent=2) + "\n", encoding="utf-8")
-        keys = spec.get("thumbnail_nodes") or [
-            n["key"] for n in spec["nodes"] if n["type"].startswith("ConceptAttention")]
-        frame(comfy, [ids[k] for k in keys])
-        _jpeg(_screenshot(comfy), EXAMPLE_WORKFLOWS_DIR / f"{spec['name']}.jpg", THUMBNAIL_SIZE)
-        comfy.page.set_viewport_size({"width": 1600, "height": 1000})
+        if stem != spec["name"]:  # the file's earlier name
+            for old in (EXAMPLE_WORKFLOWS_DIR / f"{spec['name']}.json", EXAMPLE_WORKFLOWS_DIR / f"{spec['name']}.jpg"):
+                old.unlink(missing_ok=True)
+        thumbnail = result_thumbnail(comfy, server, spec, ids, workflow)
+        thumbnail.save(EXAMPLE_WORKFLOWS_DIR / f"{stem}.jpg", "JPEG", quality=88, optimize=True)
         print(f"wrote {path.relative_to(REPO_ROOT)} and its thumbnail")
 
 
-FRAME_JS = """([ids, scale, margin]) => {
-  let x0 = Infinity, y0 = Infinity, x1 = -Infinity, y1 = -Infinity;
-  for (const id of ids) {
-    const n = app.graph.getNodeById(id);
-    x0 = Math.min(x0, n.pos[0]); y0 = Math.min(y0, n.pos[1] - LiteGraph.NODE_TITLE_HEIGHT);
-    x1 = Math.max(x1, n.pos[0] + n.size[0]); y1 = Math.max(y1, n.pos[1] + n.size[1]);
-  }
-  return [x0, y0, x1, y1];
-}"""
+def _fetch_output(server, entry: dict):
+    from PIL import Image
+
+    query = urllib.parse.urlencode({"filename": entry["filename"], "subfolder": entry.get("subfolder", ""),
+                                    "type": entry.get("type", "output")})
+    with urllib.request.urlopen(f"{server.base_url}/view?{query}", timeout=60) as response:
+        return Image.open(io.BytesIO(response.read())).convert("RGB")
 
 
-def frame(comfy, ids, scale: float = 0.8, margin: int = 40, aspect: float = 4 / 3) -> None:
-    """Sizes the viewport to show these nodes at a readable zoom, in the thumbnail's aspect."""
-    x0, y0, x1, y1 = comfy.evaluate(FRAME_JS, [list(ids), scale, margin])
-    w, h = (x1 - x0) * scale + 2 * margin, (y1 - y0) * scale + 2 * margin
-    if w / h < aspect:
-        w = h * aspect
+def _thumbnail_parts(spec: dict) -> dict:
+    """Which nodes' results make the thumbnail: the spec's choice, else found from the node types."""
+    if "thumbnail" in spec:
+        return spec["thumbnail"]
+    by_type = {}
+    for n in spec["nodes"]:
+        by_type.setdefault(n["type"], []).append(n)
+    saliency = (by_type.get("ConceptAttentionSaliency") or by_type["ConceptAttentionSamplingSaliency"])[0]
+    parts = {"saliency": saliency["key"]}
+    if by_type.get("LoadImage"):
+        parts["picture"] = by_type["LoadImage"][0]["key"]
+    if by_type.get("ConceptAttentionSaliencyToMask"):
+        mask = by_type["ConceptAttentionSaliencyToMask"][0]
+        parts["concept"] = mask["values"]["concepts"].split(",")[0].strip()
+    if by_type.get("MaskPreview"):
+        parts["mask"] = by_type["MaskPreview"][0]["key"]
+    return parts
+
+
+def result_thumbnail(comfy, server, spec: dict, ids: dict, workflow: dict):
+    """The template card's picture: what a run of the example gives (its picture, the regions in the
+    legend's colours, the map of the concept it works on, its mask), from the tiny random-weight
+    models, and saying so."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    swapped = example_runs.load_with_tiny_models(comfy, workflow)
+    assert swapped, spec["name"]
+    result = example_runs.run(comfy)
+    assert result["kind"] == "execution_success", (spec["name"], result)
+    example_runs.wait_for_previews(comfy, result)
+    outputs = comfy.evaluate("() => app.nodeOutputs")
+    parts = _thumbnail_parts(spec)
+    tiles = []
+    picture_key = parts.get("picture")
+    picture_node = next((n for n in spec["nodes"] if n["key"] == picture_key), None)
+    if picture_node and picture_node["type"] == "LoadImage":
+        tiles.append(("picture", Image.open(server.base_dir / "input" / picture_node["values"]["image"]).convert("RGB")))
+    elif picture_key:
+        tiles.append(("generated picture", _fetch_output(server, outputs[str(ids[picture_key])]["images"][0])))
+    saliency = outputs[str(ids[parts["saliency"]])]
+    names = [e["name"] for e in saliency["concept_legend"]]
+    panels = saliency["images"]
+    tiles.append(("", _fetch_output(server, panels[0])))  # the regions, with their colours in its strip
+    concept = parts.get("concept") or names[0]
+    tiles.append(("", _fetch_output(server, panels[1 + names.index(concept)])))
+    if parts.get("mask"):
+        tiles.append(("mask", _fetch_output(server, outputs[str(ids[parts["mask"]])]["images"][0])))
     else:
-        h = w / aspect
-    width, height = int(min(w, 2400)), int(min(h, 1800))
-    comfy.page.set_viewport_size({"width": width, "height": height})
-    comfy.page.wait_for_timeout(200)
-    cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
-    comfy.evaluate("([s, x, y]) => { app.canvas.ds.scale = s; app.canvas.ds.offset = [x, y];"
-                   " app.canvas.setDirty(true, true); }",
-                   [scale, width / 2 / scale - cx, height / 2 / scale - cy])
-    comfy.page.wait_for_timeout(300)
+        other = next(n for n in names if n != concept)
+        tiles.append(("", _fetch_output(server, panels[1 + names.index(other)])))
+
+    width, height = THUMBNAIL_SIZE
+    caption_h = 34
+    card = Image.new("RGB", (width, height), (30, 30, 30))
+    draw = ImageDraw.Draw(card)
+    font = ImageFont.load_default(size=15)
+    cell_w, cell_h = width // 2, (height - caption_h) // 2
+    for k, (label, image) in enumerate(tiles[:4]):
+        x0, y0 = (k % 2) * cell_w, (k // 2) * cell_h
+        room_h = cell_h - 8 - (20 if label else 0)
+        scale = min((cell_w - 8) / image.width, room_h / image.height)
+        shown = image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))), Image.LANCZOS)
+        top = y0 + 4 + (20 if label else 0)
+        card.paste(shown, (x0 + (cell_w - shown.width) // 2, top))
+        if label:
+            draw.text((x0 + (cell_w - shown.width) // 2, y0 + 4), label, fill=(220, 220, 220), font=font)
+    draw.rectangle([0, height - caption_h, width, height], fill=(60, 40, 30))
+    draw.text((10, height - caption_h + 8), "Maps from a tiny random-weight test model: noise, not what "
+              "real weights give", fill=(255, 230, 200), font=font)
+    return card
 
 
 def set_zoom(comfy, scale: float, offset=(40, 60)) -> None:
@@ -193,30 +237,109 @@ def _docs_nodes(comfy) -> list[Path]:
     return [DOCS_IMAGES / "nodes.png"]
 
 
+RANDOM_VAE_FILE = "random_sd3_vae_concept_attention.safetensors"
+
+
+def write_random_sd3_vae(path: Path, seed: int = 4) -> Path:
+    """A random-weight VAE file the stock VAELoader reads as an SD3 VAE (16 latent channels). ComfyUI
+    builds the encoder at full width whatever the file holds; the decoder takes its width from the file,
+    so it is made small."""
+    import torch
+    from safetensors.torch import save_file
+
+    from comfy.ldm.models.autoencoder import AutoencodingEngine
+
+    encoder = {"double_z": True, "z_channels": 16, "resolution": 256, "in_channels": 3, "out_ch": 3, "ch": 128,
+               "ch_mult": [1, 2, 4, 4], "num_res_blocks": 2, "attn_resolutions": [], "dropout": 0.0}
+    decoder = {**encoder, "ch": 32}
+    model = AutoencodingEngine(
+        regularizer_config={"target": "comfy.ldm.models.autoencoder.DiagonalGaussianRegularizer"},
+        encoder_config={"target": "comfy.ldm.modules.diffusionmodules.model.Encoder", "params": encoder},
+        decoder_config={"target": "comfy.ldm.modules.diffusionmodules.model.Decoder", "params": decoder})
+    gen = torch.Generator().manual_seed(seed)
+    state = {}
+    for name, tensor in sorted(model.state_dict().items()):
+        values = torch.randn(tensor.shape, generator=gen) * 0.05
+        if name.endswith("norm.weight") or ".norm" in name and name.endswith(".weight"):
+            values = 1.0 + values
+        state[name] = values.to(torch.float16).contiguous()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file(state, str(path))
+    return path
+
+
+def install_stock_loader_models(base_dir: Path) -> None:
+    """Random-weight model files for the stock loaders of the README's run pictures: the test suite's
+    tiny SD3 (Load Diffusion Model), a random CLIP-L (Load CLIP, type sd3) and a random SD3 VAE (Load VAE)."""
+    from concept_attention_tests.server import model_files
+
+    models = base_dir / "models"
+    model_files.write_tiny_sd3(models / "diffusion_models" / model_files.SD3_FILE)
+    model_files.write_random_clip_l(models / "text_encoders" / model_files.CLIP_L_FILE)
+    write_random_sd3_vae(models / "vae" / RANDOM_VAE_FILE)
+
+
+def stock_encode_graph(concepts=("house", "sun", "hill", "sky")) -> dict:
+    """Load Diffusion Model + Load CLIP + Load VAE (the stock loaders, on random-weight files) -> Concept
+    List -> Concept Saliency -> Saliency to Mask -> Preview Mask, on the demo picture."""
+    from concept_attention_tests.server import model_files
+
+    return {
+        "nodes": [
+            {"key": "unet", "type": "UNETLoader", "pos": [0, 0], "size": [330, 82],
+             "values": {"unet_name": model_files.SD3_FILE, "weight_dtype": "default"}},
+            {"key": "clip", "type": "CLIPLoader", "pos": [0, 130], "size": [330, 106],
+             "values": {"clip_name": model_files.CLIP_L_FILE, "type": "sd3"}},
+            {"key": "vae", "type": "VAELoader", "pos": [0, 290], "size": [330, 58],
+             "values": {"vae_name": RANDOM_VAE_FILE}},
+            {"key": "image", "type": "LoadImage", "pos": [0, 400], "size": [330, 380], "values": {"image": DEMO_IMAGE}},
+            {"key": "concepts", "type": "ConceptAttentionConceptList", "pos": [380, 0], "size": [300, 150],
+             "values": {"concepts": ", ".join(concepts)}},
+            {"key": "saliency", "type": "ConceptAttentionSaliency", "pos": [730, 0], "size": [360, 780],
+             "values": {"layers": "all", "noise_level": 0.5, "seed": 0}},
+            {"key": "mask", "type": "ConceptAttentionSaliencyToMask", "pos": [1140, 0], "size": [330, 330],
+             "values": {"concepts": concepts[0], "method": "mean"}},
+            {"key": "mask_preview", "type": "MaskPreview", "pos": [1140, 390], "size": [330, 390]},
+        ],
+        "links": [
+            ("unet", "MODEL", "saliency", "model"),
+            ("clip", "CLIP", "concepts", "clip"),
+            ("concepts", "concepts", "saliency", "concepts"),
+            ("image", "IMAGE", "saliency", "image"),
+            ("vae", "VAE", "saliency", "vae"),
+            ("saliency", "saliency", "mask", "saliency"),
+            ("image", "IMAGE", "mask", "image"),
+            ("mask", "mask", "mask_preview", "mask"),
+        ],
+    }
+
+
 def _docs_run(comfy) -> list[Path]:
-    """A run: the legend with one concept clicked, and the concept buttons of Saliency to Mask."""
-    picture = {"key": "image", "type": "LoadImage", "pos": [0, 320], "size": [300, 360],
-               "values": {"image": DEMO_IMAGE}}
-    graph = tiny_graphs.encode_graph(size=256, concepts=["house", "sun", "hill", "sky"], image_node=picture)
-    ids = build_graph(comfy, graph)
+    """A run with the stock loaders: the whole graph (the README's first picture), the legend with all
+    panels and with one concept clicked, and the concept buttons of Saliency to Mask."""
+    ids = build_graph(comfy, stock_encode_graph())
     set_zoom(comfy, 1.0, (30, 60))
-    comfy.evaluate("() => app.queuePrompt(0, 1)")
+    result = example_runs.run(comfy)
+    assert result["kind"] == "execution_success", result
     comfy.page.wait_for_function(
         "(id) => (app.graph.getNodeById(id)?.__conceptAttention?.legend.length ?? 0) > 0",
         arg=ids["saliency"], timeout=120_000)
     comfy.page.wait_for_function(
-        "(id) => { const n = app.graph.getNodeById(id); return n.imgs?.length === 4 && n.imgs.every(i => i.complete); }",
+        "(id) => { const n = app.graph.getNodeById(id); return n.imgs?.length === 5 && n.imgs.every(i => i.complete); }",
         arg=ids["saliency"], timeout=60_000)
+    _png(_screenshot(comfy, _node_clip(comfy, ids.values())), DOCS_IMAGES / "encode_run.png")
     _png(_screenshot(comfy, _node_clip(comfy, [ids["saliency"]])), DOCS_IMAGES / "legend_all_maps.png")
-    comfy.page.click(f"[data-ca-legend] .ca-legend-item[data-index='0']")
+    comfy.page.click("[data-ca-legend] .ca-legend-item[data-index='regions']")
+    comfy.page.wait_for_timeout(300)
+    _png(_screenshot(comfy, _node_clip(comfy, [ids["saliency"]])), DOCS_IMAGES / "legend_regions.png")
+    comfy.page.click("[data-ca-legend] .ca-legend-item[data-index='1']")
     comfy.page.wait_for_timeout(300)
     _png(_screenshot(comfy, _node_clip(comfy, [ids["saliency"]])), DOCS_IMAGES / "legend_one_concept.png")
     comfy.page.click("[data-ca-picker] .ca-chip[data-concept='sun']")
     comfy.page.wait_for_timeout(300)
     _png(_screenshot(comfy, _node_clip(comfy, [ids["mask"], ids["mask_preview"]])), DOCS_IMAGES / "mask_concepts.png")
-    _png(_screenshot(comfy, _node_clip(comfy, ids.values())), DOCS_IMAGES / "encode_run.png")
-    return [DOCS_IMAGES / n for n in ("legend_all_maps.png", "legend_one_concept.png", "mask_concepts.png",
-                                      "encode_run.png")]
+    return [DOCS_IMAGES / n for n in ("encode_run.png", "legend_all_maps.png", "legend_regions.png",
+                                      "legend_one_concept.png", "mask_concepts.png")]
 
 
 def _docs_templates(comfy) -> list[Path]:
@@ -250,14 +373,18 @@ def main() -> None:
         extra = sorted(p for p in FIXTURE_NODES_DIR.iterdir() if p.is_dir() and p.name != "__pycache__")
 
         def prepare(base_dir: Path) -> None:
+            (base_dir / "input").mkdir(parents=True, exist_ok=True)
             _demo_picture(base_dir / "input" / DEMO_IMAGE)
+            example_runs.write_example_picture(base_dir / "input" / example_runs.EXAMPLE_PICTURE)
+            if write_docs and "run" in (args.docs or DOCS_PARTS):
+                install_stock_loader_models(base_dir)
 
         with start_comfy_server(base, comfyui_path=COMFYUI_PATH, extra_custom_nodes=extra, prepare=prepare) as server, \
                 sync_playwright() as playwright:
             context = launch_chromium(playwright, Path(tmp) / "profile")
             comfy = open_comfy(context, server)
             if write_examples:
-                make_examples(comfy, args.example)
+                make_examples(comfy, server, args.example)
             if write_docs:
                 make_docs_images(comfy, args.docs or DOCS_PARTS)
             problems = comfy.extension_problems()

@@ -6,12 +6,13 @@ One server and one page for the whole module (see conftest.py); each test loads 
 from __future__ import annotations
 
 import json
+import math
 import re
 import urllib.parse
 
 import pytest
 
-from concept_attention_tests.browser import tiny_graphs
+from concept_attention_tests.browser import example_runs, tiny_graphs
 from concept_attention_tests.browser.browser_session import (
     EXAMPLE_WORKFLOWS_DIR,
     EXTENSION_NAME,
@@ -20,15 +21,22 @@ from concept_attention_tests.browser.browser_session import (
     build_graph,
 )
 from concept_attention_tests.browser.example_specs import EXAMPLES as EXAMPLE_SPECS
-from concept_attention_tests.browser.example_specs import EXPECTED
+from concept_attention_tests.browser.example_specs import EXPECTED, file_stem
 
 PACK_NODES = {
     "ConceptAttentionConceptList", "ConceptAttentionSaliency", "ConceptAttentionPatchModel",
     "ConceptAttentionSamplingSaliency", "ConceptAttentionSaliencyToMask", "ConceptAttentionSaveSaliency",
     "ConceptAttentionLoadSaliency",
 }
-EXAMPLES = sorted(p.stem for p in EXAMPLE_WORKFLOWS_DIR.glob("*.json"))
+EXAMPLES = [spec["name"] for spec in EXAMPLE_SPECS]
+EXAMPLE_FILES = {spec["name"]: EXAMPLE_WORKFLOWS_DIR / f"{file_stem(spec)}.json" for spec in EXAMPLE_SPECS}
 WEB_DIR = REPO_ROOT / "web"
+# A template card shows about this many characters of its title (the file name) before cutting it.
+TITLE_CHARS = 32
+
+
+def _workflow(name: str) -> dict:
+    return json.loads(EXAMPLE_FILES[name].read_text(encoding="utf-8"))
 
 LEGEND_JS = """(id) => {
   const node = app.graph.getNodeById(id);
@@ -37,7 +45,9 @@ LEGEND_JS = """(id) => {
     state: node.__conceptAttention,
     imageIndex: node.imageIndex ?? null,
     imgs: (node.imgs || []).map(i => new URL(i.src).searchParams.get('filename')),
-    items: [...root.querySelectorAll('.ca-legend-item')].map(b => ({
+    regions: root.querySelector('.ca-legend-regions')?.getAttribute('aria-pressed') ?? null,
+    bar: [...root.querySelectorAll('.ca-legend-bar > span')].map(s => s.style.width),
+    items: [...root.querySelectorAll('.ca-legend-item:not(.ca-legend-regions)')].map(b => ({
       name: b.querySelector('.ca-name').textContent,
       share: b.querySelector('.ca-share').textContent,
       color: getComputedStyle(b.querySelector('.ca-swatch')).backgroundColor,
@@ -52,7 +62,8 @@ CHIPS_JS = """(id) => {
   const node = app.graph.getNodeById(id);
   const root = node.widgets.find(w => w.name === 'concept_suggestions').element;
   return {
-    chips: [...root.querySelectorAll('.ca-chip')].map(c => [c.textContent, c.getAttribute('aria-pressed')]),
+    chips: [...root.querySelectorAll('.ca-chip:not(.ca-chip-missing)')].map(c => [c.textContent, c.getAttribute('aria-pressed')]),
+    missing: [...root.querySelectorAll('.ca-chip.ca-chip-missing')].map(c => c.dataset.concept),
     hint: root.querySelector('.ca-picker-hint')?.textContent ?? null,
     value: node.widgets.find(w => w.name === 'concepts').value,
     markup: root.querySelectorAll('b').length,
@@ -121,10 +132,13 @@ def test_extension_uses_only_public_imports_and_never_inner_html():
 
 def test_every_example_workflow_is_listed_with_a_thumbnail(browser_server):
     assert set(EXAMPLES) == set(EXPECTED)
-    assert set(EXAMPLES) == {spec["name"] for spec in EXAMPLE_SPECS}
+    stems = sorted(p.stem for p in EXAMPLE_WORKFLOWS_DIR.glob("*.json"))
+    assert stems == sorted(path.stem for path in EXAMPLE_FILES.values())
     listed = browser_server.get_json("/api/workflow_templates")
-    assert sorted(listed.get(PACK_DIR_NAME, [])) == EXAMPLES
-    for name in EXAMPLES:
+    assert sorted(listed.get(PACK_DIR_NAME, [])) == stems
+    for name in stems:
+        # The template browser shows the file name as the title: a title, short enough for a card.
+        assert "_" not in name and len(name) <= TITLE_CHARS and name[0].isupper(), name
         thumb = EXAMPLE_WORKFLOWS_DIR / f"{name}.jpg"
         assert thumb.is_file() and thumb.read_bytes()[:3] == b"\xff\xd8\xff", thumb
         # Where the template dialog asks for it.
@@ -138,8 +152,11 @@ def test_template_browser_shows_the_example_workflows(comfy):
     page.get_by_text("Templates", exact=True).first.click()
     page.get_by_text(PACK_DIR_NAME).first.click()
     try:
-        for name in EXAMPLES:
-            page.get_by_text(name, exact=True).first.wait_for(state="visible", timeout=15_000)
+        for path in EXAMPLE_FILES.values():
+            title = page.get_by_text(path.stem, exact=True).first
+            title.wait_for(state="visible", timeout=15_000)
+            # shown whole, not cut short with an ellipsis
+            assert title.evaluate("(el) => el.scrollWidth <= el.clientWidth + 1"), path.stem
         # The cards show the .jpg thumbnails (fetched, then shown from blob: URLs): 640x480.
         page.wait_for_function(
             """(count) => [...document.querySelectorAll('img')].filter(
@@ -153,9 +170,12 @@ def test_template_browser_shows_the_example_workflows(comfy):
 
 @pytest.mark.parametrize("name", EXAMPLES)
 def test_example_workflow_loads_in_the_ui_and_converts_to_a_prompt(comfy, name):
-    workflow = json.loads((EXAMPLE_WORKFLOWS_DIR / f"{name}.json").read_text(encoding="utf-8"))
-    notes = [n for n in workflow["nodes"] if n["type"] == "Note"]
+    workflow = _workflow(name)
+    notes = [n for n in workflow["nodes"] if n["type"] in ("Note", "MarkdownNote")]
     assert notes and "models/" in notes[0]["widgets_values"][0]
+    # Markdown notes whose model files are links, as ComfyUI's stock templates have
+    assert all(n["type"] == "MarkdownNote" for n in notes)
+    assert re.search(r"\[[^\]]+\.safetensors\]\(https://huggingface\.co/[^)]+\)", notes[0]["widgets_values"][0])
     result = comfy.evaluate(
         """async (workflow) => {
           const missing = [];
@@ -190,14 +210,22 @@ def test_example_workflow_loads_in_the_ui_and_converts_to_a_prompt(comfy, name):
         assert found and all(f[k] == v for f in found for k, v in inputs.items()), (class_type, found)
     # Loaders name their files with a download URL and folder, as ComfyUI's templates do; the
     # loaded graph still carries them.
-    for class_type, (file_name, directory) in expected.get("models", {}).items():
+    for class_type, wanted in expected.get("models", {}).items():
+        wanted = wanted if isinstance(wanted, list) else [wanted]
         models = comfy.evaluate(
             "(type) => app.graph.nodes.filter(n => n.type === type).map(n => n.properties?.models ?? null)",
             class_type)
-        assert models and all(m and len(m) == 1 for m in models), (class_type, models)
-        for [entry] in models:
-            assert entry["name"] == file_name and entry["directory"] == directory, entry
-            assert entry["url"].startswith("https://huggingface.co/") and entry["url"].endswith("/" + file_name), entry
+        assert models and all(m and len(m) == len(wanted) for m in models), (class_type, models)
+        for entries in models:
+            assert [(e["name"], e["directory"]) for e in entries] == wanted, entries
+            for entry in entries:
+                assert entry["url"].startswith("https://huggingface.co/") and entry["url"].endswith("/" + entry["name"])
+    # Every loader file has a link, except gated ones, which the Note says are gated.
+    linked = {m["name"] for n in workflow["nodes"] for m in (n.get("properties") or {}).get("models", [])}
+    gated = set(expected.get("gated", []))
+    assert expected["files"] - {"example.png"} <= linked | gated, expected["files"] - linked - gated
+    if gated:
+        assert "gated" in notes[0]["widgets_values"][0]
     # The Concept List's concepts are offered on every Saliency to Mask of the workflow.
     chips = comfy.evaluate(
         """() => app.graph.nodes.filter(n => n.type === 'ConceptAttentionSaliencyToMask')
@@ -219,7 +247,7 @@ def _node_boxes(workflow: dict) -> list[tuple[str, float, float, float, float]]:
 
 @pytest.mark.parametrize("name", EXAMPLES)
 def test_example_workflow_nodes_do_not_overlap(name):
-    workflow = json.loads((EXAMPLE_WORKFLOWS_DIR / f"{name}.json").read_text(encoding="utf-8"))
+    workflow = _workflow(name)
     boxes = _node_boxes(workflow)
     overlaps = [(a[0], b[0]) for i, a in enumerate(boxes) for b in boxes[i + 1:]
                 if a[1] < b[3] and b[1] < a[3] and a[2] < b[4] and b[2] < a[4]]
@@ -234,39 +262,102 @@ def test_example_workflow_nodes_do_not_overlap(name):
         assert below == [], f"nodes within {room} px below Concept Saliency: {below}"
 
 
+def _node_names(object_info: dict) -> dict[str, str]:
+    """Every name a Note could call a node by (type and display name) -> its type; only names long
+    and specific enough not to be ordinary words."""
+    names = {}
+    for node_type, info in object_info.items():
+        for name in (node_type, info.get("display_name") or ""):
+            if len(name) >= 6 and any(c.isupper() for c in name) and name not in {"Note", "MarkdownNote"}:
+                names[name] = node_type
+    return names
+
+
+@pytest.mark.parametrize("name", EXAMPLES)
+def test_example_note_mentions_only_nodes_of_its_workflow(browser_server, name):
+    workflow = _workflow(name)
+    names = _node_names(browser_server.object_info())
+    present = {n["type"] for n in workflow["nodes"]}
+    for note in (n for n in workflow["nodes"] if n["type"] in ("Note", "MarkdownNote")):
+        text = re.sub(r"\(https?://[^)]*\)", "", note["widgets_values"][0])  # links name files, not nodes
+        mentioned = set()
+        for mention in sorted(names, key=len, reverse=True):  # "Concept Saliency from Sampling" first
+            pattern = rf"(?<![\w-]){re.escape(mention)}(?![\w-])"
+            if re.search(pattern, text):
+                mentioned.add(names[mention])
+                text = re.sub(pattern, " ", text)
+        assert mentioned <= present, f"the Note names nodes this workflow does not have: {mentioned - present}"
+
+
+@pytest.mark.parametrize("name", EXAMPLES)
+def test_example_workflow_run_on_tiny_models_leaves_no_nodes_overlapping(comfy, name):
+    """Each example runs through the UI on tiny random-weight stand-ins for its loaders; afterwards
+    (Concept Saliency with its legend and maps) no two nodes overlap, and the saliency nodes, laid out
+    at their size after a run, did not have to grow."""
+    swapped = example_runs.load_with_tiny_models(comfy, _workflow(name))
+    assert swapped
+    before = {b["id"]: b["box"] for b in comfy.evaluate(example_runs.NODE_BOXES_JS)}
+    result = example_runs.run(comfy)
+    assert result["kind"] == "execution_success", result
+    example_runs.wait_for_previews(comfy, result)
+    boxes = comfy.evaluate(example_runs.NODE_BOXES_JS)
+    assert example_runs.overlaps(boxes) == []
+    grew = [(b["type"], before[b["id"]], b["box"]) for b in boxes
+            if b["type"] in SALIENCY_TYPES and b["box"] != before[b["id"]]]
+    assert grew == []
+    comfy.evaluate("() => app.extensionManager.command.execute('Comfy.Canvas.FitView')")
+    comfy.screenshot(f"workflow_run_{name}")
+    assert comfy.extension_problems() == []
+
+
+SALIENCY_TYPES = {"ConceptAttentionSaliency", "ConceptAttentionSamplingSaliency"}
+
+
 # ------------------------------------------------------------------------------------------
 # a run on tiny models: the legend
 # ------------------------------------------------------------------------------------------
 
 
+def _formatted(share: float) -> str:
+    """A share as the legend writes it (formatShare in the extension: JavaScript rounds halves up)."""
+    value = min(max(share, 0.0), 1.0) * 100
+    if 0 < value < 10:
+        return f"{math.floor(value * 10 + 0.5) / 10:.1f}%"
+    return f"{math.floor(value + 0.5)}%"
+
+
 def test_legend_after_a_run_and_clicking_a_concept_shows_its_map(comfy):
     concepts = tiny_graphs.CONCEPTS
     r, batch = len(concepts), 2
+    per_picture = r + 1  # the segmentation view, then one map per concept
     ids = build_graph(comfy, tiny_graphs.encode_graph(batch=batch))
     _show(comfy)
     sal = ids["saliency"]
     comfy.evaluate("() => app.queuePrompt(0, 1)")
-    _legend_ready(comfy, sal, batch * r)
+    _legend_ready(comfy, sal, batch * per_picture)
     comfy.screenshot("legend_after_run", clip_nodes=[sal])
 
     legend = comfy.evaluate(LEGEND_JS, sal)
     state = legend["state"]
+    assert state["segmentation"] is True and legend["regions"] == "false"
     assert [e["name"] for e in state["legend"]] == concepts
     assert [i["name"] for i in legend["items"]] == concepts  # names as text ...
     assert all(i["markup"] == 0 for i in legend["items"])  # ... never as markup
     assert [i["color"] for i in legend["items"]] == [_rgb(e["color"]) for e in state["legend"]]
+    # shares are those of the picture on screen (picture 1 of 2), not of the whole batch
+    assert [i["share"] for i in legend["items"]] == [_formatted(e["shares"][0]) for e in state["legend"]]
     shares = [float(i["share"].rstrip("%")) for i in legend["items"]]
     assert all(0 <= s <= 100 for s in shares) and abs(sum(shares) - 100) < 1.5
     assert state["batch"] == batch and legend["label"] == f"picture 1 / {batch}"
-    assert legend["imageIndex"] is None  # all maps in a grid before a click
+    assert legend["imageIndex"] is None  # all panels in a grid before a click
     panels = [img["filename"] for img in state["images"]]
     assert legend["imgs"] == panels
 
     before = _canvas_region(comfy, sal)
-    comfy.page.click(f"[data-ca-legend] .ca-legend-item[data-index='1']")
+    comfy.page.click("[data-ca-legend] .ca-legend-item[data-index='1']")
     comfy.page.wait_for_timeout(200)
     after = comfy.evaluate(LEGEND_JS, sal)
-    assert after["imageIndex"] == 1  # picture 0, concept 1 (panels are image-major)
+    assert after["imageIndex"] == 2  # picture 0: [regions, concept 0, concept 1, ...] (image-major)
     assert [i["pressed"] for i in after["items"]] == ["false", "true", "false"]
     shown = _canvas_region(comfy, sal)
     assert shown != before, "the canvas still shows the same picture after clicking a concept"
@@ -275,17 +366,76 @@ def test_legend_after_a_run_and_clicking_a_concept_shows_its_map(comfy):
     comfy.page.click("[data-ca-legend] .ca-next")
     comfy.page.wait_for_timeout(200)
     nxt = comfy.evaluate(LEGEND_JS, sal)
-    assert nxt["imageIndex"] == 1 * r + 1 and nxt["label"] == f"picture 2 / {batch}"
-    assert nxt["imgs"][nxt["imageIndex"]] == panels[r + 1]
+    assert nxt["imageIndex"] == 1 * per_picture + 1 + 1 and nxt["label"] == f"picture 2 / {batch}"
+    assert nxt["imgs"][nxt["imageIndex"]] == panels[per_picture + 2]
     assert _canvas_region(comfy, sal) != shown
+    # the shares (and the bar) follow the picture
+    assert [i["share"] for i in nxt["items"]] == [_formatted(e["shares"][1]) for e in state["legend"]]
+    assert nxt["bar"] == [f"{e['shares'][1] * 100:g}%" for e in state["legend"]]
+    assert [e["shares"][0] for e in state["legend"]] != [e["shares"][1] for e in state["legend"]], \
+        "the two pictures should differ (their noise does)"
 
-    comfy.page.click(f"[data-ca-legend] .ca-legend-item[data-index='2']")
+    comfy.page.click("[data-ca-legend] .ca-legend-regions")
     comfy.page.wait_for_timeout(200)
-    assert comfy.evaluate(LEGEND_JS, sal)["imageIndex"] == 1 * r + 2
-    comfy.page.click(f"[data-ca-legend] .ca-legend-item[data-index='2']")  # again: back to all maps
+    regions = comfy.evaluate(LEGEND_JS, sal)
+    assert regions["imageIndex"] == 1 * per_picture and regions["regions"] == "true"
+    comfy.screenshot("legend_regions_clicked", clip_nodes=[sal])
+
+    comfy.page.click("[data-ca-legend] .ca-legend-item[data-index='2']")
+    comfy.page.wait_for_timeout(200)
+    assert comfy.evaluate(LEGEND_JS, sal)["imageIndex"] == 1 * per_picture + 1 + 2
+    comfy.page.click("[data-ca-legend] .ca-legend-item[data-index='2']")  # again: back to all panels
     comfy.page.wait_for_timeout(200)
     back = comfy.evaluate(LEGEND_JS, sal)
     assert back["imageIndex"] is None and all(i["pressed"] == "false" for i in back["items"])
+    assert comfy.extension_problems() == []
+
+
+PIXELS_JS = """async ([src, mapHeight]) => {
+  const img = new Image();
+  img.src = src;
+  await img.decode();
+  const canvas = document.createElement('canvas');
+  canvas.width = img.naturalWidth; canvas.height = img.naturalHeight;
+  const ctx = canvas.getContext('2d');
+  ctx.drawImage(img, 0, 0);
+  const data = ctx.getImageData(0, 0, canvas.width, mapHeight).data;
+  const counts = {};
+  for (let i = 0; i < data.length; i += 4) {
+    const hex = '#' + [data[i], data[i + 1], data[i + 2]].map(v => v.toString(16).padStart(2, '0')).join('');
+    counts[hex] = (counts[hex] ?? 0) + 1;
+  }
+  return {counts, width: canvas.width, height: canvas.height};
+}"""
+
+
+def test_legend_colours_are_the_segmentation_views_colours_per_picture(comfy):
+    """Read the pixels of each picture's segmentation panel as the browser shows it: its colours are
+    exactly the legend's swatches, and each colour covers the share the legend gives for that picture."""
+    from concept_attention.concept_patch.heatmap import strip_height
+
+    concepts = ["house", "sun", "hill", "sky"]
+    batch, r = 2, 4
+    ids = build_graph(comfy, tiny_graphs.encode_graph(batch=batch, size=128, concepts=concepts))
+    _show(comfy, 0.6)
+    sal = ids["saliency"]
+    comfy.evaluate("() => app.queuePrompt(0, 1)")
+    _legend_ready(comfy, sal, batch * (r + 1))
+    legend = comfy.evaluate(LEGEND_JS, sal)
+    entries = legend["state"]["legend"]
+    swatches = {item["color"] for item in legend["items"]}
+    assert swatches == {_rgb(e["color"]) for e in entries}
+    sources = comfy.evaluate("(id) => app.graph.getNodeById(id).imgs.map(i => i.src)", sal)
+    for picture in range(batch):
+        src = sources[picture * (r + 1)]
+        size = comfy.evaluate("async (src) => { const i = new Image(); i.src = src; await i.decode();"
+                              " return [i.naturalWidth, i.naturalHeight]; }", src)
+        pixels = comfy.evaluate(PIXELS_JS, [src, size[1] - strip_height(size[0])])
+        total = sum(pixels["counts"].values())
+        assert set(pixels["counts"]) <= {e["color"] for e in entries}, pixels["counts"].keys()
+        for e in entries:
+            seen = pixels["counts"].get(e["color"], 0) / total
+            assert abs(seen - e["shares"][picture]) < 0.03, (picture, e["name"], seen, e["shares"][picture])
     assert comfy.extension_problems() == []
 
 
@@ -298,13 +448,13 @@ def test_legend_of_concept_saliency_from_sampling(comfy):
     chips = comfy.evaluate(CHIPS_JS, ids["mask"])
     assert [c for c, _ in chips["chips"]] == concepts
     comfy.evaluate("() => app.queuePrompt(0, 1)")
-    _legend_ready(comfy, maps, len(concepts))
+    _legend_ready(comfy, maps, len(concepts) + 1)
     legend = comfy.evaluate(LEGEND_JS, maps)
     assert [i["name"] for i in legend["items"]] == concepts
     assert legend["label"] is None  # one picture: no picture arrows
     comfy.page.click(f"[data-ca-legend] .ca-legend-item[data-index='2']")
     comfy.page.wait_for_timeout(200)
-    assert comfy.evaluate(LEGEND_JS, maps)["imageIndex"] == 2
+    assert comfy.evaluate(LEGEND_JS, maps)["imageIndex"] == 1 + 2
     comfy.screenshot("sampling_legend", clip_nodes=[maps, ids["mask"]])
     assert comfy.extension_problems() == []
 
@@ -351,4 +501,56 @@ def test_mask_node_offers_the_upstream_concepts(comfy):
         "(id) => !app.graph.getNodeById(id).widgets.find(w => w.name === 'concept_suggestions').element"
         ".querySelector('.ca-chip')", arg=mask, timeout=10_000)
     assert comfy.evaluate(CHIPS_JS, mask)["hint"]
+    assert comfy.extension_problems() == []
+
+
+def test_mask_node_marks_a_renamed_concept_as_missing(comfy):
+    ids = build_graph(comfy, tiny_graphs.encode_graph())
+    _show(comfy)
+    mask = ids["mask"]
+    assert comfy.evaluate(CHIPS_JS, mask)["missing"] == []
+    # 'cat' (chosen in Saliency to Mask) is renamed 'kitten' in the Concept List
+    comfy.evaluate("""(id) => { const n = app.graph.getNodeById(id);
+        n.widgets.find(w => w.name === 'concepts').value = 'kitten, sky'; app.canvas.setDirty(true, true); }""",
+                   ids["concepts"])
+    comfy.page.wait_for_function(
+        "(id) => app.graph.getNodeById(id).widgets.find(w => w.name === 'concept_suggestions').element"
+        ".querySelector('.ca-chip-missing')", arg=mask, timeout=10_000)
+    state = comfy.evaluate(CHIPS_JS, mask)
+    assert state["missing"] == ["cat"] and [c for c, _ in state["chips"]] == ["kitten", "sky"]
+    comfy.screenshot("mask_missing_concept", clip_nodes=[mask, ids["concepts"]])
+    comfy.page.click("[data-ca-picker] .ca-chip-missing[data-concept='cat']")  # removes it
+    comfy.page.wait_for_timeout(200)
+    state = comfy.evaluate(CHIPS_JS, mask)
+    assert state["value"] == "" and state["missing"] == []
+    assert comfy.extension_problems() == []
+
+
+def test_mask_node_fed_by_load_saliency_lists_the_files_concepts_after_a_run(comfy, browser_server):
+    import torch
+    from safetensors.torch import save_file
+
+    file_name = "maps_for_the_picker.safetensors"
+    save_file({"maps": torch.rand(1, 3, 4, 4).softmax(1)}, str(browser_server.input_dir / file_name), metadata={
+        "format": "concept_attention.saliency", "format_version": "1", "names": json.dumps(["cat", "dog", "sky"]),
+        "image_size": json.dumps([64, 64]), "softmax": "true", "metadata": "{}"})
+    ids = build_graph(comfy, {"nodes": [
+        {"key": "load", "type": "ConceptAttentionLoadSaliency", "pos": [0, 0], "size": [320, 90]},
+        {"key": "mask", "type": "ConceptAttentionSaliencyToMask", "pos": [380, 0], "size": [320, 320],
+         "values": {"concepts": "dog", "method": "mean"}},
+        {"key": "preview", "type": "MaskPreview", "pos": [760, 0], "size": [300, 300]},
+    ], "links": [("load", "saliency", "mask", "saliency"), ("mask", "mask", "preview", "mask")]})
+    comfy.evaluate("([id, file]) => { app.graph.getNodeById(id).widgets.find(w => w.name === 'file').value = file; }",
+                   [ids["load"], file_name])
+    _show(comfy)
+    state = comfy.evaluate(CHIPS_JS, ids["mask"])
+    assert state["hint"] == "Run once to list this file's concepts." and state["chips"] == []
+    result = example_runs.run(comfy)
+    assert result["kind"] == "execution_success", result
+    comfy.page.wait_for_function(
+        "(id) => app.graph.getNodeById(id).widgets.find(w => w.name === 'concept_suggestions').element"
+        ".querySelectorAll('.ca-chip').length === 3", arg=ids["mask"], timeout=10_000)
+    state = comfy.evaluate(CHIPS_JS, ids["mask"])
+    assert state["chips"] == [["cat", "false"], ["dog", "true"], ["sky", "false"]] and state["missing"] == []
+    comfy.screenshot("mask_from_load_saliency", clip_nodes=[ids["load"], ids["mask"]])
     assert comfy.extension_problems() == []

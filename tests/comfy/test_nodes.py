@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
 
@@ -81,9 +83,18 @@ def test_saliency_from_image_and_vae(flux, concepts, vae):
     saliency, preview = out.result
     assert isinstance(saliency, SaliencyMaps)
     assert saliency.maps.shape == (2, 3, 3, 5) and saliency.image_size == (48, 80)
-    assert preview.shape == (6, 48, 80, 3) and preview.min() >= 0 and preview.max() <= 1
-    assert [e["name"] for e in out.ui["concept_legend"]] == concepts.names
-    assert out.ui["images"] and abs(sum(e["share"] for e in out.ui["concept_legend"]) - 1) < 1e-3
+    # per picture: the segmentation view, then one map per concept; preview-sized, aspect kept
+    assert preview.shape[0] == 2 * (3 + 1) and preview.shape[-1] == 3
+    assert preview.shape[2] == 512 and preview.min() >= 0 and preview.max() <= 1
+    assert len(out.ui["images"]) == preview.shape[0] and out.ui["concept_segmentation"] == [True]
+    legend = out.ui["concept_legend"]
+    assert [e["name"] for e in legend] == concepts.names
+    assert abs(sum(e["share"] for e in legend) - 1) < 1e-3
+    # shares per picture: each picture's shares sum to 1 and match its own winners
+    for i in range(2):
+        assert abs(sum(e["shares"][i] for e in legend) - 1) < 1e-3
+        winners = saliency.maps[i].argmax(0)
+        assert [e["shares"][i] for e in legend] == [round(float((winners == j).float().mean()), 4) for j in range(3)]
     # two different pictures give two different maps
     assert not torch.allclose(saliency.maps[0], saliency.maps[1])
     torch.testing.assert_close(saliency.maps.sum(1), torch.ones(2, 3, 5))
@@ -106,6 +117,58 @@ def test_saliency_input_errors(flux, concepts):
         _saliency(flux, concepts, image=torch.rand(1, 96, 96, 3), latent={"samples": torch.randn(1, 16, 6, 6)})
     with pytest.raises(ValueError, match="blocks"):
         _saliency(flux, concepts, latent={"samples": torch.randn(1, 16, 6, 6)}, layers="5")
+
+
+def test_seed_with_samples_past_the_largest_seed_is_explained(flux, concepts):
+    latent = {"samples": torch.randn(1, 16, 4, 4)}
+    top = 0xFFFFFFFFFFFFFFFF
+    with pytest.raises(ConceptAttentionError, match=rf"seed {top} with 2 samples runs past the largest seed.*at most {top - 1}"):
+        _saliency(flux, concepts, latent=latent, seed=top, samples=2)
+    assert _saliency(flux, concepts, latent=latent, seed=top - 1, samples=2).result[0].maps.shape[0] == 1
+
+
+def test_picture_too_large_for_sd3s_position_table_names_the_largest(sd3_clip):
+    sd3 = tiny_models.sd3_model()  # position table of 64 patches of 2 latent cells: at most 1024 px
+    concepts = ConceptList.execute(clip=sd3_clip, concepts="dog, sky", pooling="mean").result[0]
+    with pytest.raises(ConceptAttentionError, match=r"1040x1024 pixels but this model takes at most 1024x1024"):
+        _saliency(sd3, concepts, latent={"samples": torch.zeros(1, 16, 128, 130)})
+    with pytest.raises(ConceptAttentionError, match=r"takes at most 1024x1024"):
+        _saliency(sd3, concepts, image=torch.rand(1, 1040, 64, 3), vae=_FailingVae())
+    assert _saliency(sd3, concepts, latent={"samples": torch.zeros(1, 16, 128, 4)}).result[0].grid == (64, 2)
+
+
+class _FailingVae:
+    """A VAE that must not be reached: the size checks come before encoding."""
+
+    downscale_ratio = 8
+
+    def spacial_compression_encode(self):
+        return 8
+
+    def encode(self, image):
+        raise AssertionError("the picture should have been refused before encoding")
+
+
+def test_picture_smaller_than_a_latent_cell_is_explained(flux, concepts, vae):
+    for size in (1, 7):
+        with pytest.raises(ConceptAttentionError, match=rf"the picture is {size}x{size} pixels; this VAE needs at least 8x8"):
+            _saliency(flux, concepts, image=torch.rand(1, size, size, 3), vae=vae)
+    assert _saliency(flux, concepts, image=torch.rand(1, 8, 8, 3), vae=vae).result[0].image_size == (8, 8)
+
+
+def test_preview_costs_what_a_preview_needs(comfy_dirs):
+    """Concept Saliency's preview of 64 concepts on a 1024² picture peaked at 5.7 GiB: full-size panels
+    for every concept. Now the node's display and its preview output are one preview-sized tensor."""
+    from concept_attention.nodes.preview import saliency_preview
+    from concept_attention_tests.unit.allocations import torch_cpu_peak_bytes
+
+    maps = torch.rand(1, 64, 64, 64, generator=torch.Generator().manual_seed(0)).softmax(1)
+    saliency = SaliencyMaps(maps, [f"concept {i}" for i in range(64)], (1024, 1024))
+    picture = torch.rand(1, 1024, 1024, 3)
+    peak, (panels, payload) = torch_cpu_peak_bytes(saliency_preview, saliency, picture, ConceptSaliency)
+    assert peak < 256 * 2**20, f"{peak / 2**20:.0f} MiB"
+    assert panels.shape[0] == 65 and max(panels.shape[1:3]) <= 600
+    assert len(payload["images"]) == 65
 
 
 def test_masks_have_meaning(flux, concepts):
@@ -169,8 +232,6 @@ def test_generation_mode_nodes(flux, flux_clip, concepts):
 
 
 def test_save_and_load_saliency(flux, concepts, comfy_dirs):
-    import os
-
     import folder_paths
 
     saliency = _saliency(flux, concepts, latent={"samples": torch.randn(1, 16, 6, 6)}).result[0]
@@ -182,11 +243,48 @@ def test_save_and_load_saliency(flux, concepts, comfy_dirs):
     with open(src, "rb") as f, open(dst, "wb") as g:
         g.write(f.read())
     assert LoadSaliency.validate_inputs(file="maps.safetensors") is True
-    assert LoadSaliency.validate_inputs(file="../outside.safetensors") is not True
     loaded = LoadSaliency.execute(file="maps.safetensors").result[0]
     assert torch.equal(loaded.maps, saliency.maps) and loaded.names == saliency.names
     with pytest.raises(ValueError):
         SaveSaliency.execute(saliency=saliency, filename_prefix="../../escape")
+
+
+def test_saliency_file_errors_name_the_right_folder_and_no_server_path(flux, concepts, comfy_dirs):
+    import json
+
+    import folder_paths
+    from safetensors.torch import save_file
+
+    base = str(comfy_dirs)
+    for bad in ("../outside.safetensors", "/etc/passwd"):
+        message = LoadSaliency.validate_inputs(file=bad)
+        assert isinstance(message, str) and "input folder" in message and "output folder" not in message
+        assert base not in message
+        assert LoadSaliency.fingerprint_inputs(file=bad) == ""
+        with pytest.raises(ConceptAttentionError, match="input folder") as info:
+            LoadSaliency.execute(file=bad)
+        assert base not in str(info.value)
+    with pytest.raises(ConceptAttentionError, match="no file 'absent.safetensors' in the input folder") as info:
+        LoadSaliency.execute(file="absent.safetensors")
+    assert base not in str(info.value)
+
+    # a crafted file: a few bytes claiming a 16384x16384 picture
+    crafted = os.path.join(folder_paths.get_input_directory(), "crafted.safetensors")
+    save_file({"maps": torch.ones(1, 1, 1, 1)}, crafted, metadata={
+        "format": "concept_attention.saliency", "format_version": "1", "names": json.dumps(["dog"]),
+        "image_size": json.dumps([16384, 16384]), "softmax": "true", "metadata": "{}"})
+    with pytest.raises(ConceptAttentionError, match=r"'crafted.safetensors' is not a usable saliency file: its picture "
+                                                     r"size \('image_size'\) 16384x16384 does not fit") as info:
+        LoadSaliency.execute(file="crafted.safetensors")
+    assert base not in str(info.value)
+
+    saliency = _saliency(flux, concepts, latent={"samples": torch.randn(1, 16, 4, 4)}).result[0]
+    with pytest.raises(ConceptAttentionError, match=r"is 300 bytes long; a folder name can have at most 255") as info:
+        SaveSaliency.execute(saliency=saliency, filename_prefix="p" * 300 + "/maps")
+    assert base not in str(info.value)
+    with pytest.raises(ConceptAttentionError, match="outside the output folder") as info:
+        SaveSaliency.execute(saliency=saliency, filename_prefix="../../escape")
+    assert base not in str(info.value)
 
 
 def test_stock_advanced_samplers_record_maps(flux, flux_clip, concepts):

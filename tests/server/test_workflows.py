@@ -3,7 +3,9 @@
 Models: a tiny SD3 file read by the stock UNETLoader and a random CLIP-L read by the stock
 CLIPLoader (type sd3), both written at test time (tests/server/model_files.py); a tiny Flux.1 and
 its text encoder from the test-only fixture pack; a tiny Flux.2 Klein 4B file read by the stock
-UNETLoader with the tiny Klein (Qwen3) text encoder of the fixture pack. The checks read what the output nodes wrote
+UNETLoader with the tiny Klein (Qwen3) text encoder of the fixture pack; a tiny Qwen-Image and its
+Qwen2.5-VL text encoder from the fixture pack (ComfyUI builds every Qwen-Image file at full width, so
+no small file passes the stock UNETLoader). The checks read what the output nodes wrote
 into the server's output folder and recompute the expected masks from the saved maps with the
 pack's own mask code, so a mask that is merely the right size but means something else fails.
 """
@@ -20,15 +22,18 @@ from concept_attention_tests.server.workflows import (
     WIDTH,
     empty_flux2_latent,
     empty_latent,
+    empty_wan_image_latent,
     flux_loaders,
     klein_loaders,
     link,
     ksampler_node,
     mask_as_png_values,
     node,
+    nodes_executed,
     output_files,
     patch_node,
     prompt_nodes,
+    qwen_image_loaders,
     read_latent,
     read_mask_png,
     require_ok,
@@ -284,3 +289,177 @@ def test_flux2_klein_generation_mode_argmax_masks(comfy_server):
     assert (total == 255).all(), "argmax masks of all concepts must partition the picture"
     winners = {name for name in CONCEPT_NAMES if saliency_to_mask(saliency, name, method="argmax").any()}
     assert len(winners) >= 2, f"random maps should have more than one winning concept, got {winners}"
+
+
+def test_qwen_image_encode_mode_mask_drives_inpainting(comfy_server):
+    """Qwen-Image (tiny model and Qwen2.5-VL text encoder): Concept List -> Concept Saliency (a one-frame
+    Wan latent [1, 16, 1, h, w], as VAEEncode gives it) -> Saliency to Mask -> SetLatentNoiseMask ->
+    KSampler. The maps are Qwen-Image's, the saved mask is exactly the saved maps' mask, and only the
+    latent cells inside it are generated."""
+    prefix = unique_prefix("qwen_encode")
+    prompt = {
+        **qwen_image_loaders(),
+        "latent": empty_wan_image_latent(),
+        "saliency": saliency_node(seed=5, layers="all"),
+        "save_maps": node("ConceptAttentionSaveSaliency", saliency=link("saliency"), filename_prefix=prefix + "_maps"),
+        "mask": to_mask_node(concepts="dog", method="mean"),
+        "noise_mask": node("SetLatentNoiseMask", samples=link("latent"), mask=link("mask")),
+        **prompt_nodes(text="a red fox on the grass under the sky"),
+        "sampler": ksampler_node(latent="noise_mask", seed=3, steps=3, cfg=2.0),
+        "save_latent": node("SaveLatent", samples=link("sampler"), filename_prefix=prefix + "_latent"),
+        "mask_image": node("MaskToImage", mask=link("mask")),
+        "save_mask": node("SaveImage", images=link("mask_image"), filename_prefix=prefix + "_mask"),
+    }
+    result = require_ok(comfy_server.run_prompt(prompt, timeout=240), comfy_server)
+
+    saliency = _load_saliency(saliency_file(comfy_server, result, "save_maps"))
+    _check_maps(saliency, "Qwen-Image")
+    assert saliency.metadata["layers"] == [0, 1, 2], saliency.metadata  # the model's 3 blocks
+    assert saliency.metadata["mode"] == "encode", saliency.metadata
+
+    from concept_attention.concept_patch.masks import saliency_to_mask
+
+    expected = saliency_to_mask(saliency, "dog", method="mean")
+    [mask_png] = output_files(comfy_server, result, "save_mask")
+    pixels = read_mask_png(mask_png)
+    assert pixels.shape == (HEIGHT, WIDTH)
+    assert set(np.unique(pixels).tolist()) == {0, 255}, "the mask must be binary and not empty or full"
+    np.testing.assert_array_equal(pixels, mask_as_png_values(expected))
+
+    import comfy.latent_formats
+    import comfy.utils
+
+    latent = read_latent(output_files(comfy_server, result, "save_latent", "latents")[0])
+    assert tuple(latent.shape) == (1, 16, 1, HEIGHT // 8, WIDTH // 8)
+    noise_mask = comfy.utils.reshape_mask(expected, latent.shape)[0, 0, 0]
+    keep, repaint = noise_mask == 0, noise_mask == 1
+    assert keep.any() and repaint.any(), "the latent-size mask should have both kept and repainted cells"
+    # The sampler leaves an empty latent unshifted going in but shifts its result out of the Wan 2.1
+    # latent space: kept cells hold what the empty latent becomes there (the per-channel latent mean).
+    empty = comfy.latent_formats.Wan21().process_out(torch.zeros(1, 16, 1, 1, 1)).reshape(16)
+    kept, generated = latent[0, :, 0][:, keep], latent[0, :, 0][:, repaint]
+    assert torch.allclose(kept, empty[:, None].expand_as(kept), atol=1e-5), \
+        "cells outside the mask must keep the empty latent"
+    assert not torch.allclose(generated, empty[:, None].expand_as(generated), atol=1e-3), \
+        "cells inside the mask must have been generated"
+
+
+def test_qwen_image_generation_mode_argmax_masks(comfy_server):
+    """Qwen-Image: CLIPTextEncode + KSampler (cfg 2: a cond and an uncond row) on the patched model from
+    EmptySD3LatentImage, as ComfyUI's Qwen-Image template starts; Concept Saliency from Sampling, an
+    argmax mask per concept. The patched model generates exactly the plain model's latent, and the
+    argmax masks partition the picture."""
+    prefix = unique_prefix("qwen_generation")
+    prompt = {
+        **qwen_image_loaders(),
+        "latent": empty_latent(),
+        **prompt_nodes(),
+        "patch": patch_node(layers="all"),
+        "sampler": ksampler_node(model="patch", seed=11, steps=3, cfg=2.0),
+        "plain_sampler": ksampler_node(model="unet", seed=11, steps=3, cfg=2.0),
+        "save_latent": node("SaveLatent", samples=link("sampler"), filename_prefix=prefix + "_patched"),
+        "save_plain_latent": node("SaveLatent", samples=link("plain_sampler"), filename_prefix=prefix + "_plain"),
+        "saliency": node("ConceptAttentionSamplingSaliency", model=link("patch"), latent=link("sampler")),
+        "save_maps": node("ConceptAttentionSaveSaliency", saliency=link("saliency"), filename_prefix=prefix + "_maps"),
+    }
+    for name in CONCEPT_NAMES:
+        prompt[f"mask_{name}"] = to_mask_node(concepts=name, method="argmax")
+        prompt[f"image_{name}"] = node("MaskToImage", mask=link(f"mask_{name}"))
+        prompt[f"save_{name}"] = node("SaveImage", images=link(f"image_{name}"), filename_prefix=f"{prefix}_{name}")
+    result = require_ok(comfy_server.run_prompt(prompt, timeout=240), comfy_server)
+
+    patched = read_latent(output_files(comfy_server, result, "save_latent", "latents")[0])
+    plain = read_latent(output_files(comfy_server, result, "save_plain_latent", "latents")[0])
+    assert tuple(patched.shape) == (1, 16, 1, HEIGHT // 8, WIDTH // 8)  # the samplers make it one Wan frame
+    assert torch.equal(patched, plain), "the patched model must generate exactly what the plain model does"
+
+    saliency = _load_saliency(saliency_file(comfy_server, result, "save_maps"))
+    _check_maps(saliency, "Qwen-Image")
+    assert saliency.metadata["layers"] == [0, 1, 2], saliency.metadata
+    assert saliency.metadata["model_calls_used"] >= 3, saliency.metadata
+
+    from concept_attention.concept_patch.masks import saliency_to_mask
+
+    total = np.zeros((HEIGHT, WIDTH), dtype=np.int64)
+    for name in CONCEPT_NAMES:
+        [png] = output_files(comfy_server, result, f"save_{name}")
+        pixels = read_mask_png(png)
+        assert pixels.shape == (HEIGHT, WIDTH)
+        expected = mask_as_png_values(saliency_to_mask(saliency, name, method="argmax"))
+        np.testing.assert_array_equal(pixels, expected, err_msg=f"argmax mask of {name!r}")
+        total += pixels
+    assert (total == 255).all(), "argmax masks of all concepts must partition the picture"
+    winners = {name for name in CONCEPT_NAMES if saliency_to_mask(saliency, name, method="argmax").any()}
+    assert len(winners) >= 2, f"random maps should have more than one winning concept, got {winners}"
+
+
+def test_new_concepts_on_the_same_picture_are_a_requery(comfy_server):
+    """Two prompts that differ only in the Concept List text: the second runs only the concept stream over what
+    the first recorded (its saved maps say so), and gives the maps a full run (cache off) gives."""
+    def prompt(concepts: str, cache_mb: int, tag: str) -> dict:
+        return {
+            **sd3_loaders(concepts=concepts),
+            "latent": empty_latent(),
+            "saliency": saliency_node(seed=11, layers="all", requery_cache_mb=cache_mb),
+            "save_maps": node("ConceptAttentionSaveSaliency", saliency=link("saliency"),
+                              filename_prefix=unique_prefix("requery_" + tag)),
+        }
+
+    def maps_of(result):
+        return _load_saliency(saliency_file(comfy_server, result, "save_maps"))
+
+    first = maps_of(require_ok(comfy_server.run_prompt(prompt("dog, grass, sky", 256, "a"), timeout=240), comfy_server))
+    second_result = require_ok(comfy_server.run_prompt(prompt("dog, collar, sky", 256, "b"), timeout=240), comfy_server)
+    assert {"concepts", "saliency"} <= nodes_executed(second_result)
+    second = maps_of(second_result)
+    assert first.metadata["requery"] is False
+    assert second.metadata["requery"] is True
+    assert second.names == ["dog", "collar", "sky"]
+    full = maps_of(require_ok(comfy_server.run_prompt(prompt("dog, collar, sky", 0, "c"), timeout=240), comfy_server))
+    assert full.metadata["requery"] is False
+    assert torch.equal(second.maps, full.maps)
+
+
+def test_qwen_image_edit_2511_with_a_reference_picture(comfy_server):
+    """Qwen-Image-Edit 2511 (index_timestep_zero: the reference picture's tokens get timestep-0 rows) with
+    the stock ReferenceLatent edit conditioning, into Concept Saliency (encode mode) and into KSampler on
+    the patched model. The patched model generates exactly the plain model's latent, and both kinds of
+    maps are of the edited picture's token grid only, whatever the reference adds to the sequence."""
+    prefix = unique_prefix("qwen_edit")
+    prompt = {
+        **qwen_image_loaders(edit_2511=True),
+        "latent": empty_wan_image_latent(),
+        "text": node("CLIPTextEncode", clip=link("clip"), text="make the dog a red fox"),
+        "positive": node("ReferenceLatent", conditioning=link("text"), latent=link("latent")),
+        "negative": node("ConditioningZeroOut", conditioning=link("positive")),
+        "saliency": saliency_node(seed=5, layers="all", conditioning=link("positive")),
+        "save_maps": node("ConceptAttentionSaveSaliency", saliency=link("saliency"), filename_prefix=prefix + "_encode"),
+        # the same without the reference picture: the reference must reach the model and change the maps
+        "text_only_saliency": saliency_node(seed=5, layers="all", conditioning=link("text")),
+        "save_text_only_maps": node("ConceptAttentionSaveSaliency", saliency=link("text_only_saliency"),
+                                    filename_prefix=prefix + "_text_only"),
+        "patch": patch_node(layers="all"),
+        "sampler": ksampler_node(model="patch", seed=11, steps=3, cfg=2.0),
+        "plain_sampler": ksampler_node(model="unet", seed=11, steps=3, cfg=2.0),
+        "save_latent": node("SaveLatent", samples=link("sampler"), filename_prefix=prefix + "_patched"),
+        "save_plain_latent": node("SaveLatent", samples=link("plain_sampler"), filename_prefix=prefix + "_plain"),
+        "sampling_saliency": node("ConceptAttentionSamplingSaliency", model=link("patch"), latent=link("sampler")),
+        "save_sampling_maps": node("ConceptAttentionSaveSaliency", saliency=link("sampling_saliency"),
+                                   filename_prefix=prefix + "_sampling"),
+    }
+    result = require_ok(comfy_server.run_prompt(prompt, timeout=240), comfy_server)
+
+    patched = read_latent(output_files(comfy_server, result, "save_latent", "latents")[0])
+    plain = read_latent(output_files(comfy_server, result, "save_plain_latent", "latents")[0])
+    assert tuple(patched.shape) == (1, 16, 1, HEIGHT // 8, WIDTH // 8)
+    assert torch.equal(patched, plain), "the patched model must generate exactly what the plain model does"
+
+    encoded = _load_saliency(saliency_file(comfy_server, result, "save_maps"))
+    _check_maps(encoded, "Qwen-Image")
+    assert encoded.metadata["mode"] == "encode" and encoded.metadata["layers"] == [0, 1, 2], encoded.metadata
+    text_only = _load_saliency(saliency_file(comfy_server, result, "save_text_only_maps"))
+    _check_maps(text_only, "Qwen-Image")
+    assert not torch.allclose(encoded.maps, text_only.maps, atol=1e-4), "the reference picture must change the maps"
+    sampled = _load_saliency(saliency_file(comfy_server, result, "save_sampling_maps"))
+    _check_maps(sampled, "Qwen-Image")
+    assert sampled.metadata["model_calls_used"] >= 3, sampled.metadata

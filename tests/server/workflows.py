@@ -3,8 +3,8 @@
 Import as ``concept_attention_tests.server.workflows``. Node ids in the prompts are short names
 ("unet", "concepts", ...) so the tests can find each node's outputs in the /history entry.
 Models come from the stock loaders (tiny files written by tests/server/model_files.py: SD3 and
-Flux.2 Klein) or, for Flux.1, the text encoders the stock loaders cannot make small and the
-unsupported UNet, from the test-only fixture pack
+Flux.2 Klein) or, for Flux.1, Qwen-Image, the text encoders the stock loaders cannot make small and
+the unsupported UNet, from the test-only fixture pack
 (tests/server/fixture_nodes/concept_attention_test_nodes).
 """
 
@@ -79,6 +79,23 @@ def klein_loaders(concepts: str = CONCEPTS, clip_seed: int = KLEIN_CLIP_SEED) ->
     }
 
 
+# With these weights (tiny Qwen-Image seed 2, its text encoder seed 3) more than one concept of CONCEPTS wins
+# somewhere in the Qwen-Image generation workflow's argmax maps.
+QWEN_IMAGE_MODEL_SEED, QWEN_IMAGE_CLIP_SEED = 2, 3
+
+
+def qwen_image_loaders(concepts: str = CONCEPTS, model_seed: int = QWEN_IMAGE_MODEL_SEED,
+                       clip_seed: int = QWEN_IMAGE_CLIP_SEED, edit_2511: bool = False) -> dict:
+    """unet (tiny Qwen-Image, or Qwen-Image-Edit 2511, from the fixture pack: ComfyUI builds every
+    Qwen-Image file at full width), clip (tiny Qwen2.5-VL text encoder, as CLIPLoader type qwen_image
+    makes), concepts (Concept List)."""
+    return {
+        "unet": node("ConceptAttentionTestTinyQwenImage", seed=model_seed, edit_2511=edit_2511),
+        "clip": node("ConceptAttentionTestTinyQwenImageClip", seed=clip_seed),
+        "concepts": node("ConceptAttentionConceptList", clip=link("clip"), concepts=concepts, pooling="mean"),
+    }
+
+
 def empty_latent(width: int = WIDTH, height: int = HEIGHT) -> dict:
     return node("EmptySD3LatentImage", width=width, height=height, batch_size=1)
 
@@ -86,6 +103,13 @@ def empty_latent(width: int = WIDTH, height: int = HEIGHT) -> dict:
 def empty_flux2_latent(width: int = WIDTH, height: int = HEIGHT) -> dict:
     """Flux.2's latent: 128 channels, 16 px a cell."""
     return node("EmptyFlux2LatentImage", width=width, height=height, batch_size=1)
+
+
+def empty_wan_image_latent(width: int = WIDTH, height: int = HEIGHT) -> dict:
+    """A one-frame latent of the Wan 2.1 VAE that Qwen-Image uses, [1, 16, 1, H/8, W/8]: the shape a
+    VAEEncode of a picture gives (EmptySD3LatentImage's [1, 16, H/8, W/8] becomes it only inside the
+    samplers)."""
+    return node("EmptyHunyuanLatentVideo", width=width, height=height, length=1, batch_size=1)
 
 
 def saliency_node(model="unet", concepts="concepts", latent="latent", seed: int = 0, layers: str = "all",

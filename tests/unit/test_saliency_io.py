@@ -14,7 +14,9 @@ from concept_attention.concept_patch.saliency_io import (
     sanitize_filename_part,
     save_saliency,
 )
+from concept_attention.concept_patch.errors import ConceptAttentionError
 from concept_attention.concept_patch.saliency_maps import SaliencyMaps
+from concept_attention_tests.unit.allocations import python_peak_bytes, torch_cpu_peak_bytes
 
 
 def _saliency():
@@ -69,7 +71,7 @@ def test_prefix_escaping_the_folder_is_refused(tmp_path):
 
 
 def test_load_missing_file(tmp_path):
-    with pytest.raises(ValueError, match="no saliency file at"):
+    with pytest.raises(ValueError, match="no saliency file 'nope.safetensors'"):
         load_saliency(str(tmp_path / "nope.safetensors"))
 
 
@@ -104,24 +106,159 @@ def _write(path, maps, **overrides):
     save_file({"maps": maps}, str(path), metadata={k: v for k, v in meta.items() if v is not None})
 
 
-@pytest.mark.parametrize(
-    "overrides, maps_shape, message",
-    [
-        ({"names": json.dumps(["a"])}, (1, 2, 2, 2), "do not fit 1 concept names"),
-        ({}, (2, 2, 2), r"maps of shape \(2, 2, 2\)"),
-        ({"image_size": json.dumps([16])}, (1, 2, 2, 2), "image size must be two positive whole numbers"),
-        ({"names": "not json"}, (1, 2, 2, 2), "metadata is incomplete or malformed"),
-        ({"softmax": "maybe"}, (1, 2, 2, 2), "metadata is incomplete or malformed"),
-        ({"names": None}, (1, 2, 2, 2), "metadata is incomplete or malformed"),
-        ({"names": json.dumps([1, 2])}, (1, 2, 2, 2), "concept names must be a list of text"),
-        ({"format_version": "99"}, (1, 2, 2, 2), "format version '99'"),
-    ],
-)
-def test_load_validates_contents(tmp_path, overrides, maps_shape, message):
+def _probabilities(*shape):
+    return torch.rand(*shape, generator=torch.Generator().manual_seed(0)).softmax(dim=1)
+
+
+# One crafted file per field: each is refused with a message naming the field (and never an
+# IndexError, RecursionError or a server path).
+CRAFTED = [
+    pytest.param({"names": json.dumps(["a"])}, (1, 2, 2, 2), r"'maps' tensor holds 2 maps per picture but the file names 1",
+                 id="names-fewer-than-maps"),
+    pytest.param({}, (2, 2, 2), r"'maps' tensor has shape \(2, 2, 2\)", id="maps-3d"),
+    pytest.param({}, (0, 2, 2, 2), r"'maps' tensor has shape \(0, 2, 2, 2\): every size must be at least 1",
+                 id="maps-empty-batch"),
+    pytest.param({"names": "[]"}, (1, 0, 2, 2), r"concept names \('names'\) number 0; 1 to 64", id="no-concepts"),
+    pytest.param({}, (1, 2, 0, 2), r"every size must be at least 1", id="maps-empty-grid"),
+    pytest.param({"names": json.dumps([f"c{i}" for i in range(65)])}, (1, 65, 1, 1), r"number 65; 1 to 64",
+                 id="too-many-names"),
+    pytest.param({"names": json.dumps(["a", "A"])}, (1, 2, 2, 2), r"list 'A' twice", id="duplicate-names"),
+    pytest.param({"names": json.dumps(["a", " "])}, (1, 2, 2, 2), r"include an empty name", id="empty-name"),
+    pytest.param({"names": json.dumps(["a", "b" * 300])}, (1, 2, 2, 2), r"name of 300 characters", id="long-name"),
+    pytest.param({"names": json.dumps([1, 2])}, (1, 2, 2, 2), r"concept names \('names'\) must be a list of text",
+                 id="names-not-text"),
+    pytest.param({"names": json.dumps({"a": 1})}, (1, 2, 2, 2), r"must be a list of text", id="names-not-a-list"),
+    pytest.param({"names": "not json"}, (1, 2, 2, 2), r"'names' field is not valid JSON", id="names-not-json"),
+    pytest.param({"names": None}, (1, 2, 2, 2), r"'names' field is missing", id="names-missing"),
+    pytest.param({"names": "[" * 100000 + "]" * 100000}, (1, 2, 2, 2), r"'names' field is 200000 characters long",
+                 id="names-huge"),
+    pytest.param({"names": "[" * 5000 + "]" * 5000}, (1, 2, 2, 2), r"'names' field nests deeper than 16",
+                 id="names-deep"),
+    pytest.param({"image_size": json.dumps([16])}, (1, 2, 2, 2), r"picture size \('image_size'\) must be two whole",
+                 id="size-one-number"),
+    pytest.param({"image_size": json.dumps([16.5, 16])}, (1, 2, 2, 2), r"must be two whole numbers", id="size-float"),
+    pytest.param({"image_size": json.dumps([True, 16])}, (1, 2, 2, 2), r"must be two whole numbers", id="size-bool"),
+    pytest.param({"image_size": json.dumps([0, 16])}, (1, 2, 2, 2), r"each side must be 1 to 16384", id="size-zero"),
+    pytest.param({"image_size": json.dumps([-16, 16])}, (1, 2, 2, 2), r"each side must be 1 to 16384",
+                 id="size-negative"),
+    pytest.param({"image_size": json.dumps([16385, 16385])}, (1, 2, 2, 2), r"is 16385x16385; each side must be 1 to 16384",
+                 id="size-beyond-comfyui"),
+    pytest.param({"image_size": json.dumps([16384, 16384])}, (1, 2, 1, 1),
+                 r"picture size \('image_size'\) 16384x16384 does not fit its 1x1 map grid", id="size-claims-more-than-grid"),
+    pytest.param({"image_size": json.dumps([2, 2])}, (1, 2, 4, 4), r"4x4 grid, finer than its 2x2 picture",
+                 id="grid-finer-than-picture"),
+    pytest.param({"image_size": None}, (1, 2, 2, 2), r"'image_size' field is missing", id="size-missing"),
+    pytest.param({"softmax": "maybe"}, (1, 2, 2, 2), r"'softmax' field must be 'true' or 'false'", id="softmax-word"),
+    pytest.param({"softmax": None}, (1, 2, 2, 2), r"'softmax' field must be 'true' or 'false'", id="softmax-missing"),
+    pytest.param({"metadata": "[1, 2]"}, (1, 2, 2, 2), r"'metadata' field must be a JSON object", id="metadata-list"),
+    pytest.param({"metadata": '{"a":' * 3000 + "1" + "}" * 3000}, (1, 2, 2, 2), r"'metadata' field nests deeper",
+                 id="metadata-deep"),
+    pytest.param({"metadata": json.dumps({"x": "y" * 70000})}, (1, 2, 2, 2), r"'metadata' field is \d+ characters long",
+                 id="metadata-huge"),
+    pytest.param({"format_version": "99"}, (1, 2, 2, 2), "format version '99'", id="version"),
+    pytest.param({"format": "other"}, (1, 2, 2, 2), "lacks the saliency marker", id="marker"),
+]
+
+
+@pytest.mark.parametrize("overrides, maps_shape, message", CRAFTED)
+def test_crafted_file_is_refused_naming_the_field(tmp_path, overrides, maps_shape, message):
     path = tmp_path / "bad.safetensors"
-    _write(path, torch.zeros(maps_shape), **overrides)
-    with pytest.raises(ValueError, match=message):
+    maps = _probabilities(*maps_shape) if len(maps_shape) == 4 and min(maps_shape) > 0 else torch.zeros(maps_shape)
+    _write(path, maps, **overrides)
+    with pytest.raises(ConceptAttentionError, match=message) as info:
+        load_saliency(str(path), label="maps/bad.safetensors")
+    text = str(info.value)
+    assert "'maps/bad.safetensors'" in text and str(tmp_path) not in text
+
+
+@pytest.mark.parametrize("maps, softmax, message", [
+    (torch.full((1, 2, 2, 2), float("nan")), "true", "holds NaN or infinite values"),
+    (torch.full((1, 2, 2, 2), float("inf")), "false", "holds NaN or infinite values"),
+    (torch.full((1, 2, 2, 2), 3.0), "true", "values outside 0-1"),
+    (torch.full((1, 2, 2, 2), 0.2), "true", "does not sum to 1"),
+    (torch.zeros(1, 2, 2, 2, dtype=torch.int32), "true", "has type I32; floating-point maps"),
+])
+def test_crafted_map_values_are_refused(tmp_path, maps, softmax, message):
+    path = tmp_path / "bad.safetensors"
+    _write(path, maps, softmax=softmax)
+    with pytest.raises(ConceptAttentionError, match=message):
         load_saliency(str(path))
+
+
+def test_softmax_off_maps_may_have_any_finite_values(tmp_path):
+    path = tmp_path / "raw.safetensors"
+    _write(path, torch.full((1, 2, 2, 2), -7.5), softmax="false")
+    assert load_saliency(str(path)).maps.min() == -7.5
+
+
+def test_a_tiny_file_claiming_a_huge_picture_costs_nothing_to_refuse(tmp_path):
+    """A 376-byte file claiming 16384x16384 once drove a server past 6 GiB (its mask, then its picture):
+    the claim is checked against the maps the file holds before anything is allocated for it."""
+    path = tmp_path / "claim.safetensors"
+    _write(path, torch.full((1, 1, 1, 1), 1.0), names=json.dumps(["a"]), image_size=json.dumps([16384, 16384]))
+    assert path.stat().st_size < 600
+
+    def refused():
+        with pytest.raises(ConceptAttentionError, match=r"16384x16384 does not fit its 1x1 map grid"):
+            load_saliency(str(path))
+
+    torch_peak, _ = torch_cpu_peak_bytes(refused)
+    python_peak, _ = python_peak_bytes(refused)
+    assert torch_peak < 2**16 and python_peak < 2**20, (torch_peak, python_peak)
+
+
+def test_loading_costs_what_the_file_holds(tmp_path):
+    s = SaliencyMaps(_probabilities(2, 8, 64, 64), [f"c{i}" for i in range(8)], (1024, 1024))
+    path = save_saliency(s, str(tmp_path), "big", heatmaps=False)[0]
+    held = s.maps.numel() * 4
+    torch_peak, loaded = torch_cpu_peak_bytes(load_saliency, path)
+    assert torch.equal(loaded.maps, s.maps)
+    # The maps once, the checks' temporaries (a boolean map, per-token sums) and the profiler's view of
+    # allocations around the call: a few times the file's maps, never what a file could claim.
+    assert torch_peak <= 4 * held, (torch_peak, held)
+
+
+def test_errors_never_show_the_server_folder(tmp_path):
+    missing = tmp_path / "nope.safetensors"
+    with pytest.raises(ConceptAttentionError) as info:
+        load_saliency(str(missing))
+    assert str(tmp_path) not in str(info.value) and "'nope.safetensors'" in str(info.value)
+    garbage = tmp_path / "garbage.safetensors"
+    garbage.write_bytes(b"\xff" * 64)
+    with pytest.raises(ConceptAttentionError) as info:
+        load_saliency(str(garbage), label="garbage.safetensors")
+    assert str(tmp_path) not in str(info.value) and "is not a saliency file" in str(info.value)
+
+
+def test_folder_name_longer_than_the_file_system_allows(tmp_path):
+    with pytest.raises(ConceptAttentionError, match=r"folder name 'xxxxxxxx.*' in filename_prefix is 300 bytes long; "
+                                                      r"a folder name can have at most 255") as info:
+        save_saliency(_saliency(), str(tmp_path), "x" * 300 + "/maps")
+    assert str(tmp_path) not in str(info.value)
+    # a file name part that long is shortened, not refused
+    path = save_saliency(_saliency(), str(tmp_path), "y" * 200, heatmaps=False)[0]
+    assert len(os.path.basename(path)) < 100
+
+
+def test_unwritable_folder_is_explained_without_its_path(tmp_path):
+    (tmp_path / "taken").write_text("a file where a folder should go")
+    with pytest.raises(ConceptAttentionError, match=r"cannot create the folder 'taken/maps' in the output folder") as info:
+        save_saliency(_saliency(), str(tmp_path), "taken/maps/run")
+    assert str(tmp_path) not in str(info.value)
+
+
+def test_heatmap_files_are_preview_sized(tmp_path):
+    """64 full-size PNGs of a 4097² picture once blocked a server for 6 minutes."""
+    names = [f"c{i}" for i in range(16)]
+    s = SaliencyMaps(_probabilities(1, 16, 128, 128), names, (2048, 2048))
+    paths = save_saliency(s, str(tmp_path), "large")
+    sizes = []
+    for path in paths[1:]:
+        with Image.open(path) as image:
+            sizes.append(image.size)
+    assert len(sizes) == 16
+    assert all(max(size) <= 1024 for size in sizes)
+    assert sum(w * h for w, h in sizes) <= 16_000_000
 
 
 @pytest.mark.parametrize(
@@ -176,7 +313,12 @@ def test_resolve_inside_rejects_symlink_escape(tmp_path):
         resolve_inside(str(base), "link/file.safetensors")
 
 
-def test_resolve_inside_error_names_path_and_folder(tmp_path):
+def test_resolve_inside_error_names_path_and_folder_but_not_where_it_is(tmp_path):
     with pytest.raises(ValueError) as info:
         resolve_inside(str(tmp_path), "../x")
-    assert "'../x'" in str(info.value) and os.path.realpath(tmp_path) in str(info.value)
+    assert "'../x'" in str(info.value) and "output folder" in str(info.value)
+    assert str(tmp_path) not in str(info.value) and os.path.realpath(tmp_path) not in str(info.value)
+    for relative in ("../x", "/etc/passwd", "a\0b"):
+        with pytest.raises(ConceptAttentionError, match="input folder") as info:
+            resolve_inside(str(tmp_path), relative, "input folder")
+        assert "output" not in str(info.value) and str(tmp_path) not in str(info.value)

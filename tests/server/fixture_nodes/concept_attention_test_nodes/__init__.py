@@ -12,10 +12,19 @@ stock loaders cannot make small:
   ConceptAttentionTestTinyKleinClip CLIP   ComfyUI's Flux.2 Klein text encoder (a Qwen3, three hidden
                                            layers concatenated) with a tiny config: what CLIPLoader
                                            type flux2 makes of qwen_3_4b / qwen_3_8b
+  ConceptAttentionTestTinyQwenImage MODEL  Qwen-Image (hidden 64 = 2 heads of 32, 3 blocks; edit_2511: the
+                                           Edit 2511 reference method), built from
+                                           comfy.supported_models.QwenImage like ComfyUI's loader
+  ConceptAttentionTestTinyQwenImageClip
+                                    CLIP   ComfyUI's Qwen-Image text encoder (Qwen2.5-VL, system prompt
+                                           dropped from its output) with a tiny config: what CLIPLoader
+                                           type qwen_image makes of qwen_2.5_vl_7b
   ConceptAttentionTestTinyUNet      MODEL  an SD1.5-style UNet (not a dual-stream DiT: unsupported)
 The builders are those of tests/comfy/tiny_models.py and tests/comfy/tiny_text_encoders.py, the
 same models the in-process tests use. (A tiny Flux.2 Klein DiT needs no node here: the stock
-UNETLoader reads a small Flux.2 file, see tests/server/model_files.py.)
+UNETLoader reads a small Flux.2 file, see tests/server/model_files.py. A Qwen-Image file cannot be
+small: ComfyUI's detection reads only its block count and input channels from the file and builds
+every Qwen-Image at full width, 24 heads of 128 over 3584-wide text, hence the model node.)
 """
 
 import importlib
@@ -114,6 +123,38 @@ class ConceptAttentionTestTinyKleinClip:
         return (tiny_text_encoders().klein_clip(variant, seed=seed),)
 
 
+class ConceptAttentionTestTinyQwenImage:
+    """A tiny random-weight Qwen-Image (or Qwen-Image-Edit 2511) MODEL: the stock UNETLoader builds every
+    Qwen-Image at full width, whatever the file holds."""
+
+    CATEGORY = "testing"
+    FUNCTION = "build"
+    RETURN_TYPES = ("MODEL",)
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"seed": ("INT", {"default": 0, "min": 0, "max": 2**31 - 1}),
+                             "edit_2511": ("BOOLEAN", {"default": False})}}
+
+    def build(self, seed, edit_2511):
+        return (tiny_models.qwen_image_model(seed=seed, edit_2511=edit_2511),)
+
+
+class ConceptAttentionTestTinyQwenImageClip:
+    """ComfyUI's Qwen-Image text encoder (Qwen2.5-VL) with a tiny config and random weights."""
+
+    CATEGORY = "testing"
+    FUNCTION = "build"
+    RETURN_TYPES = ("CLIP",)
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"seed": ("INT", {"default": 15, "min": 0, "max": 2**31 - 1})}}
+
+    def build(self, seed):
+        return (tiny_text_encoders().qwen_image_clip(seed=seed),)
+
+
 class ConceptAttentionTestTinyUNet(_SeededBuilder):
     """A tiny random-weight SD1.5-style UNet MODEL: a model ConceptAttention does not support."""
 
@@ -128,6 +169,8 @@ NODE_CLASS_MAPPINGS = {
     "ConceptAttentionTestTinyFlux": ConceptAttentionTestTinyFlux,
     "ConceptAttentionTestTinyFluxClip": ConceptAttentionTestTinyFluxClip,
     "ConceptAttentionTestTinyKleinClip": ConceptAttentionTestTinyKleinClip,
+    "ConceptAttentionTestTinyQwenImage": ConceptAttentionTestTinyQwenImage,
+    "ConceptAttentionTestTinyQwenImageClip": ConceptAttentionTestTinyQwenImageClip,
     "ConceptAttentionTestTinyUNet": ConceptAttentionTestTinyUNet,
 }
 NODE_DISPLAY_NAME_MAPPINGS = {
@@ -135,5 +178,7 @@ NODE_DISPLAY_NAME_MAPPINGS = {
     "ConceptAttentionTestTinyFlux": "Tiny Flux.1 (ConceptAttention tests)",
     "ConceptAttentionTestTinyFluxClip": "Tiny Flux CLIP (ConceptAttention tests)",
     "ConceptAttentionTestTinyKleinClip": "Tiny Flux.2 Klein CLIP (ConceptAttention tests)",
+    "ConceptAttentionTestTinyQwenImage": "Tiny Qwen-Image (ConceptAttention tests)",
+    "ConceptAttentionTestTinyQwenImageClip": "Tiny Qwen-Image CLIP (ConceptAttention tests)",
     "ConceptAttentionTestTinyUNet": "Tiny UNet (ConceptAttention tests)",
 }
