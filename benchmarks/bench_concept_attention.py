@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
 """Step time, peak VRAM and host-device syncs of ConceptAttention on full-size random-weight models.
 
-Builds Flux.1-dev (bf16, hidden 3072, 19 double + 38 single blocks, guidance embed) and
-SD3.5-large (bf16, depth 38, hidden 2432) through ComfyUI's own classes
+Builds Flux.1-dev (bf16, hidden 3072, 19 double + 38 single blocks, guidance embed),
+SD3.5-large (bf16, depth 38, hidden 2432) and, with --models flux2dev,klein9b, Flux.2-dev (bf16, hidden
+6144, 8 double + 48 single blocks, ~32 B parameters) and Flux.2-Klein-9B (hidden 4096, 8 + 24 blocks)
+through ComfyUI's own classes
 (comfy.supported_models config -> get_model -> model_base), fills the uninitialised weights
 (and float buffers such as SD3's pos_embed) with small random values on the GPU, wraps them in
 a real ModelPatcher and samples through comfy.sample.sample. Weights do not change speed.
@@ -53,7 +55,15 @@ def parse_args():
     p.add_argument("--comfyui", default=os.environ.get("COMFYUI_PATH") or "",
                    help="ComfyUI checkout (default: benchmarks/.cache/ComfyUI, else ~/ComfyUI)")
     p.add_argument("--out", default=os.environ.get("OUT") or os.path.join(REPO, "benchmarks", ".cache", "out"))
-    p.add_argument("--models", default="flux,sd3")
+    p.add_argument("--models", default="flux,sd3",
+                   help="comma-separated: flux (Flux.1-dev), sd3 (SD3.5-large), flux2dev (Flux.2-dev), "
+                        "klein9b (Flux.2-Klein-9B), qwen (Qwen-Image), hidream (HiDream-I1 full)")
+    p.add_argument("--requery", default="",
+                   help="comma-separated models (flux, sd3, ...): time re-queries of new concepts on a picture "
+                        "already encoded against the encode itself, and the cache's bytes per picture")
+    p.add_argument("--flux2-single-blocks", type=int, default=None,
+                   help="build Flux.2 models with this many single-stream blocks instead of the checkpoint's "
+                        "(48 dev, 24 Klein 9B), for a card too small for the whole model; stated in the results")
     p.add_argument("--resolutions", default="1024x1024,1536x1024", help="WxH in pixels")
     p.add_argument("--concepts", default="4,8,32")
     p.add_argument("--steps", type=int, default=10, help="N: steps of the long run")
@@ -128,7 +138,11 @@ from concept_attention.concept_patch import forward_state as ca_forward  # noqa:
 from concept_attention.concept_patch import sampling_run as ca_run  # noqa: E402
 from concept_attention.concept_patch.concepts import ConceptSet  # noqa: E402
 from concept_attention.concept_patch.encode import encode_saliency  # noqa: E402
+from concept_attention.concept_patch import image_stream_cache  # noqa: E402
+from concept_attention.concept_patch.families import detect_family  # noqa: E402
 from concept_attention.concept_patch.families.flux import FluxFamily  # noqa: E402
+from concept_attention.concept_patch.families.flux2 import Flux2Family  # noqa: E402
+from concept_attention.concept_patch.layer_spec import parse_layer_spec  # noqa: E402
 from concept_attention.concept_patch.families.sd3 import SD3Family  # noqa: E402
 from concept_attention.concept_patch.options import SaliencyOptions  # noqa: E402
 from concept_attention.concept_patch.session import install_concept_attention  # noqa: E402
@@ -161,6 +175,44 @@ def flux_config(tiny):
             "qkv_bias": True, "guidance_embed": True, "txt_ids_dims": [], "yak_mlp": False, "txt_norm": False}
 
 
+# Flux.2 as comfy.model_detection builds it from a checkpoint with `double_stream_modulation_img`:
+# global modulation, SiLU-gated MLPs (mlp_ratio 3), no biases, 4 RoPE axes of 32 (theta 2000, text on
+# axis 3), patch 1 on the 128-channel latent; num_heads = hidden / sum(axes_dim). Widths and depths are
+# the checkpoints' (img_in/txt_in shapes, block counts), guidance_embed from `guidance_in.in_layer.weight`.
+FLUX2_VARIANTS = {
+    # Flux.2-dev: Mistral-Small-3.1 24B text states (3 layers x 5120), guidance-distilled (cfg 1).
+    "flux2dev": {"hidden_size": 6144, "context_in_dim": 15360, "depth": 8, "depth_single_blocks": 48,
+                 "guidance_embed": True},
+    # Flux.2-Klein-9B: Qwen3-8B text states (3 layers x 4096), no guidance embedding.
+    "klein9b": {"hidden_size": 4096, "context_in_dim": 12288, "depth": 8, "depth_single_blocks": 24,
+                "guidance_embed": False},
+}
+FLUX_CLASS = ("flux",) + tuple(FLUX2_VARIANTS)
+NAMES = {"flux": "Flux.1-dev", "sd3": "SD3.5-large", "flux2dev": "Flux.2-dev", "klein9b": "Flux.2-Klein-9B",
+         "qwen": "Qwen-Image", "hidream": "HiDream-I1"}
+
+
+def flux2_config(variant, tiny):
+    v = dict(FLUX2_VARIANTS[variant])
+    axes = [32, 32, 32, 32]
+    if tiny:
+        v.update(hidden_size=64, context_in_dim=96 if variant == "flux2dev" else 72, depth=3, depth_single_blocks=2)
+        axes = [8, 8, 8, 8]
+    if ARGS.flux2_single_blocks is not None:
+        v["depth_single_blocks"] = ARGS.flux2_single_blocks
+    return {"image_model": "flux2", "in_channels": 128, "out_channels": 128, "vec_in_dim": None,
+            "context_in_dim": v["context_in_dim"], "hidden_size": v["hidden_size"], "mlp_ratio": 3.0,
+            "num_heads": v["hidden_size"] // sum(axes), "depth": v["depth"],
+            "depth_single_blocks": v["depth_single_blocks"], "axes_dim": axes, "theta": 2000, "patch_size": 1,
+            "qkv_bias": False, "guidance_embed": v["guidance_embed"], "txt_ids_dims": [3],
+            "global_modulation": True, "mlp_silu_act": True, "ops_bias": False, "default_ref_method": "index",
+            "ref_index_scale": 10.0, "yak_mlp": False, "txt_norm": False}
+
+
+def is_flux2(family):
+    return family in FLUX2_VARIANTS
+
+
 def sd3_config(tiny):
     depth = 3 if tiny else 38
     context = 64 if tiny else 4096
@@ -172,6 +224,31 @@ def sd3_config(tiny):
                                         "params": {"in_features": context, "out_features": 64 * depth}},
             "num_patches": pos * pos, "pos_embed_max_size": pos, "qk_norm": "rms",
             "pos_embed_scaling_factor": None, "x_block_self_attn_layers": []}
+
+
+def qwen_config(tiny):
+    """What comfy.model_detection derives from a Qwen-Image checkpoint (60 blocks, 24 heads of 128, Qwen2.5-VL 3584)."""
+    return {"image_model": "qwen_image", "patch_size": 2, "in_channels": 64, "out_channels": 16,
+            "num_layers": 3 if tiny else 60, "attention_head_dim": 32 if tiny else 128,
+            "num_attention_heads": 2 if tiny else 24, "joint_attention_dim": 64 if tiny else 3584,
+            "axes_dims_rope": (8, 12, 12) if tiny else (16, 56, 56)}
+
+
+def hidream_config(tiny):
+    """What comfy.model_detection derives from a HiDream-I1 checkpoint (16 dual + 32 single blocks, 20 heads of
+    128, 4 routed experts with 2 active, T5 and Llama-3.1 captions 4096 wide)."""
+    layers, single = (3, 1) if tiny else (16, 32)
+    return {"image_model": "hidream", "patch_size": 2, "in_channels": 16, "out_channels": 16, "num_layers": layers,
+            "num_single_layers": single, "attention_head_dim": 32 if tiny else 128,
+            "num_attention_heads": 2 if tiny else 20, "caption_channels": [64 if tiny else 4096, 4096],
+            "text_emb_dim": 2048, "num_routed_experts": 4, "num_activated_experts": 2,
+            "axes_dims_rope": [16, 8, 8] if tiny else [64, 32, 32], "max_resolution": [128, 128],
+            "llama_layers": list(range(layers + single)) if tiny else list(range(32)) + [31] * 16}
+
+
+OTHER_CONFIGS = {"qwen": (lambda tiny: comfy.supported_models.QwenImage(qwen_config(tiny))),
+                 "hidream": (lambda tiny: comfy.supported_models.HiDream(hidream_config(tiny)))}
+CFG = {"qwen": 4.0, "hidream": 5.0, "sd3": 4.5}  # Flux-class models: 1 (guidance-distilled)
 
 
 @torch.no_grad()
@@ -188,20 +265,47 @@ def randomize_(module, std=0.02, seed=0):
 def build_model(family, tiny):
     if family == "flux":
         config = comfy.supported_models.Flux(flux_config(tiny))
+    elif is_flux2(family):
+        config = comfy.supported_models.Flux2(flux2_config(family, tiny))
+    elif family in OTHER_CONFIGS:
+        config = OTHER_CONFIGS[family](tiny)
     else:
         config = comfy.supported_models.SD3(sd3_config(tiny))
     config.set_inference_dtype(DTYPE, None)
     model = config.get_model({}, device=DEVICE)
     randomize_(model.diffusion_model)
     patcher = comfy.model_patcher.ModelPatcher(model, load_device=DEVICE, offload_device=torch.device("cpu"))
+    if CUDA:
+        # The weights were made on the GPU, so ComfyUI's free-memory estimate at the first sampling call
+        # would not count them as loaded: a model larger than the memory left beside it (Flux.2-dev, 60 GiB on
+        # an 80 GB card) would be loaded partially (lowvram casts). Register it as fully loaded, as ComfyUI
+        # loads such a model from the CPU when it fits; later calls find it loaded and keep it so.
+        comfy.model_management.load_models_gpu([patcher], force_full_load=True)
     dm = model.diffusion_model
-    n_blocks = len(dm.double_blocks) if family == "flux" else len(dm.joint_blocks)
+    n_blocks = detect_family(dm).num_blocks(dm)
     params = sum(p.numel() for p in dm.parameters())
     return patcher, n_blocks, params
 
 
+def context_dim(model):
+    dm = model.model.diffusion_model
+    return detect_family(dm).context_dim(dm)
+
+
 def conditioning(family, tiny, seed):
     g = torch.Generator().manual_seed(seed)
+    if is_flux2(family):
+        # LLM text states padded to 512 tokens; no pooled vector (vec_in_dim None).
+        ctx = flux2_config(family, tiny)["context_in_dim"]
+        return [[torch.randn(1, 16 if tiny else 512, ctx, generator=g), {}]]
+    if family == "qwen":
+        # Qwen2.5-VL states of a prompt (the system prompt cut off); no pooled vector.
+        return [[torch.randn(1, 16 if tiny else 128, 64 if tiny else 3584, generator=g), {}]]
+    if family == "hidream":
+        # T5 states (128 tokens), pooled CLIP-L+G, and Llama-3.1's 32 hidden layers of 128 tokens.
+        t5 = torch.randn(1, 128, 64 if tiny else 4096, generator=g)
+        llama = torch.randn(1, 32, 16 if tiny else 128, 4096, generator=g)
+        return [[t5, {"pooled_output": torch.randn(1, 2048, generator=g), "conditioning_llama3": llama}]]
     if family == "flux":
         tokens, ctx, pooled = (16, 64, 32) if tiny else (512, 4096, 768)
     else:
@@ -209,22 +313,32 @@ def conditioning(family, tiny, seed):
     return [[torch.randn(1, tokens, ctx, generator=g), {"pooled_output": torch.randn(1, pooled, generator=g)}]]
 
 
-def concept_set(r, dim, seed=0):
+def concept_set(r, dim, seed=0, family=None):
     g = torch.Generator().manual_seed(seed)
+    extra = {}
+    if family == "qwen":
+        # Qwen-Image numbers text tokens too: a concept sits where its own tokens sat in its conditioning.
+        extra = {"positions": torch.full((r,), 1.0), "cond_lengths": torch.full((r,), 4, dtype=torch.int64)}
+    if is_flux2(family or ""):
+        # Flux.2 places text tokens by RoPE position (axis 3): a concept carries where its own tokens sat in
+        # its own conditioning and that conditioning's length (dev: short, left-padded to 512; Klein: 512).
+        extra = {"positions": torch.full((r,), 10.0),
+                 "cond_lengths": torch.full((r,), 20 if family == "flux2dev" else 512, dtype=torch.int64)}
     return ConceptSet(names=[f"c{i}" for i in range(r)], embeddings=torch.randn(r, dim, generator=g),
-                      pooling="mean", encoder="random", empty_prompt=None)
+                      pooling="mean", encoder="random", empty_prompt=None, **extra)
 
 
-def other_pack_model(model, n_blocks, ctx):
+def other_pack_model(model, n_blocks, ctx, family=None):
     """`model` patched by the pack at --compare-with (8 concepts, all blocks), for an A/B in one process."""
     import_pack("concept_attention_other", os.path.abspath(ARGS.compare_with))
     from concept_attention_other.concept_patch.concepts import ConceptSet as OtherConceptSet
     from concept_attention_other.concept_patch.options import SaliencyOptions as OtherOptions
     from concept_attention_other.concept_patch.session import install_concept_attention as other_install
 
-    mine = concept_set(8, ctx)
+    mine = concept_set(8, ctx, family=family)
+    extra = {k: getattr(mine, k) for k in ("positions", "cond_lengths") if getattr(mine, k, None) is not None}
     concepts = OtherConceptSet(names=mine.names, embeddings=mine.embeddings, pooling="mean", encoder="random",
-                               empty_prompt=None)
+                               empty_prompt=None, **extra)
     return other_install(model, concepts, OtherOptions(layers=tuple(range(n_blocks))))[0]
 
 
@@ -303,7 +417,7 @@ def plain_forward_model(model, family, n_blocks, stop_after):
         return m
     if stop_after + 1 < n_blocks:
         m.set_model_patch_replace(_raise_stop, "dit", "double_block", stop_after + 1)
-    elif family == "flux":
+    elif family in FLUX_CLASS:
         m.set_model_patch_replace(_raise_stop, "dit", "single_block", 0)
     else:
         return m  # SD3: the last joint block is the end of the transformer (only the final layer follows)
@@ -383,6 +497,7 @@ def instrument_ours():
         (FluxFamily, "prepare_forward", "ca::prepare_forward"),
         (FluxFamily, "concept_qkv", "ca::concept_qkv"),
         (FluxFamily, "update_concepts", "ca::update"),
+        (Flux2Family, "text_modulation", "ca::text_modulation"),
         (SD3Family, "concept_qkv", "ca::concept_qkv"),
         (SD3Family, "update_concepts", "ca::update"),
         (ca_capture, "concept_attention", "ca::concept_attention"),
@@ -491,6 +606,20 @@ def env_info():
                                              "nodes", "__init__.py"], capture_output=True, text=True).stdout.strip()
     except Exception:
         pass
+    try:
+        # Which product code ran (the work tree may hold uncommitted changes): one hash over concept_patch/*.
+        import hashlib
+
+        h = hashlib.sha256()
+        for root, dirs, files in sorted(os.walk(PACK_DIR)):
+            dirs.sort()
+            for name in sorted(files):
+                if name.endswith(".py"):
+                    with open(os.path.join(root, name), "rb") as f:
+                        h.update(os.path.relpath(os.path.join(root, name), REPO).encode() + b"\0" + f.read())
+        info["concept_patch_sha256"] = h.hexdigest()[:16]
+    except Exception:
+        pass
     return info
 
 
@@ -498,10 +627,15 @@ def over_budget():
     return time.monotonic() - T_START > ARGS.budget_s
 
 
-def latent_for(res, tiny):
+def latent_for(res, tiny, family="flux"):
     w, h = (int(v) for v in res.lower().split("x"))
     if tiny:
-        w, h = w // 8, h // 8  # 128x128 / 192x128 pixels -> 16x16 / 24x16 latent
+        w, h = w // 8, h // 8  # 128x128 / 192x128 pixels -> 16x16 / 24x16 latent (Flux.2: 8x8 / 12x8)
+    if is_flux2(family):
+        # Flux.2's VAE: 128 channels at 16x downscale (comfy.latent_formats.Flux2); patch 1 in the DiT.
+        return torch.zeros(1, 128, h // 16, w // 16)
+    if family == "qwen":
+        return torch.zeros(1, 16, 1, h // 8, w // 8)  # the Wan 2.1 VAE's one-frame latent
     return torch.zeros(1, 16, h // 8, w // 8)
 
 
@@ -516,25 +650,35 @@ def bench_family(family, results, out_dir, save, resolutions, extras):
     fam_res["build_s"] = round(time.perf_counter() - t0, 1)
     fam_res["params"] = params
     fam_res["dual_stream_blocks"] = n_blocks
-    ctx = model.model.diffusion_model.context_embedder.in_features if family == "sd3" else \
-        model.model.diffusion_model.params.context_in_dim
-    cfg = 1.0 if family == "flux" else 4.5
+    dm = model.model.diffusion_model
+    if family in FLUX_CLASS:
+        fam_res["single_stream_blocks"] = len(dm.single_blocks)
+        fam_res["unet_config"] = {k: v for k, v in model.model.model_config.unet_config.items()
+                                  if isinstance(v, (int, float, str, bool, list, type(None)))}
+    fam_res["weights_mib"] = mib(mem_now())
+    # The node's default block choice, "last 10", on this model (Flux.2: every one of its 8 double blocks).
+    fam_res["default_layers"] = parse_layer_spec("last 10", n_blocks)
+    ctx = context_dim(model)
+    # Flux.1-dev and Flux.2-dev are guidance-distilled (cfg 1, conditional rows only); Flux.2-Klein-9B is
+    # the distilled 4-step release, also sampled at cfg 1 (its undistilled base would batch cond + uncond).
+    # SD3.5, Qwen-Image and HiDream-I1 full batch cond + uncond (their templates' cfg).
+    cfg = CFG.get(family, 1.0)
     fam_res["cfg"] = cfg
     pos, neg = conditioning(family, tiny, 1), conditioning(family, tiny, 2)
     rs = [int(r) for r in ARGS.concepts.split(",") if r]
     all_layers = SaliencyOptions(layers=tuple(range(n_blocks)))
     variants = {"plain": model}
     for r in rs:
-        patched, _session = install_concept_attention(model, concept_set(r, ctx), all_layers)
+        patched, _session = install_concept_attention(model, concept_set(r, ctx, family=family), all_layers)
         variants[f"ca_r{r}"] = patched
     if ARGS.compare_with:
-        variants["ca_r8_other"] = other_pack_model(model, n_blocks, ctx)
+        variants["ca_r8_other"] = other_pack_model(model, n_blocks, ctx, family)
     if ARGS.diagnose:
         for part in ("no_update", "no_attention"):
-            variants[f"ca_r8_{part}"] = install_concept_attention(model, concept_set(8, ctx), all_layers)[0]
+            variants[f"ca_r8_{part}"] = install_concept_attention(model, concept_set(8, ctx, family=family), all_layers)[0]
     if ARGS.last10:
         last = SaliencyOptions(layers=tuple(range(max(0, n_blocks - 10), n_blocks)))
-        variants["ca_r8_last10"] = install_concept_attention(model, concept_set(8, ctx), last)[0]
+        variants["ca_r8_last10"] = install_concept_attention(model, concept_set(8, ctx, family=family), last)[0]
     log(f"{family}: {params / 1e9:.2f}B params, {n_blocks} dual-stream blocks, build {fam_res['build_s']}s, "
         f"weights {mib(mem_now())} MiB")
 
@@ -543,7 +687,7 @@ def bench_family(family, results, out_dir, save, resolutions, extras):
         if over_budget():
             log("budget reached: skipping", family, res)
             break
-        latent = latent_for(res, tiny)
+        latent = latent_for(res, tiny, family)
         key = f"gen_{res}"
         gen = fam_res.setdefault(key, {"latent": list(latent.shape), "steps_long": N, "steps_short": M,
                                        "variants": {}})
@@ -553,18 +697,22 @@ def bench_family(family, results, out_dir, save, resolutions, extras):
                 run_sample(m, latent, pos, neg, cfg, M)
         per_step = {name: [] for name in variants}
         peaks = {}
+        outputs = {}
         for rep in range(ARGS.repeats):
             for name, m in variants.items():
                 reset_peak()
                 base = mem_now()
                 with diagnostic_mode(name):
-                    t_long, _ = run_sample(m, latent, pos, neg, cfg, N)
+                    t_long, outputs[name] = run_sample(m, latent, pos, neg, cfg, N)
                     peak = mem_peak()
                     t_short, _ = run_sample(m, latent, pos, neg, cfg, M)
                 per_step[name].append((t_long - t_short) / (N - M))
                 if name not in peaks:
                     peaks[name] = (peak, base)
             log(f"{family} {res} rep {rep}: " + ", ".join(f"{n}={1e3 * v[-1]:.2f}ms" for n, v in per_step.items()))
+        # The same seed after the warm-up runs: the picture must be the plain one, bit for bit.
+        gen["bit_identical_to_plain"] = {name: bool(torch.equal(out, outputs["plain"]))
+                                         for name, out in outputs.items() if name != "plain"}
         plain_ms = 1e3 * statistics.median(per_step["plain"])
         plain_peak, plain_base = peaks["plain"]
         for name in variants:
@@ -582,8 +730,8 @@ def bench_family(family, results, out_dir, save, resolutions, extras):
     # Encode mode vs one forward
     if extras and not ARGS.skip_encode and not over_budget():
         res = ARGS.resolutions.split(",")[0]
-        latent = torch.randn(1, 16, *latent_for(res, tiny).shape[-2:], generator=torch.Generator().manual_seed(3))
-        concepts8 = concept_set(8, ctx)
+        latent = torch.randn(latent_for(res, tiny, family).shape, generator=torch.Generator().manual_seed(3))
+        concepts8 = concept_set(8, ctx, family=family)
         last_k = min(10, n_blocks)
         choices = {f"last {last_k} ({n_blocks - last_k}-{n_blocks - 1})": list(range(n_blocks - last_k, n_blocks)),
                    f"0-{n_blocks // 2}": list(range(0, n_blocks // 2 + 1))}
@@ -625,7 +773,7 @@ def bench_family(family, results, out_dir, save, resolutions, extras):
 
     # Host-device syncs: plain vs patched, 2 and 4 steps (per-step increment = syncs inside the loop)
     if extras and not ARGS.skip_sync and not over_budget():
-        latent = latent_for(ARGS.resolutions.split(",")[0], tiny)
+        latent = latent_for(ARGS.resolutions.split(",")[0], tiny, family)
         sy = fam_res.setdefault("syncs", {})
         for name in ("plain", f"ca_r{rs[min(1, len(rs) - 1)]}"):
             for steps in (2, 4):
@@ -634,7 +782,7 @@ def bench_family(family, results, out_dir, save, resolutions, extras):
                 sy[f"{name}_{steps}steps"] = summarize_syncs(found)
         # encode mode (one forward; everything it does is outside any loop)
         with count_syncs() as found:
-            time_encode(model, concept_set(8, ctx), latent, list(range(n_blocks - min(10, n_blocks), n_blocks)), pos)
+            time_encode(model, concept_set(8, ctx, family=family), latent, list(range(n_blocks - min(10, n_blocks), n_blocks)), pos)
         sy["encode"] = summarize_syncs(found)
         log(f"{family} syncs: " + ", ".join(f"{k}: total {v['total']} ours {v['ours']}" for k, v in sy.items()))
         save()
@@ -642,7 +790,7 @@ def bench_family(family, results, out_dir, save, resolutions, extras):
     # Profiler
     if extras and ARGS.profile and not over_budget():
         res = ARGS.resolutions.split(",")[0]
-        latent = latent_for(res, tiny)
+        latent = latent_for(res, tiny, family)
         prof = fam_res.setdefault(f"profile_{res}", {})
         names = ("plain", f"ca_r{rs[min(1, len(rs) - 1)]}")
         for name in names:
@@ -665,6 +813,62 @@ def bench_family(family, results, out_dir, save, resolutions, extras):
         torch.cuda.empty_cache()
 
 
+def bench_requery(family, results, save):
+    """Re-query (new concepts on a picture already encoded: the concept stream alone over the kept image stream)
+    against the encode that kept it, 8 concepts over the node's default blocks ("last 10"), and the bytes kept."""
+    tiny = ARGS.tiny
+    model, n_blocks, params = build_model(family, tiny)
+    ctx = context_dim(model)
+    res = ARGS.resolutions.split(",")[0]
+    latent = torch.randn(latent_for(res, tiny, family).shape, generator=torch.Generator().manual_seed(3))
+    pos = conditioning(family, tiny, 1)
+    layers = tuple(parse_layer_spec("last 10", n_blocks))
+    first, second = concept_set(8, ctx, seed=1, family=family), concept_set(8, ctx, seed=2, family=family)
+    cache = image_stream_cache.CACHE
+    budget = 64 << 30
+
+    def encode(concepts, cache_budget):
+        sync()
+        t0 = time.perf_counter()
+        sal = encode_saliency(model, concepts, latent, SaliencyOptions(layers=layers), conditioning=pos,
+                              cache_budget=cache_budget)
+        sync()
+        return time.perf_counter() - t0, sal
+
+    encode(first, 0)  # warm-up (loads the model, autotunes)
+    cache.clear()
+    encode(first, budget)
+    encode(second, budget)  # warm-up of the re-query path
+    t_plain, t_keep, t_requery = [], [], []
+    for _ in range(ARGS.encode_repeats):
+        t_plain.append(encode(first, 0)[0])
+        cache.clear()
+        t_keep.append(encode(first, budget)[0])
+        t, sal = encode(second, budget)
+        assert sal.metadata["requery"] is True
+        t_requery.append(t)
+    kept = [t for e in cache.entries.values() for f in e.forwards for t in f.tensors()]
+    plain_ms, keep_ms, requery_ms = (1e3 * statistics.median(v) for v in (t_plain, t_keep, t_requery))
+    results.setdefault("requery", {})[family] = {
+        "resolution": res, "layers": [layers[0], layers[-1]], "concepts": 8, "params": params,
+        "encode_ms": round(plain_ms, 3), "encode_keeping_ms": round(keep_ms, 3), "requery_ms": round(requery_ms, 3),
+        "requery_vs_encode_pct": round(100.0 * requery_ms / plain_ms, 2),
+        "keeping_overhead_pct": pct(keep_ms, plain_ms),
+        "requery_ms_all": [round(1e3 * v, 3) for v in t_requery], "encode_ms_all": [round(1e3 * v, 3) for v in t_plain],
+        "cache_mib_per_picture": mib(cache.nbytes), "cache_device": str(kept[0].device) if kept else None,
+    }
+    log(f"{family} requery: " + json.dumps(results["requery"][family]))
+    save()
+    cache.clear()
+    model.offload_device = DEVICE
+    comfy.model_management.unload_all_models()
+    del model
+    import gc
+    gc.collect()
+    if CUDA:
+        torch.cuda.empty_cache()
+
+
 def main():
     out_dir = ARGS.out
     os.makedirs(out_dir, exist_ok=True)
@@ -679,9 +883,10 @@ def main():
     resolutions = ARGS.resolutions.split(",")
     # First every model at the first resolution (with encode, sync and profiler sections), then the rest:
     # the targets are stated at the first resolution, so a time budget cuts the others first.
-    phases = [(f, resolutions[:1], True) for f in ARGS.models.split(",")]
+    models = [f for f in ARGS.models.split(",") if f]
+    phases = [(f, resolutions[:1], True) for f in models]
     if len(resolutions) > 1:
-        phases += [(f, resolutions[1:], False) for f in ARGS.models.split(",")]
+        phases += [(f, resolutions[1:], False) for f in models]
     for family, res_list, extras in phases:
         if over_budget():
             log("budget reached: skipping", family, res_list)
@@ -695,6 +900,18 @@ def main():
             comfy.model_management.unload_all_models()
             if CUDA:
                 torch.cuda.empty_cache()
+        save()
+    for family in [f for f in ARGS.requery.split(",") if f]:
+        if over_budget():
+            log("budget reached: skipping re-query", family)
+            continue
+        try:
+            bench_requery(family, results, save)
+        except Exception:
+            tb = traceback.format_exc()
+            log(f"{family} re-query FAILED\n{tb}")
+            results.setdefault("errors", {})[f"requery_{family}"] = tb
+            comfy.model_management.unload_all_models()
         save()
     results["elapsed_s"] = round(time.monotonic() - T_START, 1)
     save()

@@ -1,7 +1,9 @@
 """On the GPU: the picture is bit-identical with ConceptAttention on, for full-size Flux.1-dev and SD3.5-large
-(bf16, 1024², cfg as in the benchmark), and no host-device sync happens inside the model calls.
+(bf16, 1024², cfg as in the benchmark; --models flux2dev,klein9b for Flux.2-dev / Flux.2-Klein-9B), and no
+host-device sync happens inside the model calls.
 
-Usage (device): python3 benchmarks/check_exact_gpu.py --out $OUT
+Usage (device): python3 benchmarks/check_exact_gpu.py --out $OUT [--models flux,sd3]
+Layers: every dual-stream block (on Flux.2 that is also the node's default, "last 10").
 """
 
 from __future__ import annotations
@@ -41,13 +43,16 @@ def main():
     out_dir = Path(bench.ARGS.out)
     out_dir.mkdir(parents=True, exist_ok=True)
     report = {}
-    for family, cfg in (("flux", 1.0), ("sd3", 4.5)):
-        model, n_blocks, _ = bench.build_model(family, bench.ARGS.tiny)
+    r = 8
+    for family in bench.ARGS.models.split(","):
+        cfg = bench.CFG.get(family, 1.0)
+        model, n_blocks, params = bench.build_model(family, bench.ARGS.tiny)
         dm = model.model.diffusion_model
-        ctx = dm.params.context_in_dim if family == "flux" else dm.context_embedder.in_features
+        ctx = bench.context_dim(model)
         pos, neg = bench.conditioning(family, bench.ARGS.tiny, 1), bench.conditioning(family, bench.ARGS.tiny, 2)
-        latent = bench.latent_for(bench.ARGS.resolutions.split(",")[0], bench.ARGS.tiny)
-        patched, session = install_concept_attention(model, bench.concept_set(8, ctx), SaliencyOptions(layers=tuple(range(n_blocks))))
+        latent = bench.latent_for(bench.ARGS.resolutions.split(",")[0], bench.ARGS.tiny, family)
+        patched, session = install_concept_attention(model, bench.concept_set(r, ctx, family=family),
+                                                     SaliencyOptions(layers=tuple(range(n_blocks))))
         # The very first sampling run of a process can differ from every later one (first-call kernel
         # selection): warm up once, then compare runs that follow each other.
         _, first = bench.run_sample(model, latent, pos, neg, cfg, 4)
@@ -58,7 +63,14 @@ def main():
         maps = session.records[-1].saliency.maps
         syncs = sync_free_forward(patched, latent, pos)
         report[family] = {
+            "params": params, "dual_stream_blocks": n_blocks, "cfg": cfg, "concepts": r,
+            "latent": list(latent.shape),
+            "single_stream_blocks": len(getattr(dm, "single_blocks", getattr(dm, "single_stream_blocks", []))),
             "bit_identical": bool(torch.equal(plain, ours)),
+            # Same bits also where a value is NaN (torch.equal treats NaN as unequal to itself).
+            "bitwise_identical": bool(torch.equal(plain.contiguous().view(torch.int32),
+                                                  ours.contiguous().view(torch.int32))) if plain.dtype == torch.float32 else None,
+            "output_dtype": str(plain.dtype),
             "plain_repeatable": bool(torch.equal(plain, plain_again)),
             "patched_repeatable": bool(torch.equal(ours, ours_again)),
             "patched_vs_plain_max_abs_diff": float((plain - ours).abs().max()),
@@ -70,8 +82,15 @@ def main():
             "syncs_inside_model_calls": syncs,
         }
         print(family, json.dumps(report[family]), flush=True)
-        del model, patched, session
-        torch.cuda.empty_cache()
+        for m in (model, patched):
+            m.offload_device = bench.DEVICE  # unloading must not copy the weights to the CPU
+        import comfy.model_management
+        comfy.model_management.unload_all_models()
+        del model, patched, session, dm
+        import gc
+        gc.collect()
+        if bench.CUDA:
+            torch.cuda.empty_cache()
     (out_dir / "check_exact_gpu.json").write_text(json.dumps(report, indent=1))
 
 

@@ -5,6 +5,7 @@
 #   authors/  the few files of the authors' Flux code that authors_flux.py imports (scratch only)
 # COMFYUI_PATH: ComfyUI checkout (default ~/ComfyUI); AUTHORS_REPO: a git directory of
 # github.com/helblazer811/ConceptAttention (default /work/.mirror/helblazer811+ConceptAttention/repo).
+# SKIP_AUTHORS=1: leave out authors/ (only authors_flux.py needs it; the Flux.2 runs do not).
 set -euo pipefail
 cd "$(dirname "$0")"
 COMFYUI_PATH=${COMFYUI_PATH:-$HOME/ComfyUI}
@@ -32,6 +33,7 @@ rm $C/wheels/comfy_kitchen-*.whl
 (cd "$tmp" && zip -q -r -9 "$OLDPWD"/$C/wheels/comfy_kitchen-0.2.31-cp312-abi3-manylinux_2_28_x86_64.whl .)
 rm -rf "$tmp"
 
+if [ -n "${SKIP_AUTHORS:-}" ]; then du -sh $C/ComfyUI $C/wheels; exit 0; fi
 rm -rf $C/authors && mkdir -p $C/authors
 for f in concept_attention/flux/dit.py concept_attention/flux/dit_block.py concept_attention/flux/dit_block_single.py \
          concept_attention/flux/flux/src/flux/math.py concept_attention/flux/flux/src/flux/model.py \

@@ -9,7 +9,8 @@ from __future__ import annotations
 import json
 import sys
 
-NAMES = {"flux": "Flux.1-dev", "sd3": "SD3.5-large"}
+NAMES = {"flux": "Flux.1-dev", "sd3": "SD3.5-large", "flux2dev": "Flux.2-dev", "klein9b": "Flux.2-Klein-9B",
+         "qwen": "Qwen-Image", "hidream": "HiDream-I1"}
 
 
 def variant_label(name):
