@@ -114,7 +114,8 @@ def encode_saliency(model, concepts: ConceptSet, latent: torch.Tensor, options: 
             on_sample(k + 1, samples)
 
     if key is not None and len(recorded) == samples:
-        image_stream_cache.CACHE.store(key, recorded, options.last_layer, model)
+        if image_stream_cache.CACHE.store(key, recorded, options.last_layer, model):
+            image_stream_cache.drop_with_model(model)
     return SaliencyMaps(maps=total / samples, names=list(concepts.names), image_size=size, softmax=options.softmax,
                         metadata={**metadata, "requery": False})
 

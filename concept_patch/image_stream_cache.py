@@ -130,6 +130,11 @@ class ImageStreamCache:
         self.entries[key] = CacheEntry(forwards, last_layer, size, weakref.ref(model.model))
         return True
 
+    def drop_model(self, base_model):
+        """Forget every entry of this model (ComfyUI is unloading it)."""
+        for key in [k for k, e in self.entries.items() if e.model_ref() is base_model]:
+            del self.entries[key]
+
     def drop_unloaded(self):
         """Forget entries whose model ComfyUI no longer holds loaded (it unloaded or freed it)."""
         loaded = _loaded_models()
@@ -146,6 +151,22 @@ class ImageStreamCache:
 
 
 CACHE = ImageStreamCache()
+DETACH_CALLBACK_KEY = "concept_attention.requery_cache"
+
+
+def _drop_on_detach(patcher, unpatch_all):
+    # unpatch_all: ComfyUI unloads the model (a clone that is merely garbage-collected detaches without it).
+    if unpatch_all:
+        CACHE.drop_model(patcher.model)
+
+
+def drop_with_model(patcher):
+    """When ComfyUI unloads this model (to free memory, or for good), its entries go at once: an ON_DETACH
+    callback on the ModelPatcher that encode mode loads (it only forgets cache entries)."""
+    from comfy.patcher_extension import CallbacksMP
+
+    if not patcher.get_callbacks(CallbacksMP.ON_DETACH, DETACH_CALLBACK_KEY):
+        patcher.add_callback_with_key(CallbacksMP.ON_DETACH, DETACH_CALLBACK_KEY, _drop_on_detach)
 
 
 def default_budget(device) -> int:

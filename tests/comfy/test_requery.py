@@ -166,6 +166,7 @@ def test_entries_of_a_model_comfyui_unloaded_are_dropped():
     _encode(model, first, latent, cond)
     assert image_stream_cache.CACHE.entries
     comfy.model_management.unload_all_models()
+    assert not image_stream_cache.CACHE.entries  # freed as ComfyUI unloaded the model, not at the next use
     assert _encode(model, second, latent, cond).metadata["requery"] is False
 
 
