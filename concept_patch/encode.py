@@ -60,8 +60,12 @@ def encode_saliency(model, concepts: ConceptSet, latent: torch.Tensor, options: 
     if positive is None:
         raise ConceptAttentionError("no prompt conditioning: connect a CONDITIONING or rebuild the Concept List")
 
-    keep = cache_budget is None or cache_budget > 0
-    session = new_session(model, concepts, options, stop_early=True, keep_image_stream=keep)
+    if cache_budget is None:
+        cache_budget = image_stream_cache.default_budget(model.load_device)
+    keep = cache_budget > 0
+    # Each noise sample's forward may record its share of the budget: copies never outgrow what can be kept.
+    session = new_session(model, concepts, options, stop_early=True,
+                          keep_image_stream=max(0, cache_budget) // max(1, samples))
     model_sampling = model.get_model_object("model_sampling")
     if not isinstance(model_sampling, comfy.model_sampling.CONST):
         raise ConceptAttentionError("encode mode needs a flow-matching model (Flux, SD3); this model samples differently")
@@ -72,7 +76,7 @@ def encode_saliency(model, concepts: ConceptSet, latent: torch.Tensor, options: 
     key = None
     if keep:
         cache = image_stream_cache.CACHE
-        cache.set_budget(image_stream_cache.default_budget(model.load_device) if cache_budget is None else cache_budget)
+        cache.set_budget(cache_budget)
         key = (image_stream_cache.model_fingerprint(model), image_stream_cache.tensor_digest(latent),
                image_stream_cache.fingerprint(positive), float(noise_level), int(samples), int(seed),
                str(inference_dtype(model.model)))

@@ -43,7 +43,8 @@ class ForwardState:
         self.blocks_run = 0
         self.complete = True
         # Encode runs record what the concept stream reads, for later re-queries (image_stream_cache.py).
-        self.recorder = StreamRecorder() if run.session.keep_image_stream else None
+        limit = run.session.keep_image_stream
+        self.recorder = StreamRecorder(limit) if limit else None
 
     def rows(self, t: torch.Tensor) -> torch.Tensor:
         """The conditional rows of a batch-first tensor (plain slices: no index tensors, no sync)."""

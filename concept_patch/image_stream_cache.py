@@ -71,12 +71,26 @@ class RecordedForward:
 
 
 class StreamRecorder:
-    """Collects one forward's image streams while it runs (the forward then reads the same copies)."""
+    """Collects one forward's image streams while it runs (the forward then reads the same copies).
 
-    def __init__(self):
+    limit: bytes the recording may take; past it the recording is dropped at once (it could not be kept
+    anyway), so an encode never holds more than the cache budget in copies."""
+
+    def __init__(self, limit: int):
         self.recorded = RecordedForward()
+        self.limit = limit
+        self.nbytes = 0
+        self.overflow = False
 
     def keep(self, layer: int, view: ImageStream) -> ImageStream:
+        if self.overflow:
+            return view
+        size = sum(t.numel() * t.element_size() for t in (view.image_k, view.image_v, view.image_out))
+        if self.nbytes + size > self.limit:
+            self.overflow = True
+            self.recorded.blocks.clear()
+            return view
+        self.nbytes += size
         kept = ImageStream(view.image_k.clone(), view.image_v.clone(), view.image_out.clone(), view.tokens_first)
         self.recorded.blocks[layer] = kept
         return kept

@@ -72,7 +72,7 @@ class SamplingRun:
         if not fwd.has_all_layers or fwd.layer_sum is None:
             return
         self.forwards_used += 1
-        if fwd.recorder is not None:
+        if fwd.recorder is not None and not fwd.recorder.overflow:
             recorded = fwd.recorder.recorded
             recorded.family_state = dict(fwd.family_state)
             recorded.grid, recorded.cond_ranges = fwd.grid, list(fwd.cond_ranges)

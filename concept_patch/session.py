@@ -48,7 +48,7 @@ class ConceptSession:
 
     def __init__(self, family: DualStreamFamily, concepts: ConceptSet, options: SaliencyOptions,
                  stop_early: bool, downscale: int, metadata: dict, max_records: int = 16,
-                 keep_image_stream: bool = False):
+                 keep_image_stream: int = 0):
         self.uid = next(_session_ids)
         self.run_key = f"concept_attention.run.{self.uid}"
         self.forward_key = f"concept_attention.forward.{self.uid}"
@@ -56,7 +56,7 @@ class ConceptSession:
         self.concepts = concepts
         self.options = options
         self.stop_early = stop_early
-        self.keep_image_stream = keep_image_stream
+        self.keep_image_stream = keep_image_stream  # bytes an encode may record for re-queries (0: none)
         self.downscale = downscale
         self.metadata = metadata
         self.records: deque[RunRecord] = deque(maxlen=max_records)
@@ -215,7 +215,7 @@ def find_sessions(model) -> list[ConceptSession]:
 
 
 def new_session(model, concepts: ConceptSet, options: SaliencyOptions, stop_early: bool = False,
-                keep_image_stream: bool = False) -> ConceptSession:
+                keep_image_stream: int = 0) -> ConceptSession:
     """Checks that `model` can carry these concepts and options; the session that will patch it.
 
     stop_early: end each forward right after the last selected block (encode mode only;
