@@ -21,6 +21,7 @@ from .concepts import ConceptSet
 from .errors import ConceptAttentionError
 from .families import DualStreamFamily, detect_family
 from .forward_state import StopForward
+from .input_limits import check_latent_fits
 from .options import SaliencyOptions
 from .saliency_maps import SaliencyMaps
 from .sampling_run import SamplingRun
@@ -191,6 +192,9 @@ class RunWrapper:
                 "block). Remove the TorchCompileModel node, or use a model that is not compiled, to get maps."
             )
         noise, sigmas = args[0], args[3]
+        if patcher is not None:
+            # A picture larger than the model's position table: say so before ComfyUI's model asserts.
+            check_latent_fits(patcher.get_model_object("diffusion_model"), tuple(noise.shape[-2:]), self.session.downscale)
         if patcher is not None:
             # Copy the concept embeddings to the device now, not inside the denoising loop.
             self.session.embeddings_on(patcher.load_device, inference_dtype(patcher.model))

@@ -135,6 +135,11 @@ def test_picture_too_large_for_sd3s_position_table_names_the_largest(sd3_clip):
     with pytest.raises(ConceptAttentionError, match=r"takes at most 1024x1024"):
         _saliency(sd3, concepts, image=torch.rand(1, 1040, 64, 3), vae=_FailingVae())
     assert _saliency(sd3, concepts, latent={"samples": torch.zeros(1, 16, 128, 4)}).result[0].grid == (64, 2)
+    # generation mode: the patched model says so before ComfyUI's own model asserts
+    patched = ConceptAttentionPatch.execute(model=sd3, concepts=concepts, layers="all", start_percent=0.0, end_percent=1.0,
+                                 space="output", softmax=True).result[0]
+    with pytest.raises(ConceptAttentionError, match=r"1040x1024 pixels but this model takes at most 1024x1024"):
+        sample(patched, sd3_clip, latent_shape=(1, 16, 128, 130), steps=1, cfg=1.0)
 
 
 class _FailingVae:
