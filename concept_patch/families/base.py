@@ -13,6 +13,21 @@ from typing import Any
 import torch
 
 
+def comfy_class(module: str, name: str):
+    """A class of ComfyUI's, or None where this ComfyUI has none (older versions lack the newer families)."""
+    import importlib
+
+    try:
+        return getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError):
+        return None
+
+
+def is_instance_of(obj, module: str, name: str) -> bool:
+    cls = comfy_class(module, name)
+    return cls is not None and isinstance(obj, cls)
+
+
 class DualStreamFamily:
     """One model family. Adapters are stateless; per-forward data lives in ForwardState."""
 

@@ -8,6 +8,7 @@ position its own tokens had in its conditioning on that axis; otherwise text and
 
 from __future__ import annotations
 
+from .base import is_instance_of
 from .chroma import ChromaFamily
 
 
@@ -15,9 +16,7 @@ class ChromaRadianceFamily(ChromaFamily):
     name = "Chroma Radiance"
 
     def matches(self, diffusion_model):
-        from comfy.ldm.chroma_radiance.model import ChromaRadiance
-
-        return isinstance(diffusion_model, ChromaRadiance)
+        return is_instance_of(diffusion_model, "comfy.ldm.chroma_radiance.model", "ChromaRadiance")
 
     def token_grid(self, diffusion_model, latent_hw):
         p = diffusion_model.patch_size

@@ -21,7 +21,7 @@ from __future__ import annotations
 import torch
 
 from ..block_hooks import BlockCall
-from .base import DualStreamFamily
+from .base import DualStreamFamily, is_instance_of
 from .modulation import modulated_layer_norm, split_modulation
 
 
@@ -36,9 +36,7 @@ class HiDreamFamily(DualStreamFamily):
     )
 
     def matches(self, diffusion_model):
-        from comfy.ldm.hidream.model import HiDreamImageTransformer2DModel
-
-        return isinstance(diffusion_model, HiDreamImageTransformer2DModel)
+        return is_instance_of(diffusion_model, "comfy.ldm.hidream.model", "HiDreamImageTransformer2DModel")
 
     def num_blocks(self, diffusion_model):
         return len(diffusion_model.double_stream_blocks)

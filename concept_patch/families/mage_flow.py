@@ -6,6 +6,7 @@ leaves them, and so the concepts, unrotated) and reads 1×1 patches.
 
 from __future__ import annotations
 
+from .base import is_instance_of
 from .qwen_image import QwenImageFamily
 
 
@@ -14,9 +15,7 @@ class MageFlowFamily(QwenImageFamily):
     text_spaces = ("qwen3vl_4b",)
 
     def matches(self, diffusion_model):
-        from comfy.ldm.mage_flow.model import MageFlowTransformer2DModel
-
-        return isinstance(diffusion_model, MageFlowTransformer2DModel)
+        return is_instance_of(diffusion_model, "comfy.ldm.mage_flow.model", "MageFlowTransformer2DModel")
 
     def unsupported_reason(self, diffusion_model):
         return None

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import torch
 
-from .base import DualStreamFamily
+from .base import DualStreamFamily, is_instance_of
 from .modulation import modulated_layer_norm, split_modulation
 
 
@@ -26,9 +26,7 @@ class QwenImageFamily(DualStreamFamily):
     forward_wrapper_type = "apply_model"
 
     def matches(self, diffusion_model):
-        from comfy.ldm.qwen_image.model import QwenImageTransformer2DModel
-
-        return isinstance(diffusion_model, QwenImageTransformer2DModel)
+        return is_instance_of(diffusion_model, "comfy.ldm.qwen_image.model", "QwenImageTransformer2DModel")
 
     def unsupported_reason(self, diffusion_model):
         if getattr(diffusion_model.time_text_embed, "use_additional_t_cond", False):
