@@ -49,11 +49,14 @@ class AttentionCapture:
         image = self.image
         k_rows = fwd.rows(_per_head(k, heads, heads_first))
         v_rows = fwd.rows(_per_head(v, heads, heads_first))
-        out_flat = heads_to_flat(out) if kwargs.get("skip_output_reshape", False) else out
+        image_out = None
+        if fwd.recorder is not None or (self.layer in fwd.selected_layers and fwd.options.space == "output"):
+            out_flat = heads_to_flat(out) if kwargs.get("skip_output_reshape", False) else out
+            image_out = fwd.rows(out_flat)[:, image]
         view = ImageStream(
             image_k=k_rows[:, :, image] if heads_first else k_rows[:, image],
             image_v=v_rows[:, :, image] if heads_first else v_rows[:, image],
-            image_out=fwd.rows(out_flat)[:, image],
+            image_out=image_out,
             tokens_first=not heads_first,
         )
         if fwd.recorder is not None:
@@ -65,7 +68,8 @@ class AttentionCapture:
 @dataclass
 class ImageStream:
     """What the concept stream reads from one block's joint attention call: the main image's keys and values
-    as the attention got them ([B, H, n, D] heads-first, or [B, n, H, D] tokens-first) and its output [B, n, H*D]."""
+    as the attention got them ([B, H, n, D] heads-first, or [B, n, H, D] tokens-first) and its output [B, n, H*D]
+    (None where nobody reads it: an unselected block, or another space, when nothing is recorded)."""
 
     image_k: torch.Tensor
     image_v: torch.Tensor
