@@ -152,50 +152,14 @@ def test_flux_generation_mode_argmax_masks(comfy_server):
     """Tiny Flux.1 dev: CLIPTextEncode + FluxGuidance + KSampler on the patched model, Concept Saliency
     from Sampling, one argmax mask per concept saved as PNG. The patched model generates the same
     latent as the plain one, and the three argmax masks partition the picture."""
-    prefix = unique_prefix("flux_generation")
-    prompt = {
-        **flux_loaders(),
-        "latent": empty_latent(),
+    prompts = {
         "text": node("CLIPTextEncode", clip=link("clip"), text="a dog on the grass under the sky"),
         "positive": node("FluxGuidance", conditioning=link("text"), guidance=3.5),
         "negative": node("ConditioningZeroOut", conditioning=link("text")),
-        "patch": patch_node(layers="all"),
-        "sampler": ksampler_node(model="patch", seed=11, steps=4, cfg=1.0),
-        "plain_sampler": ksampler_node(model="unet", seed=11, steps=4, cfg=1.0),
-        "save_latent": node("SaveLatent", samples=link("sampler"), filename_prefix=prefix + "_patched"),
-        "save_plain_latent": node("SaveLatent", samples=link("plain_sampler"), filename_prefix=prefix + "_plain"),
-        "saliency": node("ConceptAttentionSamplingSaliency", model=link("patch"), latent=link("sampler")),
-        "save_maps": node("ConceptAttentionSaveSaliency", saliency=link("saliency"), filename_prefix=prefix + "_maps"),
     }
-    for name in CONCEPT_NAMES:
-        prompt[f"mask_{name}"] = to_mask_node(concepts=name, method="argmax")
-        prompt[f"image_{name}"] = node("MaskToImage", mask=link(f"mask_{name}"))
-        prompt[f"save_{name}"] = node("SaveImage", images=link(f"image_{name}"), filename_prefix=f"{prefix}_{name}")
-    result = require_ok(comfy_server.run_prompt(prompt, timeout=240), comfy_server)
-
-    patched = read_latent(output_files(comfy_server, result, "save_latent", "latents")[0])
-    plain = read_latent(output_files(comfy_server, result, "save_plain_latent", "latents")[0])
-    assert torch.equal(patched, plain), "the patched model must generate exactly what the plain model does"
-
-    saliency = _load_saliency(saliency_file(comfy_server, result, "save_maps"))
-    _check_maps(saliency, "Flux.1")
+    prompt = _generation_graph(unique_prefix("flux_generation"), flux_loaders(), empty_latent(), prompts, 4, 1.0)
+    saliency = _check_generation(comfy_server, prompt, "Flux.1")
     assert saliency.metadata["layers"] == [0, 1, 2]
-
-    from concept_attention.concept_patch.masks import saliency_to_mask
-
-    total = np.zeros((HEIGHT, WIDTH), dtype=np.int64)
-    for name in CONCEPT_NAMES:
-        [png] = output_files(comfy_server, result, f"save_{name}")
-        pixels = read_mask_png(png)
-        assert pixels.shape == (HEIGHT, WIDTH)
-        assert set(np.unique(pixels).tolist()) <= {0, 255}
-        expected = mask_as_png_values(saliency_to_mask(saliency, name, method="argmax"))
-        np.testing.assert_array_equal(pixels, expected, err_msg=f"argmax mask of {name!r}")
-        total += pixels
-    assert (total == 255).all(), "argmax masks of all concepts must partition the picture"
-    winners = {name for name in CONCEPT_NAMES
-                if saliency_to_mask(saliency, name, method="argmax").any()}
-    assert len(winners) >= 2, f"random maps should have more than one winning concept, got {winners}"
 
 
 def test_flux2_klein_encode_mode_mask_drives_inpainting(comfy_server):
@@ -247,48 +211,11 @@ def test_flux2_klein_generation_mode_argmax_masks(comfy_server):
     """Flux.2 Klein 4B: CLIPTextEncode + KSampler on the patched model, Concept Saliency from Sampling,
     an argmax mask per concept. The patched model generates exactly the plain model's latent, and
     the argmax masks partition the picture."""
-    prefix = unique_prefix("klein_generation")
-    prompt = {
-        **klein_loaders(),
-        "latent": empty_flux2_latent(),
-        **prompt_nodes(),
-        "patch": patch_node(layers="all"),
-        "sampler": ksampler_node(model="patch", seed=11, steps=3, cfg=1.0),
-        "plain_sampler": ksampler_node(model="unet", seed=11, steps=3, cfg=1.0),
-        "save_latent": node("SaveLatent", samples=link("sampler"), filename_prefix=prefix + "_patched"),
-        "save_plain_latent": node("SaveLatent", samples=link("plain_sampler"), filename_prefix=prefix + "_plain"),
-        "saliency": node("ConceptAttentionSamplingSaliency", model=link("patch"), latent=link("sampler")),
-        "save_maps": node("ConceptAttentionSaveSaliency", saliency=link("saliency"), filename_prefix=prefix + "_maps"),
-    }
-    for name in CONCEPT_NAMES:
-        prompt[f"mask_{name}"] = to_mask_node(concepts=name, method="argmax")
-        prompt[f"image_{name}"] = node("MaskToImage", mask=link(f"mask_{name}"))
-        prompt[f"save_{name}"] = node("SaveImage", images=link(f"image_{name}"), filename_prefix=f"{prefix}_{name}")
-    result = require_ok(comfy_server.run_prompt(prompt, timeout=240), comfy_server)
-
-    patched = read_latent(output_files(comfy_server, result, "save_latent", "latents")[0])
-    plain = read_latent(output_files(comfy_server, result, "save_plain_latent", "latents")[0])
-    assert tuple(patched.shape) == (1, 128, HEIGHT // 16, WIDTH // 16)
-    assert torch.equal(patched, plain), "the patched model must generate exactly what the plain model does"
-
-    saliency = _load_saliency(saliency_file(comfy_server, result, "save_maps"))
-    _check_maps(saliency, "Flux.2")
+    prompt = _generation_graph(unique_prefix("klein_generation"), klein_loaders(), empty_flux2_latent(), prompt_nodes(),
+                               3, 1.0)
+    saliency = _check_generation(comfy_server, prompt, "Flux.2", latent_shape=(1, 128, HEIGHT // 16, WIDTH // 16))
     assert saliency.metadata["layers"] == [0, 1], saliency.metadata
     assert saliency.metadata["model_calls_used"] >= 3, saliency.metadata
-
-    from concept_attention.concept_patch.masks import saliency_to_mask
-
-    total = np.zeros((HEIGHT, WIDTH), dtype=np.int64)
-    for name in CONCEPT_NAMES:
-        [png] = output_files(comfy_server, result, f"save_{name}")
-        pixels = read_mask_png(png)
-        assert pixels.shape == (HEIGHT, WIDTH)
-        expected = mask_as_png_values(saliency_to_mask(saliency, name, method="argmax"))
-        np.testing.assert_array_equal(pixels, expected, err_msg=f"argmax mask of {name!r}")
-        total += pixels
-    assert (total == 255).all(), "argmax masks of all concepts must partition the picture"
-    winners = {name for name in CONCEPT_NAMES if saliency_to_mask(saliency, name, method="argmax").any()}
-    assert len(winners) >= 2, f"random maps should have more than one winning concept, got {winners}"
 
 
 def test_qwen_image_encode_mode_mask_drives_inpainting(comfy_server):
@@ -349,48 +276,12 @@ def test_qwen_image_generation_mode_argmax_masks(comfy_server):
     EmptySD3LatentImage, as ComfyUI's Qwen-Image template starts; Concept Saliency from Sampling, an
     argmax mask per concept. The patched model generates exactly the plain model's latent, and the
     argmax masks partition the picture."""
-    prefix = unique_prefix("qwen_generation")
-    prompt = {
-        **qwen_image_loaders(),
-        "latent": empty_latent(),
-        **prompt_nodes(),
-        "patch": patch_node(layers="all"),
-        "sampler": ksampler_node(model="patch", seed=11, steps=3, cfg=2.0),
-        "plain_sampler": ksampler_node(model="unet", seed=11, steps=3, cfg=2.0),
-        "save_latent": node("SaveLatent", samples=link("sampler"), filename_prefix=prefix + "_patched"),
-        "save_plain_latent": node("SaveLatent", samples=link("plain_sampler"), filename_prefix=prefix + "_plain"),
-        "saliency": node("ConceptAttentionSamplingSaliency", model=link("patch"), latent=link("sampler")),
-        "save_maps": node("ConceptAttentionSaveSaliency", saliency=link("saliency"), filename_prefix=prefix + "_maps"),
-    }
-    for name in CONCEPT_NAMES:
-        prompt[f"mask_{name}"] = to_mask_node(concepts=name, method="argmax")
-        prompt[f"image_{name}"] = node("MaskToImage", mask=link(f"mask_{name}"))
-        prompt[f"save_{name}"] = node("SaveImage", images=link(f"image_{name}"), filename_prefix=f"{prefix}_{name}")
-    result = require_ok(comfy_server.run_prompt(prompt, timeout=240), comfy_server)
-
-    patched = read_latent(output_files(comfy_server, result, "save_latent", "latents")[0])
-    plain = read_latent(output_files(comfy_server, result, "save_plain_latent", "latents")[0])
-    assert tuple(patched.shape) == (1, 16, 1, HEIGHT // 8, WIDTH // 8)  # the samplers make it one Wan frame
-    assert torch.equal(patched, plain), "the patched model must generate exactly what the plain model does"
-
-    saliency = _load_saliency(saliency_file(comfy_server, result, "save_maps"))
-    _check_maps(saliency, "Qwen-Image")
+    prompt = _generation_graph(unique_prefix("qwen_generation"), qwen_image_loaders(), empty_latent(), prompt_nodes(),
+                               3, 2.0)
+    # the samplers make the 4-D latent one Wan frame
+    saliency = _check_generation(comfy_server, prompt, "Qwen-Image", latent_shape=(1, 16, 1, HEIGHT // 8, WIDTH // 8))
     assert saliency.metadata["layers"] == [0, 1, 2], saliency.metadata
     assert saliency.metadata["model_calls_used"] >= 3, saliency.metadata
-
-    from concept_attention.concept_patch.masks import saliency_to_mask
-
-    total = np.zeros((HEIGHT, WIDTH), dtype=np.int64)
-    for name in CONCEPT_NAMES:
-        [png] = output_files(comfy_server, result, f"save_{name}")
-        pixels = read_mask_png(png)
-        assert pixels.shape == (HEIGHT, WIDTH)
-        expected = mask_as_png_values(saliency_to_mask(saliency, name, method="argmax"))
-        np.testing.assert_array_equal(pixels, expected, err_msg=f"argmax mask of {name!r}")
-        total += pixels
-    assert (total == 255).all(), "argmax masks of all concepts must partition the picture"
-    winners = {name for name in CONCEPT_NAMES if saliency_to_mask(saliency, name, method="argmax").any()}
-    assert len(winners) >= 2, f"random maps should have more than one winning concept, got {winners}"
 
 
 def test_new_concepts_on_the_same_picture_are_a_requery(comfy_server):
@@ -463,3 +354,54 @@ def test_qwen_image_edit_2511_with_a_reference_picture(comfy_server):
     sampled = _load_saliency(saliency_file(comfy_server, result, "save_sampling_maps"))
     _check_maps(sampled, "Qwen-Image")
     assert sampled.metadata["model_calls_used"] >= 3, sampled.metadata
+
+
+def _generation_graph(prefix: str, loaders: dict, latent: dict, prompts: dict, steps: int, cfg: float) -> dict:
+    """Patch node + KSampler next to a plain KSampler with the same seed, Concept Saliency from Sampling, Save
+    Saliency, and one argmax mask per concept saved as a PNG."""
+    prompt = {
+        **loaders,
+        "latent": latent,
+        **prompts,
+        "patch": patch_node(layers="all"),
+        "sampler": ksampler_node(model="patch", seed=11, steps=steps, cfg=cfg),
+        "plain_sampler": ksampler_node(model="unet", seed=11, steps=steps, cfg=cfg),
+        "save_latent": node("SaveLatent", samples=link("sampler"), filename_prefix=prefix + "_patched"),
+        "save_plain_latent": node("SaveLatent", samples=link("plain_sampler"), filename_prefix=prefix + "_plain"),
+        "saliency": node("ConceptAttentionSamplingSaliency", model=link("patch"), latent=link("sampler")),
+        "save_maps": node("ConceptAttentionSaveSaliency", saliency=link("saliency"), filename_prefix=prefix + "_maps"),
+    }
+    for name in CONCEPT_NAMES:
+        prompt[f"mask_{name}"] = to_mask_node(concepts=name, method="argmax")
+        prompt[f"image_{name}"] = node("MaskToImage", mask=link(f"mask_{name}"))
+        prompt[f"save_{name}"] = node("SaveImage", images=link(f"image_{name}"), filename_prefix=f"{prefix}_{name}")
+    return prompt
+
+
+def _check_generation(comfy_server, prompt: dict, family: str, latent_shape=None):
+    """Runs a _generation_graph: the patched latent is the plain one bit for bit, the maps are the family's, and
+    the argmax masks are the saved maps' and partition the picture with more than one winner. The maps."""
+    from concept_attention.concept_patch.masks import saliency_to_mask
+
+    result = require_ok(comfy_server.run_prompt(prompt, timeout=240), comfy_server)
+    patched = read_latent(output_files(comfy_server, result, "save_latent", "latents")[0])
+    plain = read_latent(output_files(comfy_server, result, "save_plain_latent", "latents")[0])
+    if latent_shape is not None:
+        assert tuple(patched.shape) == latent_shape
+    assert torch.equal(patched, plain), "the patched model must generate exactly what the plain model does"
+
+    saliency = _load_saliency(saliency_file(comfy_server, result, "save_maps"))
+    _check_maps(saliency, family)
+    total = np.zeros((HEIGHT, WIDTH), dtype=np.int64)
+    for name in CONCEPT_NAMES:
+        [png] = output_files(comfy_server, result, f"save_{name}")
+        pixels = read_mask_png(png)
+        assert pixels.shape == (HEIGHT, WIDTH)
+        assert set(np.unique(pixels).tolist()) <= {0, 255}
+        expected = mask_as_png_values(saliency_to_mask(saliency, name, method="argmax"))
+        np.testing.assert_array_equal(pixels, expected, err_msg=f"argmax mask of {name!r}")
+        total += pixels
+    assert (total == 255).all(), "argmax masks of all concepts must partition the picture"
+    winners = {name for name in CONCEPT_NAMES if saliency_to_mask(saliency, name, method="argmax").any()}
+    assert len(winners) >= 2, f"random maps should have more than one winning concept, got {winners}"
+    return saliency
