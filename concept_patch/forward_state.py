@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from .attention_capture import AttentionCapture, read_image_stream
@@ -31,8 +33,8 @@ class ForwardState:
         self.selected_layers = frozenset(self.options.layers)
         self.diffusion_model = diffusion_model
         self.cond_ranges = cond_ranges
-        self.grid = grid
-        self.num_image_tokens = grid[0] * grid[1]
+        self.grid = grid  # (h, w), or (frames, h, w) for a video family
+        self.num_image_tokens = math.prod(grid)
         self.dtype = dtype
         self.device = device
         self.step_weight = step_weight

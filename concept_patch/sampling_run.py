@@ -26,10 +26,12 @@ class SamplingRun:
         self.session = session
         self.batch_size = latent_shape[0]
         self.latent_hw = tuple(latent_shape[-2:])
+        # Latent frames of a video latent [B, C, T, h, w] (1 for pictures, also Qwen-Image's [B, C, 1, h, w]).
+        self.latent_frames = latent_shape[2] if len(latent_shape) == 5 else 1
         # Read once before the loop; inside it the step test runs on the device.
         sigma_list = [] if sigmas is None else [float(s) for s in torch.as_tensor(sigmas).flatten().cpu().tolist()]
         self.sigma_bounds = _step_sigma_bounds(sigma_list, session.options.start_percent, session.options.end_percent)
-        self.grid: tuple[int, int] | None = None
+        self.grid: tuple[int, ...] | None = None
         self.total: torch.Tensor | None = None
         self.weight: torch.Tensor | None = None
         self.forwards_seen = 0
@@ -39,7 +41,7 @@ class SamplingRun:
 
     def begin_forward(self, diffusion_model, x, sigma, transformer_options, dtype) -> ForwardState | None:
         """A ForwardState for a full-frame call with conditional rows, else None (call runs untouched)."""
-        if tuple(x.shape[-2:]) != self.latent_hw:
+        if tuple(x.shape[-2:]) != self.latent_hw or (x.ndim == 5 and x.shape[2] != self.latent_frames):
             return None  # an area-conditioning crop: not the whole picture
         chunks = transformer_options.get("cond_or_uncond") or [0]
         if x.shape[0] % len(chunks) or x.shape[0] // len(chunks) != self.batch_size:
@@ -47,9 +49,16 @@ class SamplingRun:
         cond_ranges = [(j * self.batch_size, (j + 1) * self.batch_size) for j, kind in enumerate(chunks) if kind == 0]
         if not cond_ranges:
             return None
-        grid = self.session.family.token_grid(diffusion_model, self.latent_hw)
+        grid = self.token_grid(diffusion_model)
         self.grid = grid
         return ForwardState(self, diffusion_model, cond_ranges, grid, dtype, x.device, self._step_weight(sigma))
+
+    def token_grid(self, diffusion_model) -> tuple[int, ...]:
+        """(h, w) of the picture's tokens, or (frames, h, w) where the family gives video maps a time axis."""
+        family = self.session.family
+        grid = tuple(family.token_grid(diffusion_model, self.latent_hw))
+        frames = family.token_frames(diffusion_model, self.latent_frames)
+        return grid if frames is None else (frames, *grid)
 
     def begin_recorded_forward(self, diffusion_model, recorded, device) -> ForwardState:
         """A ForwardState that re-queries a recorded forward (no model call)."""
@@ -91,9 +100,10 @@ class SamplingRun:
         self.weight += count
 
     def averaged_maps(self) -> torch.Tensor | None:
-        """[B, r, h, w] float32 on the CPU, or None when no forward contributed."""
+        """[B, r, h, w] (video: [B, r, frames, h, w]) float32 on the CPU, or None when no forward contributed."""
         if self.total is None or float(self.weight) <= 0.0:
             return None
         maps = (self.total / self.weight).cpu()
-        h, w = self.grid
-        return maps.reshape(self.batch_size, h, w, -1).permute(0, 3, 1, 2).contiguous()
+        axes = len(self.grid)
+        maps = maps.reshape(self.batch_size, *self.grid, -1)
+        return maps.permute(0, axes + 1, *range(1, axes + 1)).contiguous()

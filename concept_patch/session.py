@@ -49,7 +49,7 @@ class ConceptSession:
 
     def __init__(self, family: DualStreamFamily, concepts: ConceptSet, options: SaliencyOptions,
                  stop_early: bool, downscale: int, metadata: dict, max_records: int = 16,
-                 keep_image_stream: int = 0):
+                 keep_image_stream: int = 0, temporal_downscale: int = 1):
         self.uid = next(_session_ids)
         self.run_key = f"concept_attention.run.{self.uid}"
         self.forward_key = f"concept_attention.forward.{self.uid}"
@@ -59,6 +59,7 @@ class ConceptSession:
         self.stop_early = stop_early
         self.keep_image_stream = keep_image_stream  # bytes an encode may record for re-queries (0: none)
         self.downscale = downscale
+        self.temporal_downscale = temporal_downscale
         self.metadata = metadata
         self.records: deque[RunRecord] = deque(maxlen=max_records)
         self._embeddings: dict = {}
@@ -91,11 +92,17 @@ class ConceptSession:
             image_size=(h * self.downscale, w * self.downscale),
             softmax=self.options.softmax,
             metadata={**self.metadata, "model_calls": run.forwards_seen, "model_calls_used": run.forwards_used},
+            frames=self.pixel_frames(run.latent_frames) if maps.ndim == 5 else 0,
         )
         # Kept to match a sampler's LATENT later; an encode run's output is just its input.
         keep = torch.is_tensor(output_latent) and not self.stop_early
         latent = output_latent.detach().to("cpu", torch.float32, copy=True) if keep else None
         self.records.append(RunRecord(latent, saliency, run.recorded))
+
+    def pixel_frames(self, latent_frames: int) -> int:
+        """Frames a video latent with this many frames decodes to: the first latent frame is one picture,
+        each later one `temporal_downscale` pictures (the causal video VAEs of CogVideoX and HunyuanVideo)."""
+        return (latent_frames - 1) * self.temporal_downscale + 1
 
     def find_record(self, latent: torch.Tensor) -> RunRecord | None:
         """The newest run whose output equals this LATENT (a sampler output is matched by value)."""
@@ -266,7 +273,8 @@ def new_session(model, concepts: ConceptSet, options: SaliencyOptions, stop_earl
     }
     return ConceptSession(family, concepts, options, stop_early,
                           getattr(latent_format, "spacial_downscale_ratio", 8), metadata,
-                          keep_image_stream=keep_image_stream)
+                          keep_image_stream=keep_image_stream,
+                          temporal_downscale=getattr(latent_format, "temporal_downscale_ratio", 1))
 
 
 def patched_model_options(model_options: dict, session: ConceptSession) -> dict:

@@ -60,6 +60,15 @@ class DualStreamFamily:
         """(h, w) of the main image's token grid for a latent of this height and width."""
         raise NotImplementedError
 
+    def token_frames(self, diffusion_model: torch.nn.Module, latent_frames: int) -> int | None:
+        """Token frames of a video latent with this many latent frames, or None for a picture model.
+
+        A video family gives its maps a time axis: the token grid is then (frames, h, w) and the maps
+        [B, r, frames, h, w]. Picture models (the default) keep (h, w) even where their latent has a
+        frame axis of 1 (Qwen-Image).
+        """
+        return None
+
     def image_tokens(self, block_args: dict, forward: Any):
         """Where the main image's tokens sit in the block's joint attention sequence: a slice, or an index
         tensor on the device where they are not contiguous.
