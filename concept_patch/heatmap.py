@@ -16,8 +16,8 @@ import torch
 from PIL import Image, ImageDraw, ImageFont
 
 from .errors import ConceptAttentionError
-from .image_batch import check_image_batch, picture_of
-from .masks import upsample
+from .image_batch import check_image_batch, check_video_frames, picture_of
+from .masks import frames_between, upsample
 from .saliency_maps import SaliencyMaps
 
 # Inferno (perceptually uniform, dark = low) sampled at 9 evenly spaced points; linear in between.
@@ -180,7 +180,7 @@ def picture_base(picture: torch.Tensor) -> torch.Tensor:
 
 
 def heat_colors(scores: torch.Tensor, scale: ColourScale, base: torch.Tensor | None = None) -> torch.Tensor:
-    """Colours [h, w, 3] of one map [h, w] (already at panel size) on the shared scale, over the
+    """Colours [..., h, w, 3] of maps [..., h, w] (already at panel size) on the shared scale, over the
     picture's base (picture_base) when given."""
     heat = colorize(scale.unit(scores))
     if base is None:
@@ -210,7 +210,11 @@ def render_preview(saliency: SaliencyMaps, images: torch.Tensor | None = None, l
     strip under each panel with the concept's name and the colour bar (heatmaps) or the colours of
     the concepts (segmentation). The panels are preview-sized (panel_size): the work and memory do not
     grow with the picture's resolution, and only r+1 panels per picture are ever held.
+
+    A video gets one sheet per pixel frame instead (render_video_preview): [B·F, H', W', 3].
     """
+    if saliency.is_video:
+        return render_video_preview(saliency, images, labels, max_side, budget)
     b, r = saliency.maps.shape[:2]
     image_size = tuple(int(s) for s in saliency.image_size)
     pictures = None
@@ -248,7 +252,9 @@ def render_preview(saliency: SaliencyMaps, images: torch.Tensor | None = None, l
 
 
 def overlay_maps(saliency: SaliencyMaps, images: torch.Tensor | None = None, labels: bool = True) -> torch.Tensor:
-    """The heatmap panels of render_preview alone: [B·r, H', W', 3], image-major."""
+    """The heatmap panels of render_preview alone: [B·r, H', W', 3], image-major (pictures only)."""
+    if saliency.is_video:
+        raise ConceptAttentionError("overlay_maps takes picture maps; for a video use render_preview (one sheet per frame)")
     panels = render_preview(saliency, images, labels=labels)
     r = len(saliency.names)
     keep = [k for k in range(panels.shape[0]) if k % (r + 1) != 0]
@@ -257,9 +263,133 @@ def overlay_maps(saliency: SaliencyMaps, images: torch.Tensor | None = None, lab
 
 def segmentation_preview(saliency: SaliencyMaps, size: tuple[int, int] | None = None) -> torch.Tensor:
     """Each token in the colour of its winning concept (the legend's colours): [B, H, W, 3], at size
-    (default: the picture size)."""
+    (default: the picture size). A video: [B·F, H, W, 3], each pixel frame showing its nearest token frame."""
     size = tuple(int(s) for s in (size or saliency.image_size))
-    return concept_colors(len(saliency.names))[winners_at(saliency.maps.detach().float().cpu(), size)]
+    maps = saliency.maps.detach().float().cpu()
+    if saliency.is_video:
+        b, r = maps.shape[:2]
+        maps = maps[:, :, nearest_token_frames(saliency)].transpose(1, 2).reshape(-1, r, *saliency.grid)
+    return concept_colors(len(saliency.names))[winners_at(maps, size)]
+
+
+# ---------------------------------------------------------------- video previews
+
+# A video's preview is one sheet per pixel frame (an IMAGE batch of B·F frames that ComfyUI's
+# animated-image and video savers play): the segmentation view and every concept's heatmap tiled in
+# a grid. The same pixel budget as pictures holds for all the sheets together, so a long clip gets
+# smaller panels; panels may shrink to VIDEO_PREVIEW_MIN_SIDE, and their label strips are left out
+# below LABEL_MIN_WIDTH (the text would not fit). A clip that needs more than the budget even then is
+# refused with a message (over 30 000 panel-frames: e.g. 257 frames of more than 120 concepts).
+VIDEO_PREVIEW_MIN_SIDE = 16
+LABEL_MIN_WIDTH = 96
+DEFAULT_VIDEO_FPS = 8.0
+
+
+def nearest_token_frames(saliency: SaliencyMaps) -> torch.Tensor:
+    """The token frame nearest each pixel frame (the segmentation view shows tokens, in time as in space)."""
+    before, after, weight = saliency.pixel_frame_sources()
+    return torch.where(weight > 0.5, after, before)
+
+
+def video_fps(saliency: SaliencyMaps) -> float:
+    """Frame rate for animated previews: the maps' metadata 'fps' when it is a sensible number, else 8."""
+    fps = saliency.metadata.get("fps") if isinstance(saliency.metadata, dict) else None
+    if isinstance(fps, (int, float)) and not isinstance(fps, bool) and math.isfinite(fps) and 0 < fps <= 240:
+        return float(fps)
+    return DEFAULT_VIDEO_FPS
+
+
+@dataclass(frozen=True)
+class SheetLayout:
+    """Where the panels sit on a video preview sheet: panel k (0 = segmentation view, 1 + j = concept
+    j) in row k // cols, column k % cols; each cell is the map area with its label strip below."""
+
+    panel: tuple[int, int]
+    strip: int
+    rows: int
+    cols: int
+    panels: int
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.rows * (self.panel[0] + self.strip), self.cols * self.panel[1]
+
+    def box(self, k: int) -> tuple[int, int]:
+        """Top-left corner (y, x) of panel k's cell."""
+        return (k // self.cols) * (self.panel[0] + self.strip), (k % self.cols) * self.panel[1]
+
+
+def sheet_layout(saliency: SaliencyMaps, labels: bool = True, max_side: int = PREVIEW_MAX_SIDE,
+                 budget: int = PREVIEW_PIXEL_BUDGET) -> SheetLayout:
+    """The sheet layout of a video's preview: B·F sheets of r+1 panels within `budget` pixels together."""
+    panels = len(saliency.names) + 1
+    cols = math.ceil(math.sqrt(panels))
+    rows = math.ceil(panels / cols)
+    sheets = saliency.batch_size * saliency.clip_frames
+    cells = sheets * rows * cols
+    image_size = tuple(int(s) for s in saliency.image_size)
+
+    def strip_for(size):
+        return strip_height(size[1]) if labels and size[1] >= LABEL_MIN_WIDTH else 0
+
+    size = panel_size(image_size, cells, max_side, budget, min_side=VIDEO_PREVIEW_MIN_SIDE)
+    strip = strip_for(size)
+    while (size[0] + strip) * size[1] * cells > budget and max(size) > VIDEO_PREVIEW_MIN_SIDE:
+        smaller = max(VIDEO_PREVIEW_MIN_SIDE, max(size) - max(1, max(size) // 16))
+        size = panel_size(image_size, cells, smaller, budget, min_side=VIDEO_PREVIEW_MIN_SIDE)
+        strip = strip_for(size)
+    if (size[0] + strip) * size[1] * cells > budget:
+        raise ConceptAttentionError(
+            f"a preview of {sheets} frames with {panels} panels each needs more than {budget} pixels even with "
+            f"{VIDEO_PREVIEW_MIN_SIDE}-pixel panels; preview fewer concepts or a shorter clip"
+        )
+    return SheetLayout(size, strip, rows, cols, panels)
+
+
+def render_video_preview(saliency: SaliencyMaps, images: torch.Tensor | None = None, labels: bool = True,
+                         max_side: int = PREVIEW_MAX_SIDE, budget: int = PREVIEW_PIXEL_BUDGET) -> torch.Tensor:
+    """One preview sheet per pixel frame of a video's maps: [B·F, H', W', 3], clips one after another
+    (sheet_layout places the panels). Heatmaps are interpolated in time as the masks are
+    (SaliencyMaps.pixel_frame_sources) on one colour scale for the whole clip (ColourScale: 0-1 for
+    softmax maps, else the range of every map of every frame), over the frame's picture when the
+    decoded frames are given (B·F of them); the segmentation view shows the nearest token frame.
+    Sheets are built one frame at a time, so memory is the sheets plus one frame's panels.
+    """
+    layout = sheet_layout(saliency, labels, max_side, budget)
+    b, r = saliency.maps.shape[:2]
+    frames = saliency.frames
+    size, strip = layout.panel, layout.strip
+    pictures = None
+    if images is not None:
+        pictures = check_video_frames(images, b, frames, saliency.image_size, role="image")
+    scale = ColourScale.of(saliency)
+    maps = saliency.maps.detach().float().cpu()
+    before, after, weight = saliency.pixel_frame_sources()
+    nearest = nearest_token_frames(saliency)
+    background = torch.tensor(STRIP_BACKGROUND, dtype=torch.float32) / 255.0
+    out = background.expand(b * frames, *layout.shape, 3).clone()
+    colors = concept_colors(r)
+    heat_strips = [heatmap_strip(size[1], strip, name, scale) for name in saliency.names] if strip else []
+    for i in range(b):
+        clip = maps[i].transpose(0, 1)  # [T, r, h, w]
+        for f in range(frames):
+            k = i * frames + f
+            sheet = out[k]
+            panel_maps = upsample(frames_between(clip, before[f : f + 1], after[f : f + 1], weight[f : f + 1]), size)[0]
+            base = picture_base(_resize_picture(picture_of(pictures, k), size)) if pictures is not None else None
+            y, x = layout.box(0)
+            sheet[y : y + size[0], x : x + size[1]] = colors[winners_at(clip[nearest[f]].unsqueeze(0), size)[0]]
+            if strip:
+                clip_text = f"clip {i + 1}/{b} " if b > 1 else ""
+                sheet[y + size[0] : y + size[0] + strip, x : x + size[1]] = segmentation_strip(
+                    size[1], strip, saliency.names, f" {clip_text}{f + 1}/{frames}")
+            heat = heat_colors(panel_maps, scale, base)  # every concept of the frame at once
+            for j in range(r):
+                y, x = layout.box(1 + j)
+                sheet[y : y + size[0], x : x + size[1]] = heat[j]
+                if strip:
+                    sheet[y + size[0] : y + size[0] + strip, x : x + size[1]] = heat_strips[j]
+    return out
 
 
 # ---------------------------------------------------------------- text drawing
@@ -391,6 +521,44 @@ def image_to_png_bytes(image: torch.Tensor) -> bytes:
     buffer = io.BytesIO()
     Image.fromarray(array).save(buffer, format="PNG")
     return buffer.getvalue()
+
+
+def _to_u8_pictures(frames: torch.Tensor) -> list[Image.Image]:
+    array = (frames.detach().float().cpu().clamp(0, 1) * 255.0).round().to(torch.uint8).numpy()
+    return [Image.fromarray(a) for a in array]
+
+
+def _webp_of(pictures: list[Image.Image], fps: float) -> bytes:
+    buffer = io.BytesIO()
+    pictures[0].save(buffer, format="WEBP", save_all=True, append_images=pictures[1:], duration=int(round(1000.0 / fps)),
+                     loop=0, lossless=True, method=0)
+    return buffer.getvalue()
+
+
+def animated_webp_bytes(frames: torch.Tensor, fps: float = DEFAULT_VIDEO_FPS) -> bytes:
+    """Animated WebP bytes of frames [N, H, W, 3] float 0-1 (lossless, so colours stay the scale's), looping."""
+    return _webp_of(_to_u8_pictures(frames), fps)
+
+
+# Heatmap pixels coloured at once for an animated file (colouring holds about 50 bytes a pixel).
+WEBP_CHUNK_PIXELS = 1 << 20
+
+
+def heatmap_webp_bytes(saliency: SaliencyMaps, clip: int, concept: int, size: tuple[int, int],
+                       scale: ColourScale | None = None) -> bytes:
+    """Animated WebP bytes of one concept's map over one clip of a video: a frame per pixel frame,
+    interpolated in time as the masks are, on `scale` (default: ColourScale.of(saliency)), at size (H, W).
+    Frames are coloured a few at a time; only the 8-bit frames are held."""
+    scale = scale or ColourScale.of(saliency)
+    maps = saliency.maps[clip, concept].detach().float().cpu()  # [T, h, w]
+    before, after, weight = saliency.pixel_frame_sources()
+    step = max(1, WEBP_CHUNK_PIXELS // max(1, size[0] * size[1]))
+    pictures = []
+    for start in range(0, len(before), step):
+        stop = start + step
+        scores = frames_between(maps, before[start:stop], after[start:stop], weight[start:stop])
+        pictures += _to_u8_pictures(colorize(upsample(scale.unit(scores), size)))
+    return _webp_of(pictures, video_fps(saliency))
 
 
 def heatmap_png_bytes(scores: torch.Tensor, size: tuple[int, int] | None = None,

@@ -66,3 +66,24 @@ def match_image_batch(images: torch.Tensor, batch_size: int, image_size: tuple[i
     elif images.shape[-1] == 4:
         images = images[..., :3]
     return images.expand(batch_size, -1, -1, -1).clamp(0.0, 1.0)
+
+
+def check_video_frames(images: torch.Tensor, clips: int, frames: int, image_size: tuple[int, int],
+                       role: str = "image") -> torch.Tensor:
+    """The frames of a video's saliency maps as a checked IMAGE [clips·frames, H, W, C] (a view).
+
+    ComfyUI stores a decoded video as one IMAGE batch, the clips one after another, so the maps of
+    `clips` clips of `frames` pixel frames need exactly clips·frames pictures: a single picture cannot
+    guide every frame of a moving scene, and another count means other frames. Read frames with
+    picture_of(), a few at a time.
+    """
+    expected = clips * frames
+    images = check_image_batch(images, images.shape[0] if isinstance(images, torch.Tensor) and images.ndim == 4 else 1,
+                               image_size, role)
+    if images.shape[0] != expected:
+        clip_text = f"{clips} clips of {frames} frames" if clips > 1 else f"one clip of {frames} frames"
+        raise ConceptAttentionError(
+            f"the {role} has {images.shape[0]} frames but the saliency maps are a video of {clip_text} "
+            f"({expected} frames); pass the decoded frames the maps were made from (VAE Decode of the same latent)"
+        )
+    return images

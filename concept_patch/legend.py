@@ -1,4 +1,4 @@
-"""What the front end's legend shows: each concept's colour and its share of each picture."""
+"""What the front end's legend shows: each concept's colour and its share of each picture (or clip)."""
 
 from __future__ import annotations
 
@@ -11,10 +11,11 @@ def concept_legend(saliency: SaliencyMaps) -> list[dict]:
     of the picture: the fraction of the picture's tokens where the concept has the highest score.
 
     shares: one share per picture of the batch (the legend shows the share of the picture on
-    screen); share: the share over the whole batch.
+    screen); share: the share over the whole batch. For a video a "picture" is a whole clip: its
+    shares count the tokens of every token frame of the clip, so they describe the clip, not one frame.
     """
     r = len(saliency.names)
-    winners = saliency.maps.argmax(dim=1).flatten(1)  # [B, h·w]
+    winners = saliency.maps.argmax(dim=1).flatten(1)  # [B, h·w], or [B, T·h·w] for a video
     tokens = max(winners.shape[1], 1)
     counts = [[int((row == i).sum()) for row in winners] for i in range(r)]
     batch_tokens = max(tokens * winners.shape[0], 1)

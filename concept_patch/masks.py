@@ -10,6 +10,7 @@ Flux, so a mask thresholded there has blocky edges):
   3. upsample the *scores* to pixels: bilinear, or guided by the picture so edges follow the image;
   4. compare the pixel scores with the cut;
   5. grow/shrink, feather, invert (invert last, so "grow" always grows the concept's region).
+A video's maps (a time axis) give one mask per pixel frame, with one cut per clip (_video_masks).
 Pure torch; no ComfyUI import.
 """
 
@@ -22,7 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from .errors import ConceptAttentionError
-from .image_batch import match_image_batch
+from .image_batch import check_video_frames, match_image_batch, picture_of
 from .saliency_maps import SaliencyMaps
 
 MASK_METHODS = ("mean", "otsu", "value", "top_percent", "argmax", "soft")
@@ -394,13 +395,15 @@ def saliency_to_mask(
     guide_image: torch.Tensor | None = None,
     output_size: tuple[int, int] | None = None,
 ) -> torch.Tensor:
-    """MASK [B, H, W] float32 in [0, 1] for the chosen concept(s), one per image of the batch.
+    """MASK [B, H, W] float32 in [0, 1] for the chosen concept(s), one per image of the batch; for a
+    video, one per pixel frame: [B·F, H, W] (F = saliency.frames, clips one after another, as ComfyUI
+    stores video frames; see _video_masks).
 
     method: one of MASK_METHODS (threshold_masks / argmax_masks explain each); threshold is the
     value for "value" and the percent for "top_percent", ignored otherwise. Several concepts are
     combined by summing their maps (argmax: any of them wins). guide_image (the picture the maps
-    were made from) makes the mask edges follow the image. Output size: saliency.image_size unless
-    output_size (height, width) is given.
+    were made from; for a video its B·F decoded frames) makes the mask edges follow the image.
+    Output size: saliency.image_size unless output_size (height, width) is given.
     """
     if not isinstance(saliency, SaliencyMaps):
         raise ConceptAttentionError(f"expected SALIENCY (SaliencyMaps), got {type(saliency).__name__}")
@@ -421,6 +424,8 @@ def saliency_to_mask(
         size = ()
     if len(size) != 2 or min(size) < 1:
         raise ConceptAttentionError(f"output size must be two positive numbers (height, width), got {output_size!r}")
+    if saliency.is_video:
+        return _video_masks(saliency, maps, selected, method, threshold, grow, feather, invert, guide_image, size)
     guide = None
     if guide_image is not None:
         guide = match_image_batch(guide_image, maps.shape[0], saliency.image_size, role="guide image").to(maps.device)
@@ -445,3 +450,108 @@ def saliency_to_mask(
     if invert:
         mask = _invert(mask)
     return mask.clamp(0.0, 1.0).to(torch.float32).contiguous()
+
+
+# ---------------------------------------------------------------- video: one mask per pixel frame
+
+# Score pixels upsampled at once: a long clip is processed a few frames at a time so memory follows
+# the output mask, not frames x concepts x pixels (the guided filter holds several float64 copies).
+FRAME_CHUNK_PIXELS = 1 << 22
+
+
+def frames_between(maps: torch.Tensor, before: torch.Tensor, after: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """Maps at pixel frames from token frames along dim 0 of maps [T, ...]: linear interpolation,
+    [n, ...] for the n entries of before/after/weight (SaliencyMaps.pixel_frame_sources). A weight of
+    0 or 1 gives the token frame itself, exactly."""
+    w = weight.to(maps.dtype).view(-1, *([1] * (maps.ndim - 1)))
+    return torch.lerp(maps[before], maps[after], w)
+
+
+def _frame_chunks(frames: int, per_frame: int):
+    step = max(1, FRAME_CHUNK_PIXELS // max(1, per_frame))
+    for start in range(0, frames, step):
+        yield start, min(frames, start + step)
+
+
+def _guide_frames(frames: torch.Tensor, start: int, stop: int, size: tuple[int, int]) -> torch.Tensor:
+    """Frames [start, stop) of a checked IMAGE batch as RGB 0-1 at the output size (the filter's resolution)."""
+    rgb = torch.stack([picture_of(frames, i) for i in range(start, stop)]).float()
+    return _resize(rgb.permute(0, 3, 1, 2), size, "bilinear").permute(0, 2, 3, 1).clamp(0, 1)
+
+
+def _video_masks(saliency: SaliencyMaps, maps: torch.Tensor, selected: list[int], method: str, threshold: float,
+                 grow: int, feather_radius: float, invert_mask: bool, guide_image: torch.Tensor | None,
+                 size: tuple[int, int]) -> torch.Tensor:
+    """MASK [B·F, H, W] of video maps [B, r, T, h, w]: every pixel frame gets a mask.
+
+    Time: pixel frame f reads the token frames around it, linearly interpolated
+    (SaliencyMaps.pixel_frame_sources: first and last pixel frames on the first and last token
+    frames), then space as for a picture (bilinear, or guided by that very frame when the decoded
+    frames are given).
+    Cuts are per clip, not per frame: mean, Otsu and value are decided on the scores of all the clip's
+    token frames, top_percent on all its pixel frames (the percent of the clip's area over time), soft
+    is normalised over the clip. So one cut holds across the clip: an object that leaves the scene is
+    not masked at half strength in the frames it is absent from (a per-frame cut would always mask the
+    best half of every frame, even when the concept is nowhere in it), and the mask does not flicker
+    as other concepts come and go. argmax needs no cut: the winner is taken per pixel of each frame.
+    Grow, feather and invert work on each frame's picture (not across time).
+    """
+    clips, r, tokens, h, w = maps.shape
+    frames = saliency.frames
+    height, width = size
+    before, after, weight = saliency.pixel_frame_sources()
+    guide_frames = None
+    if guide_image is not None:
+        guide_frames = check_video_frames(guide_image, clips, frames, saliency.image_size, role="guide image")
+    out = torch.empty(clips * frames, height, width, dtype=torch.float32)
+    per_frame = height * width * (r if method == "argmax" else 1)
+    for b in range(clips):
+        first = b * frames
+        clip = maps[b].transpose(0, 1)  # [T, r, h, w]
+        if method == "argmax":
+            scores = clip
+        else:
+            scores = clip[:, selected].sum(dim=1)  # [T, h, w]: combine_scores over the clip
+            if method == "soft":
+                scores = normalize_per_image(scores.unsqueeze(0))[0]
+        cut = None
+        if method in ("mean", "otsu", "value"):
+            cut = cut_values(scores.unsqueeze(0), method, threshold)[0]
+        for start, stop in _frame_chunks(frames, per_frame):
+            frame_scores = frames_between(scores, before[start:stop], after[start:stop], weight[start:stop])
+            guide = None if guide_frames is None else _guide_frames(guide_frames, first + start, first + stop, size)
+            pixels = upsample(frame_scores, size, guide)
+            target = out[first + start : first + stop]
+            if method == "argmax":
+                target.copy_(argmax_masks(pixels, selected))
+            elif method == "soft":
+                target.copy_(pixels.clamp(0.0, 1.0))
+            elif cut is not None:
+                target.copy_(pixels > cut)
+            else:
+                target.copy_(pixels)  # top_percent: the cut needs the whole clip's pixel scores
+        if method == "top_percent":
+            clip_pixels = out[first : first + frames]
+            cut = _top_cut(clip_pixels.view(-1), threshold)
+            for start, stop in _frame_chunks(frames, height * width):
+                target = clip_pixels[start:stop]
+                target.copy_(target > cut)
+    for start, stop in _frame_chunks(out.shape[0], height * width):
+        target = out[start:stop]
+        mask = _feather(grow_shrink(target, grow), feather_radius)
+        if invert_mask:
+            mask = _invert(mask)
+        target.copy_(mask.clamp(0.0, 1.0))
+    return out
+
+
+def _top_cut(flat: torch.Tensor, percent: float) -> float:
+    """cut_values' top_percent rule on one long row (midway between the k-th and (k+1)-th highest
+    scores) without sorting it: two selections, each costing one copy of the row."""
+    n = flat.numel()
+    k = top_count(percent, n)
+    if k >= n:
+        return -math.inf
+    kth = torch.kthvalue(flat, n - k + 1).values
+    next_kth = torch.kthvalue(flat, n - k).values
+    return float((kth + next_kth) / 2)

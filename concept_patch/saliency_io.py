@@ -3,6 +3,9 @@
 A saliency file is a safetensors file with one tensor, `maps` (float32 [B, r, h, w]), and string
 metadata: format marker, concept names (JSON), image size (JSON), softmax flag, and how the maps
 were made (JSON). Next to it go coloured heatmap PNGs, one per (image, concept), for a quick look.
+A video's maps keep their time axis, [B, r, T, h, w], and the file adds `frames`: the pixel frames
+each clip decodes to (written only for video, so picture files are as they always were); its
+heatmaps are animated WebPs, one per (clip, concept), a frame per pixel frame.
 Where the output folder is (ComfyUI's folder_paths) is the node layer's business, not this module's.
 """
 
@@ -19,7 +22,7 @@ from safetensors.torch import save_file
 
 from .concepts import MAX_CONCEPTS
 from .errors import ConceptAttentionError
-from .heatmap import FILE_MAX_SIDE, FILE_PIXEL_BUDGET, ColourScale, heatmap_png_bytes, panel_size
+from .heatmap import FILE_MAX_SIDE, FILE_PIXEL_BUDGET, ColourScale, heatmap_png_bytes, heatmap_webp_bytes, panel_size
 from .saliency_maps import SaliencyMaps
 
 FORMAT_NAME = "concept_attention.saliency"
@@ -90,6 +93,7 @@ def save_saliency(
     folder: str = "output folder",
 ) -> list[str]:
     """Write <prefix>_<counter:05>.safetensors (+ one heatmap PNG per image and concept) under directory.
+    A video's maps keep their time axis and frame count; its heatmaps are animated WebPs per (clip, concept).
 
     filename_prefix may contain sub-folders ("maps/dog"); they must stay inside directory. Returns the
     written paths, the safetensors file first. Heatmaps are named
@@ -122,11 +126,15 @@ def save_saliency(
         "softmax": "true" if saliency.softmax else "false",
         "metadata": json.dumps(saliency.metadata, ensure_ascii=False, default=str),
     }
+    if saliency.is_video:
+        metadata["frames"] = str(int(saliency.frames))
     maps = saliency.maps.detach().to("cpu", torch.float32).contiguous()
     paths = [base + ".safetensors"]
     try:
         save_file({"maps": maps}, paths[0], metadata=metadata)
-        if heatmaps:
+        if heatmaps and saliency.is_video:
+            paths += _write_video_heatmaps(saliency, base)
+        elif heatmaps:
             image_size = tuple(int(s) for s in saliency.image_size)
             size = panel_size(image_size, maps.shape[0] * maps.shape[1], FILE_MAX_SIDE, FILE_PIXEL_BUDGET,
                               upscale=False)
@@ -145,6 +153,28 @@ def save_saliency(
     return paths
 
 
+# Animated heatmaps of a video: all their frames together stay within FILE_PIXEL_BUDGET, frames no
+# smaller than this on the longer side.
+VIDEO_FILE_MIN_SIDE = 32
+
+
+def _write_video_heatmaps(saliency: SaliencyMaps, base: str) -> list[str]:
+    """One animated WebP per (clip, concept): <base>_b<clip>_c<concept>_<name>.webp, a frame per pixel frame."""
+    image_size = tuple(int(s) for s in saliency.image_size)
+    b, r = saliency.maps.shape[:2]
+    size = panel_size(image_size, b * r * saliency.frames, FILE_MAX_SIDE, FILE_PIXEL_BUDGET,
+                      min_side=VIDEO_FILE_MIN_SIDE, upscale=False)
+    scale = ColourScale.of(saliency)
+    paths = []
+    for clip in range(b):
+        for i, concept in enumerate(saliency.names):
+            path = f"{base}_b{clip}_c{i}_{sanitize_filename_part(concept, 40)}.webp"
+            with open(path, "wb") as f:
+                f.write(heatmap_webp_bytes(saliency, clip, i, size, scale))
+            paths.append(path)
+    return paths
+
+
 # ---------------------------------------------------------------- reading files back
 
 MAX_IMAGE_SIDE = 16384  # ComfyUI's MAX_RESOLUTION: the largest picture its own nodes make
@@ -152,6 +182,9 @@ MAX_BATCH = 4096  # ComfyUI's largest latent batch
 # Pixels per map cell: 16 on every supported family (8-px latent cells in 2x2 patches, 16-px latent
 # cells, 16-px pixel patches), a little more where a picture's size is not a multiple of 16.
 MAX_CELL_PIXELS = 32
+# Pixel frames per token frame of a video: 4 on causal video VAEs, 8 with a temporal patch of 2; twice
+# that is accepted. Like MAX_CELL_PIXELS it bounds what a small file can claim (a MASK per frame).
+MAX_FRAMES_PER_TOKEN_FRAME = 16
 MAX_METADATA_CHARS = 65536  # per metadata field
 MAX_JSON_DEPTH = 16
 MAX_NAME_CHARS = 256
@@ -236,13 +269,40 @@ def _check_image_size(size, refuse: _Refusal) -> tuple[int, int]:
     return size[0], size[1]
 
 
+def _frames_field(meta: dict, refuse: _Refusal) -> int | None:
+    """The 'frames' field (pixel frames per clip of a video), None when absent (a picture file)."""
+    text = meta.get("frames")
+    if text is None:
+        return None
+    if not (isinstance(text, str) and text.isascii() and text.isdigit() and len(text) <= 9):
+        raise refuse("frame count ('frames')", f"must be a whole number of pixel frames, got {str(text)[:20]!r}")
+    return int(text)
+
+
+def _check_frames(shape, frames: int | None, refuse: _Refusal) -> None:
+    """A time axis and a frame count come together, and the count fits the token frames."""
+    field = "frame count ('frames')"
+    if len(shape) == 4:
+        if frames is not None:
+            raise refuse(field, f"is {frames} but the 'maps' tensor {tuple(shape)} has no time axis; picture maps "
+                                "have no 'frames' field, video maps are [batch, concepts, frames, height, width]")
+        return
+    tokens = shape[2]
+    if frames is None:
+        raise refuse(field, f"is missing; video maps {tuple(shape)} need the number of pixel frames each clip decodes to")
+    if not tokens <= frames <= tokens * MAX_FRAMES_PER_TOKEN_FRAME:
+        raise refuse(field, f"is {frames} for {tokens} token frames; {tokens} to {tokens * MAX_FRAMES_PER_TOKEN_FRAME} "
+                            f"are accepted (at most {MAX_FRAMES_PER_TOKEN_FRAME} pixel frames per token frame)")
+
+
 def _check_maps_shape(shape, dtype: str, names: list[str], image_size: tuple[int, int], refuse: _Refusal) -> None:
     field = "'maps' tensor"
     if dtype not in _FLOAT_DTYPES:
         raise refuse(field, f"has type {dtype}; floating-point maps (F16, BF16, F32, F64) are accepted")
-    if len(shape) != 4:
-        raise refuse(field, f"has shape {tuple(shape)}; [batch, concepts, height, width] is accepted")
-    b, r, h, w = shape
+    if len(shape) not in (4, 5):
+        raise refuse(field, f"has shape {tuple(shape)}; [batch, concepts, height, width] is accepted "
+                            "(a video: [batch, concepts, frames, height, width])")
+    b, r, h, w = shape[0], shape[1], shape[-2], shape[-1]
     if min(shape) < 1:
         raise refuse(field, f"has shape {tuple(shape)}: every size must be at least 1")
     if b > MAX_BATCH:
@@ -291,8 +351,11 @@ def load_saliency(path: str, label: str | None = None) -> SaliencyMaps:
             extra = _json_field(meta, "metadata", refuse) if "metadata" in meta else {}
             if not isinstance(extra, dict):
                 raise refuse("'metadata' field", "must be a JSON object")
+            frames = _frames_field(meta, refuse)
             maps_slice = f.get_slice("maps")
-            _check_maps_shape(list(maps_slice.get_shape()), str(maps_slice.get_dtype()), names, image_size, refuse)
+            shape = list(maps_slice.get_shape())
+            _check_maps_shape(shape, str(maps_slice.get_dtype()), names, image_size, refuse)
+            _check_frames(shape, frames, refuse)
             maps = f.get_tensor("maps")
     except ConceptAttentionError:
         raise
@@ -308,4 +371,5 @@ def load_saliency(path: str, label: str | None = None) -> SaliencyMaps:
             raise refuse("'maps' tensor", "holds values outside 0-1 although 'softmax' says they are probabilities")
         if not torch.allclose(maps.sum(dim=1), torch.ones(()), atol=tolerance):
             raise refuse("'maps' tensor", "does not sum to 1 over the concepts although 'softmax' says it does")
-    return SaliencyMaps(maps=maps, names=names, image_size=image_size, softmax=softmax, metadata=extra)
+    return SaliencyMaps(maps=maps, names=names, image_size=image_size, softmax=softmax, metadata=extra,
+                        frames=frames or 0)

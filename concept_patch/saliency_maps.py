@@ -62,6 +62,27 @@ class SaliencyMaps:
         """(h, w) of one map frame."""
         return (self.maps.shape[-2], self.maps.shape[-1])
 
+    @property
+    def clip_frames(self) -> int:
+        """Pixel frames per clip: `frames` for a video, 1 for pictures (a MASK has batch_size·clip_frames)."""
+        return self.frames if self.is_video else 1
+
+    def pixel_frame_sources(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Where each pixel frame of a clip reads its maps: (token frame before, token frame after,
+        weight of the later one), for linear interpolation in time. The first and last pixel frames sit
+        exactly on the first and last token frames and the token frames are evenly spread between
+        (token frame t at pixel frame t·(F-1)/(T-1)); for a causal video VAE that is latent frame t at
+        pixel frame t·ratio. Pictures, and clips with one token frame, read frame 0 throughout."""
+        frames, tokens = self.clip_frames, self.token_frames
+        f = torch.arange(frames, dtype=torch.long)
+        if tokens == 1 or frames == 1:
+            zero = torch.zeros(frames, dtype=torch.long)
+            return zero, zero.clone(), torch.zeros(frames, dtype=torch.float32)
+        # exact rational positions: f·(T-1)/(F-1) = before + rest/(F-1)
+        before = torch.div(f * (tokens - 1), frames - 1, rounding_mode="floor").clamp(max=tokens - 2)
+        rest = f * (tokens - 1) - before * (frames - 1)
+        return before, before + 1, (rest.double() / (frames - 1)).float()
+
     def index_of(self, name: str) -> int:
         """Position of a concept, matched case-insensitively; a clear error names the choices."""
         wanted = name.strip().casefold()

@@ -34,7 +34,8 @@ class SaveSaliency(io.ComfyNode):
             category=CATEGORY,
             description="Writes the maps, concept names and metadata to ComfyUI's output folder as .safetensors, "
                         "with one coloured heatmap PNG per picture and concept (preview-sized, on the previews' "
-                        "shared colour scale). Copy the file to the input folder to use it with Load Saliency.",
+                        "shared colour scale; for a video an animated WebP per clip and concept, and the maps keep "
+                        "their frames). Copy the file to the input folder to use it with Load Saliency.",
             is_output_node=True,
             inputs=[
                 Saliency.Input("saliency", tooltip="The maps to save."),
@@ -53,7 +54,10 @@ class SaveSaliency(io.ComfyNode):
             rel = os.path.relpath(path, out_dir)
             images.append({"filename": os.path.basename(rel), "subfolder": os.path.dirname(rel), "type": "output"})
         files = [os.path.relpath(paths[0], out_dir).replace(os.sep, "/")]
-        return io.NodeOutput(ui={"images": images, "saliency_files": files})
+        payload = {"images": images, "saliency_files": files}
+        if saliency.is_video and saliency.frames > 1:
+            payload["animated"] = (True,)  # the heatmaps are animated WebPs
+        return io.NodeOutput(ui=payload)
 
 
 class LoadSaliency(io.ComfyNode):

@@ -18,7 +18,8 @@ class SaliencyToMask(io.ComfyNode):
             category=CATEGORY,
             description="Turns one or more concepts' maps into a MASK [batch, height, width] at picture resolution, "
                         "ready for SetLatentNoiseMask, InpaintModelConditioning, VAEEncodeForInpaint, "
-                        "ConditioningSetMask or MaskComposite.",
+                        "ConditioningSetMask or MaskComposite. For a video: one mask per decoded frame "
+                        "[clips x frames, height, width], with one threshold for the whole clip.",
             inputs=[
                 Saliency.Input("saliency", tooltip="From Concept Saliency, Concept Saliency from Sampling or Load Saliency."),
                 io.String.Input(
@@ -45,10 +46,12 @@ class SaliencyToMask(io.ComfyNode):
                 io.Image.Input(
                     "image", optional=True,
                     tooltip="The picture the maps were made from: mask edges then follow its edges when upsampling "
-                            "from the model's coarse token grid.",
+                            "from the model's coarse token grid. For a video: its decoded frames (all of them, "
+                            "VAE Decode of the same latent).",
                 ),
             ],
-            outputs=[io.Mask.Output(display_name="mask", tooltip="MASK [batch, height, width], values 0-1.")],
+            outputs=[io.Mask.Output(display_name="mask", tooltip="MASK [batch, height, width], values 0-1; for a "
+                                                                 "video one per frame, clips one after another.")],
         )
 
     @classmethod
