@@ -14,15 +14,19 @@ import torch
 from .concept_math import concept_attention, dot_scores, head_dot_scores, heads_to_flat, to_map
 
 
-def _per_head(t: torch.Tensor, heads: int, skip_reshape: bool) -> torch.Tensor:
-    """A view with heads split: [B, H, L, D] as given (skip_reshape), else [B, L, H, D]."""
+def _per_head(t: torch.Tensor, head_dim: int, skip_reshape: bool) -> torch.Tensor:
+    """A view with heads split: [B, H, L, D] as given (skip_reshape), else [B, L, H, D].
+
+    Split by the head width, not the query's head count: with grouped-query attention (enable_gqa)
+    keys and values have fewer heads than the queries.
+    """
     if skip_reshape:
         return t
-    return t.view(t.shape[0], t.shape[1], heads, -1)
+    return t.view(t.shape[0], t.shape[1], -1, head_dim)
 
 
 class AttentionCapture:
-    def __init__(self, forward, layer: int, concept_qkv, image: slice, previous=None):
+    def __init__(self, forward, layer: tuple, concept_qkv, image: slice, previous=None):
         self.forward = forward
         self.layer = layer
         self.concept_q, self.concept_k, self.concept_v = concept_qkv
@@ -47,8 +51,9 @@ class AttentionCapture:
         heads_first = kwargs.get("skip_reshape", False)
         # Main-image tokens only: no text, no reference tokens (the family knows the layout).
         image = self.image
-        k_rows = fwd.rows(_per_head(k, heads, heads_first))
-        v_rows = fwd.rows(_per_head(v, heads, heads_first))
+        head_dim = q.shape[-1] if heads_first else q.shape[-1] // heads
+        k_rows = fwd.rows(_per_head(k, head_dim, heads_first))
+        v_rows = fwd.rows(_per_head(v, head_dim, heads_first))
         image_out = None
         if fwd.recorder is not None or (self.layer in fwd.selected_layers and fwd.options.space == "output"):
             out_flat = heads_to_flat(out) if kwargs.get("skip_output_reshape", False) else out
@@ -77,7 +82,7 @@ class ImageStream:
     tokens_first: bool
 
 
-def read_image_stream(forward, layer: int, concept_qkv, view: ImageStream) -> torch.Tensor:
+def read_image_stream(forward, layer: tuple, concept_qkv, view: ImageStream) -> torch.Tensor:
     """The concepts' attention output o_c for one block, adding the block's map to the forward when its layer is
     selected. The same for a live block call and for a re-query over a kept image stream."""
     opts = forward.options
@@ -91,8 +96,8 @@ def read_image_stream(forward, layer: int, concept_qkv, view: ImageStream) -> to
         if opts.space == "output":
             scores = dot_scores(view.image_out, concept_out)
         elif opts.space == "cross_attention":
-            scores = head_dot_scores(view.image_k, concept_q, tokens_first=view.tokens_first)
+            scores = head_dot_scores(view.image_k, concept_q, view.tokens_first, heads=concept_q.shape[1])
         else:
-            scores = head_dot_scores(view.image_v, concept_v, tokens_first=view.tokens_first)
+            scores = head_dot_scores(view.image_v, concept_v, view.tokens_first, heads=concept_q.shape[1])
         forward.add_layer_scores(to_map(scores, opts.softmax))
     return concept_out

@@ -4,10 +4,10 @@ Flux, SD3 and Qwen-Image hand every block call to `transformer_options["patches_
 when a patch is registered for it; some models call their blocks without that hook. For those, an
 object patch on each block's `forward` (ModelPatcher.add_object_patch on the clone, restored when
 ComfyUI unpatches the model) gives the blocks the same hook: the call goes to the dit replace patch
-registered for ("double_block", i), with the block's arguments under the usual names (img, txt, vec,
-transformer_options), and `original_block` calls the block. So the concept stream, and any other
-pack's dit patches, run on these models exactly as on hooked ones, and weights are untouched: LoRA,
-fp8 casts and partial loading act inside the block as before.
+registered for ("double_block", i) (("single_block", i) for single-stream blocks), with the block's
+arguments under the usual names (img, txt, vec, transformer_options), and `original_block` calls the
+block. So the concept stream, and any other pack's dit patches, run on these models exactly as on hooked
+ones, and weights are untouched: LoRA, fp8 casts and partial loading act inside the block as before.
 """
 
 from __future__ import annotations
@@ -18,20 +18,22 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class BlockCall:
-    """How a model calls its dual-stream blocks.
+    """How a model calls one kind of its blocks.
 
     blocks:    attribute path of the block list under the diffusion model, e.g. "double_stream_blocks".
     arguments: dit-hook name -> the name of the block forward's parameter, e.g. {"img": "image_tokens"}.
     outputs:   dit-hook names of the values the block returns, in order, e.g. ("img", "txt").
+    kind:      the dit hook's block kind: "double_block", or "single_block" for single-stream blocks.
     """
 
     blocks: str
     arguments: dict
     outputs: tuple
+    kind: str = "double_block"
 
 
 class DitHookShim:
-    """A block's `forward` that offers the call to the dit replace patch of ("double_block", index).
+    """A block's `forward` that offers the call to the dit replace patch of (call.kind, index).
 
     previous: what the block's forward was on this ModelPatcher: the block's own method, or another
     pack's object patch of it (kept and called, so patches chain).
@@ -47,7 +49,7 @@ class DitHookShim:
         values = dict(zip(self._parameters, args))
         values.update(kwargs)
         options = values.get("transformer_options") or {}
-        replace = options.get("patches_replace", {}).get("dit", {}).get(("double_block", self.index))
+        replace = options.get("patches_replace", {}).get("dit", {}).get((self.call.kind, self.index))
         if replace is None:
             return self.previous(*args, **kwargs)
         names = self.call.arguments

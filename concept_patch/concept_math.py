@@ -4,6 +4,11 @@ Image keys and values are read in the layout the block's attention call got them
 copied: "heads-first" [B, H, n, D] (Flux) or "tokens-first" [B, n, H, D] (SD3's [B, n, H*D]
 viewed per head). Concept tensors are heads-first [B, H, r, D]. Flat tensors are
 [B, L, H*D] (heads concatenated, as attention outputs are before the projection).
+
+Grouped-query attention: keys and values (image or concept) may have fewer heads than the concept
+queries, H_kv dividing H; query head h then reads key/value head h // (H / H_kv), as
+repeat_interleave expands them (ComfyUI's enable_gqa). The query heads of a group share one batch
+of keys, so the image keys are never expanded.
 """
 
 from __future__ import annotations
@@ -65,22 +70,50 @@ def concept_attention(
     """
     b, h, r, d = concept_q.shape
     if not self_attention and not cross_attention:
-        out = concept_v
-    elif not tokens_first:
+        return heads_to_flat(_repeat_heads(concept_v, h))
+    image_k, image_v, concept_k, concept_v = _common_kv_heads(image_k, image_v, concept_k, concept_v, tokens_first)
+    kv = concept_k.shape[1]
+    # Query heads of one key/value head side by side: [B, H_kv, (H/H_kv)·r, D].
+    q = concept_q.reshape(b, kv, (h // kv) * r, d)
+    if not tokens_first:
         n = image_k.shape[2]
         out = _attend(
-            concept_q.reshape(b * h, r, d), image_k.reshape(b * h, n, d), image_v.reshape(b * h, n, d),
-            concept_k.reshape(b * h, r, d), concept_v.reshape(b * h, r, d), self_attention, cross_attention,
+            q.reshape(b * kv, -1, d), image_k.reshape(b * kv, n, d), image_v.reshape(b * kv, n, d),
+            concept_k.reshape(b * kv, r, d), concept_v.reshape(b * kv, r, d), self_attention, cross_attention,
         ).view(b, h, r, d)
     else:
         # [n, H, D] -> [H, n, D] is a strided view per image; one batch row at a time keeps it so.
         per_row = [
-            _attend(concept_q[i], image_k[i].transpose(0, 1), image_v[i].transpose(0, 1),
+            _attend(q[i], image_k[i].transpose(0, 1), image_v[i].transpose(0, 1),
                     concept_k[i], concept_v[i], self_attention, cross_attention)
             for i in range(b)
         ]
-        out = per_row[0].unsqueeze(0) if b == 1 else torch.stack(per_row)
+        out = (per_row[0].unsqueeze(0) if b == 1 else torch.stack(per_row)).view(b, h, r, d)
     return heads_to_flat(out)
+
+
+def _repeat_heads(x: torch.Tensor, heads: int, dim: int = 1) -> torch.Tensor:
+    """x with its heads (axis `dim`) repeated to `heads`, each head kept next to its copies (GQA)."""
+    have = x.shape[dim]
+    if have == heads:
+        return x
+    if heads % have:
+        raise ValueError(f"{have} key/value heads cannot serve {heads} query heads")
+    return x.repeat_interleave(heads // have, dim=dim)
+
+
+def _common_kv_heads(image_k, image_v, concept_k, concept_v, tokens_first):
+    """Image and concept keys/values with one head count: the smaller side (usually the few concept rows)
+    is repeated to the larger."""
+    image_heads = image_k.shape[2 if tokens_first else 1]
+    concept_heads = concept_k.shape[1]
+    if concept_heads < image_heads:
+        concept_k, concept_v = _repeat_heads(concept_k, image_heads), _repeat_heads(concept_v, image_heads)
+    elif image_heads < concept_heads:
+        axis = 2 if tokens_first else 1
+        image_k = _repeat_heads(image_k, concept_heads, axis)
+        image_v = _repeat_heads(image_v, concept_heads, axis)
+    return image_k, image_v, concept_k, concept_v
 
 
 def heads_to_flat(x: torch.Tensor) -> torch.Tensor:
@@ -94,18 +127,33 @@ def dot_scores(image_vectors: torch.Tensor, concept_vectors: torch.Tensor) -> to
     return bmm_f32(image_vectors, concept_vectors.transpose(1, 2))
 
 
-def head_dot_scores(image_x: torch.Tensor, concept_x: torch.Tensor, tokens_first: bool) -> torch.Tensor:
+def head_dot_scores(image_x: torch.Tensor, concept_x: torch.Tensor, tokens_first: bool,
+                    heads: int | None = None) -> torch.Tensor:
     """fp32 [B, n, r] of image · concept vectors with heads concatenated, from per-head tensors.
 
     image_x: [B, H, n, D] (heads-first) or [B, n, H, D] (tokens-first); concept_x: [B, H, r, D].
+    heads: the query heads (GQA: either side may have fewer heads); the scores are those of both sides
+    expanded to `heads` heads, whether the attention call got its keys and values expanded or grouped.
     """
+    image_heads = image_x.shape[2 if tokens_first else 1]
+    widest = max(image_heads, concept_x.shape[1])
+    if concept_x.shape[1] > image_heads:
+        # An image head stands for a group of concept heads: summing the group's concept vectors gives the
+        # same dot product as expanding the image heads.
+        b, h, r, d = concept_x.shape
+        concept_x = concept_x.reshape(b, image_heads, h // image_heads, r, d).sum(dim=2)
+    concept_x = _repeat_heads(concept_x, image_heads)
     b, h, r, d = concept_x.shape
     if tokens_first:
         n = image_x.shape[1]
-        return dot_scores(image_x.reshape(b, n, h * d), heads_to_flat(concept_x))
-    n = image_x.shape[2]
-    per_head = bmm_f32(image_x.reshape(b * h, n, d), concept_x.reshape(b * h, r, d).transpose(1, 2))
-    return per_head.view(b, h, n, r).sum(dim=1)
+        scores = dot_scores(image_x.reshape(b, n, h * d), heads_to_flat(concept_x))
+    else:
+        n = image_x.shape[2]
+        per_head = bmm_f32(image_x.reshape(b * h, n, d), concept_x.reshape(b * h, r, d).transpose(1, 2))
+        scores = per_head.view(b, h, n, r).sum(dim=1)
+    if heads is not None and heads > widest:
+        scores = scores * (heads // widest)  # each of the widest side's heads serves this many query heads
+    return scores
 
 
 def to_map(scores: torch.Tensor, softmax: bool) -> torch.Tensor:

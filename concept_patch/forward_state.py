@@ -8,6 +8,7 @@ import torch
 
 from .attention_capture import AttentionCapture, read_image_stream
 from .image_stream_cache import StreamRecorder
+from .options import DOUBLE_BLOCK, SINGLE_BLOCK
 
 
 class StopForward(Exception):
@@ -30,7 +31,9 @@ class ForwardState:
         self.session = run.session
         self.family = run.session.family
         self.options = run.session.options
-        self.selected_layers = frozenset(self.options.layers)
+        # Blocks are (kind, index): ("double_block", i), or ("single_block", i) in hybrid models.
+        self.selected_layers = self.options.selected_blocks
+        self.last_block = self.options.last_block
         self.diffusion_model = diffusion_model
         self.cond_ranges = cond_ranges
         self.grid = grid  # (h, w), or (frames, h, w) for a video family
@@ -39,11 +42,14 @@ class ForwardState:
         self.device = device
         self.step_weight = step_weight
         self.family_state: dict = {}
+        self.block_key = None  # (kind, index) of the block the concept stream is in
         self.concepts: torch.Tensor | None = None
         self.layer_sum: torch.Tensor | None = None
         self.layers_read = 0
         self.blocks_run = 0
         self.complete = True
+        # Where the main image sat in the last dual-stream block's joint attention (single blocks read it too).
+        self.double_image_tokens = None
         # Encode runs record what the concept stream reads, for later re-queries (image_stream_cache.py).
         limit = run.session.keep_image_stream
         self.recorder = StreamRecorder(limit) if limit else None
@@ -61,44 +67,71 @@ class ForwardState:
 
     def start_concepts(self):
         embeddings = self.session.embeddings_on(self.device, self.dtype)
-        c0 = self.family.initial_concepts(self.diffusion_model, embeddings)
-        self.concepts = c0.unsqueeze(0).expand(self.num_cond_rows, -1, -1).contiguous()
+        self.concepts = self.family.forward_concepts(self.diffusion_model, embeddings, self)
 
-    def run_block(self, index: int, args: dict, extra: dict, call_block):
-        """Run block `index` through `call_block` while its concept stream rides along."""
+    def block_constant(self, name: str, build):
+        """A value of the current block that depends on this forward but not on the concepts (e.g. the block's text
+        modulation of the timestep): kept in family_state, so an encode's recording keeps it and a re-query reads it
+        instead of computing it again (a 113 MB Linear a block on Flux)."""
+        key = (name, self.block_key)
+        value = self.family_state.get(key)
+        if value is None:
+            value = self.family_state[key] = build()
+        return value
+
+    def _block_steps(self, kind: str, index: int):
+        """(block, its concept q/k/v function, its concept update function) for a block of this kind."""
+        family = self.family
+        if kind == SINGLE_BLOCK:
+            return (family.single_block(self.diffusion_model, index), family.single_concept_qkv,
+                    family.update_concepts_single)
+        return family.block(self.diffusion_model, index), family.concept_qkv, family.update_concepts
+
+    def run_block(self, index: int, args: dict, extra: dict, call_block, kind: str = DOUBLE_BLOCK):
+        """Run block (kind, index) through `call_block` while its concept stream rides along."""
         if self.concepts is None:
             self.start_concepts()
-        block = self.family.block(self.diffusion_model, index)
-        concept_qkv, saved = self.family.concept_qkv(block, self.concepts, args, self)
+        key = self.block_key = (kind, index)
+        block, concept_qkv_of, update_concepts = self._block_steps(kind, index)
+        concept_qkv, saved = concept_qkv_of(block, self.concepts, args, self)
+        if kind == SINGLE_BLOCK:
+            image = self.family.single_image_tokens(args, self)
+        else:
+            image = self.double_image_tokens = self.family.image_tokens(args, self)
         options = args.get("transformer_options") or {}
         capture = AttentionCapture(
-            self, index, concept_qkv, image=self.family.image_tokens(args, self),
-            previous=options.get("optimized_attention_override"),
+            self, key, concept_qkv, image=image, previous=options.get("optimized_attention_override"),
         )
         if self.recorder is not None:
-            self.recorder.keep_args(index, self.family.cacheable_block_args(args))
+            self.recorder.keep_args(key, self.family.cacheable_block_args(args))
         out = call_block({**args, "transformer_options": {**options, "optimized_attention_override": capture}}, extra)
         if capture.concept_out is None:
             # Another patch skipped this block's attention (e.g. skip-layer guidance): the
             # concept stream is broken from here on, so this forward's maps are dropped.
             self.complete = False
         else:
-            if index < self.options.last_layer:  # after the last selected block nobody reads the stream
-                self.concepts = self.family.update_concepts(block, self.concepts, capture.concept_out, saved)
+            if key != self.last_block:  # after the last selected block nobody reads the stream
+                self.concepts = update_concepts(block, self.concepts, capture.concept_out, saved)
             self.blocks_run += 1
-        if self.session.stop_early and index == self.options.last_layer:
+        if self.session.stop_early and key == self.last_block:
             raise StopForward(self)
         return out
 
-    def run_recorded_block(self, index: int, recorded):
-        """Block `index` of a re-query: the concept stream over the image stream an earlier run recorded."""
+    def run_recorded(self, recorded):
+        """A re-query's whole concept stream: every block up to the last selected one, over a recorded forward."""
+        for kind, index in self.session.stream_blocks:
+            self.run_recorded_block(index, recorded, kind)
+
+    def run_recorded_block(self, index: int, recorded, kind: str = DOUBLE_BLOCK):
+        """Block (kind, index) of a re-query: the concept stream over the image stream an earlier run recorded."""
         if self.concepts is None:
             self.start_concepts()
-        block = self.family.block(self.diffusion_model, index)
-        concept_qkv, saved = self.family.concept_qkv(block, self.concepts, recorded.block_args[index], self)
-        concept_out = read_image_stream(self, index, concept_qkv, recorded.blocks[index])
-        if index < self.options.last_layer:
-            self.concepts = self.family.update_concepts(block, self.concepts, concept_out, saved)
+        key = self.block_key = (kind, index)
+        block, concept_qkv_of, update_concepts = self._block_steps(kind, index)
+        concept_qkv, saved = concept_qkv_of(block, self.concepts, recorded.block_args[key], self)
+        concept_out = read_image_stream(self, key, concept_qkv, recorded.blocks[key])
+        if key != self.last_block:
+            self.concepts = update_concepts(block, self.concepts, concept_out, saved)
         self.blocks_run += 1
 
     def add_layer_scores(self, scores: torch.Tensor):

@@ -2,14 +2,15 @@
 
 Everything goes through ModelPatcher APIs on `model.clone()`: dit double-block replace
 patches (chaining any patch already there), an APPLY_MODEL wrapper that opens and closes each
-forward, an OUTER_SAMPLE wrapper that scopes one sampling run, and for Flux a DIFFUSION_MODEL
-wrapper that sees the timesteps and guidance the network itself gets. Per-run state travels in
-transformer_options under this session's own keys, so two samplers (or two ConceptAttention
-patches) never share maps.
+forward, an OUTER_SAMPLE wrapper that scopes one sampling run, and for families that read them
+(Flux.1, HunyuanVideo) a DIFFUSION_MODEL wrapper that sees the inputs the network itself gets.
+Per-run state travels in transformer_options under this session's own keys, so two samplers
+(or two ConceptAttention patches) never share maps.
 """
 
 from __future__ import annotations
 
+import inspect
 import itertools
 from collections import deque
 from dataclasses import dataclass, field
@@ -22,7 +23,7 @@ from .errors import ConceptAttentionError
 from .families import DualStreamFamily, detect_family
 from .forward_state import StopForward
 from .input_limits import check_latent_fits
-from .options import SaliencyOptions
+from .options import DOUBLE_BLOCK, SINGLE_BLOCK, SaliencyOptions
 from .saliency_maps import SaliencyMaps
 from .sampling_run import SamplingRun
 
@@ -49,13 +50,17 @@ class ConceptSession:
 
     def __init__(self, family: DualStreamFamily, concepts: ConceptSet, options: SaliencyOptions,
                  stop_early: bool, downscale: int, metadata: dict, max_records: int = 16,
-                 keep_image_stream: int = 0, temporal_downscale: int = 1):
+                 keep_image_stream: int = 0, temporal_downscale: int = 1, stream_blocks: tuple | None = None):
         self.uid = next(_session_ids)
         self.run_key = f"concept_attention.run.{self.uid}"
         self.forward_key = f"concept_attention.forward.{self.uid}"
         self.family = family
         self.concepts = concepts
         self.options = options
+        # The blocks the concept stream runs through, in order, as (kind, index) (SaliencyOptions.stream_blocks).
+        if stream_blocks is None and options.single_layers:
+            raise ValueError("a session with single-stream layers needs its stream_blocks (the model's block count)")
+        self.stream_blocks = stream_blocks if stream_blocks is not None else options.stream_blocks(0)
         self.stop_early = stop_early
         self.keep_image_stream = keep_image_stream  # bytes an encode may record for re-queries (0: none)
         self.downscale = downscale
@@ -100,9 +105,8 @@ class ConceptSession:
         self.records.append(RunRecord(latent, saliency, run.recorded))
 
     def pixel_frames(self, latent_frames: int) -> int:
-        """Frames a video latent with this many frames decodes to: the first latent frame is one picture,
-        each later one `temporal_downscale` pictures (the causal video VAEs of CogVideoX and HunyuanVideo)."""
-        return (latent_frames - 1) * self.temporal_downscale + 1
+        """Frames a video latent with this many frames decodes to, by the family's VAE (DualStreamFamily.pixel_frames)."""
+        return self.family.pixel_frames(latent_frames, self.temporal_downscale)
 
     def find_record(self, latent: torch.Tensor) -> RunRecord | None:
         """The newest run whose output equals this LATENT (a sampler output is matched by value)."""
@@ -114,12 +118,14 @@ class ConceptSession:
 
 
 class ConceptBlockPatch:
-    """dit ("double_block", i) replace patch: runs the block with the concept stream riding along."""
+    """dit (kind, i) replace patch ("double_block", or "single_block" in hybrid models): runs the block with the
+    concept stream riding along."""
 
-    def __init__(self, session: ConceptSession, index: int, previous=None):
+    def __init__(self, session: ConceptSession, index: int, previous=None, kind: str = DOUBLE_BLOCK):
         self.session = session
         self.index = index
         self.previous = previous
+        self.kind = kind
 
     def call_block(self, args, extra):
         if self.previous is not None:
@@ -130,7 +136,7 @@ class ConceptBlockPatch:
         forward = (args.get("transformer_options") or {}).get(self.session.forward_key)
         if forward is None:
             return self.call_block(args, extra)
-        return forward.run_block(self.index, args, extra, self.call_block)
+        return forward.run_block(self.index, args, extra, self.call_block, self.kind)
 
 
 def inference_dtype(base_model) -> torch.dtype:
@@ -166,16 +172,33 @@ class ForwardWrapper:
         return out
 
 
-class FluxInputsWrapper:
-    """DIFFUSION_MODEL wrapper (Flux): hands the family the network's own timestep and guidance."""
+def _parameter_names(function) -> tuple[str, ...]:
+    """Names of the parameters `function` takes by position, in order (cached per underlying function)."""
+    key = getattr(function, "__func__", function)
+    if key not in _PARAMETER_NAMES:
+        kinds = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+        try:
+            parameters = inspect.signature(function).parameters.items()
+        except (TypeError, ValueError):  # no signature to read: only keyword arguments are named
+            parameters = ()
+        _PARAMETER_NAMES[key] = tuple(name for name, p in parameters if p.kind in kinds)
+    return _PARAMETER_NAMES[key]
 
-    ARG_NAMES = ("x", "timestep", "context", "y", "guidance", "ref_latents", "control", "transformer_options")
+
+_PARAMETER_NAMES: dict = {}
+
+
+class DiffusionModelInputsWrapper:
+    """DIFFUSION_MODEL wrapper: hands the family the network's own inputs (timestep, guidance, ...) by name.
+
+    Positional arguments are named after the parameters of the function the executor wraps (the
+    model's own `_forward`), so each model's signature, and each ComfyUI version's, is read as it is."""
 
     def __init__(self, session: ConceptSession):
         self.session = session
 
     def __call__(self, executor, *args, **kwargs):
-        call = dict(zip(self.ARG_NAMES, args))
+        call = dict(zip(_parameter_names(executor.original), args))
         call.update(kwargs)
         options = call.get("transformer_options") or {}
         forward = options.get(self.session.forward_key)
@@ -239,9 +262,11 @@ def new_session(model, concepts: ConceptSet, options: SaliencyOptions, stop_earl
     blocks = family.num_blocks(diffusion_model)
     if options.last_layer >= blocks:
         raise ConceptAttentionError(
-            f"layer {options.last_layer} was selected but this {family.name} model has {blocks} dual-stream "
+            f"layer {options.last_layer} was selected but this {family.name} model has {blocks} {family.block_kind} "
             f"blocks (0-{blocks - 1})"
         )
+    if options.single_layers:
+        check_single_layers(family, diffusion_model, options.single_layers, blocks)
     if concepts.text_space and concepts.text_space not in family.text_spaces:
         raise ConceptAttentionError(
             f"the concepts were encoded with {concepts.encoder} ({concepts.text_space} states), but this "
@@ -264,6 +289,7 @@ def new_session(model, concepts: ConceptSet, options: SaliencyOptions, stop_earl
     metadata = {
         "model_family": family.name,
         "layers": list(options.layers),
+        **({"single_layers": list(options.single_layers)} if options.single_layers else {}),
         "space": options.space,
         "softmax": options.softmax,
         "concept_self_attention": options.concept_self_attention,
@@ -274,7 +300,19 @@ def new_session(model, concepts: ConceptSet, options: SaliencyOptions, stop_earl
     return ConceptSession(family, concepts, options, stop_early,
                           getattr(latent_format, "spacial_downscale_ratio", 8), metadata,
                           keep_image_stream=keep_image_stream,
-                          temporal_downscale=getattr(latent_format, "temporal_downscale_ratio", 1))
+                          temporal_downscale=getattr(latent_format, "temporal_downscale_ratio", 1),
+                          stream_blocks=options.stream_blocks(blocks))
+
+
+def check_single_layers(family: DualStreamFamily, diffusion_model, single_layers, num_double: int) -> None:
+    """Selected single-stream blocks must exist in this model (hybrid models only)."""
+    singles = family.num_single_blocks(diffusion_model)
+    if single_layers[-1] >= singles:
+        has = f"{singles} single-stream blocks (0-{singles - 1})" if singles else "no single-stream blocks"
+        raise ConceptAttentionError(
+            f"single-stream layer {single_layers[-1]} was selected but this {family.name} model has {num_double} "
+            f"dual-stream blocks (0-{num_double - 1}) and {has}"
+        )
 
 
 def patched_model_options(model_options: dict, session: ConceptSession) -> dict:
@@ -288,22 +326,23 @@ def patched_model_options(model_options: dict, session: ConceptSession) -> dict:
     options = create_model_options_clone(model_options)
     options.setdefault("transformer_options", {})
     replace = options["transformer_options"].get("patches_replace", {}).get("dit", {})
-    for i in range(session.options.last_layer + 1):
-        patch = ConceptBlockPatch(session, i, replace.get(("double_block", i)))
-        options = set_model_options_patch_replace(options, patch, "dit", "double_block", i)
+    for kind, i in session.stream_blocks:
+        patch = ConceptBlockPatch(session, i, replace.get((kind, i)), kind)
+        options = set_model_options_patch_replace(options, patch, "dit", kind, i)
     add_wrapper_with_key(WrappersMP.OUTER_SAMPLE, WRAPPER_KEY, RunWrapper(session), options, is_model_options=True)
     add_wrapper_with_key(WrappersMP.APPLY_MODEL, WRAPPER_KEY, ForwardWrapper(session), options, is_model_options=True)
     if session.family.forward_wrapper_type == "diffusion_model":
-        add_wrapper_with_key(WrappersMP.DIFFUSION_MODEL, WRAPPER_KEY, FluxInputsWrapper(session), options,
+        add_wrapper_with_key(WrappersMP.DIFFUSION_MODEL, WRAPPER_KEY, DiffusionModelInputsWrapper(session), options,
                              is_model_options=True)
     return options
 
 
 def offer_block_hooks(patcher, session: ConceptSession) -> None:
     """On a clone: give the blocks of a model that ComfyUI calls without a dit hook that hook (block_hooks.py)."""
-    call = session.family.block_call
-    if call is not None:
-        install_block_hooks(patcher, call, session.options.last_layer + 1)
+    for call, kind in ((session.family.block_call, DOUBLE_BLOCK), (session.family.single_block_call, SINGLE_BLOCK)):
+        count = sum(1 for k, _ in session.stream_blocks if k == kind)
+        if call is not None and count:
+            install_block_hooks(patcher, call, count)
 
 
 def install_concept_attention(model, concepts: ConceptSet, options: SaliencyOptions, stop_early: bool = False):
@@ -313,6 +352,13 @@ def install_concept_attention(model, concepts: ConceptSet, options: SaliencyOpti
     offer_block_hooks(patched, session)
     patched.model_options = patched_model_options(patched.model_options, session)
     return patched, session
+
+
+def block_counts(model) -> tuple[DualStreamFamily, int, int]:
+    """The model's family, its dual-stream and its single-stream block counts (raises for unsupported models)."""
+    diffusion_model = model.get_model_object("diffusion_model")
+    family = detect_family(diffusion_model)
+    return family, family.num_blocks(diffusion_model), family.num_single_blocks(diffusion_model)
 
 
 def dual_stream_block_count(model) -> tuple[DualStreamFamily, int]:

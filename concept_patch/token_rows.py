@@ -56,11 +56,45 @@ def conditioning_rows(clip, tokens: dict, key: str, indices: list[int], cond: to
     if cond.shape[1] == sum(len(chunk) for chunk in tokens[key]):
         return list(indices)
     rows = rows_following_weights(clip, tokens, key, indices)
+    if rows is None or len(rows) != len(indices):
+        # Krea 2's encoder applies token weights before it stacks its 12 layers, so its rows do not follow them.
+        shifted = rows_after_prefix_cut(clip, tokens, key, indices, cond)
+        if shifted is not None:
+            return shifted
     if rows is None:
         raise _not_found(encoder, len(indices), "its output changes shape with token weights")
     if len(rows) != len(indices):
         raise _not_found(encoder, len(indices), f"{len(rows)} output rows follow their weights")
     return rows
+
+
+def rows_after_prefix_cut(clip, tokens: dict, key: str, indices: list[int], cond: torch.Tensor) -> list[int] | None:
+    """The rows of the tokens at `indices` for a causal (decoder-only) encoder that cuts a prefix off its output,
+    asked of the encoder: with the concept's first token changed, a causal encoder's rows change from that token's
+    row on and nowhere before it. Accepted only when that row is where a prefix cut puts the token (the output is
+    the token list less its first tokens); else None."""
+    if len(tokens[key]) != 1:
+        return None
+    flat = tokens[key][0]
+    first = indices[0]
+    cut = len(flat) - cond.shape[1]
+    if cut <= 0 or first - cut < 0 or indices[-1] - cut >= cond.shape[1]:
+        return None
+    # Any other token of the prompt's own vocabulary stands in for the concept's first token.
+    other = next((tok[0] for tok in flat if tok[0] != flat[first][0] and isinstance(tok[0], int)), None)
+    if other is None:
+        return None
+    changed = {key: [[(other, tok[1]) if i == first else tuple(tok[:2]) for i, tok in enumerate(flat)]]}
+    out = clip.encode_from_tokens({**tokens, **changed})[0].float()
+    base = cond[0].float()
+    if out.shape != base.shape:
+        return None
+    moved = (out - base).abs().flatten(1).amax(dim=1)
+    size = torch.maximum(base.abs().flatten(1).amax(dim=1), out.abs().flatten(1).amax(dim=1))
+    rows = torch.nonzero(moved > CHANGED_ROW * size).flatten().tolist()
+    if not rows or rows[0] != first - cut or rows != list(range(rows[0], cond.shape[1])):
+        return None
+    return [i - cut for i in indices]
 
 
 def _not_found(encoder: str, count: int, why: str) -> ConceptAttentionError:

@@ -8,9 +8,9 @@ from comfy_api.latest import io
 from ..concept_patch.encode import encode_saliency
 from ..concept_patch.errors import ConceptAttentionError
 from ..concept_patch.input_limits import check_latent_fits, check_picture_for_vae, check_seed_range
-from ..concept_patch.layer_spec import parse_layer_spec
+from ..concept_patch.layer_spec import parse_block_spec
 from ..concept_patch.options import SaliencyOptions
-from ..concept_patch.session import dual_stream_block_count
+from ..concept_patch.session import block_counts
 from .preview import PREVIEW_TOOLTIP, saliency_preview
 from .types import CATEGORY, MODEL_TOOLTIP, NODE_PREFIX, Concepts, Saliency, advanced, layer_inputs, method_inputs
 
@@ -75,7 +75,9 @@ class ConceptSaliency(io.ComfyNode):
                 io.Float.Input(
                     "noise_level", default=0.5, min=0.01, max=1.0, step=0.01,
                     tooltip="How much noise is added before the model looks (0.5 = timestep 500 of 1000, the paper's "
-                            "setting). Lower keeps more detail; higher relies more on the concepts.",
+                            "setting). Flow models (Flux, SD3, ...) are noised to sigma = noise level; CogVideoX to "
+                            "the sigma of that timestep of its own schedule. Lower keeps more detail; higher relies "
+                            "more on the concepts.",
                 ),
                 io.Int.Input("samples", default=1, min=1, max=64, tooltip="Noise draws to average; more gives steadier maps."),
                 io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF, control_after_generate=False,
@@ -100,9 +102,10 @@ class ConceptSaliency(io.ComfyNode):
     def execute(cls, model, concepts, layers, noise_level, samples, seed, space, softmax,
                 concept_self_attention=True, concept_cross_attention=True, requery_cache_mb=-1,
                 image=None, vae=None, latent=None, conditioning=None) -> io.NodeOutput:
-        _, block_count = dual_stream_block_count(model)
+        family, double_count, single_count = block_counts(model)
+        chosen = parse_block_spec(layers, double_count, single_count, family.block_kind)
         options = SaliencyOptions(
-            layers=tuple(parse_layer_spec(layers, block_count)), space=space, softmax=softmax,
+            layers=tuple(chosen.layers), single_layers=tuple(chosen.single_layers), space=space, softmax=softmax,
             concept_self_attention=concept_self_attention, concept_cross_attention=concept_cross_attention,
         )
         check_seed_range(seed, samples)

@@ -5,9 +5,9 @@ from __future__ import annotations
 from comfy_api.latest import io
 
 from ..concept_patch.errors import ConceptAttentionError
-from ..concept_patch.layer_spec import parse_layer_spec, parse_step_range
+from ..concept_patch.layer_spec import parse_block_spec, parse_step_range
 from ..concept_patch.options import SaliencyOptions
-from ..concept_patch.session import dual_stream_block_count, find_sessions, install_concept_attention
+from ..concept_patch.session import block_counts, find_sessions, install_concept_attention
 from .preview import PREVIEW_TOOLTIP, saliency_preview
 from .types import CATEGORY, MODEL_TOOLTIP, NODE_PREFIX, Concepts, Saliency, layer_inputs, method_inputs
 
@@ -38,10 +38,11 @@ class ConceptAttentionPatch(io.ComfyNode):
     @classmethod
     def execute(cls, model, concepts, layers, start_percent, end_percent, space, softmax,
                 concept_self_attention=True, concept_cross_attention=True) -> io.NodeOutput:
-        _, block_count = dual_stream_block_count(model)
+        family, double_count, single_count = block_counts(model)
+        chosen = parse_block_spec(layers, double_count, single_count, family.block_kind)
         start, end = parse_step_range(start_percent, end_percent)
         options = SaliencyOptions(
-            layers=tuple(parse_layer_spec(layers, block_count)), space=space, softmax=softmax,
+            layers=tuple(chosen.layers), single_layers=tuple(chosen.single_layers), space=space, softmax=softmax,
             concept_self_attention=concept_self_attention, concept_cross_attention=concept_cross_attention,
             start_percent=start, end_percent=end,
         )

@@ -13,7 +13,9 @@ NODE_PREFIX = "ConceptAttention"
 
 MODEL_TOOLTIP = (
     "A dual-stream DiT: Flux.1 (dev, schnell, Kontext, Fill), Flux.2 (dev, Klein 4B/9B), SD3/SD3.5, "
-    "Qwen-Image (and Edit), HiDream-I1/E1, Chroma, Chroma Radiance, LongCat-Image, Ovis-Image or Mage-Flow."
+    "Qwen-Image (and Edit), HiDream-I1/E1, Chroma, Chroma Radiance, LongCat-Image, Ovis-Image or Mage-Flow; or, as an "
+    "extension of the method (concepts through the blocks' shared weights), a single-stream Z-Image, Lumina 2 or "
+    "Krea 2."
 )
 
 Concepts = io.Custom("CONCEPTS")
@@ -25,9 +27,12 @@ def advanced(input_cls) -> dict:
 
 
 LAYERS_TOOLTIP = (
-    "Dual-stream blocks whose maps are averaged: 'last 10' (the paper's choice), 'all', 'first 4', "
+    "Blocks whose maps are averaged (dual-stream blocks; on single-stream Z-Image, Lumina 2 and Krea 2 the "
+    "main blocks): 'last 10' (the paper's choice), 'all', 'first 4', "
     "a range '9-18', a list '3,7,11', or a mix. Block numbers start at 0; 'last N' above the model's block "
-    "count takes every block (Flux.2 has 5 or 8)."
+    "count takes every block (Flux.2 has 5 or 8). Hybrid models (Flux, Chroma, HiDream) also have single-stream "
+    "blocks: a part starting with 'single' selects those, e.g. 'last 10, single last 4' or 'single 30-37' "
+    "(an extension beyond the paper, which reads dual-stream blocks only)."
 )
 
 

@@ -38,6 +38,11 @@ class DualStreamFamily:
     forward_wrapper_type: str = "apply_model"
     #: How the model calls its blocks when ComfyUI gives them no dit hook (block_hooks.BlockCall), else None.
     block_call = None
+    #: The same for its single-stream blocks (hybrid models), else None.
+    single_block_call = None
+    #: What the blocks that plain layer numbers index (num_blocks, block) are, in messages: a single-stream model's
+    #: main blocks carry the concept stream through their shared weights.
+    block_kind: str = "dual-stream"
 
     def matches(self, diffusion_model: torch.nn.Module) -> bool:
         raise NotImplementedError
@@ -47,6 +52,8 @@ class DualStreamFamily:
         return None
 
     def num_blocks(self, diffusion_model: torch.nn.Module) -> int:
+        """How many blocks plain layer numbers index: the blocks the concept stream runs through (dual-stream
+        blocks; a single-stream model's main blocks)."""
         raise NotImplementedError
 
     def block(self, diffusion_model: torch.nn.Module, index: int) -> torch.nn.Module:
@@ -68,6 +75,14 @@ class DualStreamFamily:
         frame axis of 1 (Qwen-Image).
         """
         return None
+
+    def pixel_frames(self, latent_frames: int, temporal_downscale: int) -> int:
+        """Frames the model's VAE decodes a video latent with this many frames to.
+
+        The default is a causal video VAE's (HunyuanVideo's): the first latent frame is one picture, each
+        later one `temporal_downscale` pictures.
+        """
+        return (latent_frames - 1) * temporal_downscale + 1
 
     def image_tokens(self, block_args: dict, forward: Any):
         """Where the main image's tokens sit in the block's joint attention sequence: a slice, or an index
@@ -92,6 +107,15 @@ class DualStreamFamily:
         """Concept residual before block 0, [r, hidden], from text-encoder embeddings [r, context_dim]."""
         raise NotImplementedError
 
+    def forward_concepts(self, diffusion_model: torch.nn.Module, embeddings: torch.Tensor, forward: Any) -> torch.Tensor:
+        """Concept residual before block 0 for this forward's conditional rows, [Bc, r, hidden].
+
+        The default embeds the concepts once (initial_concepts) for every row. A family whose text
+        embedder depends on the forward (HunyuanVideo's token refiner reads the timestep) embeds them here.
+        """
+        c0 = self.initial_concepts(diffusion_model, embeddings)
+        return c0.unsqueeze(0).expand(forward.num_cond_rows, -1, -1).contiguous()
+
     def concept_text_positions(self, diffusion_model: torch.nn.Module, concepts) -> torch.Tensor | None:
         """Float [r]: the text position each concept takes, where the model gives text tokens positions.
 
@@ -110,3 +134,27 @@ class DualStreamFamily:
     def update_concepts(self, block: torch.nn.Module, concepts: torch.Tensor, concept_out: torch.Tensor, saved) -> torch.Tensor:
         """Concept residual after the block, from the flat concept attention output [Bc, r, H*D]."""
         raise NotImplementedError
+
+    # Single-stream blocks of hybrid models (an extension beyond the paper, selected by "single ..." layers): the
+    # concepts go through the block's shared modules with the modulation its text rows get, and query
+    # [image keys ; concept keys] in an attention of their own. The defaults mean "no single-stream blocks".
+
+    def num_single_blocks(self, diffusion_model: torch.nn.Module) -> int:
+        return 0
+
+    def single_block(self, diffusion_model: torch.nn.Module, index: int) -> torch.nn.Module:
+        raise NotImplementedError(f"{self.name} models have no single-stream blocks")
+
+    def single_image_tokens(self, block_args: dict, forward: Any):
+        """Where the main image's tokens sit in a single-stream block's joint sequence. The default is where they
+        sat in the dual-stream blocks' joint attention (Flux: [text ; image], HiDream: [image ; text])."""
+        return forward.double_image_tokens
+
+    def single_concept_qkv(self, block: torch.nn.Module, concepts: torch.Tensor, block_args: dict, forward: Any):
+        """As concept_qkv, through a single-stream block's shared modules."""
+        raise NotImplementedError(f"{self.name} models have no single-stream blocks")
+
+    def update_concepts_single(self, block: torch.nn.Module, concepts: torch.Tensor, concept_out: torch.Tensor,
+                               saved) -> torch.Tensor:
+        """As update_concepts, through a single-stream block's shared modules."""
+        raise NotImplementedError(f"{self.name} models have no single-stream blocks")

@@ -8,6 +8,10 @@ own tokens had in its own conditioning, on the same axes, and rope its q/k with 
 own `pe_embedder` and `apply_rope`.
 Modulation: time_in(t) + guidance_in(g) + vector_in(0), the text modulation with the pooled
 CLIP vector replaced by zeros (the authors' Flux code), through each block's txt_mod.
+Single-stream blocks (selected by "single ..." layers, an extension beyond the paper; also for Chroma and Flux.2,
+which subclass this adapter): the concepts continue from the last double block through each SingleStreamBlock's
+shared modules with the modulation every row of the block gets (the `vec` it is called with), and their text
+position as in the double blocks.
 """
 
 from __future__ import annotations
@@ -75,7 +79,8 @@ class FluxFamily(DualStreamFamily):
     def text_modulation(self, block, block_args, forward):
         """(shift₁, 1+scale₁, gate₁, shift₂, 1+scale₂, gate₂) for the concept rows, each [Bc, 1, C]:
         the block's txt_mod on the concept vector (its Linear on silu(vec), which Modulation applies)."""
-        return split_modulation(block.txt_mod.lin(forward.family_state["concept_vec_silu"]), 6)
+        return forward.block_constant("text_modulation", lambda: split_modulation(
+            block.txt_mod.lin(forward.family_state["concept_vec_silu"]), 6))
 
     def text_id_axes(self, diffusion_model, block_args) -> list[int]:
         """The RoPE axes on which this model numbers its text tokens (none: every text id is zero)."""
@@ -94,7 +99,9 @@ class FluxFamily(DualStreamFamily):
                     f"this {self.name} model places text tokens by position, but these concepts carry no positions; "
                     "rebuild the Concept List with this model's text encoder"
                 )
-            ids = torch.zeros((1, positions.shape[0], len(diffusion_model.params.axes_dim)), dtype=torch.float32)
+            # Built where the positions are (on the device inside a re-query's CUDA graph: no host copy).
+            ids = torch.zeros((1, positions.shape[0], len(diffusion_model.params.axes_dim)), dtype=torch.float32,
+                              device=positions.device)
             for axis in axes:
                 ids[0, :, axis] = positions
             return diffusion_model.pe_embedder(ids.to(forward.device))
@@ -122,5 +129,52 @@ class FluxFamily(DualStreamFamily):
         concepts = torch.addcmul(concepts, block.txt_mlp(mlp_in), gate2)
         if concepts.dtype == torch.float16:
             # The block clamps its text stream the same way in fp16.
+            concepts = torch.nan_to_num(concepts, nan=0.0, posinf=65504, neginf=-65504)
+        return concepts
+
+    # Single-stream blocks: one LayerNorm and Linear (linear1) give q, k, v and the MLP input at once; the concepts
+    # take the modulation every row of the block gets, from the `vec` the block is called with.
+
+    def num_single_blocks(self, diffusion_model):
+        return len(diffusion_model.single_blocks)
+
+    def single_block(self, diffusion_model, index):
+        return diffusion_model.single_blocks[index]
+
+    def single_modulation(self, block, block_args, forward):
+        """(shift, 1+scale, gate) for the concept rows, each [Bc, 1, C]: the block's own Modulation of `vec`
+        (Flux.1), or the modulation it is handed in `vec` (Chroma, Flux.2). Where the model modulates some
+        image tokens differently (Flux.2's zero-timestep references), the text rows take the first."""
+        vec = block_args["vec"]
+        modulation = getattr(block, "modulation", None)  # ComfyUI 0.3.x's Chroma blocks have no attribute
+        mod = modulation(forward.rows(vec))[0] if modulation is not None else vec
+        rows = (lambda t: t[:, :1]) if modulation is not None else (lambda t: forward.rows(t)[:, :1])
+        return rows(mod.shift), 1 + rows(mod.scale), rows(mod.gate)
+
+    def single_concept_qkv(self, block, concepts, block_args, forward):
+        shift, scale, gate = self.single_modulation(block, block_args, forward)
+        x = modulated_layer_norm(concepts, shift, scale, block.pre_norm.eps)
+        mlp_width = getattr(block, "mlp_hidden_dim_first", block.mlp_hidden_dim)  # 0.3.x: one width
+        qkv, mlp = torch.split(block.linear1(x), [3 * block.hidden_size, mlp_width], dim=-1)
+        q, k, v = qkv.view(qkv.shape[0], qkv.shape[1], 3, block.num_heads, -1).permute(2, 0, 3, 1, 4)
+        q, k = block.norm(q, k, v)
+        pe = self.concept_rope(forward.diffusion_model, block_args, forward)
+        if pe is not None:
+            from comfy.ldm.flux.math import apply_rope
+
+            q, k = apply_rope(q, k, pe)
+        # The block's MLP branch runs in parallel with its attention, from the same modulated input.
+        return (q, k, v), (gate, mlp)
+
+    def update_concepts_single(self, block, concepts, concept_out, saved):
+        gate, mlp = saved
+        if getattr(block, "yak_mlp", False):  # SwiGLU (Ovis): silu(second half) · first half
+            half = mlp.shape[-1] // 2
+            mlp = block.mlp_act(mlp[..., half:]) * mlp[..., :half]
+        else:
+            mlp = block.mlp_act(mlp)
+        out = block.linear2(torch.cat((concept_out.to(mlp.dtype), mlp), 2))
+        concepts = torch.addcmul(concepts, out, gate)
+        if concepts.dtype == torch.float16:
             concepts = torch.nan_to_num(concepts, nan=0.0, posinf=65504, neginf=-65504)
         return concepts

@@ -12,6 +12,8 @@ Positions: text ids are zero (RoPE leaves text, and the concepts, unrotated).
 Modulation: the block's text share (chunks 6-11 of its 12-way adaLN) of the block's own adaln_input
 (timestep + pooled CLIP), exactly as the text stream gets it. Text q/k are RMS-normed over the full
 width before the head split, as the block does.
+Single-stream blocks (selected by "single ..." layers, an extension beyond the paper): object-patched the same
+way; the concepts take their shared modules and their one modulation, the mixture-of-experts feed-forward included.
 Token order: image first. E1 concatenates the condition picture to the right of the image along the
 width; the maps cover the generated picture's columns only.
 """
@@ -33,6 +35,13 @@ class HiDreamFamily(DualStreamFamily):
         blocks="double_stream_blocks",
         arguments={"img": "image_tokens", "txt": "text_tokens", "vec": "adaln_input"},
         outputs=("img", "txt"),
+    )
+    # Single-stream blocks (selected by "single ..." layers): no dit hook either.
+    single_block_call = BlockCall(
+        blocks="single_stream_blocks",
+        arguments={"img": "image_tokens", "vec": "adaln_input"},
+        outputs=("img",),
+        kind="single_block",
     )
 
     def matches(self, diffusion_model):
@@ -85,3 +94,29 @@ class HiDreamFamily(DualStreamFamily):
         concepts = torch.addcmul(concepts, gate1, block.attn1.to_out_t(concept_out))
         mlp_in = modulated_layer_norm(concepts, shift2, scale2, block.norm3_t.eps)
         return torch.addcmul(concepts, gate2, block.ff_t(mlp_in))
+
+    # Single-stream blocks: the joint sequence [image ; carried text ; this block's Llama layer] through one set of
+    # modules with one modulation (the block's six chunks of adaln_input). The concepts take them all, the
+    # feed-forward (a mixture of experts, routed per token) included.
+
+    def num_single_blocks(self, diffusion_model):
+        return len(diffusion_model.single_stream_blocks)
+
+    def single_block(self, diffusion_model, index):
+        return diffusion_model.single_stream_blocks[index].block
+
+    def single_concept_qkv(self, block, concepts, block_args, forward):
+        mod = split_modulation(block.adaLN_modulation(forward.rows(block_args["vec"])), 6)
+        x = modulated_layer_norm(concepts, mod[0], mod[1], block.norm1_i.eps)
+        attn = block.attn1
+        b, r = x.shape[0], x.shape[1]
+        q = attn.q_rms_norm(attn.to_q(x)).to(x.dtype).view(b, r, attn.heads, -1).transpose(1, 2)
+        k = attn.k_rms_norm(attn.to_k(x)).to(x.dtype).view(b, r, attn.heads, -1).transpose(1, 2)
+        v = attn.to_v(x).view(b, r, attn.heads, -1).transpose(1, 2)
+        return (q, k, v), mod
+
+    def update_concepts_single(self, block, concepts, concept_out, saved):
+        shift1, scale1, gate1, shift2, scale2, gate2 = saved
+        concepts = torch.addcmul(concepts, gate1, block.attn1.to_out(concept_out))
+        mlp_in = modulated_layer_norm(concepts, shift2, scale2, block.norm3_i.eps)
+        return torch.addcmul(concepts, gate2, block.ff_i(mlp_in))

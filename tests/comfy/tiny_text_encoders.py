@@ -251,3 +251,203 @@ def mage_flow_clip(seed=17):
     options = {"qwen3vl_4b_class": _tiny_qwen3vl_vision(mage_flow.MageFlowQwen3VLClipModel),
                "qwen3vl_4b_model_config": _llm_config(MAGE_FLOW_CONTEXT_DIM, 2)}
     return _clip(mage_flow.MageFlowTokenizer, mage_flow.te(), options, seed)
+
+
+HUNYUAN_VIDEO_CONTEXT_DIM = 32  # the tiny Llava-Llama-3's width (hunyuan_video_clip)
+HUNYUAN_VIDEO_POOLED_DIM = 32  # the tiny CLIP-L's width: HunyuanVideo 1's vector_in reads its pooled vector
+HUNYUAN_QWEN_CONTEXT_DIM = 48  # the tiny Qwen2.5-VL's width (hunyuan_video15_clip, hunyuan_image21_clip)
+
+# Llama-3 ids ComfyUI's HunyuanVideo encoder reads to cut its template (hunyuan_video.py): the header
+# markers, "user" and "\n\n"; and the begin-of-text and pad ids its tokenizer uses.
+_LLAMA3_SPECIALS = {"<|begin_of_text|>": 128000, "<|end_of_text|>": 128001, "<|start_header_id|>": 128006,
+                    "<|end_header_id|>": 128007, "<|eot_id|>": 128009, "<image>": 128257, "<pad>": 128258}
+_LLAMA3_FIXED = {"user": 882, "ĊĊ": 271}
+HUNYUAN_VIDEO_WORDS = ("dog", "cat", "sky", "tree", "green grass", "red fox jumping", "blue sky", "a dog on the grass",
+                       "a dog running on the grass under the sky")
+
+
+def llama3_tokenizer_folder(template: str, words=HUNYUAN_VIDEO_WORDS) -> str:
+    """A folder with a small Llama-3 tokenizer.json (byte-level BPE trained with `tokenizers` on the template and
+    words) that ComfyUI's own LlamaTokenizerFast reads: Llama-3's split pattern, special-token ids and begin-of-text
+    post-processor, and the real ids of the tokens HunyuanVideo's encoder looks for."""
+    import tempfile
+    from pathlib import Path
+
+    from comfy.text_encoders.bpe_tokenizer import _LLAMA_PATTERN
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+
+    bpe = Tokenizer(models.BPE())
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    trainer = trainers.BpeTrainer(vocab_size=700, min_frequency=1, show_progress=False,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    plain = template.replace("{}", " ")
+    for special in _LLAMA3_SPECIALS:
+        plain = plain.replace(special, "\n")
+    bpe.train_from_iterator([plain, *words, *words, "user", "user", "\n\n", "\n\n"], trainer)
+    trained = json.loads(bpe.to_str())["model"]
+    merges = [m if isinstance(m, str) else " ".join(m) for m in trained["merges"]]
+    ordered = [tok for tok, _ in sorted(trained["vocab"].items(), key=lambda kv: kv[1])]
+    assert all(tok in ordered for tok in _LLAMA3_FIXED), "the tiny vocabulary lacks a token HunyuanVideo reads"
+    free = (i for i in range(len(ordered) + len(_LLAMA3_FIXED)) if i not in _LLAMA3_FIXED.values())
+    vocab = {tok: _LLAMA3_FIXED[tok] if tok in _LLAMA3_FIXED else next(free) for tok in ordered}
+    data = {
+        "model": {"type": "BPE", "vocab": vocab, "merges": merges},
+        "added_tokens": [{"id": i, "content": s, "special": True} for s, i in _LLAMA3_SPECIALS.items()],
+        "pre_tokenizer": {"type": "Sequence", "pretokenizers": [
+            {"type": "Split", "pattern": {"Regex": _LLAMA_PATTERN}, "behavior": "Isolated", "invert": False},
+            {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True, "use_regex": False}]},
+        "post_processor": {"type": "TemplateProcessing",
+                           "single": [{"SpecialToken": {"id": "<|begin_of_text|>", "type_id": 0}},
+                                      {"Sequence": {"id": "A", "type_id": 0}}]},
+    }
+    folder = Path(tempfile.mkdtemp(prefix="tiny_llama3_tokenizer_"))
+    (folder / "tokenizer.json").write_text(json.dumps(data), encoding="utf-8")
+    return str(folder)
+
+
+def _hunyuan_video_tokenizer_class():
+    """ComfyUI's HunyuanVideoTokenizer (its Llava-Llama-3 template, its CLIP-L tokenizer), reading the tiny
+    Llama-3 vocabulary above where it would read comfy/text_encoders/llama_tokenizer (whose tokenizer.json the
+    ComfyUI snapshot the tests run on may lack)."""
+    from unittest import mock
+
+    import comfy.sd1_clip
+    import comfy.text_encoders.hunyuan_video as hv
+
+    original_init = comfy.sd1_clip.SDTokenizer.__init__
+    holder = {}
+
+    def redirected(self, tokenizer_path=None, *args, **kwargs):
+        if tokenizer_path is not None and tokenizer_path.rstrip("/\\").endswith("llama_tokenizer"):
+            tokenizer_path = holder["folder"]
+        original_init(self, tokenizer_path, *args, **kwargs)
+
+    class TinyHunyuanVideoTokenizer(hv.HunyuanVideoTokenizer):
+        def __init__(self, embedding_directory=None, tokenizer_data={}):
+            if "folder" not in holder:
+                # the template is an attribute ComfyUI sets in __init__: read it off a tokenizer with a seed vocabulary
+                holder["folder"] = llama3_tokenizer_folder("")
+                with mock.patch.object(comfy.sd1_clip.SDTokenizer, "__init__", redirected):
+                    template = hv.HunyuanVideoTokenizer().llama_template
+                holder["folder"] = llama3_tokenizer_folder(template)
+            with mock.patch.object(comfy.sd1_clip.SDTokenizer, "__init__", redirected):
+                super().__init__(embedding_directory=embedding_directory, tokenizer_data=tokenizer_data)
+
+    return TinyHunyuanVideoTokenizer
+
+
+def hunyuan_video_clip(seed=18):
+    """HunyuanVideo 1: ComfyUI's HunyuanVideoTokenizer + hunyuan_video_clip() (a Llava-Llama-3 whose states are
+    cut to the template's user span, hidden layer -3; CLIP-L gives the pooled vector): two token lists, a
+    multi-key encoder this pack names nowhere."""
+    import comfy.text_encoders.hunyuan_video as hv
+
+    from concept_attention_tests.comfy.tiny_models import _tiny_clip_l_config
+
+    options = {"llama_model_config": _llm_config(HUNYUAN_VIDEO_CONTEXT_DIM, 4),
+               "clip_l_model_config": _tiny_clip_l_config()}
+    return _clip(_hunyuan_video_tokenizer_class(), hv.hunyuan_video_clip(), options, seed)
+
+
+def _tiny_byt5_te(base_te):
+    """HunyuanImage 2.1's TE class (Qwen2.5-VL + byT5) with a byT5 of one small layer at the real 1472 width."""
+    import comfy.text_encoders.hunyuan_image as hunyuan_image
+
+    class TinyByT5TE(base_te):
+        def __init__(self, device="cpu", dtype=None, model_options={}):
+            super().__init__(device=device, dtype=dtype, model_options=model_options)
+            if self.byt5_small is not None:
+                tiny = {"num_layers": 1, "num_decoder_layers": 1, "num_heads": 2, "d_kv": 16, "d_ff": 32}
+                self.byt5_small = hunyuan_image.ByT5SmallModel(
+                    device=device, dtype=dtype,
+                    model_options={**model_options, "model_name": "byt5_small", "byt5_small_model_config": tiny})
+
+    return TinyByT5TE
+
+
+def _hunyuan_qwen_clip(tokenizer_cls, seed):
+    import comfy.text_encoders.hunyuan_image as hunyuan_image
+
+    options = {"qwen25_7b_class": _tiny_vision(hunyuan_image.Qwen25_7BVLIModel),
+               "qwen25_7b_model_config": _llm_config(HUNYUAN_QWEN_CONTEXT_DIM, 4)}
+    return _clip(tokenizer_cls, _tiny_byt5_te(hunyuan_image.te()), options, seed)
+
+
+def hunyuan_video15_clip(seed=19):
+    """HunyuanVideo 1.5: ComfyUI's HunyuanVideo15Tokenizer (its video template over Qwen2.5-VL; quoted text also
+    goes to byT5) + hunyuan_image.te() (Qwen2.5-VL hidden layer -3, system prompt cut off; byT5 glyph states)."""
+    import comfy.text_encoders.hunyuan_video as hv
+
+    return _hunyuan_qwen_clip(hv.HunyuanVideo15Tokenizer, seed)
+
+
+def hunyuan_image21_clip(seed=20):
+    """HunyuanImage 2.1: ComfyUI's HunyuanImageTokenizer (its image template) + hunyuan_image.te()."""
+    import comfy.text_encoders.hunyuan_image as hunyuan_image
+
+    return _hunyuan_qwen_clip(hunyuan_image.HunyuanImageTokenizer, seed)
+
+
+# ---------------------------------------------------------------------------------------------
+# single-stream models: Z-Image (Qwen3-4B), Lumina 2 (Gemma-2-2B), Krea 2 (Qwen3-VL-4B, 12 layers)
+# ---------------------------------------------------------------------------------------------
+
+ZIMAGE_CONTEXT_DIM = 32  # Qwen3-4B's second-to-last hidden layer
+LUMINA2_CONTEXT_DIM = 32  # Gemma-2-2B's second-to-last hidden layer
+KREA2_TEXT_LAYERS = 12
+KREA2_TEXT_DIM = 16  # each of the 12 tapped Qwen3-VL layers; the conditioning is 12 x 16 wide
+LUMINA2_WORDS = ("dog", "cat", "sky", "tree", "green grass", "red fox jumping", "blue sky", "a dog on the grass",
+                 "a dog on grass", "a photo", "under the", "collar", "leash")
+
+
+def z_image_clip(seed=18):
+    """Z-Image: ComfyUI's ZImageTokenizer (Qwen3 chat template, the shipped Qwen2.5 vocabulary) + its TE
+    (Qwen3-4B, second-to-last hidden layer)."""
+    import comfy.text_encoders.z_image as z_image
+
+    options = {"qwen3_4b_model_config": _llm_config(ZIMAGE_CONTEXT_DIM, 3)}
+    return _clip(z_image.ZImageTokenizer, z_image.te(), options, seed)
+
+
+def gemma_spiece_model(words=LUMINA2_WORDS) -> bytes:
+    """A small SentencePiece model with Gemma's special ids (pad 0, eos 1, bos 2, unk 3, "<end_of_turn>" 107, which
+    ComfyUI's Gemma tokenizer names; unused pieces fill the ids between, as in Gemma's vocabulary), trained on the
+    words."""
+    import io
+
+    import sentencepiece
+
+    fillers = [f"<unused{i}>" for i in range(4, 107)]
+    model = io.BytesIO()
+    sentencepiece.SentencePieceTrainer.train(
+        sentence_iterator=iter([*words, *words, " ".join(words)]), model_writer=model, vocab_size=200,
+        model_type="bpe", pad_id=0, eos_id=1, bos_id=2, unk_id=3, hard_vocab_limit=False,
+        user_defined_symbols=[*fillers, "<end_of_turn>"], character_coverage=1.0, minloglevel=2)
+    return model.getvalue()
+
+
+def lumina2_clip(seed=19):
+    """Lumina 2 (and NetaYume): ComfyUI's LuminaTokenizer (Gemma SentencePiece, here a small trained one) + its
+    TE (Gemma-2-2B, second-to-last hidden layer)."""
+    import comfy.text_encoders.lumina2 as lumina2
+
+    spiece = torch.frombuffer(bytearray(gemma_spiece_model()), dtype=torch.uint8)  # as a checkpoint stores it
+    options = {"gemma2_2b_model_config": _llm_config(LUMINA2_CONTEXT_DIM, 3, vocab_size=256)}
+    return _clip(lumina2.LuminaTokenizer, lumina2.te(), options, seed, tokenizer_data={"spiece_model": spiece})
+
+
+def krea2_clip(seed=20):
+    """Krea 2: ComfyUI's Krea2Tokenizer + Krea2TEModel (which cuts the template prefix off and flattens the
+    12 tapped Qwen3-VL layers into the feature axis), over a 12-layer Qwen3-VL whose 12 taps are its layers 1-12."""
+    import comfy.text_encoders.krea2 as krea2
+    import comfy.text_encoders.qwen3vl as qwen3vl
+
+    class TinyKrea2Taps(krea2.Krea2Qwen3VLClipModel):
+        def __init__(self, device="cpu", dtype=None, attention_mask=True, model_options={}):
+            qwen3vl.Qwen3VLClipModel.__init__(self, device=device, layer=list(range(1, KREA2_TEXT_LAYERS + 1)),
+                                              layer_idx=None, dtype=dtype, attention_mask=attention_mask,
+                                              model_options=model_options, model_type="qwen3vl_4b")
+
+    options = {"qwen3vl_4b_class": _tiny_qwen3vl_vision(TinyKrea2Taps),
+               "qwen3vl_4b_model_config": _llm_config(KREA2_TEXT_DIM, KREA2_TEXT_LAYERS)}
+    return _clip(krea2.Krea2Tokenizer, krea2.te(), options, seed)

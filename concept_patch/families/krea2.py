@@ -1,0 +1,91 @@
+"""Krea 2 (K2): comfy's krea2 SingleStreamDiT, single-stream with grouped-query, sigmoid-gated attention.
+
+Shared-weight extension (single_stream.py): every token shares each block's weights, so the concepts go
+through the block's own modules as the text rows do. The user's layers index the model's `blocks`.
+
+Concept tokens: the concept's own tokens in the 12-layer Qwen3-VL-4B stack the model reads (its
+`context`, 12 x 2560 wide), through `txtfusion` (per-token fusion over the 12 layers, then its refiner
+blocks, over a caption of the concepts alone: one caption of all concepts when concept self-attention is
+on, else one caption per concept) and `txtmlp`. This preprocessing does not depend on the timestep: it
+runs once per run.
+Positions: text ids are zero, so RoPE leaves text rows, and the concepts, unrotated.
+Modulation: the block's shared modulation of the timestep vector (with timestep-0 references, the text
+rows read the real timestep's rows, the first half of the doubled batch).
+Gated output: a block's attention output is `wo(attn · sigmoid(gate(x)))`. The maps compare the attention
+outputs *before* the sigmoid gate, for the image tokens (what the attention call returns) and for the
+concepts alike; the concept residual update then applies the gate, wo and the block's gates, as the text
+rows get them.
+Token order: [text ; picture ; reference pictures]; the maps cover the picture's tokens only.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ..block_hooks import BlockCall
+from .base import is_instance_of
+from .single_stream import SharedWeightFamily, from_caption, repeat_kv_heads, text_rows
+
+
+class Krea2Family(SharedWeightFamily):
+    name = "Krea 2"
+    text_spaces = ("qwen3vl_4b",)
+    block_call = BlockCall(
+        blocks="blocks",
+        arguments={"img": "x", "vec": "vec", "timestep_zero_index": "timestep_zero_index"},
+        outputs=("img",),
+    )
+
+    def matches(self, diffusion_model):
+        return is_instance_of(diffusion_model, "comfy.ldm.krea2.model", "SingleStreamDiT")
+
+    def num_blocks(self, diffusion_model):
+        return len(diffusion_model.blocks)
+
+    def block(self, diffusion_model, index):
+        return diffusion_model.blocks[index]
+
+    def context_dim(self, diffusion_model):
+        return diffusion_model.txtlayers * diffusion_model.txtdim
+
+    def token_grid(self, diffusion_model, latent_hw):
+        p = diffusion_model.patch
+        h, w = latent_hw
+        return (-(-h // p), -(-w // p))
+
+    def image_tokens(self, block_args, forward):
+        # The model records where the text ends: [text ; picture ; references].
+        start = block_args["transformer_options"]["img_slice"][0]
+        return slice(start, start + forward.num_image_tokens)
+
+    def preprocess_concepts(self, diffusion_model, embeddings, forward):
+        dm = diffusion_model
+        together = forward.options.concept_self_attention
+        stack = embeddings.reshape(1, embeddings.shape[0], dm.txtlayers, dm.txtdim)  # [1, r, layers, width]
+        if not together:
+            stack = stack.movedim(0, 1)  # r captions of one token
+        fused = dm.txtfusion(stack, mask=None, transformer_options={})
+        return from_caption(dm.txtmlp(fused), together)
+
+    def concept_qkv(self, block, concepts, block_args, forward):
+        # With timestep-0 references the modulation batch is [timestep ; timestep 0]: text reads the first half.
+        references = block_args.get("timestep_zero_index") is not None
+        vec = text_rows(block_args["vec"], block_args["img"].shape[0], forward, 0 if references else None)
+        prescale, preshift, pregate, postscale, postshift, postgate = block.mod(vec)
+        x = (1 + prescale) * block.prenorm(concepts) + preshift
+        attn = block.attn
+        b, r = x.shape[0], x.shape[1]
+        q = attn.wq(x).view(b, r, attn.heads, -1).transpose(1, 2)
+        k = attn.wk(x).view(b, r, attn.kvheads, -1).transpose(1, 2)
+        v = attn.wv(x).view(b, r, attn.kvheads, -1).transpose(1, 2)
+        q, k = attn.qknorm(q, k)
+        # Zero text ids: RoPE is the identity on text rows, so it is not applied.
+        qkv = (q, repeat_kv_heads(k, attn.heads), repeat_kv_heads(v, attn.heads))
+        return qkv, (x, pregate, postscale, postshift, postgate)
+
+    def update_concepts(self, block, concepts, concept_out, saved):
+        x, pregate, postscale, postshift, postgate = saved
+        attn = block.attn
+        gated = attn.wo(concept_out * torch.sigmoid(attn.gate(x)))
+        concepts = concepts + pregate * gated
+        return concepts + postgate * block.mlp((1 + postscale) * block.postnorm(concepts) + postshift)

@@ -1,0 +1,368 @@
+"""Single-stream models (Z-Image, Lumina 2, Krea 2) through the shared-weight concept stream: bit-identical pictures,
+maps equal to the independent fp64 reference of the shared-weight equations, text preprocessing once per run, and
+grouped-query keys/values in the concept attention.
+
+Models come from comfy.supported_models with real ModelPatchers; concepts from each family's real ComfyUI text
+encoder at tiny configs (Z-Image: Qwen3-4B; Lumina 2: Gemma-2-2B with a small SentencePiece vocabulary; Krea 2:
+Qwen3-VL-4B's 12 tapped layers).
+"""
+
+from __future__ import annotations
+
+import functools
+
+import pytest
+import torch
+
+from concept_attention.concept_patch.concept_encoding import encode_concepts
+from concept_attention.concept_patch.options import SaliencyOptions
+from concept_attention.concept_patch.session import install_concept_attention
+from concept_attention_tests.comfy import reference_single_stream as ref
+from concept_attention_tests.comfy import tiny_single_stream, tiny_text_encoders
+from concept_attention_tests.comfy.reference_concept_attention import SPACES, ConceptSwitches
+from concept_attention_tests.comfy.sampling import sample
+
+DTYPES = [torch.float32, torch.bfloat16, torch.float16]
+FAMILIES = ["z_image", "lumina2", "krea2"]
+CONCEPTS = ["dog", "green grass", "sky"]
+RTOL, ATOL = 1e-5, 3e-6
+CLIPS = {"z_image": tiny_text_encoders.z_image_clip, "lumina2": tiny_text_encoders.lumina2_clip,
+         "krea2": tiny_text_encoders.krea2_clip}
+MODELS = {"z_image": tiny_single_stream.z_image_model, "lumina2": tiny_single_stream.lumina2_model,
+          "krea2": tiny_single_stream.krea2_model}
+NAMES = {"z_image": "Z-Image", "lumina2": "Lumina 2", "krea2": "Krea 2"}
+
+
+def _latent_shape(name, b, h, w):
+    """Krea 2 samples a Wan 2.1 latent, with a frame axis."""
+    return (b, 16, 1, h, w) if name == "krea2" else (b, 16, h, w)
+
+
+@functools.lru_cache(maxsize=None)
+def _clip(name):
+    return CLIPS[name]()
+
+
+@functools.lru_cache(maxsize=None)
+def _concepts(name):
+    return encode_concepts(_clip(name), CONCEPTS)
+
+
+@functools.lru_cache(maxsize=None)
+def _reference_model(name):
+    return MODELS[name](seed=41)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _module_scope(comfyui_path):
+    yield
+    for cached in (_clip, _concepts, _reference_model):
+        cached.cache_clear()
+    import gc
+
+    gc.collect()  # while ComfyUI is importable: ModelPatchers detach on deletion
+
+
+def _patched(model, name, layers=(0, 1, 2)):
+    return install_concept_attention(model, _concepts(name), SaliencyOptions(layers=layers))
+
+
+# ---------------------------------------------------------------------------------------------
+# the picture does not change
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("name", FAMILIES)
+def test_bit_identical(name, dtype):
+    model = MODELS[name](dtype=dtype)
+    shape = _latent_shape(name, 2, 6, 10)  # batch 2, non-square, cond + uncond
+    plain = sample(model, _clip(name), latent_shape=shape, cfg=3.0)
+    patched, session = _patched(model, name)
+    out = sample(patched, _clip(name), latent_shape=shape, cfg=3.0)
+    assert torch.isfinite(plain).all()
+    assert torch.equal(plain, out)
+    saliency = session.records[-1].saliency
+    assert saliency.maps.shape == (2, 3, 3, 5) and saliency.metadata["model_family"] == NAMES[name]
+    assert torch.isfinite(saliency.maps).all()
+
+
+def test_z_image_omni_with_reference_picture_bit_identical():
+    """Z-Image Omni: a reference picture (with its SigLIP pad tokens) before the picture, read at timestep 0 (the
+    modulation batch doubles); the maps cover the picture's tokens."""
+    model = tiny_single_stream.z_image_model(omni=True, depth=2)
+    refs = [torch.randn(1, 16, 4, 6, generator=torch.Generator().manual_seed(3))]
+    kwargs = dict(latent_shape=(1, 16, 6, 8), cfg=2.0, reference_latents=refs)
+    plain = sample(model, _clip("z_image"), **kwargs)
+    patched, session = _patched(model, "z_image", layers=(0, 1))
+    out = sample(patched, _clip("z_image"), **kwargs)
+    assert torch.equal(plain, out)
+    assert session.records[-1].saliency.maps.shape == (1, 3, 3, 4)
+
+
+def test_krea2_with_timestep_zero_reference_picture_bit_identical():
+    """Krea 2 with a reference picture after the picture, at timestep 0 (index_timestep_zero)."""
+    model = tiny_single_stream.krea2_model(depth=2)
+    refs = [torch.randn(1, 16, 1, 4, 6, generator=torch.Generator().manual_seed(3))]
+    kwargs = dict(latent_shape=(1, 16, 1, 6, 8), cfg=2.0, reference_latents=refs,
+                  reference_latents_method="index_timestep_zero")
+    plain = sample(model, _clip("krea2"), **kwargs)
+    patched, session = _patched(model, "krea2", layers=(0, 1))
+    out = sample(patched, _clip("krea2"), **kwargs)
+    assert torch.equal(plain, out)
+    assert session.records[-1].saliency.maps.shape == (1, 3, 3, 4)
+
+
+def test_krea2_maps_with_timestep_zero_reference_match_reference():
+    """With a timestep-0 reference picture the concepts keep the text's modulation rows and the maps the picture's
+    tokens, as the reference computes them."""
+    from concept_attention.concept_patch.encode import encode_saliency
+
+    model = _reference_model("krea2")
+    clip = _clip("krea2")
+    ref_latent = torch.randn(1, 16, 1, 4, 6, generator=torch.Generator().manual_seed(3))
+    cond = [[c, {**d, "reference_latents": [ref_latent], "reference_latents_method": "index_timestep_zero"}]
+            for c, d in clip.encode_from_tokens_scheduled(clip.tokenize("a dog on the grass"))]
+    with _Inputs(model.model.diffusion_model) as inputs:
+        saliency = encode_saliency(model, _concepts("krea2"), _latent("krea2"), SaliencyOptions(layers=(0, 2)),
+                                   conditioning=cond)
+    reference = inputs.get(4, "ref_latents")
+    assert reference is not None and inputs.kwargs.get("ref_latents_method") == "index_timestep_zero"
+    dm = model.model.diffusion_model
+    x, timesteps, context = inputs.get(0, "x")[:, :, 0], inputs.get(1, "timesteps"), inputs.get(2, "context")
+    embeddings = _concepts("krea2").embeddings
+    expected = ref.krea2_reference(dm, x, timesteps, context, embeddings, (0, 2), reference=reference[0][:, :, 0])
+    _assert_close(saliency.maps, expected.maps, "krea2 with a timestep-0 reference")
+    # the reference picture matters: without it the maps are others
+    without = ref.krea2_reference(dm, x, timesteps, context, embeddings, (0, 2))
+    assert (saliency.maps.double() - without.maps).abs().max() > 30 * ATOL
+
+
+def test_z_image_omni_maps_with_reference_picture_match_reference():
+    """Z-Image Omni with a reference picture: the concepts read the timestep's modulation rows (not the references'
+    timestep-0 rows) and the maps the picture's tokens (after the references, before the pad tokens)."""
+    from concept_attention.concept_patch.encode import encode_saliency
+
+    model = tiny_single_stream.z_image_model(omni=True, depth=2, seed=42)
+    clip = _clip("z_image")
+    ref_latent = torch.randn(1, 16, 4, 6, generator=torch.Generator().manual_seed(3))
+    cond = [[c, {**d, "reference_latents": [ref_latent]}]
+            for c, d in clip.encode_from_tokens_scheduled(clip.tokenize("a dog on the grass"))]
+    with _Inputs(model.model.diffusion_model) as inputs:
+        saliency = encode_saliency(model, _concepts("z_image"), _latent("z_image"), SaliencyOptions(layers=(0, 1)),
+                                   conditioning=cond)
+    references = inputs.get(5, "ref_latents")
+    assert references is not None and len(references) == 1
+    dm = model.model.diffusion_model
+    concepts = _concepts("z_image")
+    expected = ref.z_image_omni_reference(dm, inputs.get(0, "x"), inputs.get(1, "timesteps"), inputs.get(2, "context"),
+                                          references, concepts.embeddings, concepts.positions, (0, 1))
+    _assert_close(saliency.maps, expected.maps, "Z-Image Omni with a reference picture")
+    wrong = ref.z_image_omni_reference(dm, inputs.get(0, "x"), inputs.get(1, "timesteps"), inputs.get(2, "context"),
+                                       references, concepts.embeddings, concepts.positions, (0, 1),
+                                       deviation="concepts_at_timestep_zero")
+    assert (saliency.maps.double() - wrong.maps).abs().max() > 30 * ATOL
+
+
+def test_text_preprocessing_runs_once_per_run():
+    """The concepts' caption refiner is timestep-independent: one extra call per sampling run, not per step."""
+    model = tiny_single_stream.z_image_model(depth=2)
+    refiner = model.get_model_object("diffusion_model.context_refiner.0")
+    calls = []
+    handle = refiner.register_forward_pre_hook(lambda module, args: calls.append(args[0].shape))
+    try:
+        sample(model, _clip("z_image"), latent_shape=(1, 16, 6, 6), steps=3, cfg=3.0)
+        plain_calls = len(calls)
+        patched, _ = _patched(model, "z_image", layers=(1,))
+        calls.clear()
+        sample(patched, _clip("z_image"), latent_shape=(1, 16, 6, 6), steps=3, cfg=3.0)
+    finally:
+        handle.remove()
+    assert plain_calls >= 3
+    assert len(calls) == plain_calls + 1
+    assert sum(1 for shape in calls if shape[1] == len(CONCEPTS)) == 1  # the concepts' own caption
+
+
+# ---------------------------------------------------------------------------------------------
+# maps == the independent reference
+# ---------------------------------------------------------------------------------------------
+
+
+class _Inputs:
+    """The diffusion model's own inputs on its (single) call, recorded with a forward pre-hook."""
+
+    def __init__(self, dm):
+        self.dm = dm
+        self.args, self.kwargs = (), {}
+
+    def __enter__(self):
+        def hook(module, args, kwargs):
+            self.args, self.kwargs = args, dict(kwargs)
+        self.handle = self.dm.register_forward_pre_hook(hook, with_kwargs=True)
+        return self
+
+    def __exit__(self, *exc):
+        self.handle.remove()
+
+    def get(self, index, name):
+        return self.kwargs[name] if name in self.kwargs else (self.args[index] if len(self.args) > index else None)
+
+
+def _encode(model, name, latent, **option_kw):
+    from concept_attention.concept_patch.encode import encode_saliency
+
+    clip = _clip(name)
+    cond = clip.encode_from_tokens_scheduled(clip.tokenize("a dog on the grass under the sky"))
+    option_kw.setdefault("layers", (0, 2))
+    with _Inputs(model.model.diffusion_model) as inputs:
+        saliency = encode_saliency(model, _concepts(name), latent, SaliencyOptions(**option_kw), conditioning=cond)
+    return saliency, inputs
+
+
+def _reference(name, model, inputs, layers=(0, 2), space="output", softmax=True, switches=None, deviation=None):
+    dm = model.model.diffusion_model
+    concepts = _concepts(name)
+    x, timesteps, context = inputs.get(0, "x"), inputs.get(1, "timesteps"), inputs.get(2, "context")
+    if name == "krea2":
+        return ref.krea2_reference(dm, x[:, :, 0], timesteps, context, concepts.embeddings, layers, space=space,
+                                   softmax=softmax, switches=switches, deviation=deviation)
+    return ref.lumina_reference(dm, x, timesteps, context, concepts.embeddings, concepts.positions, layers,
+                                space=space, softmax=softmax, switches=switches, deviation=deviation)
+
+
+def _latent(name):
+    return torch.randn(_latent_shape(name, 2, 7, 10), generator=torch.Generator().manual_seed(11))
+
+
+def _assert_close(product, expected, what):
+    atol = ATOL * max(1.0, float(expected.abs().max()))
+    diff = (product.double() - expected).abs()
+    assert tuple(product.shape) == tuple(expected.shape)
+    assert (diff <= atol + RTOL * expected.abs()).all(), f"{what}: max |product - reference| = {diff.max():.3e}"
+
+
+@pytest.mark.parametrize("softmax", [True, False], ids=["softmax", "raw"])
+@pytest.mark.parametrize("space", SPACES)
+@pytest.mark.parametrize("name", FAMILIES)
+def test_maps_match_reference(name, space, softmax):
+    model = _reference_model(name)
+    saliency, inputs = _encode(model, name, _latent(name), space=space, softmax=softmax)
+    assert saliency.maps.shape == (2, 3, 4, 5)
+    _assert_close(saliency.maps, _reference(name, model, inputs, space=space, softmax=softmax).maps,
+                  f"{name} {space}")
+
+
+@pytest.mark.parametrize("switch", ["no_self_attention", "no_cross_attention"])
+@pytest.mark.parametrize("name", FAMILIES)
+def test_maps_match_reference_with_concept_attention_switches(name, switch):
+    """With concept self-attention off the concepts also pass the text refiner each on its own."""
+    model = _reference_model(name)
+    switches = ConceptSwitches(self_attention=switch != "no_self_attention",
+                               cross_attention=switch != "no_cross_attention")
+    saliency, inputs = _encode(model, name, _latent(name), concept_self_attention=switches.self_attention,
+                               concept_cross_attention=switches.cross_attention)
+    _assert_close(saliency.maps, _reference(name, model, inputs, switches=switches).maps, f"{name} {switch}")
+
+
+_DEVIATIONS = [(n, d) for n in ("z_image", "lumina2") for d in ref.LUMINA_DEVIATIONS] + \
+              [("krea2", d) for d in ref.KREA2_DEVIATIONS]
+
+
+@pytest.mark.parametrize("name,deviation", _DEVIATIONS)
+def test_comparison_catches_plausible_mistakes(name, deviation):
+    """Concepts without the text refiner, at position 0, updated without the sandwich norms (NextDiT); maps after
+    Krea 2's sigmoid
+    gate, without its refiner, or updated without gates: each moves the maps well outside the tolerance."""
+    model = _reference_model(name)
+    saliency, inputs = _encode(model, name, _latent(name), softmax=False)  # raw scores: no softmax to flatten them
+    wrong = _reference(name, model, inputs, softmax=False, deviation=deviation).maps
+    assert (saliency.maps.double() - wrong).abs().max() > 30 * ATOL * max(1.0, float(wrong.abs().max()))
+
+
+def test_krea2_concepts_are_their_own_rows_of_the_template_cut_conditioning():
+    """Krea 2's encoder applies token weights before it stacks its 12 layers, so its rows cannot be found by
+    weights; the concept's rows are found as the rows that follow it in a causal encoder whose template prefix is
+    cut: the first rows of a prompt of its own (its tokens right after "<|im_start|>user\\n")."""
+    clip = _clip("krea2")
+    concepts = encode_concepts(clip, ["green grass", "sky"])
+    for i, name in enumerate(["green grass", "sky"]):
+        cond = clip.encode_from_tokens(clip.tokenize(name))[0].float()
+        own = 2 if name == "green grass" else 1  # tokens of the shipped Qwen2.5 vocabulary
+        assert torch.equal(concepts.embeddings[i], cond[:own].mean(dim=0))
+    assert concepts.positions.tolist() == [0.5, 0.0]
+
+
+def test_layer_beyond_the_model_says_how_many_blocks_it_has():
+    from concept_attention.concept_patch.errors import ConceptAttentionError
+
+    with pytest.raises(ConceptAttentionError, match="3 .*blocks"):
+        _patched(tiny_single_stream.z_image_model(), "z_image", layers=(3,))
+
+
+def test_concepts_of_another_encoder_are_refused():
+    from concept_attention.concept_patch.errors import ConceptAttentionError
+
+    with pytest.raises(ConceptAttentionError, match="gemma2_2b.*Z-Image model reads qwen3_4b"):
+        _patched(tiny_single_stream.z_image_model(depth=1), "lumina2", layers=(0,))
+
+
+# ---------------------------------------------------------------------------------------------
+# grouped-query keys and values in the concept attention
+# ---------------------------------------------------------------------------------------------
+
+
+def _expanded(t, heads, dim=1):
+    return t.repeat_interleave(heads // t.shape[dim], dim=dim)
+
+
+@pytest.mark.parametrize("concept_kv_heads", [2, 8])
+@pytest.mark.parametrize("tokens_first", [False, True], ids=["heads_first", "tokens_first"])
+def test_concept_attention_with_fewer_key_value_heads(tokens_first, concept_kv_heads):
+    """Image keys/values with 2 heads for 8 query heads (ComfyUI's enable_gqa layout) give what the same heads
+    expanded by repeat_interleave give; so do the head-wise map spaces."""
+    from concept_attention.concept_patch.concept_math import concept_attention, head_dot_scores
+
+    g = torch.Generator().manual_seed(0)
+    b, h, kv, r, n, d = 2, 8, 2, 3, 5, 4
+    q = torch.randn(b, h, r, d, generator=g)
+    ck, cv = (torch.randn(b, concept_kv_heads, r, d, generator=g) for _ in range(2))
+    ik, iv = (torch.randn(b, kv, n, d, generator=g) for _ in range(2))
+    full_ik, full_iv, full_ck, full_cv = _expanded(ik, h), _expanded(iv, h), _expanded(ck, h), _expanded(cv, h)
+    if tokens_first:
+        ik, iv, full_ik, full_iv = (t.transpose(1, 2) for t in (ik, iv, full_ik, full_iv))
+    for switches in ((True, True), (True, False), (False, True), (False, False)):
+        got = concept_attention(q, ck, cv, ik, iv, *switches, tokens_first=tokens_first)
+        want = concept_attention(q, full_ck, full_cv, full_ik, full_iv, *switches, tokens_first=tokens_first)
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(head_dot_scores(ik, q, tokens_first, heads=h), head_dot_scores(full_ik, q, tokens_first),
+                               rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(head_dot_scores(iv, cv, tokens_first, heads=h),
+                               head_dot_scores(full_iv, full_cv, tokens_first), rtol=1e-5, atol=1e-5)
+
+
+def test_capture_reads_grouped_keys_of_a_tokens_first_call():
+    """An attention call with enable_gqa and flat [B, L, H_kv·D] keys: the capture splits them by the head width."""
+    from types import SimpleNamespace
+
+    from concept_attention.concept_patch.attention_capture import AttentionCapture
+
+    g = torch.Generator().manual_seed(1)
+    b, h, kv, r, length, d = 1, 4, 2, 2, 6, 8
+    q = torch.randn(b, length, h * d, generator=g)
+    k, v = (torch.randn(b, length, kv * d, generator=g) for _ in range(2))
+    concept = tuple(torch.randn(b, h, r, d, generator=g) for _ in range(3))
+    seen = []
+    forward = SimpleNamespace(rows=lambda t: t, recorder=None, selected_layers=frozenset(), options=None)
+
+    capture = AttentionCapture(forward, 0, concept, slice(2, 6))
+    import concept_attention.concept_patch.attention_capture as capture_module
+
+    original = capture_module.read_image_stream
+    capture_module.read_image_stream = lambda fwd, layer, qkv, view: seen.append(view) or torch.zeros(1)
+    try:
+        capture(lambda *a, **kw: torch.zeros(b, length, h * d), q, k, v, h, enable_gqa=True)
+    finally:
+        capture_module.read_image_stream = original
+    view = seen[0]
+    assert view.tokens_first and view.image_k.shape == (b, 4, kv, d)
+    assert torch.equal(view.image_k, k.view(b, length, kv, d)[:, 2:6])
