@@ -9,9 +9,12 @@ workflow stays readable after a run) and by make_examples.py (thumbnails show a 
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from PIL import Image, ImageDraw
 
 EXAMPLE_PICTURE = "example.png"  # the LoadImage file the example workflows name
+EXAMPLE_VIDEO = "example.mp4"  # the LoadVideo file, written next to the picture
 PICTURE_SIZE = 128
 
 # Widget values that keep a run small on the CPU: {node type: {widget: value}}.
@@ -20,6 +23,8 @@ SMALL_RUN = {
     "KSampler": {"steps": 2},
     "Flux2Scheduler": {"steps": 2},
     "ImageScaleToMaxDimension": {"largest_size": PICTURE_SIZE},
+    "EmptyHunyuanLatentVideo": {"width": 64, "height": 64, "length": 9},
+    "ImageScale": {"width": 64, "height": 64},
 }
 
 # Nodes passed through (bypassed) for a small run: they would scale the picture up to a megapixel.
@@ -27,15 +32,18 @@ BYPASS = ["FluxKontextImageScale"]
 
 # Loader type -> [(substring of its file widget or "", stand-in type, stand-in widget values)].
 SWAPS = {
-    "UNETLoader": [("klein", "ConceptAttentionTestTinyKlein", {"seed": 0}),
+    "UNETLoader": [("cogvideox", "ConceptAttentionTestTinyCogVideoX", {"seed": 1}),
+                   ("klein", "ConceptAttentionTestTinyKlein", {"seed": 0}),
                    ("qwen_image_edit_2511", "ConceptAttentionTestTinyQwenImage", {"seed": 2, "edit_2511": True}),
                    ("qwen_image", "ConceptAttentionTestTinyQwenImage", {"seed": 2}),
                    ("", "ConceptAttentionTestTinyFlux", {"seed": 2})],
     "DualCLIPLoader": [("", "ConceptAttentionTestTinyFluxClip", {"seed": 1})],
     "CLIPLoader": [("qwen_3", "ConceptAttentionTestTinyKleinClip", {"variant": "4b", "seed": 16}),
-                   ("qwen_2.5_vl", "ConceptAttentionTestTinyQwenImageClip", {"seed": 3})],
+                   ("qwen_2.5_vl", "ConceptAttentionTestTinyQwenImageClip", {"seed": 3}),
+                   ("t5xxl", "ConceptAttentionTestTinyCogVideoXClip", {"seed": 21})],
     "TripleCLIPLoader": [("", "ConceptAttentionTestTinySD3Clip", {"seed": 0})],
-    "VAELoader": [("flux2", "ConceptAttentionTestTinyFlux2VAE", {"seed": 0}),
+    "VAELoader": [("cogvideox", "ConceptAttentionTestTinyCogVideoXVAE", {"seed": 22}),
+                  ("flux2", "ConceptAttentionTestTinyFlux2VAE", {"seed": 0}),
                   ("qwen_image", "ConceptAttentionTestTinyQwenImageVAE", {"seed": 0}),
                   ("", "ConceptAttentionTestTinyVAE", {"seed": 0})],
     "CheckpointLoaderSimple": [("", "ConceptAttentionTestTinySD3Checkpoint", {"seed": 0})],
@@ -43,7 +51,8 @@ SWAPS = {
 
 
 def write_example_picture(path, size: int = PICTURE_SIZE) -> None:
-    """A simple synthetic picture (sky, sun, hill, a house) for the examples' Load Image."""
+    """A simple synthetic picture (sky, sun, hill, a house) for the examples' Load Image, and next to it the clip
+    examples' Load Video file (EXAMPLE_VIDEO)."""
     image = Image.new("RGB", (size, size))
     draw = ImageDraw.Draw(image)
     for y in range(size):
@@ -55,6 +64,24 @@ def write_example_picture(path, size: int = PICTURE_SIZE) -> None:
     draw.polygon([(size * 0.17, size * 0.46), (size * 0.325, size * 0.32), (size * 0.48, size * 0.46)],
                  fill=(110, 40, 40))
     image.save(path)
+    write_example_video(Path(path).with_name(EXAMPLE_VIDEO), image)
+
+
+def write_example_video(path, picture: Image.Image, frames: int = 9, fps: int = 8) -> None:
+    """A short clip (9 frames: a CogVideoX length, 4k + 1) of the picture with a dark shape running over the hill."""
+    import av
+    import numpy as np
+
+    with av.open(str(path), mode="w") as container:
+        stream = container.add_stream("h264", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = picture.width, picture.height, "yuv420p"
+        for k in range(frames):
+            frame = picture.copy()
+            x = picture.width * (0.5 + 0.04 * k)
+            ImageDraw.Draw(frame).ellipse([x, picture.height * 0.66, x + picture.width * 0.16, picture.height * 0.76],
+                                          fill=(90, 60, 40))
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(np.asarray(frame), format="rgb24")))
+        container.mux(stream.encode())
 
 
 LOAD_AND_SWAP_JS = """async ([workflow, swaps, small, bypass]) => {

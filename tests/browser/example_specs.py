@@ -657,8 +657,183 @@ QWEN_IMAGE_EDIT_MASK_EDIT = {
     ],
 }
 
+COGVIDEOX_TE_FILE = "t5xxl_fp16.safetensors"
+COGVIDEOX_VAE_FILE = "cogvideox_vae.safetensors"
+# As ComfyUI's own CogVideoX blueprint (Video Inpaint (VOID)) links them: the T5-XXL text encoder and the CogVideoX VAE.
+COGVIDEOX_VAE_URL = "https://huggingface.co/Comfy-Org/void-model/resolve/main/vae/cogvideox_vae.safetensors"
+# No download link: ComfyUI's Load Diffusion Model reads CogVideoX in its own single-file layout (the Note says so).
+COGVIDEOX_MODEL_FILE = "cogvideox_5b_bf16.safetensors"
+
+COGVIDEOX_MODELS_NOTE = f"""## Models (CogVideoX-5B, text to video)
+
+| file | folder |
+|---|---|
+| {COGVIDEOX_MODEL_FILE} (see below) | `ComfyUI/models/diffusion_models/` |
+| [{COGVIDEOX_TE_FILE}]({FLUX_TEXT_ENCODERS}/{COGVIDEOX_TE_FILE}) (Load CLIP, type `cogvideox`) | `ComfyUI/models/text_encoders/` |
+| [{COGVIDEOX_VAE_FILE}]({COGVIDEOX_VAE_URL}) | `ComfyUI/models/vae/` |
+
+The diffusion model has no download link here: use a CogVideoX-5B text-to-video file in the single-file
+layout ComfyUI's own CogVideoX loader reads, and pick it in Load Diffusion Model. The text encoder and the
+VAE are the files ComfyUI's CogVideoX blueprint (Video Inpaint (VOID)) uses. With less memory:
+[t5xxl_fp8_e4m3fn_scaled.safetensors]({FLUX_TEXT_ENCODERS}/t5xxl_fp8_e4m3fn_scaled.safetensors).
+"""
+
+COGVIDEOX_GENERATE_NOTE = """# CogVideoX: generate a clip and its concept mask video
+
+1. Write the prompt, and in Concept List the things in the clip to follow (`fox, snow, trees, sky`).
+2. Run. Concept Attention (Generation) lets the KSampler record where each concept is in every frame;
+   the clip is the same as without it. Create Video + Save Video save the clip (49 frames at 8 fps, the
+   length Empty HunyuanVideo 1.0 Latent gives CogVideoX: 16 channels, 4 frames and 8x8 pixels a cell).
+3. Concept Saliency from Sampling shows the regions and each concept's map, animated over the clip.
+   Saliency to Mask gives one mask per decoded frame (pick the concept, `fox`); Convert Mask to Image,
+   Create Video and Save Video save them as a mask video next to the clip, frame for frame: ready for
+   compositing or a video inpainting model.
+
+Sampling as ComfyUI's CogVideoX blueprint does: cfg 6, scheduler `simple`; 30 steps. Keep the length
+4k + 1 (49 frames: 13 latent frames). Concept Saliency from Sampling grows after a run (legend and maps):
+leave the space below it free.
+
+""" + COGVIDEOX_MODELS_NOTE
+
+COGVIDEOX_CLIP_NOTE = """# CogVideoX: mask a concept in an existing clip
+
+1. Load your clip in Load Video (Get Video Components gives its frames and frame rate). Get Image from
+   Batch keeps its first 49 frames (CogVideoX clips are 4k + 1 frames long) and Upscale
+   Image brings them to 720x480, CogVideoX-5B's size.
+2. In Concept List, name what is in the clip (`dog, person, grass, sky`); in Saliency to Mask, pick the
+   concept to mask (`dog`).
+3. Run. Concept Saliency encodes the frames with the VAE, noises them to `noise_level` and reads where
+   each concept is, frame by frame (its preview is animated). Saliency to Mask gives one mask per frame,
+   its edges following the frames; Convert Mask to Image, Create Video (at the clip's frame rate) and Save
+   Video save the mask video.
+
+Concept Saliency grows after a run (legend and maps): leave the space below it free.
+
+""" + COGVIDEOX_MODELS_NOTE
+
+
+def _cogvideox_loaders() -> list[dict]:
+    return [
+        {"key": "unet", "type": "UNETLoader", "pos": [0, 0], "size": [320, 82],
+         "values": {"unet_name": COGVIDEOX_MODEL_FILE, "weight_dtype": "default"}},
+        {"key": "clip", "type": "CLIPLoader", "pos": [0, 130], "size": [320, 106],
+         "values": {"clip_name": COGVIDEOX_TE_FILE, "type": "cogvideox"},
+         "properties": _models(COGVIDEOX_TE_FILE, f"{FLUX_TEXT_ENCODERS}/{COGVIDEOX_TE_FILE}", "text_encoders")},
+        {"key": "vae", "type": "VAELoader", "pos": [0, 290], "size": [320, 58],
+         "values": {"vae_name": COGVIDEOX_VAE_FILE},
+         "properties": _models(COGVIDEOX_VAE_FILE, COGVIDEOX_VAE_URL, "vae")},
+    ]
+
+
+COGVIDEOX_GENERATE_MASK_VIDEO = {
+    "name": "cogvideox_concept_mask_video",
+    "file": "CogVideoX Concept Mask Video",
+    "title": "CogVideoX: generate a clip and save a concept mask video next to it",
+    "nodes": [
+        _markdown_note(COGVIDEOX_GENERATE_NOTE, [-620, 0], (560, 860)),
+        *_cogvideox_loaders(),
+        {"key": "concepts", "type": "ConceptAttentionConceptList", "pos": [380, 0], "size": [320, 160],
+         "values": {"concepts": "fox, snow, trees, sky"}},
+        {"key": "patch", "type": "ConceptAttentionPatchModel", "pos": [380, 220], "size": [320, 260],
+         "values": {"layers": "last 10", "start_percent": 0.0, "end_percent": 1.0}},
+        {"key": "prompt", "type": "CLIPTextEncode", "pos": [760, 0], "size": [340, 150],
+         "values": {"text": "a red fox trotting through fresh snow between tall pine trees, soft morning light, "
+                            "clear blue sky, the camera follows the fox"}},
+        {"key": "negative", "type": "CLIPTextEncode", "pos": [760, 200], "size": [340, 110],
+         "values": {"text": "blurry, low quality, distorted, flickering"}},
+        {"key": "latent", "type": "EmptyHunyuanLatentVideo", "pos": [760, 360], "size": [340, 130],
+         "values": {"width": 720, "height": 480, "length": 49, "batch_size": 1}},
+        {"key": "sampler", "type": "KSampler", "pos": [1160, 0], "size": [320, 262],
+         "values": {"seed": 42, "steps": 30, "cfg": 6.0, "sampler_name": "euler", "scheduler": "simple",
+                    "denoise": 1.0}},
+        {"key": "decode", "type": "VAEDecode", "pos": [1160, 320], "size": [320, 46]},
+        {"key": "maps", "type": "ConceptAttentionSamplingSaliency", "pos": [1160, 420], "size": SAMPLING_SALIENCY_SIZE},
+        {"key": "save_maps", "type": "ConceptAttentionSaveSaliency", "pos": [1160, 1060], "size": [320, 82],
+         "values": {"filename_prefix": "concept_saliency/fox_clip"}},
+        {"key": "clip_video", "type": "CreateVideo", "pos": [1540, 0], "size": [340, 82], "values": {"fps": 8.0}},
+        {"key": "save_clip", "type": "SaveVideo", "pos": [1540, 200], "size": [400, 420],
+         "values": {"filename_prefix": "cogvideox/fox"}},
+        {"key": "mask", "type": "ConceptAttentionSaliencyToMask", "pos": [2000, 0], "size": [340, 300],
+         "values": {"concepts": "fox", "method": "mean"}},
+        {"key": "mask_image", "type": "MaskToImage", "pos": [2000, 360], "size": [340, 26]},
+        {"key": "mask_video", "type": "CreateVideo", "pos": [2000, 440], "size": [340, 82], "values": {"fps": 8.0}},
+        {"key": "save_mask", "type": "SaveVideo", "pos": [2000, 640], "size": [400, 420],
+         "values": {"filename_prefix": "cogvideox/fox_mask"}},
+    ],
+    "links": [
+        ("clip", "CLIP", "concepts", "clip"),
+        ("clip", "CLIP", "prompt", "clip"),
+        ("clip", "CLIP", "negative", "clip"),
+        ("unet", "MODEL", "patch", "model"),
+        ("concepts", "concepts", "patch", "concepts"),
+        ("patch", "model", "sampler", "model"),
+        ("prompt", "CONDITIONING", "sampler", "positive"),
+        ("negative", "CONDITIONING", "sampler", "negative"),
+        ("latent", "LATENT", "sampler", "latent_image"),
+        ("sampler", "LATENT", "decode", "samples"),
+        ("vae", "VAE", "decode", "vae"),
+        ("decode", "IMAGE", "clip_video", "images"),
+        ("clip_video", "VIDEO", "save_clip", "video"),
+        ("patch", "model", "maps", "model"),
+        ("sampler", "LATENT", "maps", "latent"),
+        ("decode", "IMAGE", "maps", "image"),
+        ("maps", "saliency", "save_maps", "saliency"),
+        ("maps", "saliency", "mask", "saliency"),
+        ("decode", "IMAGE", "mask", "image"),
+        ("mask", "mask", "mask_image", "mask"),
+        ("mask_image", "IMAGE", "mask_video", "images"),
+        ("mask_video", "VIDEO", "save_mask", "video"),
+    ],
+    "groups": [],
+    "thumbnail": {"saliency": "maps", "concept": "fox"},
+}
+
+COGVIDEOX_CLIP_MASK = {
+    "name": "cogvideox_clip_concept_mask",
+    "file": "CogVideoX Clip Concept Mask",
+    "title": "CogVideoX: mask a concept in an existing clip (a mask video)",
+    "nodes": [
+        _markdown_note(COGVIDEOX_CLIP_NOTE, [-620, 0], (560, 820)),
+        *_cogvideox_loaders(),
+        {"key": "load", "type": "LoadVideo", "pos": [0, 400], "size": [320, 420], "values": {"file": "example.mp4"}},
+        {"key": "concepts", "type": "ConceptAttentionConceptList", "pos": [380, 0], "size": [340, 160],
+         "values": {"concepts": "dog, person, grass, sky"}},
+        {"key": "components", "type": "GetVideoComponents", "pos": [380, 220], "size": [340, 130]},
+        {"key": "frames", "type": "ImageFromBatch", "pos": [380, 410], "size": [340, 82],
+         "values": {"batch_index": 0, "length": 49}},
+        {"key": "scale", "type": "ImageScale", "pos": [380, 550], "size": [340, 130],
+         "values": {"upscale_method": "lanczos", "width": 720, "height": 480, "crop": "center"}},
+        {"key": "saliency", "type": "ConceptAttentionSaliency", "pos": [760, 0], "size": SALIENCY_SIZE,
+         "values": {"layers": "last 10", "noise_level": 0.5}},
+        {"key": "mask", "type": "ConceptAttentionSaliencyToMask", "pos": [1160, 0], "size": [340, 300],
+         "values": {"concepts": "dog", "method": "mean", "grow": 4, "feather": 2.0}},
+        {"key": "mask_image", "type": "MaskToImage", "pos": [1160, 360], "size": [340, 26]},
+        {"key": "mask_video", "type": "CreateVideo", "pos": [1160, 440], "size": [340, 82]},
+        {"key": "save_mask", "type": "SaveVideo", "pos": [1160, 640], "size": [400, 420],
+         "values": {"filename_prefix": "cogvideox/clip_mask"}},
+    ],
+    "links": [
+        ("clip", "CLIP", "concepts", "clip"),
+        ("load", "VIDEO", "components", "video"),
+        ("components", "images", "frames", "image"),
+        ("frames", "IMAGE", "scale", "image"),
+        ("unet", "MODEL", "saliency", "model"),
+        ("concepts", "concepts", "saliency", "concepts"),
+        ("scale", "IMAGE", "saliency", "image"),
+        ("vae", "VAE", "saliency", "vae"),
+        ("saliency", "saliency", "mask", "saliency"),
+        ("scale", "IMAGE", "mask", "image"),
+        ("mask", "mask", "mask_image", "mask"),
+        ("mask_image", "IMAGE", "mask_video", "images"),
+        ("components", "fps", "mask_video", "fps"),
+        ("mask_video", "VIDEO", "save_mask", "video"),
+    ],
+    "groups": [],
+    "thumbnail": {"saliency": "saliency", "concept": "dog"},
+}
+
 EXAMPLES = [FLUX_MASK_INPAINT, FLUX_GENERATE_INSPECT, SD35_REGIONAL_EDIT, FLUX_ARGMAX_SEGMENTATION,
-            FLUX2_KLEIN_MASK_EDIT, QWEN_IMAGE_EDIT_MASK_EDIT]
+            FLUX2_KLEIN_MASK_EDIT, QWEN_IMAGE_EDIT_MASK_EDIT, COGVIDEOX_GENERATE_MASK_VIDEO, COGVIDEOX_CLIP_MASK]
 
 # What the browser tier checks in each saved workflow's prompt (graphToPrompt): pack node types
 # that must be there, and widget values that define the example.
@@ -721,6 +896,24 @@ EXPECTED = {
         "models": {"UNETLoader": (QWEN_IMAGE_EDIT_FILE, "diffusion_models"),
                    "CLIPLoader": (QWEN_IMAGE_TE_FILE, "text_encoders"),
                    "VAELoader": (QWEN_IMAGE_VAE_FILE, "vae")},
+        "saliency_room": 600,
+    },
+    # The diffusion model file has no public link (the Note says why): only the linked files are listed.
+    "cogvideox_concept_mask_video": {
+        "types": {"ConceptAttentionConceptList", "ConceptAttentionPatchModel", "ConceptAttentionSamplingSaliency",
+                  "ConceptAttentionSaliencyToMask", "UNETLoader", "CLIPLoader", "VAELoader", "EmptyHunyuanLatentVideo",
+                  "KSampler", "VAEDecode", "MaskToImage", "CreateVideo", "SaveVideo"},
+        "files": {COGVIDEOX_TE_FILE, COGVIDEOX_VAE_FILE},
+        "widgets": {"CLIPLoader": {"type": "cogvideox"}, "EmptyHunyuanLatentVideo": {"length": 49}},
+        "models": {"CLIPLoader": (COGVIDEOX_TE_FILE, "text_encoders"), "VAELoader": (COGVIDEOX_VAE_FILE, "vae")},
+    },
+    "cogvideox_clip_concept_mask": {
+        "types": {"ConceptAttentionConceptList", "ConceptAttentionSaliency", "ConceptAttentionSaliencyToMask",
+                  "UNETLoader", "CLIPLoader", "VAELoader", "LoadVideo", "GetVideoComponents", "MaskToImage",
+                  "CreateVideo", "SaveVideo"},
+        "files": {COGVIDEOX_TE_FILE, COGVIDEOX_VAE_FILE},
+        "widgets": {"CLIPLoader": {"type": "cogvideox"}},
+        "models": {"CLIPLoader": (COGVIDEOX_TE_FILE, "text_encoders"), "VAELoader": (COGVIDEOX_VAE_FILE, "vae")},
         "saliency_room": 600,
     },
 }

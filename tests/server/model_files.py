@@ -12,6 +12,10 @@ are written at test time (see tests/server/conftest.py, ``comfy_server_prepare``
   comfy/model_detection.py), only with its head width (axes 4 x 32) fixed, so the hidden size is a
   multiple of 128. Its text input is as wide as the tiny Qwen3 of
   tests/comfy/tiny_text_encoders.py (``klein_clip("4b")``), served by the fixture node pack.
+* :func:`write_tiny_cogvideox` - a CogVideoX-5B text-to-video DiT (2 heads of 64, 3 blocks, 3-D RoPE,
+  0.95 M parameters, ~4 MB) that the stock ``UNETLoader`` loads: ComfyUI's detection fixes the head
+  width at 64 and reads the rest from the shapes. Its text input is as wide as the tiny T5 of
+  tests/comfy/tiny_cogvideox.py; text encoder and VAE come from the fixture node pack.
 * :func:`write_random_clip_l` - the state dict of ComfyUI's own CLIP-L text model
   (``comfy.sd1_clip.SDClipModel``, 123.6 M parameters, ~247 MB in fp16) with seeded random values.
   The stock ``CLIPLoader`` with type ``sd3`` turns it into an SD3 text encoder without CLIP-G or T5:
@@ -37,6 +41,8 @@ SD3_FILE = "tiny_sd3_concept_attention.safetensors"
 FLUX2_KLEIN_FILE = "tiny_flux2_klein4b_concept_attention.safetensors"
 FLUX2_HIDDEN = 128  # ComfyUI's Flux.2 detection fixes the head width at 128 (axes_dim 4 x 32)
 CLIP_L_FILE = "random_clip_l_concept_attention.safetensors"
+COGVIDEOX_FILE = "tiny_cogvideox_5b_concept_attention.safetensors"
+COGVIDEOX_HEADS = 2  # ComfyUI's CogVideoX detection fixes the head width at 64
 
 
 def _seeded_values(name: str, shape, gen: torch.Generator, std: float) -> torch.Tensor:
@@ -108,6 +114,38 @@ def write_tiny_flux2_klein(path: Path, seed: int = 0) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     save_file(tiny_flux2_klein_state_dict(seed), str(path))
+    return path
+
+
+def tiny_cogvideox_state_dict(seed: int = 0, depth: int = 3, std: float = 0.08) -> dict[str, torch.Tensor]:
+    """The diffusion_model state dict of a tiny CogVideoX-5B (text to video, 3-D RoPE: no position table), as
+    UNETLoader files have it: ComfyUI's detection reads heads (hidden / 64), time embedding, block count, input
+    channels, patch size and text width from the shapes; the text is as wide as the tiny T5 of
+    tests/comfy/tiny_cogvideox.py (``cogvideox_clip()``), served by the fixture node pack."""
+    import comfy.supported_models
+
+    from concept_attention_tests.comfy.tiny_cogvideox import CONTEXT_DIM
+
+    unet_config = {
+        "image_model": "cogvideox", "num_attention_heads": COGVIDEOX_HEADS, "attention_head_dim": 64,
+        "time_embed_dim": 64, "num_layers": depth, "in_channels": 16, "patch_size": 2,
+        "text_embed_dim": CONTEXT_DIM, "use_learned_positional_embeddings": False,
+        "use_rotary_positional_embeddings": True,
+    }
+    config = comfy.supported_models.CogVideoX_T2V(unet_config)
+    config.set_inference_dtype(torch.float32, None)
+    network = config.get_model({}).diffusion_model
+    gen = torch.Generator().manual_seed(seed)
+    return {name: _seeded_values(name, t.shape, gen, std).contiguous()
+            for name, t in sorted(network.state_dict().items()) if t.is_floating_point()}
+
+
+def write_tiny_cogvideox(path: Path, seed: int = 0) -> Path:
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file(tiny_cogvideox_state_dict(seed), str(path))
     return path
 
 

@@ -20,11 +20,21 @@ stock loaders cannot make small:
                                            dropped from its output) with a tiny config: what CLIPLoader
                                            type qwen_image makes of qwen_2.5_vl_7b
   ConceptAttentionTestTinyUNet      MODEL  an SD1.5-style UNet (not a dual-stream DiT: unsupported)
-The builders are those of tests/comfy/tiny_models.py and tests/comfy/tiny_text_encoders.py, the
-same models the in-process tests use. (A tiny Flux.2 Klein DiT needs no node here: the stock
-UNETLoader reads a small Flux.2 file, see tests/server/model_files.py. A Qwen-Image file cannot be
-small: ComfyUI's detection reads only its block count and input channels from the file and builds
-every Qwen-Image at full width, 24 heads of 128 over 3584-wide text, hence the model node.)
+  ConceptAttentionTestTinyCogVideoX MODEL  CogVideoX-5B text to video (3 heads of 32, 2 blocks, 3-D RoPE), built
+                                           from comfy.supported_models.CogVideoX_T2V like ComfyUI's loader
+  ConceptAttentionTestTinyCogVideoXClip
+                                    CLIP   ComfyUI's CogVideoX text encoder (T5-XXL, 226-token padding) with a
+                                           tiny T5: what CLIPLoader type cogvideox makes of t5xxl
+  ConceptAttentionTestTinyCogVideoXVAE
+                                    VAE    ComfyUI's CogVideoX VAE (4x time, 8x space, 16 channels) at tiny
+                                           widths: VAELoader builds it at full width whatever the file holds
+The builders are those of tests/comfy/tiny_models.py, tests/comfy/tiny_text_encoders.py and
+tests/comfy/tiny_cogvideox.py, the same models the in-process tests use. (A tiny Flux.2 Klein DiT
+or CogVideoX needs no node on the server tier: the stock UNETLoader reads a small file of either,
+see tests/server/model_files.py; the CogVideoX model node stands in for the browser tier's example
+runs. A Qwen-Image file cannot be small: ComfyUI's detection reads only its block count and input
+channels from the file and builds every Qwen-Image at full width, 24 heads of 128 over 3584-wide
+text, hence the model node.)
 """
 
 import importlib
@@ -62,6 +72,13 @@ def tiny_text_encoders():
             spec.submodule_search_locations = [folder]
             sys.modules[name] = importlib.util.module_from_spec(spec)
     return importlib.import_module("concept_attention_tests.comfy.tiny_text_encoders")
+
+
+def tiny_cogvideox():
+    """tests/comfy/tiny_cogvideox.py, imported like tiny_text_encoders (whose import registers the package names it
+    needs)."""
+    tiny_text_encoders()
+    return importlib.import_module("concept_attention_tests.comfy.tiny_cogvideox")
 
 
 class ConceptAttentionTestRaise:
@@ -164,6 +181,33 @@ class ConceptAttentionTestTinyUNet(_SeededBuilder):
         return (tiny_models.unet_model(seed=seed),)
 
 
+class ConceptAttentionTestTinyCogVideoX(_SeededBuilder):
+    """A tiny random-weight CogVideoX-5B (text to video) MODEL."""
+
+    RETURN_TYPES = ("MODEL",)
+
+    def build(self, seed):
+        return (tiny_cogvideox().cogvideox_model("5b", depth=2, seed=seed),)
+
+
+class ConceptAttentionTestTinyCogVideoXClip(_SeededBuilder):
+    """ComfyUI's CogVideoX text encoder (a T5-XXL) with a tiny config and random weights."""
+
+    RETURN_TYPES = ("CLIP",)
+
+    def build(self, seed):
+        return (tiny_cogvideox().cogvideox_clip(seed=seed),)
+
+
+class ConceptAttentionTestTinyCogVideoXVAE(_SeededBuilder):
+    """ComfyUI's CogVideoX VAE with tiny widths and random weights."""
+
+    RETURN_TYPES = ("VAE",)
+
+    def build(self, seed):
+        return (tiny_cogvideox().cogvideox_vae(seed=seed),)
+
+
 NODE_CLASS_MAPPINGS = {
     "ConceptAttentionTestRaise": ConceptAttentionTestRaise,
     "ConceptAttentionTestTinyFlux": ConceptAttentionTestTinyFlux,
@@ -172,6 +216,9 @@ NODE_CLASS_MAPPINGS = {
     "ConceptAttentionTestTinyQwenImage": ConceptAttentionTestTinyQwenImage,
     "ConceptAttentionTestTinyQwenImageClip": ConceptAttentionTestTinyQwenImageClip,
     "ConceptAttentionTestTinyUNet": ConceptAttentionTestTinyUNet,
+    "ConceptAttentionTestTinyCogVideoX": ConceptAttentionTestTinyCogVideoX,
+    "ConceptAttentionTestTinyCogVideoXClip": ConceptAttentionTestTinyCogVideoXClip,
+    "ConceptAttentionTestTinyCogVideoXVAE": ConceptAttentionTestTinyCogVideoXVAE,
 }
 NODE_DISPLAY_NAME_MAPPINGS = {
     "ConceptAttentionTestRaise": "Raise (ConceptAttention tests)",
@@ -181,4 +228,7 @@ NODE_DISPLAY_NAME_MAPPINGS = {
     "ConceptAttentionTestTinyQwenImage": "Tiny Qwen-Image (ConceptAttention tests)",
     "ConceptAttentionTestTinyQwenImageClip": "Tiny Qwen-Image CLIP (ConceptAttention tests)",
     "ConceptAttentionTestTinyUNet": "Tiny UNet (ConceptAttention tests)",
+    "ConceptAttentionTestTinyCogVideoX": "Tiny CogVideoX (ConceptAttention tests)",
+    "ConceptAttentionTestTinyCogVideoXClip": "Tiny CogVideoX CLIP (ConceptAttention tests)",
+    "ConceptAttentionTestTinyCogVideoXVAE": "Tiny CogVideoX VAE (ConceptAttention tests)",
 }
