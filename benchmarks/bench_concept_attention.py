@@ -189,6 +189,7 @@ FLUX2_VARIANTS = {
 }
 FLUX_CLASS = ("flux",) + tuple(FLUX2_VARIANTS)
 NAMES = {"flux": "Flux.1-dev", "sd3": "SD3.5-large", "flux2dev": "Flux.2-dev", "klein9b": "Flux.2-Klein-9B",
+         "cogvideox": "CogVideoX-5B", "zimage": "Z-Image", "hv15": "HunyuanVideo-1.5", "krea2": "Krea-2",
          "qwen": "Qwen-Image", "hidream": "HiDream-I1"}
 
 
@@ -246,20 +247,74 @@ def hidream_config(tiny):
             "llama_layers": list(range(layers + single)) if tiny else list(range(32)) + [31] * 16}
 
 
+def cogvideox_config(tiny):
+    """What comfy.model_detection derives from the CogVideoX-5B (text-to-video) checkpoint: 42 blocks of 48 heads
+    of 64 (head width fixed by the detection), T5-XXL 4096, RoPE positions."""
+    return {"image_model": "cogvideox", "num_attention_heads": 2 if tiny else 48, "attention_head_dim": 64,
+            "time_embed_dim": 64 if tiny else 512, "num_layers": 3 if tiny else 42, "in_channels": 16,
+            "patch_size": 2, "text_embed_dim": 64 if tiny else 4096, "use_learned_positional_embeddings": False,
+            "use_rotary_positional_embeddings": True}
+
+
+def zimage_config(tiny):
+    """What comfy.model_detection derives from the Z-Image (Turbo) checkpoint: NextDiT 3840 wide, 30 layers of 30
+    heads of 128, Qwen3-4B states 2560 wide, captions padded to a multiple of 32."""
+    # Tiny: 256 wide at least (Z-Image's modulation reads a 256-wide timestep embedding), 2 heads of 128.
+    return {"image_model": "lumina2", "patch_size": 2, "in_channels": 16, "dim": 256 if tiny else 3840,
+            "cap_feat_dim": 64 if tiny else 2560, "n_layers": 3 if tiny else 30, "qk_norm": True,
+            "n_heads": 2 if tiny else 30, "n_kv_heads": 2 if tiny else 30,
+            "axes_dims": [32, 48, 48], "axes_lens": [1536, 512, 512], "rope_theta": 256.0,
+            "ffn_dim_multiplier": 8.0 / 3.0, "z_image_modulation": True, "time_scale": 1000.0,
+            "pad_tokens_multiple": 32}
+
+
+def hv15_config(tiny):
+    """What comfy.model_detection derives from the HunyuanVideo 1.5 720p checkpoint: 54 dual-stream blocks of 16 heads
+    of 128, patch 1, Qwen2.5-VL states 3584 wide (+ byT5), the image condition and mask as 33 extra channels."""
+    return {"image_model": "hunyuan_video", "in_channels": 65, "patch_size": [1, 1, 1], "out_channels": 32,
+            "vec_in_dim": None, "axes_dim": [16, 56, 56] if not tiny else [8, 12, 12], "meanflow": False,
+            "context_in_dim": 64 if tiny else 3584, "hidden_size": 64 if tiny else 2048, "mlp_ratio": 4.0,
+            "num_heads": 2 if tiny else 16, "depth": 3 if tiny else 54, "depth_single_blocks": 0, "theta": 256,
+            "qkv_bias": True, "byt5": True, "guidance_embed": False, "use_cond_type_embedding": True,
+            "vision_in_dim": 1152, "meanflow_sum": True}
+
+
+def krea2_config(tiny):
+    """Krea 2 as ComfyUI builds it (SingleStreamDiT's defaults, which model_detection reads back from the checkpoint's
+    shapes): 28 blocks 6144 wide, 48 query heads and 12 key/value heads of 128, Qwen3-VL-4B's 12 tapped layers of
+    2560."""
+    if tiny:
+        return {"image_model": "krea2", "features": 256, "channels": 16, "patch": 2, "layers": 3, "heads": 2,
+                "kvheads": 1, "txtlayers": 2, "txtdim": 64, "txtheads": 2, "txtkvheads": 2}
+    return {"image_model": "krea2", "features": 6144, "channels": 16, "patch": 2, "layers": 28, "heads": 48,
+            "kvheads": 12, "txtlayers": 12, "txtdim": 2560}
+
+
 OTHER_CONFIGS = {"qwen": (lambda tiny: comfy.supported_models.QwenImage(qwen_config(tiny))),
-                 "hidream": (lambda tiny: comfy.supported_models.HiDream(hidream_config(tiny)))}
-CFG = {"qwen": 4.0, "hidream": 5.0, "sd3": 4.5}  # Flux-class models: 1 (guidance-distilled)
+                 "hidream": (lambda tiny: comfy.supported_models.HiDream(hidream_config(tiny))),
+                 "cogvideox": (lambda tiny: comfy.supported_models.CogVideoX_T2V(cogvideox_config(tiny))),
+                 "zimage": (lambda tiny: comfy.supported_models.ZImage(zimage_config(tiny))),
+                 "hv15": (lambda tiny: comfy.supported_models.HunyuanVideo15(hv15_config(tiny))),
+                 "krea2": (lambda tiny: comfy.supported_models.Krea2(krea2_config(tiny)))}
+CFG = {"qwen": 4.0, "hidream": 5.0, "sd3": 4.5, "cogvideox": 6.0, "hv15": 6.0, "krea2": 4.0}  # Flux-class models and Z-Image Turbo: 1
+# Video models: latent (channels, spatial downscale), and the clip each is timed on (WxHxframes, their defaults).
+VIDEO_LATENTS = {"cogvideox": (16, 8), "hv15": (32, 16)}
+VIDEO_RESOLUTIONS = {"cogvideox": "720x480x49", "hv15": "848x480x61"}
+# Text states per model: (tokens, width) of a prompt's conditioning, no pooled vector.
+TEXT_STATES = {"cogvideox": (226, 4096), "zimage": (128, 2560), "hv15": (128, 3584), "krea2": (128, 12 * 2560)}
 
 
 @torch.no_grad()
 def randomize_(module, std=0.02, seed=0):
     """comfy ops leave weights uninitialised: fill parameters and float buffers in place, on their device."""
-    gen = torch.Generator(device=next(module.parameters()).device).manual_seed(seed)
+    generators = {}  # one per device: a model may keep a few tensors off the GPU
     named = list(module.named_parameters()) + [(n, b) for n, b in module.named_buffers() if b.is_floating_point()]
     for name, t in named:
+        if t.device not in generators:
+            generators[t.device] = torch.Generator(device=t.device).manual_seed(seed)
         mean = 1.0 if (name.endswith("norm.weight") or name.endswith("norm.scale") or ".ln_" in name
                        or name.endswith("_norm.weight")) else 0.0
-        t.normal_(mean, std, generator=gen)
+        t.normal_(mean, std, generator=generators[t.device])
 
 
 def build_model(family, tiny):
@@ -301,6 +356,12 @@ def conditioning(family, tiny, seed):
     if family == "qwen":
         # Qwen2.5-VL states of a prompt (the system prompt cut off); no pooled vector.
         return [[torch.randn(1, 16 if tiny else 128, 64 if tiny else 3584, generator=g), {}]]
+    if family in TEXT_STATES:
+        tokens, width = TEXT_STATES[family]
+        # HunyuanVideo 1.5's text encoders give no pooled vector, but the model reads the key.
+        extras = {"pooled_output": None} if family == "hv15" else {}
+        tiny_width = 128 if family == "krea2" else 64  # Krea 2 packs its 2 tiny tapped layers of 64
+        return [[torch.randn(1, 16 if tiny else tokens, tiny_width if tiny else width, generator=g), extras]]
     if family == "hidream":
         # T5 states (128 tokens), pooled CLIP-L+G, and Llama-3.1's 32 hidden layers of 128 tokens.
         t5 = torch.randn(1, 128, 64 if tiny else 4096, generator=g)
@@ -319,6 +380,9 @@ def concept_set(r, dim, seed=0, family=None):
     if family == "qwen":
         # Qwen-Image numbers text tokens too: a concept sits where its own tokens sat in its conditioning.
         extra = {"positions": torch.full((r,), 1.0), "cond_lengths": torch.full((r,), 4, dtype=torch.int64)}
+    if family in ("zimage", "krea2", "hv15"):
+        # LLM text encoders: a concept sits where its own tokens sat in its conditioning.
+        extra = {"positions": torch.full((r,), 12.0), "cond_lengths": torch.full((r,), 20, dtype=torch.int64)}
     if is_flux2(family or ""):
         # Flux.2 places text tokens by RoPE position (axis 3): a concept carries where its own tokens sat in
         # its own conditioning and that conditioning's length (dev: short, left-padded to 512; Klein: 512).
@@ -628,9 +692,14 @@ def over_budget():
 
 
 def latent_for(res, tiny, family="flux"):
-    w, h = (int(v) for v in res.lower().split("x"))
+    """The latent of a WxH picture, or of a WxHxF clip (F pixel frames) for a video model."""
+    w, h, *frames = (int(v) for v in res.lower().split("x"))
     if tiny:
         w, h = w // 8, h // 8  # 128x128 / 192x128 pixels -> 16x16 / 24x16 latent (Flux.2: 8x8 / 12x8)
+    if family in VIDEO_LATENTS:
+        channels, down = VIDEO_LATENTS[family]
+        t = ((frames[0] if frames else 1) - 1) // 4 + 1  # causal video VAEs: 1 + 4k frames -> 1 + k latents
+        return torch.zeros(1, channels, t if not tiny else min(t, 3), h // down, w // down)
     if is_flux2(family):
         # Flux.2's VAE: 128 channels at 16x downscale (comfy.latent_formats.Flux2); patch 1 in the DiT.
         return torch.zeros(1, 128, h // 16, w // 16)
@@ -835,26 +904,40 @@ def bench_requery(family, results, save):
         sync()
         return time.perf_counter() - t0, sal
 
+    # Concept lists of another count: the first re-query with a count runs eagerly and captures a CUDA graph.
+    other_counts = [concept_set(r, ctx, seed=10 + r, family=family) for r in (5, 6, 7)]
     encode(first, 0)  # warm-up (loads the model, autotunes)
     cache.clear()
     encode(first, budget)
-    encode(second, budget)  # warm-up of the re-query path
-    t_plain, t_keep, t_requery = [], [], []
-    for _ in range(ARGS.encode_repeats):
+    encode(second, budget)  # warm-up of the re-query path (8 concepts: eager, then captured)
+    t_plain, t_keep, t_requery, t_first_count = [], [], [], []
+    for i in range(ARGS.encode_repeats):
         t_plain.append(encode(first, 0)[0])
         cache.clear()
         t_keep.append(encode(first, budget)[0])
-        t, sal = encode(second, budget)
+        encode(second, budget)  # captures the 8-concept graph of this new entry
+        t, sal = encode(first, budget)  # same count, other concepts: a graph replay
         assert sal.metadata["requery"] is True
         t_requery.append(t)
+        t_first_count.append(encode(other_counts[i % len(other_counts)], budget)[0])
+    full_second = encode(second, 0)[1]
+    requeried_second = encode(second, budget)[1]
+    graphs = [g for e in cache.entries.values() for f in e.forwards for g in f.graphs.values()]
     kept = [t for e in cache.entries.values() for f in e.forwards for t in f.tensors()]
-    plain_ms, keep_ms, requery_ms = (1e3 * statistics.median(v) for v in (t_plain, t_keep, t_requery))
+    plain_ms, keep_ms, requery_ms, first_count_ms = (
+        1e3 * statistics.median(v) for v in (t_plain, t_keep, t_requery, t_first_count))
     results.setdefault("requery", {})[family] = {
         "resolution": res, "layers": [layers[0], layers[-1]], "concepts": 8, "params": params,
         "encode_ms": round(plain_ms, 3), "encode_keeping_ms": round(keep_ms, 3), "requery_ms": round(requery_ms, 3),
         "requery_vs_encode_pct": round(100.0 * requery_ms / plain_ms, 2),
+        "requery_new_count_ms": round(first_count_ms, 3),
+        "requery_new_count_vs_encode_pct": round(100.0 * first_count_ms / plain_ms, 2),
+        "requery_maps_equal_full_run": bool(torch.equal(requeried_second.maps, full_second.maps)),
+        "graphs_in_use": sum(1 for g in graphs if not isinstance(g, str)), "graphs_refused": sum(
+            1 for g in graphs if isinstance(g, str)),
         "keeping_overhead_pct": pct(keep_ms, plain_ms),
         "requery_ms_all": [round(1e3 * v, 3) for v in t_requery], "encode_ms_all": [round(1e3 * v, 3) for v in t_plain],
+        "requery_new_count_ms_all": [round(1e3 * v, 3) for v in t_first_count],
         "cache_mib_per_picture": mib(cache.nbytes), "cache_device": str(kept[0].device) if kept else None,
     }
     log(f"{family} requery: " + json.dumps(results["requery"][family]))
@@ -892,7 +975,8 @@ def main():
             log("budget reached: skipping", family, res_list)
             continue
         try:
-            bench_family(family, results, out_dir, save, res_list, extras)
+            bench_family(family, results, out_dir, save,
+                         [VIDEO_RESOLUTIONS[family]] if family in VIDEO_RESOLUTIONS else res_list, extras)
         except Exception:
             tb = traceback.format_exc()
             log(f"{family} FAILED\n{tb}")

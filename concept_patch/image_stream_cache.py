@@ -40,18 +40,26 @@ GPU_MARGIN_FRACTION = 0.2
 class RecordedForward:
     """What one forward's concept stream read: per block its image stream and the block arguments the family reads."""
 
-    blocks: dict = field(default_factory=dict)       # block index -> ImageStream
-    block_args: dict = field(default_factory=dict)   # block index -> the family's cacheable block arguments
+    blocks: dict = field(default_factory=dict)       # block (kind, index) -> ImageStream
+    block_args: dict = field(default_factory=dict)   # block (kind, index) -> the family's cacheable block arguments
     family_state: dict = field(default_factory=dict)
     grid: tuple = ()
     cond_ranges: list = field(default_factory=list)
     latent_shape: tuple = ()
     dtype: torch.dtype | None = None
+    # CUDA graphs of re-queries over this recording, by concept count and options (requery_graph.py).
+    graphs: dict = field(default_factory=dict, repr=False, compare=False)
+
+    def on(self, device) -> bool:
+        """Whether every kept tensor is on `device` already."""
+        device = torch.device(device)
+        return all(t.device.type == device.type and (device.index is None or t.device.index == device.index)
+                   for t in self.tensors())
 
     def tensors(self):
         for view in self.blocks.values():
             yield from (view.image_k, view.image_v, view.image_out)
-        for value in list(self.family_state.values()) + [v for a in self.block_args.values() for v in _flat(a)]:
+        for value in list(_flat(self.family_state)) + [v for a in self.block_args.values() for v in _flat(a)]:
             if torch.is_tensor(value) and not value.is_meta:
                 yield value
 
@@ -102,7 +110,7 @@ class StreamRecorder:
 @dataclass
 class CacheEntry:
     forwards: list           # RecordedForward per noise sample
-    last_layer: int
+    last_layer: tuple        # options.block_order of the last block recorded
     nbytes: int
     model_ref: weakref.ref
 
@@ -122,7 +130,7 @@ class ImageStreamCache:
         self.budget = max(0, int(budget_bytes))
         self._evict_to(self.budget)
 
-    def lookup(self, key, last_layer: int) -> list | None:
+    def lookup(self, key, last_layer: tuple) -> list | None:
         self.drop_unloaded()
         entry = self.entries.get(key)
         if entry is None or entry.last_layer < last_layer:
@@ -130,7 +138,7 @@ class ImageStreamCache:
         self.entries.move_to_end(key)
         return entry.forwards
 
-    def store(self, key, forwards: list, last_layer: int, model) -> bool:
+    def store(self, key, forwards: list, last_layer: tuple, model) -> bool:
         """Keep these recorded forwards under `key`; False when they do not fit the budget at all."""
         size = sum(f.nbytes for f in forwards)
         self.entries.pop(key, None)
@@ -247,9 +255,34 @@ def _map_tensors(value, fn):
 # ---------------------------------------------------------------------------------------------
 
 
+# Digests of tensors already hashed, by identity: a prompt's conditioning (megabytes of T5 states) is the same
+# object from run to run, and hashing it again would cost more than a whole re-query.
+_digests: dict = {}
+
+
 def tensor_digest(t: torch.Tensor) -> str:
+    identity = _identity(t)
+    known = _digests.get(id(t))
+    if known is not None and known[0]() is t and known[1] == identity:
+        return known[2]
     data = t.detach().to("cpu").contiguous().reshape(-1).view(torch.uint8).numpy()
-    return f"{tuple(t.shape)}:{t.dtype}:{hashlib.sha1(data.tobytes()).hexdigest()}"
+    digest = f"{tuple(t.shape)}:{t.dtype}:{hashlib.sha1(data).hexdigest()}"
+    try:
+        ref = weakref.ref(t, lambda _, key=id(t): _digests.pop(key, None))
+    except TypeError:
+        return digest
+    _digests[id(t)] = (ref, identity, digest)
+    return digest
+
+
+def _identity(t: torch.Tensor) -> tuple:
+    """What tells an unchanged tensor: its storage and layout, and its version counter, which every in-place
+    change bumps (inference-mode tensors have none; ComfyUI nodes do not change their inputs in place)."""
+    try:
+        version = t._version
+    except RuntimeError:
+        version = None
+    return (t.data_ptr(), tuple(t.shape), tuple(t.stride()), t.dtype, str(t.device), version)
 
 
 def fingerprint(value, depth: int = 0):

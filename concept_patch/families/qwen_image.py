@@ -72,7 +72,7 @@ class QwenImageFamily(DualStreamFamily):
         temb = block_args["vec"]
         if temb.shape[0] == 2 * block_args["img"].shape[0]:
             temb = temb[: block_args["img"].shape[0]]  # index_timestep_zero: the text's rows come first
-        mod = split_modulation(block.txt_mod(forward.rows(temb)), 6)
+        mod = forward.block_constant("text_modulation", lambda: split_modulation(block.txt_mod(forward.rows(temb)), 6))
         x = modulated_layer_norm(concepts, mod[0], mod[1], block.txt_norm1.eps)
         attn = block.attn
         b, r = x.shape[0], x.shape[1]

@@ -48,7 +48,8 @@ class SD3Family(DualStreamFamily):
         ctx = block.context_block
         vec = forward.rows(block_args["vec"])
         if _standard_layer_norm_block(ctx):
-            saved = split_modulation(ctx.adaLN_modulation(vec), 2 if ctx.pre_only else 6)
+            saved = forward.block_constant("text_modulation", lambda: split_modulation(
+                ctx.adaLN_modulation(vec), 2 if ctx.pre_only else 6))
             q, k, v = ctx.attn.pre_attention(modulated_layer_norm(concepts, saved[0], saved[1], ctx.norm1.eps))
         else:  # RMSNorm or scale-only modulation: ComfyUI's own pre_attention
             (q, k, v), intermediates = ctx.pre_attention(concepts, vec)

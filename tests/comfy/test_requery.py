@@ -12,7 +12,9 @@ from concept_attention.concept_patch import image_stream_cache
 from concept_attention.concept_patch.concept_encoding import encode_concepts
 from concept_attention.concept_patch.encode import encode_saliency
 from concept_attention.concept_patch.options import SaliencyOptions
-from concept_attention_tests.comfy import tiny_models, tiny_text_encoders
+from concept_attention_tests.comfy import (
+    tiny_cogvideox, tiny_hunyuan_video, tiny_models, tiny_single_stream, tiny_text_encoders,
+)
 
 BUDGET = 1 << 30
 FIRST = ["dog", "grass", "sky"]
@@ -32,7 +34,20 @@ FAMILIES = {
                         (1, 3, 36, 40)),
     "Qwen-Image": (tiny_models.qwen_image_model, tiny_text_encoders.qwen_image_clip, (1, 16, 1, 6, 8)),
     "HiDream": (tiny_models.hidream_model, tiny_models.hidream_clip, (1, 16, 6, 8)),
+    "CogVideoX 5B (video)": (tiny_cogvideox.cogvideox_model, tiny_cogvideox.cogvideox_clip, (1, 16, 3, 4, 6)),
+    "CogVideoX 1.5 (video)": (lambda: tiny_cogvideox.cogvideox_model("1.5"), tiny_cogvideox.cogvideox_clip,
+                              (1, 16, 3, 4, 6)),
+    "HunyuanVideo (video)": (tiny_hunyuan_video.hunyuan_video_model, tiny_text_encoders.hunyuan_video_clip,
+                             (1, 16, 3, 4, 6)),
+    "HunyuanVideo 1.5 (video)": (tiny_hunyuan_video.hunyuan_video15_model, tiny_text_encoders.hunyuan_video15_clip,
+                                 (1, 32, 3, 4, 6)),
+    "Z-Image": (tiny_single_stream.z_image_model, tiny_text_encoders.z_image_clip, (1, 16, 6, 8)),
+    "Lumina 2": (tiny_single_stream.lumina2_model, tiny_text_encoders.lumina2_clip, (1, 16, 6, 8)),
+    "Krea 2": (tiny_single_stream.krea2_model, tiny_text_encoders.krea2_clip, (1, 16, 1, 6, 8)),
 }
+# The concepts' own text preprocessing (single-stream models' caption refiners, HunyuanVideo's token refiner) runs
+# in a re-query too.
+TEXT_PREPROCESSING = ("context_refiner.", "txtfusion.", "txt_in.")
 
 
 @functools.lru_cache(maxsize=None)
@@ -70,8 +85,9 @@ class ModelCalls:
         self.count = 0
 
     def __enter__(self):
-        self.handles = [m.register_forward_pre_hook(self._seen) for m in self.dm.modules()
-                        if m is self.dm or type(m).__name__.endswith(("Block", "BlockX"))]
+        self.handles = [m.register_forward_pre_hook(self._seen) for name, m in self.dm.named_modules()
+                        if m is self.dm or (type(m).__name__.endswith(("Block", "BlockX"))
+                                            and not name.startswith(TEXT_PREPROCESSING))]
         return self
 
     def _seen(self, *_):
@@ -184,3 +200,34 @@ def test_interrupting_a_requery_leaves_cache_and_model_usable():
     again = _encode(model, second, latent, cond)
     assert again.metadata["requery"] is True
     assert torch.equal(again.maps, _encode(model, second, latent, cond, budget=0).maps)
+
+
+def test_a_tensor_is_hashed_once_until_it_changes(monkeypatch):
+    """The key's digests are remembered per tensor object (a prompt's states are megabytes), yet an in-place
+    change of that tensor, or another tensor, is hashed anew."""
+    import hashlib
+
+    calls = []
+    real_sha1 = hashlib.sha1
+    monkeypatch.setattr(image_stream_cache.hashlib, "sha1", lambda data: calls.append(1) or real_sha1(data))
+    states = torch.randn(2, 7, 16)
+    first = image_stream_cache.tensor_digest(states)
+    assert image_stream_cache.tensor_digest(states) == first and len(calls) == 1
+    states[0, 0, 0] += 1.0
+    changed = image_stream_cache.tensor_digest(states)
+    assert changed != first and len(calls) == 2
+    copy = states.clone()
+    assert image_stream_cache.tensor_digest(copy) == changed and len(calls) == 3
+    with torch.inference_mode():
+        frozen = torch.randn(3, 4)  # inference tensors have no version counter
+    assert image_stream_cache.tensor_digest(frozen) == image_stream_cache.tensor_digest(frozen.clone())
+
+
+def test_a_latent_changed_in_place_is_not_taken_for_the_analysed_one():
+    model, _, (first, second), cond, latent = _setup("Flux.1")
+    latent = latent.clone()
+    _encode(model, first, latent, cond, layers=(0, 1))
+    latent.mul_(0.5)
+    with ModelCalls(model) as calls:
+        assert _encode(model, second, latent, cond, layers=(0, 1)).metadata["requery"] is False
+    assert calls.count > 0
