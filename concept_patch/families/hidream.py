@@ -79,21 +79,18 @@ class HiDreamFamily(DualStreamFamily):
         return forward.session.cached(("image_columns", h, w, width), forward.device, build)
 
     def concept_qkv(self, block, concepts, block_args, forward):
-        modulation = block.adaLN_modulation(forward.rows(block_args["vec"]))
-        mod = split_modulation(modulation[:, modulation.shape[1] // 2:], 6)  # the text stream's six
+        def text_modulation():
+            modulation = block.adaLN_modulation(forward.rows(block_args["vec"]))
+            return split_modulation(modulation[:, modulation.shape[1] // 2:], 6)  # the text stream's six
+
+        mod = forward.block_constant("text_modulation", text_modulation)
         x = modulated_layer_norm(concepts, mod[0], mod[1], block.norm1_t.eps)
         attn = block.attn1
-        b, r = x.shape[0], x.shape[1]
-        q = attn.q_rms_norm_t(attn.to_q_t(x)).to(x.dtype).view(b, r, attn.heads, -1).transpose(1, 2)
-        k = attn.k_rms_norm_t(attn.to_k_t(x)).to(x.dtype).view(b, r, attn.heads, -1).transpose(1, 2)
-        v = attn.to_v_t(x).view(b, r, attn.heads, -1).transpose(1, 2)
-        return (q, k, v), mod
+        qkv = _heads(x, attn.heads, (attn.to_q_t, attn.q_rms_norm_t), (attn.to_k_t, attn.k_rms_norm_t), attn.to_v_t)
+        return qkv, mod
 
     def update_concepts(self, block, concepts, concept_out, saved):
-        shift1, scale1, gate1, shift2, scale2, gate2 = saved
-        concepts = torch.addcmul(concepts, gate1, block.attn1.to_out_t(concept_out))
-        mlp_in = modulated_layer_norm(concepts, shift2, scale2, block.norm3_t.eps)
-        return torch.addcmul(concepts, gate2, block.ff_t(mlp_in))
+        return _update(concepts, block.attn1.to_out_t(concept_out), saved, block.norm3_t, block.ff_t)
 
     # Single-stream blocks: the joint sequence [image ; carried text ; this block's Llama layer] through one set of
     # modules with one modulation (the block's six chunks of adaln_input). The concepts take them all, the
@@ -109,14 +106,26 @@ class HiDreamFamily(DualStreamFamily):
         mod = split_modulation(block.adaLN_modulation(forward.rows(block_args["vec"])), 6)
         x = modulated_layer_norm(concepts, mod[0], mod[1], block.norm1_i.eps)
         attn = block.attn1
-        b, r = x.shape[0], x.shape[1]
-        q = attn.q_rms_norm(attn.to_q(x)).to(x.dtype).view(b, r, attn.heads, -1).transpose(1, 2)
-        k = attn.k_rms_norm(attn.to_k(x)).to(x.dtype).view(b, r, attn.heads, -1).transpose(1, 2)
-        v = attn.to_v(x).view(b, r, attn.heads, -1).transpose(1, 2)
-        return (q, k, v), mod
+        return _heads(x, attn.heads, (attn.to_q, attn.q_rms_norm), (attn.to_k, attn.k_rms_norm), attn.to_v), mod
 
     def update_concepts_single(self, block, concepts, concept_out, saved):
-        shift1, scale1, gate1, shift2, scale2, gate2 = saved
-        concepts = torch.addcmul(concepts, gate1, block.attn1.to_out(concept_out))
-        mlp_in = modulated_layer_norm(concepts, shift2, scale2, block.norm3_i.eps)
-        return torch.addcmul(concepts, gate2, block.ff_i(mlp_in))
+        return _update(concepts, block.attn1.to_out(concept_out), saved, block.norm3_i, block.ff_i)
+
+
+def _heads(x, heads, query, key, value):
+    """Heads-first q, k, v [B, H, r, D]: q and k RMS-normed over the full width before the head split, as the
+    block does. query/key: (projection, norm); value: projection."""
+    b, r = x.shape[0], x.shape[1]
+
+    def split(t):
+        return t.view(b, r, heads, -1).transpose(1, 2)
+
+    return (split(query[1](query[0](x)).to(x.dtype)), split(key[1](key[0](x)).to(x.dtype)), split(value(x)))
+
+
+def _update(concepts, attention_out, saved, norm, feed_forward):
+    """The gated residual updates of a block: attention output (already projected), then the feed-forward."""
+    shift1, scale1, gate1, shift2, scale2, gate2 = saved
+    concepts = torch.addcmul(concepts, gate1, attention_out)
+    mlp_in = modulated_layer_norm(concepts, shift2, scale2, norm.eps)
+    return torch.addcmul(concepts, gate2, feed_forward(mlp_in))

@@ -23,3 +23,23 @@ def sample(model, clip, latent_shape=(2, 16, 6, 10), seed=7, steps=3, cfg=4.0, p
     neg = conditioning(clip, negative, **cond_extra)
     return comfy.sample.sample(model, noise, steps, cfg, sampler, "simple", pos, neg, latent, seed=seed,
                                callback=callback, disable_pbar=True)
+
+
+class ModelInputs:
+    """The diffusion model's own inputs on its (single) call, recorded with a forward pre-hook."""
+
+    def __init__(self, dm):
+        self.dm = dm
+        self.args, self.kwargs = (), {}
+
+    def __enter__(self):
+        def hook(module, args, kwargs):
+            self.args, self.kwargs = args, dict(kwargs)
+        self.handle = self.dm.register_forward_pre_hook(hook, with_kwargs=True)
+        return self
+
+    def __exit__(self, *exc):
+        self.handle.remove()
+
+    def get(self, index, name):
+        return self.kwargs[name] if name in self.kwargs else (self.args[index] if len(self.args) > index else None)

@@ -19,9 +19,9 @@ from concept_attention.concept_patch.options import SaliencyOptions
 from concept_attention.concept_patch.session import install_concept_attention
 from concept_attention_tests.comfy import reference_concept_attention as ref
 from concept_attention_tests.comfy import tiny_models, tiny_text_encoders
-from concept_attention_tests.comfy.sampling import sample
-# the Qwen-Image tests' input recorder and tolerance, and the LLM encoding tests' offset-based expectations
-from concept_attention_tests.comfy.test_qwen_image_and_hidream import ATOL, _assert_close, _Inputs
+from concept_attention_tests.comfy.sampling import ModelInputs, sample
+# the Qwen-Image tests' tolerance
+from concept_attention_tests.comfy.test_qwen_image_and_hidream import ATOL, _assert_close
 
 DTYPES = [torch.float32, torch.bfloat16, torch.float16]
 CONCEPTS = ["dog", "green grass", "sky"]
@@ -103,7 +103,7 @@ def _encode(model, latent, **option_kw):
     clip = _clip()
     cond = clip.encode_from_tokens_scheduled(clip.tokenize("a dog on the grass under the sky"))
     option_kw.setdefault("layers", LAYERS)
-    with _Inputs(model.model.diffusion_model) as inputs:
+    with ModelInputs(model.model.diffusion_model) as inputs:
         saliency = encode_saliency(model, _concepts(), latent, SaliencyOptions(**option_kw), conditioning=cond,
                                    noise_level=NOISE_LEVEL)
     return saliency, inputs

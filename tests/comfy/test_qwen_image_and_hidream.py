@@ -18,7 +18,7 @@ from concept_attention.concept_patch.options import SaliencyOptions
 from concept_attention.concept_patch.session import install_concept_attention
 from concept_attention_tests.comfy import reference_concept_attention as ref
 from concept_attention_tests.comfy import tiny_models, tiny_text_encoders
-from concept_attention_tests.comfy.sampling import sample
+from concept_attention_tests.comfy.sampling import ModelInputs, sample
 
 DTYPES = [torch.float32, torch.bfloat16, torch.float16]
 CONCEPTS = ["dog", "green grass", "sky"]
@@ -101,33 +101,13 @@ def test_hidream_bit_identical(variant, dtype):
 # ---------------------------------------------------------------------------------------------
 
 
-class _Inputs:
-    """The diffusion model's own inputs on its (single) call, recorded with a forward pre-hook."""
-
-    def __init__(self, dm):
-        self.dm = dm
-        self.args, self.kwargs = (), {}
-
-    def __enter__(self):
-        def hook(module, args, kwargs):
-            self.args, self.kwargs = args, dict(kwargs)
-        self.handle = self.dm.register_forward_pre_hook(hook, with_kwargs=True)
-        return self
-
-    def __exit__(self, *exc):
-        self.handle.remove()
-
-    def get(self, index, name):
-        return self.kwargs[name] if name in self.kwargs else (self.args[index] if len(self.args) > index else None)
-
-
 def _encode(model, name, latent, cond=None, **option_kw):
     from concept_attention.concept_patch.encode import encode_saliency
 
     clip = _clip(name)
     cond = cond or clip.encode_from_tokens_scheduled(clip.tokenize("a dog on the grass under the sky"))
     option_kw.setdefault("layers", (0, 2))
-    with _Inputs(model.model.diffusion_model) as inputs:
+    with ModelInputs(model.model.diffusion_model) as inputs:
         saliency = encode_saliency(model, _concepts(name), latent, SaliencyOptions(**option_kw), conditioning=cond)
     return saliency, inputs
 

@@ -20,7 +20,7 @@ from concept_attention.concept_patch.session import install_concept_attention
 from concept_attention_tests.comfy import reference_single_stream as ref
 from concept_attention_tests.comfy import tiny_single_stream, tiny_text_encoders
 from concept_attention_tests.comfy.reference_concept_attention import SPACES, ConceptSwitches
-from concept_attention_tests.comfy.sampling import sample
+from concept_attention_tests.comfy.sampling import ModelInputs, sample
 
 DTYPES = [torch.float32, torch.bfloat16, torch.float16]
 FAMILIES = ["z_image", "lumina2", "krea2"]
@@ -123,7 +123,7 @@ def test_krea2_maps_with_timestep_zero_reference_match_reference():
     ref_latent = torch.randn(1, 16, 1, 4, 6, generator=torch.Generator().manual_seed(3))
     cond = [[c, {**d, "reference_latents": [ref_latent], "reference_latents_method": "index_timestep_zero"}]
             for c, d in clip.encode_from_tokens_scheduled(clip.tokenize("a dog on the grass"))]
-    with _Inputs(model.model.diffusion_model) as inputs:
+    with ModelInputs(model.model.diffusion_model) as inputs:
         saliency = encode_saliency(model, _concepts("krea2"), _latent("krea2"), SaliencyOptions(layers=(0, 2)),
                                    conditioning=cond)
     reference = inputs.get(4, "ref_latents")
@@ -148,7 +148,7 @@ def test_z_image_omni_maps_with_reference_picture_match_reference():
     ref_latent = torch.randn(1, 16, 4, 6, generator=torch.Generator().manual_seed(3))
     cond = [[c, {**d, "reference_latents": [ref_latent]}]
             for c, d in clip.encode_from_tokens_scheduled(clip.tokenize("a dog on the grass"))]
-    with _Inputs(model.model.diffusion_model) as inputs:
+    with ModelInputs(model.model.diffusion_model) as inputs:
         saliency = encode_saliency(model, _concepts("z_image"), _latent("z_image"), SaliencyOptions(layers=(0, 1)),
                                    conditioning=cond)
     references = inputs.get(5, "ref_latents")
@@ -188,33 +188,13 @@ def test_text_preprocessing_runs_once_per_run():
 # ---------------------------------------------------------------------------------------------
 
 
-class _Inputs:
-    """The diffusion model's own inputs on its (single) call, recorded with a forward pre-hook."""
-
-    def __init__(self, dm):
-        self.dm = dm
-        self.args, self.kwargs = (), {}
-
-    def __enter__(self):
-        def hook(module, args, kwargs):
-            self.args, self.kwargs = args, dict(kwargs)
-        self.handle = self.dm.register_forward_pre_hook(hook, with_kwargs=True)
-        return self
-
-    def __exit__(self, *exc):
-        self.handle.remove()
-
-    def get(self, index, name):
-        return self.kwargs[name] if name in self.kwargs else (self.args[index] if len(self.args) > index else None)
-
-
 def _encode(model, name, latent, **option_kw):
     from concept_attention.concept_patch.encode import encode_saliency
 
     clip = _clip(name)
     cond = clip.encode_from_tokens_scheduled(clip.tokenize("a dog on the grass under the sky"))
     option_kw.setdefault("layers", (0, 2))
-    with _Inputs(model.model.diffusion_model) as inputs:
+    with ModelInputs(model.model.diffusion_model) as inputs:
         saliency = encode_saliency(model, _concepts(name), latent, SaliencyOptions(**option_kw), conditioning=cond)
     return saliency, inputs
 
