@@ -134,7 +134,7 @@ const PREVIEW_ROOM_PX = 240;
 
 function legendState(node) {
   node.__conceptAttention ??= {
-    legend: [], batch: 1, images: [], selected: null, imageNo: 0, applied: true, segmentation: false,
+    legend: [], batch: 1, images: [], selected: null, imageNo: 0, applied: true, segmentation: false, unit: "picture",
   };
   return node.__conceptAttention;
 }
@@ -182,7 +182,7 @@ function renderLegend(node) {
     return;
   }
   const bar = el("div", "ca-legend-bar");
-  bar.title = "Share of the picture where each concept wins";
+  bar.title = `Share of the ${state.unit} where each concept wins`;
   for (const entry of state.legend) {
     const seg = el("span");
     seg.dataset.index = String(entry.index);
@@ -196,11 +196,11 @@ function renderLegend(node) {
     const nav = el("div", "ca-legend-nav");
     const prev = el("button", "ca-prev", "◀");
     prev.type = "button";
-    prev.title = "Previous picture";
-    const label = el("span", "ca-image-label", `picture ${state.imageNo + 1} / ${state.batch}`);
+    prev.title = `Previous ${state.unit}`;
+    const label = el("span", "ca-image-label", `${state.unit} ${state.imageNo + 1} / ${state.batch}`);
     const next = el("button", "ca-next", "▶");
     next.type = "button";
-    next.title = "Next picture";
+    next.title = `Next ${state.unit}`;
     prev.addEventListener("click", () => stepImage(node, -1));
     next.addEventListener("click", () => stepImage(node, +1));
     nav.append(prev, label, next);
@@ -258,7 +258,7 @@ function updateLegendSelection(node) {
     if (entry) seg.style.width = `${Math.min(Math.max(shareOf(entry, state.imageNo), 0), 1) * 100}%`;
   }
   const label = root.querySelector(".ca-image-label");
-  if (label) label.textContent = `picture ${state.imageNo + 1} / ${state.batch}`;
+  if (label) label.textContent = `${state.unit} ${state.imageNo + 1} / ${state.batch}`;
 }
 
 /**
@@ -358,6 +358,8 @@ export function showLegend(node, output) {
   const batch = Math.max(1, Number(output.concept_batch?.[0]) || 1);
   state.legend = legend;
   state.batch = batch;
+  // A video's panels are animated clips: the arrows step through clips, and shares cover a whole clip.
+  state.unit = output.animated?.[0] === true ? "clip" : "picture";
   state.segmentation = output.concept_segmentation?.[0] === true;
   state.images = Array.isArray(output.images) ? output.images : [];
   state.imageNo = Math.min(state.imageNo, batch - 1);

@@ -439,6 +439,33 @@ def test_legend_colours_are_the_segmentation_views_colours_per_picture(comfy):
     assert comfy.extension_problems() == []
 
 
+def test_legend_of_a_video_batch_steps_through_clips(comfy):
+    """A video's preview panels are animated clips (the node's `animated` flag): the legend's arrows, label and
+    bar speak of clips; a batch of pictures keeps speaking of pictures."""
+    ids = build_graph(comfy, tiny_graphs.encode_graph(batch=1))
+    sal = ids["saliency"]
+    shown = comfy.evaluate(
+        """async ([id, url]) => {
+          const { showLegend } = await import(url);
+          const node = app.graph.getNodeById(id);
+          const legend = [{name: 'dog', color: '#ff0000', shares: [0.75, 0.25], index: 0},
+                          {name: 'grass', color: '#00ff00', shares: [0.25, 0.75], index: 1}];
+          const read = () => {
+            const r = node.widgets.find(w => w.name === 'concept_legend').element;
+            return [r.querySelector('.ca-image-label')?.textContent, r.querySelector('.ca-next')?.title,
+                    r.querySelector('.ca-legend-bar')?.title];
+          };
+          showLegend(node, {concept_legend: legend, concept_batch: [2], animated: [true], images: []});
+          const clips = read();
+          showLegend(node, {concept_legend: legend, concept_batch: [2], animated: [false], images: []});
+          return {clips, pictures: read()};
+        }""",
+        [sal, f"/extensions/{PACK_DIR_NAME}/concept_attention.js"],
+    )
+    assert shown["clips"] == ["clip 1 / 2", "Next clip", "Share of the clip where each concept wins"]
+    assert shown["pictures"] == ["picture 1 / 2", "Next picture", "Share of the picture where each concept wins"]
+
+
 def test_legend_of_concept_saliency_from_sampling(comfy):
     concepts = tiny_graphs.CONCEPTS
     ids = build_graph(comfy, tiny_graphs.sampling_graph())
