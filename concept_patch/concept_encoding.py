@@ -86,6 +86,7 @@ def encode_concepts(clip, names: list[str], pooling: str = "mean") -> ConceptSet
         pooling=pooling,
         encoder=info.description if info else "",
         text_space=info.text_space if info else "",
+        text_layer=info.layer if info else "",
         empty_prompt=empty_prompt,
         positions=torch.tensor(positions, dtype=torch.float32),
         cond_lengths=torch.tensor(lengths, dtype=torch.int64),

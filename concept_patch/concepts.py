@@ -60,6 +60,8 @@ class ConceptSet:
                    RoPE positions give a concept the position its tokens have there.
     cond_lengths:  int64 [r]: the token length of each concept's own conditioning (a model may
                    shift text positions by it, e.g. Flux.2 pads text on the left to 512).
+    text_layer:    which of the encoder's layers the embeddings come from ("last", "hidden -3", ...; see
+                   text_encoders.encoder_layer); "" when not known.
     """
 
     names: list[str]
@@ -70,6 +72,7 @@ class ConceptSet:
     empty_prompt: list | None = field(default=None, repr=False)
     positions: torch.Tensor | None = None
     cond_lengths: torch.Tensor | None = None
+    text_layer: str = ""
 
     def __post_init__(self):
         if self.embeddings.ndim != 2 or self.embeddings.shape[0] != len(self.names):

@@ -273,6 +273,13 @@ def new_session(model, concepts: ConceptSet, options: SaliencyOptions, stop_earl
             f"{family.name} model reads {' or '.join(family.text_spaces)} states; build the Concept List with the "
             "CLIP loaded for this model"
         )
+    layer = family.text_layers.get(concepts.text_space)
+    if layer and concepts.text_layer and concepts.text_layer != layer:
+        raise ConceptAttentionError(
+            f"the concepts were encoded with {concepts.encoder}, whose states come from its {concepts.text_layer} "
+            f"layer, but this {family.name} model reads that encoder's {layer} layer; build the Concept List with the "
+            "CLIP loaded for this model"
+        )
     expected = family.context_dim(diffusion_model)
     if concepts.context_dim != expected:
         raise ConceptAttentionError(

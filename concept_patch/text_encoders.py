@@ -36,6 +36,24 @@ class EncoderInfo:
     key: str  # tokenizer key whose tokens make up the conditioning
     description: str  # short, for messages and metadata
     text_space: str
+    layer: str = ""  # which of the encoder's layers the conditioning holds (encoder_layer), "" where not known
+
+
+def encoder_layer(cond_stage_model, key: str) -> str:
+    """The layer of the `key` encoder a conditioning holds by default: "last", "hidden -3", "3 layers" (several
+    stacked), or "" where not known. Read from the class's defaults (options_default), not from the current options,
+    which clip-skip nodes change for the length of an encode. Two models may read one encoder at different layers
+    (Qwen-Image its last, HunyuanVideo 1.5 its third from last), at the same width."""
+    inner = getattr(cond_stage_model, key, None)
+    defaults = getattr(inner, "options_default", None)
+    if not defaults:
+        return ""
+    layer, index = defaults[0], defaults[1]
+    if isinstance(layer, (list, tuple)):
+        return f"{len(layer)} layers"
+    if layer == "hidden":
+        return f"hidden {index}"
+    return str(layer)
 
 
 def identify_encoder(cond_stage_model, token_keys) -> EncoderInfo | None:
@@ -56,13 +74,15 @@ def identify_encoder(cond_stage_model, token_keys) -> EncoderInfo | None:
     keys = list(token_keys)
     if len(keys) == 1:
         key = keys[0]
-        return EncoderInfo(key, _KEY_NAMES.get(key, f"{type(cond_stage_model).__name__} ({key})"), key)
+        return EncoderInfo(key, _KEY_NAMES.get(key, f"{type(cond_stage_model).__name__} ({key})"), key,
+                           encoder_layer(cond_stage_model, key))
     return None
 
 
 def keyed_encoder(cond_stage_model, key: str) -> EncoderInfo:
     """A multi-key encoder whose conditioning follows the tokens of `key` alone."""
-    return EncoderInfo(key, f"{_KEY_NAMES.get(key, key)} of {type(cond_stage_model).__name__}", key)
+    return EncoderInfo(key, f"{_KEY_NAMES.get(key, key)} of {type(cond_stage_model).__name__}", key,
+                       encoder_layer(cond_stage_model, key))
 
 
 def unsupported_encoder(cond_stage_model) -> ConceptAttentionError:

@@ -34,6 +34,9 @@ class DualStreamFamily:
     name: str = ""
     #: Text-encoder state spaces the model reads (see concept_encoding): concepts must match one.
     text_spaces: tuple[str, ...] = ()
+    #: Where models read one encoder at different layers of the same width: space -> the layer this model reads
+    #: (text_encoders.encoder_layer), checked against the concepts' own.
+    text_layers: dict = {}
     #: ModelPatcher wrapper type whose call gives this family's per-forward inputs.
     forward_wrapper_type: str = "apply_model"
     #: How the model calls its blocks when ComfyUI gives them no dit hook (block_hooks.BlockCall), else None.

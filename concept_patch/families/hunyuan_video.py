@@ -124,6 +124,7 @@ class HunyuanVideoFamily(FluxFamily):
 class HunyuanVideo15Family(HunyuanVideoFamily):
     name = "HunyuanVideo 1.5"
     text_spaces = ("qwen25_7b",)
+    text_layers = {"qwen25_7b": "hidden -3"}  # Qwen-Image and LongCat read the same encoder's last layer
 
     def matches(self, diffusion_model):
         return (self.is_hunyuan_video(diffusion_model)
@@ -135,6 +136,7 @@ class HunyuanImage21Family(HunyuanVideoFamily):
 
     name = "HunyuanImage 2.1"
     text_spaces = ("qwen25_7b",)
+    text_layers = {"qwen25_7b": "hidden -3"}  # Qwen-Image and LongCat read the same encoder's last layer
 
     def matches(self, diffusion_model):
         return (self.is_hunyuan_video(diffusion_model) and diffusion_model.vector_in is None

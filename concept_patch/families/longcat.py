@@ -14,6 +14,7 @@ from .flux import FluxFamily
 class LongCatFamily(FluxFamily):
     name = "LongCat-Image"
     text_spaces = ("qwen25_7b",)
+    text_layers = {"qwen25_7b": "last"}
 
     def matches(self, diffusion_model):
         from comfy.ldm.flux.model import Flux

@@ -23,6 +23,7 @@ from .modulation import modulated_layer_norm, split_modulation
 class QwenImageFamily(DualStreamFamily):
     name = "Qwen-Image"
     text_spaces = ("qwen25_7b",)
+    text_layers = {"qwen25_7b": "last"}  # HunyuanVideo 1.5 reads the same encoder's third-from-last layer
     forward_wrapper_type = "apply_model"
 
     def matches(self, diffusion_model):

@@ -335,6 +335,25 @@ def test_concepts_of_another_text_encoder_are_refused():
         install_concept_attention(hv15, _concepts("hv1"), SaliencyOptions(layers=(0,)))
 
 
+def test_concepts_of_the_same_encoder_at_another_layer_are_refused():
+    """Qwen-Image reads Qwen2.5-VL's last layer, HunyuanVideo 1.5 and HunyuanImage 2.1 its third from last: the same
+    space and width, so only the layer tells the concepts apart, and a mix-up is named rather than mapped."""
+    from concept_attention_tests.comfy import tiny_models
+
+    qwen_concepts = encode_concepts(tiny_text_encoders.qwen_image_clip(), CONCEPTS)
+    hv15_concepts = _concepts("hv15")
+    assert (qwen_concepts.text_space, qwen_concepts.text_layer) == ("qwen25_7b", "last")
+    assert (hv15_concepts.text_space, hv15_concepts.text_layer) == ("qwen25_7b", "hidden -3")
+    assert _concepts("hi21").text_layer == "hidden -3"
+    hv15 = tiny_hunyuan_video.hunyuan_video15_model(depth=1)
+    with pytest.raises(ConceptAttentionError, match=r"its last layer, but this HunyuanVideo 1.5 model reads that "
+                                                     r"encoder's hidden -3 layer; build the Concept List"):
+        install_concept_attention(hv15, qwen_concepts, SaliencyOptions(layers=(0,)))
+    with pytest.raises(ConceptAttentionError, match=r"its hidden -3 layer, but this Qwen-Image model reads that "
+                                                     r"encoder's last layer"):
+        install_concept_attention(tiny_models.qwen_image_model(depth=1), hv15_concepts, SaliencyOptions(layers=(0,)))
+
+
 def test_a_layer_past_the_last_double_block_is_refused():
     model = tiny_hunyuan_video.hunyuan_video_model(depth=2, single_depth=1)
     with pytest.raises(ConceptAttentionError, match=r"layer 2 was selected but this HunyuanVideo model has 2 dual"):
