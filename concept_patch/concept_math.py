@@ -70,7 +70,7 @@ def concept_attention(
     """
     b, h, r, d = concept_q.shape
     if not self_attention and not cross_attention:
-        return heads_to_flat(_repeat_heads(concept_v, h))
+        return heads_to_flat(repeat_heads(concept_v, h))
     image_k, image_v, concept_k, concept_v = _common_kv_heads(image_k, image_v, concept_k, concept_v, tokens_first)
     kv = concept_k.shape[1]
     # Query heads of one key/value head side by side: [B, H_kv, (H/H_kv)·r, D].
@@ -92,7 +92,7 @@ def concept_attention(
     return heads_to_flat(out)
 
 
-def _repeat_heads(x: torch.Tensor, heads: int, dim: int = 1) -> torch.Tensor:
+def repeat_heads(x: torch.Tensor, heads: int, dim: int = 1) -> torch.Tensor:
     """x with its heads (axis `dim`) repeated to `heads`, each head kept next to its copies (GQA)."""
     have = x.shape[dim]
     if have == heads:
@@ -108,11 +108,11 @@ def _common_kv_heads(image_k, image_v, concept_k, concept_v, tokens_first):
     image_heads = image_k.shape[2 if tokens_first else 1]
     concept_heads = concept_k.shape[1]
     if concept_heads < image_heads:
-        concept_k, concept_v = _repeat_heads(concept_k, image_heads), _repeat_heads(concept_v, image_heads)
+        concept_k, concept_v = repeat_heads(concept_k, image_heads), repeat_heads(concept_v, image_heads)
     elif image_heads < concept_heads:
         axis = 2 if tokens_first else 1
-        image_k = _repeat_heads(image_k, concept_heads, axis)
-        image_v = _repeat_heads(image_v, concept_heads, axis)
+        image_k = repeat_heads(image_k, concept_heads, axis)
+        image_v = repeat_heads(image_v, concept_heads, axis)
     return image_k, image_v, concept_k, concept_v
 
 
@@ -142,7 +142,7 @@ def head_dot_scores(image_x: torch.Tensor, concept_x: torch.Tensor, tokens_first
         # same dot product as expanding the image heads.
         b, h, r, d = concept_x.shape
         concept_x = concept_x.reshape(b, image_heads, h // image_heads, r, d).sum(dim=2)
-    concept_x = _repeat_heads(concept_x, image_heads)
+    concept_x = repeat_heads(concept_x, image_heads)
     b, h, r, d = concept_x.shape
     if tokens_first:
         n = image_x.shape[1]

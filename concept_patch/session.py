@@ -366,10 +366,3 @@ def block_counts(model) -> tuple[DualStreamFamily, int, int]:
     diffusion_model = model.get_model_object("diffusion_model")
     family = detect_family(diffusion_model)
     return family, family.num_blocks(diffusion_model), family.num_single_blocks(diffusion_model)
-
-
-def dual_stream_block_count(model) -> tuple[DualStreamFamily, int]:
-    """The model's family and how many dual-stream blocks it has (raises for unsupported models)."""
-    diffusion_model = model.get_model_object("diffusion_model")
-    family = detect_family(diffusion_model)
-    return family, family.num_blocks(diffusion_model)

@@ -23,8 +23,9 @@ from __future__ import annotations
 import torch
 
 from ..block_hooks import BlockCall
+from ..concept_math import repeat_heads
 from .base import is_instance_of
-from .single_stream import SharedWeightFamily, from_caption, repeat_kv_heads, text_rows
+from .single_stream import SharedWeightFamily, from_caption, text_rows
 
 
 class Krea2Family(SharedWeightFamily):
@@ -80,7 +81,7 @@ class Krea2Family(SharedWeightFamily):
         v = attn.wv(x).view(b, r, attn.kvheads, -1).transpose(1, 2)
         q, k = attn.qknorm(q, k)
         # Zero text ids: RoPE is the identity on text rows, so it is not applied.
-        qkv = (q, repeat_kv_heads(k, attn.heads), repeat_kv_heads(v, attn.heads))
+        qkv = (q, repeat_heads(k, attn.heads), repeat_heads(v, attn.heads))
         return qkv, (x, pregate, postscale, postshift, postgate)
 
     def update_concepts(self, block, concepts, concept_out, saved):

@@ -25,8 +25,9 @@ from __future__ import annotations
 import torch
 
 from ..block_hooks import BlockCall
+from ..concept_math import repeat_heads
 from .base import is_instance_of
-from .single_stream import SharedWeightFamily, as_caption, from_caption, repeat_kv_heads, text_rows
+from .single_stream import SharedWeightFamily, as_caption, from_caption, text_rows
 
 
 def _clamp_fp16(x: torch.Tensor) -> torch.Tensor:
@@ -67,7 +68,7 @@ def attention_qkv(attention, x: torch.Tensor, freqs_cis: torch.Tensor):
     q, k, v = torch.split(attention.qkv(x), [heads * d, kv_heads * d, kv_heads * d], dim=-1)
     q, k = normed_roped_qk(attention, q.view(b, length, heads, d), k.view(b, length, kv_heads, d), freqs_cis)
     v = v.view(b, length, kv_heads, d)
-    return q.movedim(1, 2), repeat_kv_heads(k.movedim(1, 2), heads), repeat_kv_heads(v.movedim(1, 2), heads)
+    return q.movedim(1, 2), repeat_heads(k.movedim(1, 2), heads), repeat_heads(v.movedim(1, 2), heads)
 
 
 class LuminaFamily(SharedWeightFamily):
@@ -112,9 +113,10 @@ class LuminaFamily(SharedWeightFamily):
             r = forward.session.concepts.embeddings.shape[0]
             if positions is None:
                 positions = torch.arange(r, dtype=torch.float32)
-            ids = torch.zeros((1, r, len(diffusion_model.axes_dims)), dtype=torch.float32)
-            ids[0, :, 0] = positions.float() + 1.0
-            return diffusion_model.rope_embedder(ids.to(forward.device)).movedim(1, 2)
+            # Built on the device (a re-query's CUDA graph has its concept positions there: no host copy).
+            ids = torch.zeros((1, r, len(diffusion_model.axes_dims)), dtype=torch.float32, device=forward.device)
+            ids[0, :, 0] = positions.to(forward.device, torch.float32) + 1.0
+            return diffusion_model.rope_embedder(ids).movedim(1, 2)
 
         return forward.session.cached(("lumina_concept_rope",), forward.device, build)
 

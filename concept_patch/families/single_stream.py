@@ -62,13 +62,6 @@ def from_caption(captions: torch.Tensor, together: bool) -> torch.Tensor:
     return captions[0] if together else captions[:, 0]
 
 
-def repeat_kv_heads(x: torch.Tensor, heads: int) -> torch.Tensor:
-    """Heads-first keys or values [B, H_kv, L, D] repeated to `heads`, each head next to its copies: the
-    grouped-query expansion both Lumina's and Krea 2's attention apply before their attention call."""
-    have = x.shape[1]
-    return x if have == heads else x.repeat_interleave(heads // have, dim=1)
-
-
 def text_rows(vec: torch.Tensor, batch: int, forward, text_half: int | None) -> torch.Tensor:
     """The conditional rows of a block's modulation input that the text tokens use.
 
