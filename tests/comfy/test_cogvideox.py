@@ -21,6 +21,7 @@ from concept_attention.concept_patch.options import SaliencyOptions
 from concept_attention.concept_patch.session import install_concept_attention
 from concept_attention_tests.comfy import reference_concept_attention as ref
 from concept_attention_tests.comfy import tiny_cogvideox, tiny_models
+from concept_attention_tests.comfy.module_caches import cleared_after_module
 from concept_attention_tests.comfy.reference_cogvideox import COGVIDEOX_DEVIATIONS, cogvideox_reference
 from concept_attention_tests.comfy.sampling import sample
 
@@ -47,14 +48,7 @@ def _reference_model(variant):
     return tiny_cogvideox.cogvideox_model(variant, seed=41)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _module_scope(comfyui_path):
-    yield
-    for cached in (_clip, _concepts, _reference_model):
-        cached.cache_clear()
-    import gc
-
-    gc.collect()  # while ComfyUI is importable: ModelPatchers detach on deletion
+_module_scope = cleared_after_module(_clip, _concepts, _reference_model)
 
 
 def _condition(shape, seed=5):

@@ -19,6 +19,7 @@ from concept_attention.concept_patch.options import SaliencyOptions
 from concept_attention.concept_patch.session import install_concept_attention
 from concept_attention_tests.comfy import reference_concept_attention as ref
 from concept_attention_tests.comfy import tiny_models, tiny_text_encoders
+from concept_attention_tests.comfy.module_caches import cleared_after_module
 from concept_attention_tests.comfy.sampling import ModelInputs, sample
 # the Qwen-Image tests' tolerance
 from concept_attention_tests.comfy.test_qwen_image_and_hidream import ATOL, _assert_close
@@ -43,14 +44,7 @@ def _reference_model():
     return tiny_models.mage_flow_model(seed=35)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _module_scope(comfyui_path):
-    yield
-    for cached in (_clip, _concepts, _reference_model):
-        cached.cache_clear()
-    import gc
-
-    gc.collect()  # while ComfyUI is importable: ModelPatchers detach on deletion
+_module_scope = cleared_after_module(_clip, _concepts, _reference_model)
 
 
 def _patched(model):

@@ -18,6 +18,7 @@ from concept_attention.concept_patch.options import SaliencyOptions
 from concept_attention.concept_patch.session import install_concept_attention
 from concept_attention_tests.comfy import reference_concept_attention as ref
 from concept_attention_tests.comfy import tiny_models, tiny_text_encoders
+from concept_attention_tests.comfy.module_caches import cleared_after_module
 from concept_attention_tests.comfy.sampling import ModelInputs, sample
 
 DTYPES = [torch.float32, torch.bfloat16, torch.float16]
@@ -33,16 +34,6 @@ def _clip(name):
 @functools.lru_cache(maxsize=None)
 def _concepts(name):
     return encode_concepts(_clip(name), CONCEPTS)
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _module_scope(comfyui_path):
-    yield
-    for cached in (_clip, _concepts, _qwen_model, _hidream_reference_model):
-        cached.cache_clear()
-    import gc
-
-    gc.collect()  # while ComfyUI is importable: ModelPatchers detach on deletion
 
 
 def _patched(model, name, layers=(0, 1, 2)):
@@ -157,6 +148,9 @@ def _hidream_reference_model():
     # No MoE in the image FFN: it acts on image tokens only, which the method leaves to the model; the
     # reference then needs no router. The bit-identity tests above run the MoE.
     return tiny_models.hidream_model(seed=32, experts=0)
+
+
+_module_scope = cleared_after_module(_clip, _concepts, _qwen_model, _hidream_reference_model)
 
 
 def _hidream_reference(model, inputs, space="output", softmax=True, deviation=None):

@@ -15,6 +15,7 @@ from concept_attention.concept_patch.options import SaliencyOptions
 from concept_attention_tests.comfy import (
     tiny_cogvideox, tiny_hunyuan_video, tiny_models, tiny_single_stream, tiny_text_encoders,
 )
+from concept_attention_tests.comfy.module_caches import cleared_after_module
 
 BUDGET = 1 << 30
 FIRST = ["dog", "grass", "sky"]
@@ -61,20 +62,14 @@ def _setup(family):
     return model, clip, concepts, cond, latent
 
 
+_module_scope = cleared_after_module(_setup)
+
+
 @pytest.fixture(autouse=True)
 def _empty_cache(comfyui_path):
     image_stream_cache.CACHE.clear()
     yield
     image_stream_cache.CACHE.clear()
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _module_scope(comfyui_path):
-    yield
-    _setup.cache_clear()
-    import gc
-
-    gc.collect()  # while ComfyUI is importable: ModelPatchers detach on deletion
 
 
 class ModelCalls:

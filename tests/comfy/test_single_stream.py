@@ -19,6 +19,7 @@ from concept_attention.concept_patch.options import SaliencyOptions
 from concept_attention.concept_patch.session import install_concept_attention
 from concept_attention_tests.comfy import reference_single_stream as ref
 from concept_attention_tests.comfy import tiny_single_stream, tiny_text_encoders
+from concept_attention_tests.comfy.module_caches import cleared_after_module
 from concept_attention_tests.comfy.reference_concept_attention import SPACES, ConceptSwitches
 from concept_attention_tests.comfy.sampling import ModelInputs, sample
 
@@ -53,14 +54,7 @@ def _reference_model(name):
     return MODELS[name](seed=41)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _module_scope(comfyui_path):
-    yield
-    for cached in (_clip, _concepts, _reference_model):
-        cached.cache_clear()
-    import gc
-
-    gc.collect()  # while ComfyUI is importable: ModelPatchers detach on deletion
+_module_scope = cleared_after_module(_clip, _concepts, _reference_model)
 
 
 def _patched(model, name, layers=(0, 1, 2)):

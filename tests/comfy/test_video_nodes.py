@@ -19,6 +19,7 @@ from concept_attention.nodes.generation import ConceptAttentionPatch, SamplingSa
 from concept_attention.nodes.saliency_files import LoadSaliency, SaveSaliency
 from concept_attention.nodes.saliency_to_mask import SaliencyToMask
 from concept_attention_tests.comfy import tiny_cogvideox
+from concept_attention_tests.comfy.module_caches import cleared_after_module
 
 CONCEPTS = "dog, grass, sky"
 NAMES = ["dog", "grass", "sky"]
@@ -48,14 +49,7 @@ def _concepts():
     return ConceptList.execute(clip=_clip(), concepts=CONCEPTS, pooling="mean").result[0]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _module_scope(comfyui_path):
-    yield
-    for cached in (_model, _clip, _vae, _concepts):
-        cached.cache_clear()
-    import gc
-
-    gc.collect()  # while ComfyUI is importable: ModelPatchers detach on deletion
+_module_scope = cleared_after_module(_model, _clip, _vae, _concepts)
 
 
 @pytest.fixture(autouse=True)
