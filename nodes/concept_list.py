@@ -27,7 +27,11 @@ class ConceptList(io.ComfyNode):
                             "(CLIPLoader chroma); LongCat-Image: Qwen2.5-VL 7B (CLIPLoader longcat_image); "
                             "Ovis-Image: Qwen3 2B (CLIPLoader ovis); Qwen-Image: Qwen2.5-VL 7B (CLIPLoader "
                             "qwen_image); Mage-Flow: Qwen3-VL 4B (CLIPLoader mage); HiDream: its four encoders, "
-                            "T5-XXL among them (concepts are read from T5).",
+                            "T5-XXL among them (concepts are read from T5); CogVideoX: T5 (CLIPLoader cogvideox); "
+                            "HunyuanVideo: Llava-Llama-3 + CLIP-L (DualCLIPLoader hunyuan_video); HunyuanVideo 1.5 / "
+                            "HunyuanImage 2.1: Qwen2.5-VL 7B + byT5 (DualCLIPLoader hunyuan_video_15 / hunyuan_image); "
+                            "Z-Image: Qwen3 4B and Lumina 2: Gemma 2 2B (CLIPLoader lumina2); Krea 2: Qwen3-VL 4B "
+                            "(CLIPLoader krea2).",
                 ),
                 io.String.Input(
                     "concepts", multiline=True, default="dog, grass, sky",

@@ -13,7 +13,8 @@ NODE_PREFIX = "ConceptAttention"
 
 MODEL_TOOLTIP = (
     "A dual-stream DiT: Flux.1 (dev, schnell, Kontext, Fill), Flux.2 (dev, Klein 4B/9B), SD3/SD3.5, "
-    "Qwen-Image (and Edit), HiDream-I1/E1, Chroma, Chroma Radiance, LongCat-Image, Ovis-Image or Mage-Flow; or, as an "
+    "Qwen-Image (and Edit), HiDream-I1/E1, Chroma, Chroma Radiance, LongCat-Image, Ovis-Image, Mage-Flow, "
+    "HunyuanImage 2.1, or the video models CogVideoX and HunyuanVideo 1/1.5 (a map per frame); or, as an "
     "extension of the method (concepts through the blocks' shared weights), a single-stream Z-Image, Lumina 2 or "
     "Krea 2."
 )
