@@ -189,23 +189,28 @@ def flux2_single_reference(dm, x, timestep, context, guidance, concept_embedding
 
 def hidream_single_reference(dm, x, timestep, context, pooled, llama_states, concept_embeddings, double_layers,
                              single_layers, space="output", softmax=True, switches=None, dtype=torch.float64,
-                             deviation=None):
+                             deviation=None, image_cond=None):
     """HiDream-I1 without MoE (num_routed_experts=0): after the dual-stream blocks the joint sequence is
     [image ; carried text ([T5 ; Llama layer llama_layers[-1]])], with single block j's projected Llama layer
     llama_layers[depth + j] appended for that block and dropped after it. One 6-way adaLN of
     adaln_input = t_emb + pooled_emb modulates every row; q, k RMS-normed over the full width; ids zero
     for text (and concepts), (0, row, column) for the image; x += gate₁ · to_out(o), then
-    x += gate₂ · SwiGLU(ff_i, (1 + scale₂) · LN(x) + shift₂) (attention, then the feed-forward, in sequence)."""
+    x += gate₂ · SwiGLU(ff_i, (1 + scale₂) · LN(x) + shift₂) (attention, then the feed-forward, in sequence).
+    E1: image_cond [B, C, H, W] joins the picture on the right (its tokens are image tokens, roped on the wider
+    grid); the maps cover the picture's columns."""
     switches = switches or ref.ConceptSwitches()
     assert deviation in (None, "ungated_concept_update"), deviation
     ops = ref._Ops(dtype)
     depth = len(dm.double_stream_blocks)
     dual = ref.hidream_reference(dm, x, timestep, context, pooled, llama_states, concept_embeddings,
-                                 list(range(depth)), space, softmax, switches, dtype=dtype)
+                                 list(range(depth)), space, softmax, switches, dtype=dtype, image_cond=image_cond)
     img, txt, concepts = dual.block_img[-1], dual.block_txt[-1], dual.concepts[-1]
     B, n = img.shape[0], img.shape[1]
-    h, w = dual.grid
-    assert n == h * w, "I1 only (E1's condition columns are not covered here)"
+    h, w = dual.grid  # the picture's grid; with E1's condition beside it the token grid is wider
+    width = x.shape[-1] + (image_cond.shape[-1] if image_cond is not None else 0)
+    ww = -(-width // dm.patch_size)
+    hh = n // ww
+    keep = (torch.arange(h)[:, None] * ww + torch.arange(w)[None, :]).reshape(-1)
     t_emb = ref._timestep_embedding_mlp(ops, dm.t_embedder.timestep_embedder,
                                         ref._diffusers_timestep_features(ops, timestep, 256))
     adaln = t_emb + ref._timestep_embedding_mlp(ops, dm.p_embedder.pooled_embedder, pooled.to(dtype))
@@ -226,7 +231,7 @@ def hidream_single_reference(dm, x, timestep, context, pooled, llama_states, con
         a = blk.attn1
         mod = ops.linear(blk.adaLN_modulation[1], ops.silu(adaln))[:, None].chunk(6, dim=-1)
         seq = torch.cat([hidden, ops.linear(proj[depth + j].linear, llama[dm.llama_layers[depth + j]])], dim=1)
-        ids = torch.cat([ref._image_ids(ops, B, (h, w), len(axes)),
+        ids = torch.cat([ref._image_ids(ops, B, (hh, ww), len(axes)),
                          torch.zeros((B, seq.shape[1] - n, len(axes)), dtype=dtype)], dim=1)
         cos, sin = ref._flux_rope_tables(ids, axes, dm.pe_embedder.theta, dtype)
 
@@ -245,7 +250,7 @@ def hidream_single_reference(dm, x, timestep, context, pooled, llama_states, con
         q, k, v = qkv(seq, cos, sin)
         q_c, k_c, v_c = qkv(concepts, c_cos, c_sin)
         o = ops.attention(q, k, v)
-        k_img, v_img, o_img = k[:, :, :n], v[:, :, :n], o[:, :, :n]
+        k_img, v_img, o_img = k[:, :, keep], v[:, :, keep], o[:, :, keep]
         o_c = ref._concept_attention(ops, q_c, k_c, v_c, k_img, v_img, switches)
         if j in single_layers:
             scores[("single_block", j)] = ref._layer_scores(ops, space, softmax, o_img, o_c, k_img, q_c, v_img, v_c)

@@ -138,9 +138,12 @@ def _picture_ids(batch, grid, first_axis, n_axes, dtype):
 
 def lumina_reference(dm, x, timesteps, context, concept_embeddings, concept_positions, layers, space="output",
                      softmax=True, switches: ConceptSwitches | None = None, dtype=torch.float64,
-                     deviation: str | None = None) -> ReferenceResult:
+                     deviation: str | None = None, pooled=None) -> ReferenceResult:
     """Maps of a ComfyUI NextDiT (Z-Image or Lumina 2) for x [B, C, H, W], timesteps [B] (as the network gets
-    them), caption states context [B, T, cap_dim] and concept embeddings [r, cap_dim] at positions [r]."""
+    them), caption states context [B, T, cap_dim] and concept embeddings [r, cap_dim] at positions [r].
+    NewBie: its pooled CLIP vector [B, clip_dim] (zeros where missing) joins the timestep in the adaLN input,
+    ``time_text_embed(silu([t ; Linear(RMSNorm(pooled))]))``. Pixel space (RGB patches) changes nothing here:
+    its decoder reads the last layer's picture tokens, which no map needs."""
     switches = switches or ConceptSwitches()
     assert deviation in (None,) + LUMINA_DEVIATIONS, deviation
     ops = _Ops(dtype)
@@ -151,6 +154,11 @@ def lumina_reference(dm, x, timesteps, context, concept_embeddings, concept_posi
     t = (1.0 - timesteps.float()) * dm.time_scale  # float32, as the model computes it
     mlp = dm.t_embedder.mlp
     adaln = ops.linear(mlp[2], ops.silu(ops.linear(mlp[0], ops.sinusoidal(t, dm.t_embedder.frequency_embedding_size))))
+    if dm.clip_text_pooled_proj is not None:
+        norm, proj = dm.clip_text_pooled_proj
+        pooled = torch.zeros((B, dm.clip_text_dim), dtype=dtype) if pooled is None else pooled.to(dtype)
+        pooled = ops.linear(proj, _rms(ops, pooled, norm.weight, norm.eps))
+        adaln = ops.linear(dm.time_text_embed[1], ops.silu(torch.cat([adaln, pooled], dim=-1)))
 
     def caption_embed(states):
         return ops.linear(dm.cap_embedder[1], _rms(ops, states.to(dtype), dm.cap_embedder[0].weight,

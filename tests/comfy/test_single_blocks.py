@@ -309,28 +309,41 @@ def _hidream():
     return model, clip, encode_concepts(clip, CONCEPTS), cond
 
 
-@pytest.mark.parametrize("layers, single_layers, space", [((1,), (0, 2), "output"), ((), (1,), "value")])
-def test_hidream_single_layer_maps_match_the_fp64_reference(layers, single_layers, space):
+@pytest.mark.parametrize("layers, single_layers, space, variant", [((1,), (0, 2), "output", "I1"),
+                                                                    ((), (1,), "value", "I1"),
+                                                                    ((0,), (0, 2), "output", "E1")])
+def test_hidream_single_layer_maps_match_the_fp64_reference(layers, single_layers, space, variant):
+    """E1: the condition picture's tokens sit beside the picture's in every single block too; the maps cover the
+    picture only."""
     from concept_attention.concept_patch.encode import encode_saliency
 
-    model, _, concepts, cond = _hidream()
+    model, clip, concepts, cond = _hidream()
     dm = model.model.diffusion_model
-    latent = torch.randn(2, 16, 7, 10, generator=torch.Generator().manual_seed(12))
+    g = torch.Generator().manual_seed(12)
+    latent = torch.randn(2, 16, 7, 10, generator=g)
+    if variant == "E1":
+        condition = torch.randn(2, 16, 7, 10, generator=g)
+        cond = [[c, {**d, "concat_latent_image": condition}] for c, d in cond]
     seen = {}
 
     def hook(module, args, kwargs):
-        seen.update(kwargs, **dict(zip(("x", "t", "y", "context", "encoder_hidden_states_llama3"), args)))
+        names = ("x", "t", "y", "context", "encoder_hidden_states_llama3", "image_cond")
+        seen.update(kwargs, **dict(zip(names, args)))
 
     handle = dm.register_forward_pre_hook(hook, with_kwargs=True)
     try:
         sal = encode_saliency(model, concepts, latent, _options(layers, single_layers, space=space), conditioning=cond)
     finally:
         handle.remove()
+    image_cond = seen.get("image_cond")
+    assert (image_cond is not None) == (variant == "E1")
+    assert sal.maps.shape == (2, 3, 4, 5)
     args = (dm, seen["x"], seen["t"], seen["context"], seen["y"], seen["encoder_hidden_states_llama3"],
             concepts.embeddings, layers, single_layers)
-    expected = single_ref.hidream_single_reference(*args, space=space)
+    expected = single_ref.hidream_single_reference(*args, space=space, image_cond=image_cond)
     assert _max_error(sal.maps, expected) <= _atol(expected)
-    wrong = single_ref.hidream_single_reference(*args, space=space, deviation="ungated_concept_update")
+    wrong = single_ref.hidream_single_reference(*args, space=space, deviation="ungated_concept_update",
+                                                image_cond=image_cond)
     assert _max_error(sal.maps, wrong) > 100 * _atol(wrong)
 
 

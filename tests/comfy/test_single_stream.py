@@ -21,27 +21,48 @@ from concept_attention_tests.comfy import reference_single_stream as ref
 from concept_attention_tests.comfy import tiny_single_stream, tiny_text_encoders
 from concept_attention_tests.comfy.module_caches import cleared_after_module
 from concept_attention_tests.comfy.reference_concept_attention import SPACES, ConceptSwitches
-from concept_attention_tests.comfy.sampling import ModelInputs, sample
+from concept_attention_tests.comfy.sampling import ModelInputs, conditioning, sample
 
 DTYPES = [torch.float32, torch.bfloat16, torch.float16]
 FAMILIES = ["z_image", "lumina2", "krea2"]
 CONCEPTS = ["dog", "green grass", "sky"]
 RTOL, ATOL = 1e-5, 3e-6
+# Variants of a family's class, checked for pictures and maps: NewBie (Lumina 2 with a pooled CLIP vector in its
+# adaLN input) and Z-Image in pixel space (4x4 RGB patches, an MLP decoder instead of the final layer).
+VARIANTS = ["newbie", "z_image_pixel"]
 CLIPS = {"z_image": tiny_text_encoders.z_image_clip, "lumina2": tiny_text_encoders.lumina2_clip,
          "krea2": tiny_text_encoders.krea2_clip}
+ENCODER = {"newbie": "lumina2", "z_image_pixel": "z_image"}  # NewBie's Gemma-3 reads as Lumina 2's Gemma here
 MODELS = {"z_image": tiny_single_stream.z_image_model, "lumina2": tiny_single_stream.lumina2_model,
-          "krea2": tiny_single_stream.krea2_model}
-NAMES = {"z_image": "Z-Image", "lumina2": "Lumina 2", "krea2": "Krea 2"}
+          "krea2": tiny_single_stream.krea2_model, "newbie": tiny_single_stream.newbie_model,
+          "z_image_pixel": tiny_single_stream.z_image_pixel_model}
+NAMES = {"z_image": "Z-Image", "lumina2": "Lumina 2", "krea2": "Krea 2", "newbie": "Lumina 2",
+         "z_image_pixel": "Z-Image"}
 
 
 def _latent_shape(name, b, h, w):
-    """Krea 2 samples a Wan 2.1 latent, with a frame axis."""
+    """Krea 2 samples a Wan 2.1 latent, with a frame axis; Z-Image pixel space samples RGB pixels (4x4 patches:
+    twice the height and width of a 2x2-patch latent for the same token grid)."""
+    if name == "z_image_pixel":
+        return (b, 3, 2 * h, 2 * w)
     return (b, 16, 1, h, w) if name == "krea2" else (b, 16, h, w)
 
 
+def _cond_extra(name):
+    """NewBie's conditioning carries its pooled Jina CLIP vector."""
+    if name != "newbie":
+        return {}
+    pooled = torch.randn(1, tiny_single_stream.NEWBIE_POOLED_DIM, generator=torch.Generator().manual_seed(5))
+    return {"pooled_output": pooled}
+
+
 @functools.lru_cache(maxsize=None)
-def _clip(name):
+def _encoder(name):
     return CLIPS[name]()
+
+
+def _clip(name):
+    return _encoder(ENCODER.get(name, name))
 
 
 @functools.lru_cache(maxsize=None)
@@ -54,7 +75,7 @@ def _reference_model(name):
     return MODELS[name](seed=41)
 
 
-_module_scope = cleared_after_module(_clip, _concepts, _reference_model)
+_module_scope = cleared_after_module(_encoder, _concepts, _reference_model)
 
 
 def _patched(model, name, layers=(0, 1, 2)):
@@ -67,13 +88,13 @@ def _patched(model, name, layers=(0, 1, 2)):
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
-@pytest.mark.parametrize("name", FAMILIES)
+@pytest.mark.parametrize("name", FAMILIES + VARIANTS)
 def test_bit_identical(name, dtype):
     model = MODELS[name](dtype=dtype)
     shape = _latent_shape(name, 2, 6, 10)  # batch 2, non-square, cond + uncond
-    plain = sample(model, _clip(name), latent_shape=shape, cfg=3.0)
+    plain = sample(model, _clip(name), latent_shape=shape, cfg=3.0, **_cond_extra(name))
     patched, session = _patched(model, name)
-    out = sample(patched, _clip(name), latent_shape=shape, cfg=3.0)
+    out = sample(patched, _clip(name), latent_shape=shape, cfg=3.0, **_cond_extra(name))
     assert torch.isfinite(plain).all()
     assert torch.equal(plain, out)
     saliency = session.records[-1].saliency
@@ -186,7 +207,7 @@ def _encode(model, name, latent, **option_kw):
     from concept_attention.concept_patch.encode import encode_saliency
 
     clip = _clip(name)
-    cond = clip.encode_from_tokens_scheduled(clip.tokenize("a dog on the grass under the sky"))
+    cond = conditioning(clip, "a dog on the grass under the sky", **_cond_extra(name))
     option_kw.setdefault("layers", (0, 2))
     with ModelInputs(model.model.diffusion_model) as inputs:
         saliency = encode_saliency(model, _concepts(name), latent, SaliencyOptions(**option_kw), conditioning=cond)
@@ -201,7 +222,8 @@ def _reference(name, model, inputs, layers=(0, 2), space="output", softmax=True,
         return ref.krea2_reference(dm, x[:, :, 0], timesteps, context, concepts.embeddings, layers, space=space,
                                    softmax=softmax, switches=switches, deviation=deviation)
     return ref.lumina_reference(dm, x, timesteps, context, concepts.embeddings, concepts.positions, layers,
-                                space=space, softmax=softmax, switches=switches, deviation=deviation)
+                                space=space, softmax=softmax, switches=switches, deviation=deviation,
+                                pooled=inputs.kwargs.get("clip_text_pooled"))
 
 
 def _latent(name):
@@ -217,13 +239,35 @@ def _assert_close(product, expected, what):
 
 @pytest.mark.parametrize("softmax", [True, False], ids=["softmax", "raw"])
 @pytest.mark.parametrize("space", SPACES)
-@pytest.mark.parametrize("name", FAMILIES)
+@pytest.mark.parametrize("name", FAMILIES + VARIANTS)
 def test_maps_match_reference(name, space, softmax):
     model = _reference_model(name)
     saliency, inputs = _encode(model, name, _latent(name), space=space, softmax=softmax)
     assert saliency.maps.shape == (2, 3, 4, 5)
     _assert_close(saliency.maps, _reference(name, model, inputs, space=space, softmax=softmax).maps,
                   f"{name} {space}")
+
+
+def test_newbie_concepts_read_the_modulation_of_the_pooled_vector():
+    """NewBie's blocks modulate by the timestep and the pooled CLIP vector: the concepts get that modulation (the
+    reference without the pooled vector gives other maps)."""
+    model = _reference_model("newbie")
+    saliency, inputs = _encode(model, "newbie", _latent("newbie"), softmax=False)
+    pooled = inputs.kwargs.get("clip_text_pooled")
+    assert pooled is not None and torch.equal(pooled[0].float(), _cond_extra("newbie")["pooled_output"][0])
+    without = ref.lumina_reference(model.model.diffusion_model, inputs.get(0, "x"), inputs.get(1, "timesteps"),
+                                   inputs.get(2, "context"), _concepts("newbie").embeddings,
+                                   _concepts("newbie").positions, (0, 2), softmax=False)
+    assert (saliency.maps.double() - without.maps).abs().max() > 30 * ATOL * max(1.0, float(without.maps.abs().max()))
+
+
+def test_z_image_pixel_space_maps_cover_the_rgb_patches():
+    """Pixel-space Z-Image: one map cell per 4x4 RGB patch of the picture."""
+    model = _reference_model("z_image_pixel")
+    assert type(model.model.diffusion_model).__name__ == "NextDiTPixelSpace"
+    saliency, _ = _encode(model, "z_image_pixel", torch.randn(1, 3, 24, 36, generator=torch.Generator().manual_seed(2)))
+    assert saliency.maps.shape == (1, 3, 6, 9) and saliency.metadata["model_family"] == "Z-Image"
+    assert tuple(saliency.image_size) == (24, 36)  # no VAE: the masks take the latent's own size
 
 
 @pytest.mark.parametrize("switch", ["no_self_attention", "no_cross_attention"])
