@@ -18,26 +18,12 @@ import torch
 
 from concept_attention_tests.comfy import reference_concept_attention as ref
 from concept_attention_tests.comfy import tiny_models, tiny_text_encoders
+from concept_attention_tests.comfy.module_caches import cleared_after_module
 from concept_attention_tests.comfy.test_maps_match_reference import recorded_inputs
 
 CONCEPTS = ["dog", "green grass", "sky"]
 PROMPT = "a dog on the grass under the sky"
 RTOL, ATOL = 1e-5, 3e-6  # the fp32 floor of these tiny models, as for Flux.1 (test_maps_match_reference.py)
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _module_scope(comfyui_path):
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
-        setup_for.cache_clear()
-        _clip.cache_clear()
-        import gc
-
-        gc.collect()  # while ComfyUI is importable: ModelPatchers detach on deletion
 
 
 @dataclass
@@ -88,6 +74,9 @@ def setup_for(name: str) -> Setup:
     cond = clip.encode_from_tokens_scheduled(clip.tokenize(PROMPT))
     latent = torch.randn(latent_shape, generator=torch.Generator().manual_seed(11))
     return Setup(name, build_model(), clip, concepts, cond, layers, latent)
+
+
+_module_scope = cleared_after_module(setup_for, _clip, one_thread=True)
 
 
 def concept_positions(setup: Setup) -> torch.Tensor:

@@ -27,6 +27,7 @@ import torch
 
 from concept_attention_tests.comfy import reference_concept_attention as ref
 from concept_attention_tests.comfy import tiny_models
+from concept_attention_tests.comfy.module_caches import cleared_after_module
 
 RTOL = 1e-5
 # Worst |product - fp64 reference| / max(1, max|reference|) over the 96 matrix cases:
@@ -46,24 +47,6 @@ SWITCHES = [(True, True), (False, True), (True, False), (False, False)]  # (self
 # ---------------------------------------------------------------------------------------------
 # setups (built once per module)
 # ---------------------------------------------------------------------------------------------
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _module_scope(comfyui_path):
-    """One intra-op thread for these tiny tensors (several threads only spin against each other
-    on a busy 2-core machine: 30 s instead of 80 s for this file); restored afterwards. The
-    cached models are dropped at the end of the module, while ComfyUI is still importable."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
-        setup_for.cache_clear()
-        _clip.cache_clear()
-        import gc
-
-        gc.collect()
 
 
 @dataclass
@@ -117,6 +100,9 @@ def setup_for(name: str) -> Setup:
 # ---------------------------------------------------------------------------------------------
 # recording the model's inputs, running the reference, comparing
 # ---------------------------------------------------------------------------------------------
+
+
+_module_scope = cleared_after_module(setup_for, _clip, one_thread=True)
 
 
 @dataclass

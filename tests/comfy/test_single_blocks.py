@@ -16,6 +16,7 @@ import torch
 
 from concept_attention_tests.comfy import reference_single_blocks as single_ref
 from concept_attention_tests.comfy import tiny_models, tiny_text_encoders
+from concept_attention_tests.comfy.module_caches import cleared_after_module
 from concept_attention_tests.comfy.sampling import sample
 from concept_attention_tests.comfy.test_maps_match_reference import recorded_inputs
 
@@ -42,22 +43,6 @@ BUILDERS = {
     "Ovis-Image": (lambda dtype=torch.float32: tiny_models.ovis_model(dtype=dtype, depth=2, single_depth=3, seed=37),
                    tiny_text_encoders.ovis_clip, (2, 16, 6, 10)),
 }
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _module_scope(comfyui_path):
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
-        _setup.cache_clear()
-        _clip.cache_clear()
-        _hidream.cache_clear()
-        import gc
-
-        gc.collect()  # while ComfyUI is importable: ModelPatchers detach on deletion
 
 
 @functools.lru_cache(maxsize=None)
@@ -307,6 +292,9 @@ def _hidream():
     model = tiny_models.hidream_model(depth=2, single_depth=3, seed=34, experts=0)
     cond = clip.encode_from_tokens_scheduled(clip.tokenize(PROMPT))
     return model, clip, encode_concepts(clip, CONCEPTS), cond
+
+
+_module_scope = cleared_after_module(_setup, _clip, _hidream, one_thread=True)
 
 
 @pytest.mark.parametrize("layers, single_layers, space, variant", [((1,), (0, 2), "output", "I1"),

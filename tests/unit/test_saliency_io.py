@@ -17,6 +17,7 @@ from concept_attention.concept_patch.saliency_io import (
 from concept_attention.concept_patch.errors import ConceptAttentionError
 from concept_attention.concept_patch.saliency_maps import SaliencyMaps
 from concept_attention_tests.unit.allocations import python_peak_bytes, torch_cpu_peak_bytes
+from concept_attention_tests.unit.saliency_files import write_saliency_file as _write
 
 
 def _saliency():
@@ -91,19 +92,6 @@ def test_load_other_safetensors_file(tmp_path):
     save_file({"weight": torch.zeros(2, 2)}, str(path))
     with pytest.raises(ValueError, match="is not a saliency file.*saliency marker"):
         load_saliency(str(path))
-
-
-def _write(path, maps, **overrides):
-    meta = {
-        "format": "concept_attention.saliency",
-        "format_version": "1",
-        "names": json.dumps(["a", "b"]),
-        "image_size": json.dumps([16, 16]),
-        "softmax": "true",
-        "metadata": "{}",
-    }
-    meta.update(overrides)
-    save_file({"maps": maps}, str(path), metadata={k: v for k, v in meta.items() if v is not None})
 
 
 def _probabilities(*shape):

@@ -6,13 +6,11 @@ The maps are synthetic SaliencyMaps [B, r, T, h, w]; `frames` is what a causal v
 latent frames to, (T - 1)·ratio + 1, written out here rather than taken from product code.
 """
 
-import json
 
 import pytest
 import torch
 import torch.nn.functional as F
 from PIL import Image
-from safetensors.torch import save_file
 
 from concept_attention.concept_patch.errors import ConceptAttentionError
 from concept_attention.concept_patch.heatmap import (
@@ -28,6 +26,7 @@ from concept_attention.concept_patch.masks import MASK_METHODS, saliency_to_mask
 from concept_attention.concept_patch.saliency_io import load_saliency, save_saliency
 from concept_attention.concept_patch.saliency_maps import SaliencyMaps
 from concept_attention_tests.unit.allocations import torch_cpu_peak_bytes
+from concept_attention_tests.unit.saliency_files import write_saliency_file as _write
 
 NAMES = ["ball", "grass", "sky"]
 RATIO = 4  # pixel frames per latent frame of the causal video VAEs (CogVideoX, HunyuanVideo)
@@ -405,19 +404,6 @@ def test_picture_files_are_written_as_before(tmp_path):
     assert all(p.endswith(".png") for p in paths[1:])
     loaded = load_saliency(paths[0])
     assert loaded.frames == 0 and not loaded.is_video
-
-
-def _write(path, maps, **overrides):
-    meta = {
-        "format": "concept_attention.saliency",
-        "format_version": "1",
-        "names": json.dumps(["a", "b"]),
-        "image_size": json.dumps([16, 16]),
-        "softmax": "true",
-        "metadata": "{}",
-    }
-    meta.update(overrides)
-    save_file({"maps": maps}, str(path), metadata={k: v for k, v in meta.items() if v is not None})
 
 
 @pytest.mark.parametrize("shape, frames, message", [
