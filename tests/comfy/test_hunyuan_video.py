@@ -60,6 +60,17 @@ def _patched(model, name, layers=(0, 1, 2), **option_kw):
     return install_concept_attention(model, _concepts(name), SaliencyOptions(layers=layers, **option_kw))
 
 
+def _sampled_saliency(model, name, **kwargs):
+    """Sample with and without the patch (every layer): the pictures must be finite and equal, bit for bit; returns
+    the patched run's maps."""
+    plain = sample(model, _clip(name), cfg=3.0, **kwargs)
+    patched, session = _patched(model, name)
+    out = sample(patched, _clip(name), cfg=3.0, **kwargs)
+    assert torch.isfinite(plain).all()
+    assert torch.equal(plain, out)
+    return session.records[-1].saliency
+
+
 def _start_frame(channels, h, w, frames, seed=5):
     """What HunyuanImageToVideo gives the conditioning: the start image's latent (one frame) and a mask that is 0 on
     the frames it covers."""
@@ -114,12 +125,7 @@ def test_hunyuan_video_bit_identical(case, dtype):
     frames (an odd count)."""
     variant, shape, extra = _hv1_case(case)
     model = tiny_hunyuan_video.hunyuan_video_model(dtype=dtype, variant=variant)
-    plain = sample(model, _clip("hv1"), latent_shape=shape, cfg=3.0, prompt=PROMPT, **extra)
-    patched, session = _patched(model, "hv1")
-    out = sample(patched, _clip("hv1"), latent_shape=shape, cfg=3.0, prompt=PROMPT, **extra)
-    assert torch.isfinite(plain).all()
-    assert torch.equal(plain, out)
-    saliency = session.records[-1].saliency
+    saliency = _sampled_saliency(model, "hv1", latent_shape=shape, prompt=PROMPT, **extra)
     # the picture's tokens only (not the reference latent's): 3 frames of 3x5 tokens; 9 pixel frames
     assert saliency.maps.shape == (shape[0], 3, 3, 3, 5)
     assert saliency.frames == 9 and saliency.metadata["model_family"] == "HunyuanVideo"
@@ -134,26 +140,14 @@ def test_hunyuan_video15_bit_identical(case, dtype):
     shape, extra = (2, 32, 5, 5, 7), {}
     if case == "i2v":
         extra = _hv15_start(5, 7, 5)
-    kwargs = dict(latent_shape=shape, cfg=3.0, prompt=GLYPH_PROMPT, **extra)
-    plain = sample(model, _clip("hv15"), **kwargs)
-    patched, session = _patched(model, "hv15")
-    out = sample(patched, _clip("hv15"), **kwargs)
-    assert torch.isfinite(plain).all()
-    assert torch.equal(plain, out)
-    saliency = session.records[-1].saliency
+    saliency = _sampled_saliency(model, "hv15", latent_shape=shape, prompt=GLYPH_PROMPT, **extra)
     assert saliency.maps.shape == (2, 3, 5, 5, 7) and saliency.metadata["model_family"] == "HunyuanVideo 1.5"
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
 def test_hunyuan_image21_bit_identical(dtype):
     model = tiny_hunyuan_video.hunyuan_image21_model(dtype=dtype)
-    kwargs = dict(latent_shape=(2, 64, 5, 7), cfg=3.0, prompt=GLYPH_PROMPT)
-    plain = sample(model, _clip("hi21"), **kwargs)
-    patched, session = _patched(model, "hi21")
-    out = sample(patched, _clip("hi21"), **kwargs)
-    assert torch.isfinite(plain).all()
-    assert torch.equal(plain, out)
-    saliency = session.records[-1].saliency
+    saliency = _sampled_saliency(model, "hi21", latent_shape=(2, 64, 5, 7), prompt=GLYPH_PROMPT)
     assert saliency.maps.shape == (2, 3, 5, 7) and saliency.frames == 0  # a picture: no time axis
     assert saliency.metadata["model_family"] == "HunyuanImage 2.1"
 

@@ -102,28 +102,27 @@ def test_bit_identical(name, dtype):
     assert torch.isfinite(saliency.maps).all()
 
 
-def test_z_image_omni_with_reference_picture_bit_identical():
-    """Z-Image Omni: a reference picture (with its SigLIP pad tokens) before the picture, read at timestep 0 (the
-    modulation batch doubles); the maps cover the picture's tokens."""
-    model = tiny_single_stream.z_image_model(omni=True, depth=2)
-    refs = [torch.randn(1, 16, 4, 6, generator=torch.Generator().manual_seed(3))]
-    kwargs = dict(latent_shape=(1, 16, 6, 8), cfg=2.0, reference_latents=refs)
-    plain = sample(model, _clip("z_image"), **kwargs)
-    patched, session = _patched(model, "z_image", layers=(0, 1))
-    out = sample(patched, _clip("z_image"), **kwargs)
-    assert torch.equal(plain, out)
-    assert session.records[-1].saliency.maps.shape == (1, 3, 3, 4)
+_REFERENCE_PICTURE_CASES = {
+    # Z-Image Omni: a reference picture (with its SigLIP pad tokens) before the picture, read at timestep 0 (the
+    # modulation batch doubles).
+    "z_image_omni": (lambda: tiny_single_stream.z_image_model(omni=True, depth=2), "z_image", (1, 16, 6, 8), {}),
+    # Krea 2: a reference picture after the picture, at timestep 0 (index_timestep_zero).
+    "krea2_timestep_zero": (lambda: tiny_single_stream.krea2_model(depth=2), "krea2", (1, 16, 1, 6, 8),
+                            {"reference_latents_method": "index_timestep_zero"}),
+}
 
 
-def test_krea2_with_timestep_zero_reference_picture_bit_identical():
-    """Krea 2 with a reference picture after the picture, at timestep 0 (index_timestep_zero)."""
-    model = tiny_single_stream.krea2_model(depth=2)
-    refs = [torch.randn(1, 16, 1, 4, 6, generator=torch.Generator().manual_seed(3))]
-    kwargs = dict(latent_shape=(1, 16, 1, 6, 8), cfg=2.0, reference_latents=refs,
-                  reference_latents_method="index_timestep_zero")
-    plain = sample(model, _clip("krea2"), **kwargs)
-    patched, session = _patched(model, "krea2", layers=(0, 1))
-    out = sample(patched, _clip("krea2"), **kwargs)
+@pytest.mark.parametrize("case", list(_REFERENCE_PICTURE_CASES))
+def test_reference_picture_bit_identical(case):
+    """With a reference picture the picture is unchanged and the maps cover the picture's tokens only."""
+    build, name, shape, extra = _REFERENCE_PICTURE_CASES[case]
+    model = build()
+    ref_shape = shape[:-2] + (4, 6)
+    refs = [torch.randn(ref_shape, generator=torch.Generator().manual_seed(3))]
+    kwargs = dict(latent_shape=shape, cfg=2.0, reference_latents=refs, **extra)
+    plain = sample(model, _clip(name), **kwargs)
+    patched, session = _patched(model, name, layers=(0, 1))
+    out = sample(patched, _clip(name), **kwargs)
     assert torch.equal(plain, out)
     assert session.records[-1].saliency.maps.shape == (1, 3, 3, 4)
 
