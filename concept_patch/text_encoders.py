@@ -16,8 +16,11 @@ from .errors import ConceptAttentionError
 
 SUPPORTED_ENCODERS_TEXT = (
     "Flux.1 (T5-XXL with CLIP-L), SD3/SD3.5 (any of CLIP-L, CLIP-G, T5-XXL), Chroma (T5-XXL), "
-    "Flux.2 dev (Mistral-Small-3.1), Flux.2 Klein (Qwen3-4B or Qwen3-8B), LongCat-Image (Qwen2.5-VL-7B) "
-    "and Ovis-Image (Qwen3-2B)"
+    "Flux.2 dev (Mistral-Small-3.1), Flux.2 Klein (Qwen3-4B or Qwen3-8B), LongCat-Image and Qwen-Image "
+    "(Qwen2.5-VL-7B), Ovis-Image (Qwen3-2B), Mage-Flow (Qwen3-VL-4B), HiDream (its four encoders, T5-XXL read), "
+    "CogVideoX (T5-XXL), HunyuanVideo (Llava-Llama-3 with CLIP-L), HunyuanVideo 1.5 and HunyuanImage 2.1 "
+    "(Qwen2.5-VL-7B with byT5), Z-Image (Qwen3-4B), Lumina 2 (Gemma-2-2B), NewBie (Gemma-3-4B with Jina CLIP) "
+    "and Krea 2 (Qwen3-VL-4B)"
 )
 
 # Names for messages; an encoder not listed is still described (by its class and key).
