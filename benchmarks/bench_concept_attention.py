@@ -133,19 +133,19 @@ def import_pack(name="concept_attention", root=REPO):
 
 
 import_pack()
-from concept_attention.concept_patch import attention_capture as ca_capture  # noqa: E402
-from concept_attention.concept_patch import forward_state as ca_forward  # noqa: E402
-from concept_attention.concept_patch import sampling_run as ca_run  # noqa: E402
-from concept_attention.concept_patch.concepts import ConceptSet  # noqa: E402
+from concept_attention.concept_patch.stream import attention_capture as ca_capture  # noqa: E402
+from concept_attention.concept_patch.stream import forward_state as ca_forward  # noqa: E402
+from concept_attention.concept_patch.stream import sampling_run as ca_run  # noqa: E402
+from concept_attention.concept_patch.text.concepts import ConceptSet  # noqa: E402
 from concept_attention.concept_patch.encode import encode_saliency  # noqa: E402
-from concept_attention.concept_patch import image_stream_cache  # noqa: E402
+from concept_attention.concept_patch.requery import cache as image_stream_cache  # noqa: E402
 from concept_attention.concept_patch.families import detect_family  # noqa: E402
 from concept_attention.concept_patch.families.flux import FluxFamily  # noqa: E402
 from concept_attention.concept_patch.families.flux2 import Flux2Family  # noqa: E402
-from concept_attention.concept_patch.layer_spec import parse_layer_spec  # noqa: E402
+from concept_attention.concept_patch.stream.layer_spec import parse_layer_spec  # noqa: E402
 from concept_attention.concept_patch.families.sd3 import SD3Family  # noqa: E402
-from concept_attention.concept_patch.options import SaliencyOptions  # noqa: E402
-from concept_attention.concept_patch.session import install_concept_attention  # noqa: E402
+from concept_attention.concept_patch.stream.options import SaliencyOptions  # noqa: E402
+from concept_attention.concept_patch.stream.session import install_concept_attention  # noqa: E402
 
 DEVICE = comfy.model_management.get_torch_device()
 CUDA = DEVICE.type == "cuda"
@@ -395,9 +395,9 @@ def concept_set(r, dim, seed=0, family=None):
 def other_pack_model(model, n_blocks, ctx, family=None):
     """`model` patched by the pack at --compare-with (8 concepts, all blocks), for an A/B in one process."""
     import_pack("concept_attention_other", os.path.abspath(ARGS.compare_with))
-    from concept_attention_other.concept_patch.concepts import ConceptSet as OtherConceptSet
-    from concept_attention_other.concept_patch.options import SaliencyOptions as OtherOptions
-    from concept_attention_other.concept_patch.session import install_concept_attention as other_install
+    from concept_attention_other.concept_patch.text.concepts import ConceptSet as OtherConceptSet
+    from concept_attention_other.concept_patch.stream.options import SaliencyOptions as OtherOptions
+    from concept_attention_other.concept_patch.stream.session import install_concept_attention as other_install
 
     mine = concept_set(8, ctx, family=family)
     extra = {k: getattr(mine, k) for k in ("positions", "cond_lengths") if getattr(mine, k, None) is not None}
@@ -427,7 +427,7 @@ def mem_peak():
 @contextlib.contextmanager
 def diagnostic_mode(name):
     """--diagnose variants: skip the concept update, or the concept attention and map, while timing."""
-    from concept_attention.concept_patch.concept_math import heads_to_flat
+    from concept_attention.concept_patch.maths.attention import heads_to_flat
 
     saved = FluxFamily.update_concepts, SD3Family.update_concepts, ca_capture.AttentionCapture._read_joint_call
     if name.endswith("_no_update"):

@@ -22,9 +22,9 @@ import torch  # noqa: E402
 def time_other_encode(model, concepts, latent, layers, pos):
     """encode_saliency of the pack at --compare-with, timed like bench.time_encode."""
     other = bench.import_pack("concept_attention_other", str(Path(bench.ARGS.compare_with).resolve()))
-    from concept_attention_other.concept_patch.concepts import ConceptSet
+    from concept_attention_other.concept_patch.text.concepts import ConceptSet
     from concept_attention_other.concept_patch.encode import encode_saliency
-    from concept_attention_other.concept_patch.options import SaliencyOptions
+    from concept_attention_other.concept_patch.stream.options import SaliencyOptions
 
     del other
     theirs = ConceptSet(names=concepts.names, embeddings=concepts.embeddings, pooling="mean", encoder="random",
@@ -39,8 +39,8 @@ def time_other_encode(model, concepts, latent, layers, pos):
 def main():
     out_dir = Path(bench.ARGS.out)
     out_dir.mkdir(parents=True, exist_ok=True)
-    from concept_attention.concept_patch.options import SaliencyOptions
-    from concept_attention.concept_patch.session import install_concept_attention
+    from concept_attention.concept_patch.stream.options import SaliencyOptions
+    from concept_attention.concept_patch.stream.session import install_concept_attention
 
     lines, table = [], ""
     for family in bench.ARGS.models.split(","):

@@ -13,13 +13,14 @@ import logging
 
 import torch
 
-from . import image_stream_cache, requery_graph
-from .concepts import ConceptSet
-from .errors import ConceptAttentionError
-from .options import SaliencyOptions
-from .saliency_maps import SaliencyMaps
-from .sampling_run import SamplingRun
-from .session import inference_dtype, new_session, offer_block_hooks, patched_model_options
+from .requery import cache as image_stream_cache
+from .requery import graph as requery_graph
+from .text.concepts import ConceptSet
+from .checks.errors import ConceptAttentionError
+from .stream.options import SaliencyOptions
+from .maps.saliency_maps import SaliencyMaps
+from .stream.sampling_run import SamplingRun
+from .stream.session import inference_dtype, new_session, offer_block_hooks, patched_model_options
 
 
 def _one_model_call(model, x, sigmas, extra_args=None, callback=None, disable=None):

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from comfy_api.latest import io
 
-from ..concept_patch.concept_encoding import encode_concepts
-from ..concept_patch.concepts import MAX_CONCEPTS, POOLING_MODES, parse_concept_names
+from ..concept_patch.text.encoding import encode_concepts
+from ..concept_patch.text.concepts import MAX_CONCEPTS, POOLING_MODES, parse_concept_names
 from .types import CATEGORY, NODE_PREFIX, Concepts, advanced
 
 

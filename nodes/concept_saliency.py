@@ -6,11 +6,11 @@ import comfy.utils
 from comfy_api.latest import io
 
 from ..concept_patch.encode import encode_saliency
-from ..concept_patch.errors import ConceptAttentionError
-from ..concept_patch.input_limits import check_latent_fits, check_picture_for_vae, check_seed_range
-from ..concept_patch.layer_spec import parse_block_spec
-from ..concept_patch.options import SaliencyOptions
-from ..concept_patch.session import block_counts
+from ..concept_patch.checks.errors import ConceptAttentionError
+from ..concept_patch.checks.input_limits import check_latent_fits, check_picture_for_vae, check_seed_range
+from ..concept_patch.stream.layer_spec import parse_block_spec
+from ..concept_patch.stream.options import SaliencyOptions
+from ..concept_patch.stream.session import block_counts
 from .preview import PREVIEW_TOOLTIP, saliency_preview
 from .types import CATEGORY, MODEL_TOOLTIP, NODE_PREFIX, Concepts, Saliency, advanced, layer_inputs, method_inputs
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from comfy_api.latest import io
 
-from ..concept_patch.errors import ConceptAttentionError
-from ..concept_patch.layer_spec import parse_block_spec, parse_step_range
-from ..concept_patch.options import SaliencyOptions
-from ..concept_patch.session import block_counts, find_sessions, install_concept_attention
+from ..concept_patch.checks.errors import ConceptAttentionError
+from ..concept_patch.stream.layer_spec import parse_block_spec, parse_step_range
+from ..concept_patch.stream.options import SaliencyOptions
+from ..concept_patch.stream.session import block_counts, find_sessions, install_concept_attention
 from .preview import PREVIEW_TOOLTIP, saliency_preview
 from .types import CATEGORY, MODEL_TOOLTIP, NODE_PREFIX, Concepts, Saliency, layer_inputs, method_inputs
 

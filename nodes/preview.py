@@ -6,9 +6,9 @@ import random
 
 from comfy_api.latest import io, ui
 
-from ..concept_patch.heatmap import render_preview, sheet_layout, video_fps
-from ..concept_patch.legend import concept_legend
-from ..concept_patch.saliency_maps import SaliencyMaps
+from ..concept_patch.maps.heatmap import render_preview, sheet_layout, video_fps
+from ..concept_patch.maps.legend import concept_legend
+from ..concept_patch.maps.saliency_maps import SaliencyMaps
 
 PREVIEW_TOOLTIP = (
     "Per picture: the segmentation view (each region in its winning concept's legend colour), then each "

@@ -7,8 +7,8 @@ import os
 import folder_paths
 from comfy_api.latest import io
 
-from ..concept_patch.errors import ConceptAttentionError
-from ..concept_patch.saliency_io import load_saliency, resolve_inside, save_saliency
+from ..concept_patch.checks.errors import ConceptAttentionError
+from ..concept_patch.files.saliency_io import load_saliency, resolve_inside, save_saliency
 from .types import CATEGORY, NODE_PREFIX, Saliency
 
 INPUT_FOLDER = "input folder"

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from comfy_api.latest import io
 
-from ..concept_patch.concepts import split_names
-from ..concept_patch.masks import DEFAULT_MASK_METHOD, MASK_METHODS, saliency_to_mask
+from ..concept_patch.text.concepts import split_names
+from ..concept_patch.maps.masks import DEFAULT_MASK_METHOD, MASK_METHODS, saliency_to_mask
 from .types import CATEGORY, NODE_PREFIX, Saliency
 
 

@@ -6,7 +6,7 @@ import inspect
 
 from comfy_api.latest import io
 
-from ..concept_patch.options import SPACES
+from ..concept_patch.stream.options import SPACES
 
 CATEGORY = "ConceptAttention"
 NODE_PREFIX = "ConceptAttention"

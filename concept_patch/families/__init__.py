@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..errors import UnsupportedModelError
+from ..checks.errors import UnsupportedModelError
 from .base import DualStreamFamily
 from .chroma import ChromaFamily
 from .chroma_radiance import ChromaRadianceFamily

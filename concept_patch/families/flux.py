@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import torch
 
-from ..errors import ConceptAttentionError
+from ..checks.errors import ConceptAttentionError
 from .base import DualStreamFamily
 from .modulation import modulated_layer_norm, split_modulation
 

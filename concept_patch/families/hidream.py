@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import torch
 
-from ..block_hooks import BlockCall
+from ..stream.block_hooks import BlockCall
 from .base import DualStreamFamily, is_instance_of
 from .modulation import modulated_layer_norm, split_modulation
 

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import torch
 
-from ..errors import ConceptAttentionError
+from ..checks.errors import ConceptAttentionError
 from .base import is_instance_of
 from .flux import FluxFamily
 from .modulation import split_modulation

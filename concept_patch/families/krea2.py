@@ -22,8 +22,8 @@ from __future__ import annotations
 
 import torch
 
-from ..block_hooks import BlockCall
-from ..concept_math import repeat_heads
+from ..stream.block_hooks import BlockCall
+from ..maths.attention import repeat_heads
 from .base import is_instance_of
 from .single_stream import SharedWeightFamily, from_caption, text_rows
 

@@ -21,7 +21,7 @@ import weakref
 
 import torch
 
-from ..errors import ConceptAttentionError
+from ..checks.errors import ConceptAttentionError
 from .base import DualStreamFamily
 
 # Per sampling run, what the concepts' text preprocessing gave (weak: it goes with the run).

@@ -66,7 +66,7 @@ def _clip(name):
 
 @functools.lru_cache(maxsize=None)
 def setup_for(name: str) -> Setup:
-    from concept_attention.concept_patch.concept_encoding import encode_concepts
+    from concept_attention.concept_patch.text.encoding import encode_concepts
 
     build_model, _, layers, latent_shape = BUILDERS[name]
     clip = _clip(name)
@@ -92,7 +92,7 @@ def concept_positions(setup: Setup) -> torch.Tensor:
 
 def encode(setup: Setup, **option_kw):
     from concept_attention.concept_patch.encode import encode_saliency
-    from concept_attention.concept_patch.options import SaliencyOptions
+    from concept_attention.concept_patch.stream.options import SaliencyOptions
 
     option_kw.setdefault("layers", setup.layers)
     with recorded_inputs(setup.dm) as calls:
@@ -200,12 +200,12 @@ def test_a_concept_at_another_position_gives_other_maps(name):
 ])
 def test_concepts_from_another_models_encoder_are_refused(concept_from, model_of, expected):
     """The error names both sides (what the concepts were encoded with, what the model reads); the model stays usable."""
-    from concept_attention.concept_patch.errors import ConceptAttentionError
+    from concept_attention.concept_patch.checks.errors import ConceptAttentionError
 
     wrong = setup_for(concept_from).concepts
     s = setup_for(model_of)
     from concept_attention.concept_patch.encode import encode_saliency
-    from concept_attention.concept_patch.options import SaliencyOptions
+    from concept_attention.concept_patch.stream.options import SaliencyOptions
 
     with pytest.raises(ConceptAttentionError, match=expected):
         encode_saliency(s.model, wrong, s.latent, SaliencyOptions(layers=s.layers), conditioning=s.cond)

@@ -14,9 +14,9 @@ import functools
 import pytest
 import torch
 
-from concept_attention.concept_patch.concept_encoding import encode_concepts
-from concept_attention.concept_patch.options import SaliencyOptions
-from concept_attention.concept_patch.session import install_concept_attention
+from concept_attention.concept_patch.text.encoding import encode_concepts
+from concept_attention.concept_patch.stream.options import SaliencyOptions
+from concept_attention.concept_patch.stream.session import install_concept_attention
 from concept_attention_tests.comfy import reference_concept_attention as ref
 from concept_attention_tests.comfy import tiny_models, tiny_text_encoders
 from concept_attention_tests.comfy.module_caches import cleared_after_module
@@ -158,7 +158,7 @@ def test_mage_flow_concepts_open_their_conditioning():
 
 def test_mage_flow_concepts_are_refused_by_qwen_image_and_qwen_concepts_by_mage():
     """Both read Qwen-family LLM states of the same width here, but from different encoders."""
-    from concept_attention.concept_patch.errors import ConceptAttentionError
+    from concept_attention.concept_patch.checks.errors import ConceptAttentionError
 
     qwen_concepts = encode_concepts(tiny_text_encoders.qwen_image_clip(), ["dog"])
     with pytest.raises(ConceptAttentionError, match="qwen25_7b"):

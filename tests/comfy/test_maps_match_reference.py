@@ -72,7 +72,7 @@ def _clip(kind):
 
 @functools.lru_cache(maxsize=None)
 def setup_for(name: str) -> Setup:
-    from concept_attention.concept_patch.concept_encoding import encode_concepts
+    from concept_attention.concept_patch.text.encoding import encode_concepts
 
     if name == "flux":
         kind, model, layers = "flux", tiny_models.flux_model(torch.float32), (0, 2)
@@ -202,7 +202,7 @@ def encode(setup: Setup, options, latent=None, conditioning="prompt"):
 
 
 def options(setup: Setup, **kw):
-    from concept_attention.concept_patch.options import SaliencyOptions
+    from concept_attention.concept_patch.stream.options import SaliencyOptions
 
     kw.setdefault("layers", setup.layers)
     return SaliencyOptions(**kw)
@@ -388,7 +388,7 @@ def test_generation_mode_maps_match_reference_on_cond_rows(name):
     reference on the cond rows, averaged over the calls (steps)."""
     import comfy.sample
 
-    from concept_attention.concept_patch.session import install_concept_attention
+    from concept_attention.concept_patch.stream.session import install_concept_attention
 
     s = setup_for(name)
     patched, session = install_concept_attention(s.model, s.concepts, options(s))
@@ -436,7 +436,7 @@ def _own_positions(clip, kind, name):
 
 @pytest.mark.parametrize("kind", ["flux", "sd3"])
 def test_first_and_mean_pooling_of_own_tokens(kind):
-    from concept_attention.concept_patch.concept_encoding import encode_concepts
+    from concept_attention.concept_patch.text.encoding import encode_concepts
 
     clip = _clip(kind)
     names = ["dog", "red fox jumping", "sky", "green grass"]

@@ -7,8 +7,8 @@ import os
 import pytest
 import torch
 
-from concept_attention.concept_patch.errors import ConceptAttentionError
-from concept_attention.concept_patch.saliency_maps import SaliencyMaps
+from concept_attention.concept_patch.checks.errors import ConceptAttentionError
+from concept_attention.concept_patch.maps.saliency_maps import SaliencyMaps
 from concept_attention.nodes import NODE_IDS, NODES
 from concept_attention.nodes.concept_list import ConceptList
 from concept_attention.nodes.concept_saliency import ConceptSaliency

@@ -13,9 +13,9 @@ import functools
 import pytest
 import torch
 
-from concept_attention.concept_patch.concept_encoding import encode_concepts
-from concept_attention.concept_patch.options import SaliencyOptions
-from concept_attention.concept_patch.session import install_concept_attention
+from concept_attention.concept_patch.text.encoding import encode_concepts
+from concept_attention.concept_patch.stream.options import SaliencyOptions
+from concept_attention.concept_patch.stream.session import install_concept_attention
 from concept_attention_tests.comfy import reference_concept_attention as ref
 from concept_attention_tests.comfy import tiny_models, tiny_text_encoders
 from concept_attention_tests.comfy.module_caches import cleared_after_module
@@ -249,7 +249,7 @@ def test_qwen_image_layered_is_refused_clearly():
     """Qwen-Image-Layered holds several picture layers in one sequence: refused, naming the supported families."""
     import comfy.supported_models
 
-    from concept_attention.concept_patch.errors import UnsupportedModelError
+    from concept_attention.concept_patch.checks.errors import UnsupportedModelError
 
     config = comfy.supported_models.QwenImage({
         "image_model": "qwen_image", "patch_size": 2, "in_channels": 64, "out_channels": 16, "num_layers": 2,

@@ -8,10 +8,10 @@ import functools
 import pytest
 import torch
 
-from concept_attention.concept_patch import image_stream_cache
-from concept_attention.concept_patch.concept_encoding import encode_concepts
+from concept_attention.concept_patch.requery import cache as image_stream_cache
+from concept_attention.concept_patch.text.encoding import encode_concepts
 from concept_attention.concept_patch.encode import encode_saliency
-from concept_attention.concept_patch.options import SaliencyOptions
+from concept_attention.concept_patch.stream.options import SaliencyOptions
 from concept_attention_tests.comfy import (
     tiny_cogvideox, tiny_hunyuan_video, tiny_models, tiny_single_stream, tiny_text_encoders,
 )

@@ -7,11 +7,11 @@ from dataclasses import dataclass
 import pytest
 import torch
 
-from concept_attention.concept_patch.concept_encoding import encode_concepts
+from concept_attention.concept_patch.text.encoding import encode_concepts
 from concept_attention.concept_patch.encode import encode_saliency
-from concept_attention.concept_patch.errors import ConceptAttentionError, UnsupportedModelError
-from concept_attention.concept_patch.options import SaliencyOptions
-from concept_attention.concept_patch.session import install_concept_attention
+from concept_attention.concept_patch.checks.errors import ConceptAttentionError, UnsupportedModelError
+from concept_attention.concept_patch.stream.options import SaliencyOptions
+from concept_attention.concept_patch.stream.session import install_concept_attention
 from concept_attention_tests.comfy import tiny_models
 from concept_attention_tests.comfy.sampling import sample
 
@@ -327,7 +327,7 @@ def test_bad_options_and_encoder_mismatch(flux, sd3_clip, concepts):
     with pytest.raises(ConceptAttentionError, match="4096-wide"):
         _install(flux, replace(sd3_concepts, text_space=""))
     # same width, other family: SD3's CLIP states padded to the width Flux reads are still not T5 states
-    from concept_attention.concept_patch.concepts import ConceptSet
+    from concept_attention.concept_patch.text.concepts import ConceptSet
 
     foreign = ConceptSet(["dog"], concepts.embeddings[:1], encoder="SD3 CLIP-L/G", text_space="clip-lg")
     with pytest.raises(ConceptAttentionError, match="clip-lg states.*Flux.1 model reads t5xxl"):

@@ -52,7 +52,7 @@ def _clip(name):
 
 @functools.lru_cache(maxsize=None)
 def _setup(name):
-    from concept_attention.concept_patch.concept_encoding import encode_concepts
+    from concept_attention.concept_patch.text.encoding import encode_concepts
 
     build, _, shape = BUILDERS[name]
     clip = _clip(name)
@@ -63,7 +63,7 @@ def _setup(name):
 
 
 def _options(layers=(), single_layers=(), **kw):
-    from concept_attention.concept_patch.options import SaliencyOptions
+    from concept_attention.concept_patch.stream.options import SaliencyOptions
 
     return SaliencyOptions(layers=tuple(layers), single_layers=tuple(single_layers), **kw)
 
@@ -149,7 +149,7 @@ def _dit_patch_keys(model):
 
 
 def test_default_installs_no_single_block_patch():
-    from concept_attention.concept_patch.session import install_concept_attention
+    from concept_attention.concept_patch.stream.session import install_concept_attention
 
     model, _, concepts, _, _ = _setup("Flux.1")
     patched, _ = install_concept_attention(model, concepts, _options((0, 1)))
@@ -164,7 +164,7 @@ def test_default_installs_no_single_block_patch():
 
 def test_dual_stream_layer_maps_are_unchanged_by_the_option(monkeypatch):
     """The per-layer maps of the dual-stream blocks are the same tensors with and without single layers."""
-    from concept_attention.concept_patch.forward_state import ForwardState
+    from concept_attention.concept_patch.stream.forward_state import ForwardState
 
     seen = []
     original = ForwardState.add_layer_scores
@@ -186,8 +186,8 @@ def test_dual_stream_layer_maps_are_unchanged_by_the_option(monkeypatch):
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
 @pytest.mark.parametrize("name", list(BUILDERS))
 def test_picture_bit_identical_with_single_layers(name, dtype):
-    from concept_attention.concept_patch.concept_encoding import encode_concepts
-    from concept_attention.concept_patch.session import install_concept_attention
+    from concept_attention.concept_patch.text.encoding import encode_concepts
+    from concept_attention.concept_patch.stream.session import install_concept_attention
 
     build, _, shape = BUILDERS[name]
     clip = _clip(name)
@@ -223,7 +223,7 @@ def test_encode_mode_maps_equal_a_full_forward_over_single_layers():
     import comfy.samplers
 
     from concept_attention.concept_patch.encode import _one_model_call
-    from concept_attention.concept_patch.session import install_concept_attention
+    from concept_attention.concept_patch.stream.session import install_concept_attention
 
     model, _, concepts, cond, latent = _setup("Flux.1")
     encoded, _ = _encode("Flux.1", (0,), (0, 1))
@@ -239,8 +239,8 @@ def test_encode_mode_maps_equal_a_full_forward_over_single_layers():
 
 @pytest.mark.parametrize("name", ["Flux.1", "Flux.2 Klein"])
 def test_requery_over_single_layers_equals_a_full_run(name):
-    from concept_attention.concept_patch import image_stream_cache
-    from concept_attention.concept_patch.concept_encoding import encode_concepts
+    from concept_attention.concept_patch.requery import cache as image_stream_cache
+    from concept_attention.concept_patch.text.encoding import encode_concepts
 
     image_stream_cache.CACHE.clear()
     try:
@@ -265,9 +265,9 @@ def test_requery_over_single_layers_equals_a_full_run(name):
 
 
 def test_single_layer_errors_name_the_block_counts(sd3_clip):
-    from concept_attention.concept_patch.concept_encoding import encode_concepts
-    from concept_attention.concept_patch.errors import ConceptAttentionError
-    from concept_attention.concept_patch.session import install_concept_attention
+    from concept_attention.concept_patch.text.encoding import encode_concepts
+    from concept_attention.concept_patch.checks.errors import ConceptAttentionError
+    from concept_attention.concept_patch.stream.session import install_concept_attention
 
     model, _, concepts, _, _ = _setup("Flux.1")
     with pytest.raises(ConceptAttentionError, match=r"single-stream layer 3 .* 2 dual-stream blocks \(0-1\) and "
@@ -285,7 +285,7 @@ def test_single_layer_errors_name_the_block_counts(sd3_clip):
 
 @functools.lru_cache(maxsize=None)
 def _hidream():
-    from concept_attention.concept_patch.concept_encoding import encode_concepts
+    from concept_attention.concept_patch.text.encoding import encode_concepts
 
     clip = tiny_models.hidream_clip()
     # No MoE: the reference needs no router (the bit-identity test below runs the MoE, concepts included).
@@ -337,7 +337,7 @@ def test_hidream_single_layer_maps_match_the_fp64_reference(layers, single_layer
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
 def test_hidream_picture_bit_identical_with_single_layers(dtype):
-    from concept_attention.concept_patch.session import install_concept_attention
+    from concept_attention.concept_patch.stream.session import install_concept_attention
 
     _, clip, concepts, _ = _hidream()
     model = tiny_models.hidream_model(dtype=dtype, depth=2, single_depth=3, seed=35)  # with the MoE
@@ -370,8 +370,8 @@ def test_nodes_read_single_parts_of_the_layer_text():
 
 
 def test_hidream_requery_over_single_layers_equals_a_full_run():
-    from concept_attention.concept_patch import image_stream_cache
-    from concept_attention.concept_patch.concept_encoding import encode_concepts
+    from concept_attention.concept_patch.requery import cache as image_stream_cache
+    from concept_attention.concept_patch.text.encoding import encode_concepts
     from concept_attention.concept_patch.encode import encode_saliency
 
     model, clip, concepts, cond = _hidream()

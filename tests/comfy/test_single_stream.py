@@ -14,9 +14,9 @@ import functools
 import pytest
 import torch
 
-from concept_attention.concept_patch.concept_encoding import encode_concepts
-from concept_attention.concept_patch.options import SaliencyOptions
-from concept_attention.concept_patch.session import install_concept_attention
+from concept_attention.concept_patch.text.encoding import encode_concepts
+from concept_attention.concept_patch.stream.options import SaliencyOptions
+from concept_attention.concept_patch.stream.session import install_concept_attention
 from concept_attention_tests.comfy import reference_single_stream as ref
 from concept_attention_tests.comfy import tiny_single_stream, tiny_text_encoders
 from concept_attention_tests.comfy.module_caches import cleared_after_module
@@ -310,14 +310,14 @@ def test_krea2_concepts_are_their_own_rows_of_the_template_cut_conditioning():
 
 
 def test_layer_beyond_the_model_says_how_many_blocks_it_has():
-    from concept_attention.concept_patch.errors import ConceptAttentionError
+    from concept_attention.concept_patch.checks.errors import ConceptAttentionError
 
     with pytest.raises(ConceptAttentionError, match="3 .*blocks"):
         _patched(tiny_single_stream.z_image_model(), "z_image", layers=(3,))
 
 
 def test_concepts_of_another_encoder_are_refused():
-    from concept_attention.concept_patch.errors import ConceptAttentionError
+    from concept_attention.concept_patch.checks.errors import ConceptAttentionError
 
     with pytest.raises(ConceptAttentionError, match="gemma2_2b.*Z-Image model reads qwen3_4b"):
         _patched(tiny_single_stream.z_image_model(depth=1), "lumina2", layers=(0,))
@@ -337,7 +337,7 @@ def _expanded(t, heads, dim=1):
 def test_concept_attention_with_fewer_key_value_heads(tokens_first, concept_kv_heads):
     """Image keys/values with 2 heads for 8 query heads (ComfyUI's enable_gqa layout) give what the same heads
     expanded by repeat_interleave give; so do the head-wise map spaces."""
-    from concept_attention.concept_patch.concept_math import concept_attention, head_dot_scores
+    from concept_attention.concept_patch.maths.attention import concept_attention, head_dot_scores
 
     g = torch.Generator().manual_seed(0)
     b, h, kv, r, n, d = 2, 8, 2, 3, 5, 4
@@ -361,7 +361,7 @@ def test_capture_reads_grouped_keys_of_a_tokens_first_call():
     """An attention call with enable_gqa and flat [B, L, H_kv·D] keys: the capture splits them by the head width."""
     from types import SimpleNamespace
 
-    from concept_attention.concept_patch.attention_capture import AttentionCapture
+    from concept_attention.concept_patch.stream.attention_capture import AttentionCapture
 
     g = torch.Generator().manual_seed(1)
     b, h, kv, r, length, d = 1, 4, 2, 2, 6, 8
@@ -372,7 +372,7 @@ def test_capture_reads_grouped_keys_of_a_tokens_first_call():
     forward = SimpleNamespace(rows=lambda t: t, recorder=None, selected_layers=frozenset(), options=None)
 
     capture = AttentionCapture(forward, 0, concept, slice(2, 6))
-    import concept_attention.concept_patch.attention_capture as capture_module
+    import concept_attention.concept_patch.stream.attention_capture as capture_module
 
     original = capture_module.read_image_stream
     capture_module.read_image_stream = lambda fwd, layer, qkv, view: seen.append(view) or torch.zeros(1)

@@ -11,8 +11,8 @@ import os
 import pytest
 import torch
 
-from concept_attention.concept_patch.masks import saliency_to_mask
-from concept_attention.concept_patch.saliency_maps import SaliencyMaps
+from concept_attention.concept_patch.maps.masks import saliency_to_mask
+from concept_attention.concept_patch.maps.saliency_maps import SaliencyMaps
 from concept_attention.nodes.concept_list import ConceptList
 from concept_attention.nodes.concept_saliency import ConceptSaliency
 from concept_attention.nodes.generation import ConceptAttentionPatch, SamplingSaliency
@@ -215,7 +215,7 @@ def test_the_nodes_display_animates_each_panel_over_the_clip():
     payload = out.ui if isinstance(out.ui, dict) else out.ui.as_dict()
     assert payload["animated"] == (True,)
     assert len(payload["images"]) == 1 + len(NAMES)
-    from concept_attention.concept_patch.heatmap import video_fps
+    from concept_attention.concept_patch.maps.heatmap import video_fps
 
     for entry in payload["images"]:
         assert _webp_frames(entry, folder_paths.get_temp_directory(), video_fps(out.result[0])) == frames.shape[0]

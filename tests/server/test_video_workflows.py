@@ -100,7 +100,7 @@ def _webp_masks(path) -> np.ndarray:
 
 
 def _expected_masks(saliency, concept: str) -> np.ndarray:
-    from concept_attention.concept_patch.masks import saliency_to_mask
+    from concept_attention.concept_patch.maps.masks import saliency_to_mask
 
     return np.clip(255.0 * saliency_to_mask(saliency, concept, method="mean").numpy(), 0, 255).astype(np.uint8)
 
@@ -123,7 +123,7 @@ def _check_mask_files(comfy_server, result, saliency, frames: int) -> None:
 
 
 def _load_saliency(path):
-    from concept_attention.concept_patch.saliency_io import load_saliency
+    from concept_attention.concept_patch.files.saliency_io import load_saliency
 
     return load_saliency(str(path))
 

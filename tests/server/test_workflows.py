@@ -48,7 +48,7 @@ GROW_PIXELS = 3
 
 
 def _load_saliency(path):
-    from concept_attention.concept_patch.saliency_io import load_saliency
+    from concept_attention.concept_patch.files.saliency_io import load_saliency
 
     return load_saliency(str(path))
 
@@ -96,7 +96,7 @@ def test_sd3_encode_mode_mask_drives_inpainting(comfy_server):
 
     from comfy_extras.nodes_mask import GrowMask
 
-    from concept_attention.concept_patch.masks import saliency_to_mask
+    from concept_attention.concept_patch.maps.masks import saliency_to_mask
 
     thresholded = saliency_to_mask(saliency, "dog", method="mean")
     grown = GrowMask.execute(thresholded, GROW_PIXELS, True).result[0]
@@ -187,7 +187,7 @@ def test_flux2_klein_encode_mode_mask_drives_inpainting(comfy_server):
     _check_maps(saliency, "Flux.2")
     assert saliency.metadata["layers"] == [0, 1], saliency.metadata  # the file's 2 double blocks
 
-    from concept_attention.concept_patch.masks import saliency_to_mask
+    from concept_attention.concept_patch.maps.masks import saliency_to_mask
 
     expected = saliency_to_mask(saliency, "dog", method="mean")
     [mask_png] = output_files(comfy_server, result, "save_mask")
@@ -244,7 +244,7 @@ def test_qwen_image_encode_mode_mask_drives_inpainting(comfy_server):
     assert saliency.metadata["layers"] == [0, 1, 2], saliency.metadata  # the model's 3 blocks
     assert saliency.metadata["mode"] == "encode", saliency.metadata
 
-    from concept_attention.concept_patch.masks import saliency_to_mask
+    from concept_attention.concept_patch.maps.masks import saliency_to_mask
 
     expected = saliency_to_mask(saliency, "dog", method="mean")
     [mask_png] = output_files(comfy_server, result, "save_mask")
@@ -381,7 +381,7 @@ def _generation_graph(prefix: str, loaders: dict, latent: dict, prompts: dict, s
 def _check_generation(comfy_server, prompt: dict, family: str, latent_shape=None):
     """Runs a _generation_graph: the patched latent is the plain one bit for bit, the maps are the family's, and
     the argmax masks are the saved maps' and partition the picture with more than one winner. The maps."""
-    from concept_attention.concept_patch.masks import saliency_to_mask
+    from concept_attention.concept_patch.maps.masks import saliency_to_mask
 
     result = require_ok(comfy_server.run_prompt(prompt, timeout=240), comfy_server)
     patched = read_latent(output_files(comfy_server, result, "save_latent", "latents")[0])

@@ -8,7 +8,7 @@ import pytest
 import torch
 from PIL import Image
 
-from concept_attention.concept_patch.heatmap import (
+from concept_attention.concept_patch.maps.heatmap import (
     PICTURE_BAND,
     PICTURE_WEIGHT,
     PREVIEW_MAX_SIDE,
@@ -26,8 +26,8 @@ from concept_attention.concept_patch.heatmap import (
     segmentation_preview,
     strip_height,
 )
-from concept_attention.concept_patch.legend import concept_legend
-from concept_attention.concept_patch.saliency_maps import SaliencyMaps
+from concept_attention.concept_patch.maps.legend import concept_legend
+from concept_attention.concept_patch.maps.saliency_maps import SaliencyMaps
 from concept_attention_tests.unit.allocations import torch_cpu_peak_bytes
 
 

@@ -1,6 +1,6 @@
 import pytest
 
-from concept_attention.concept_patch.layer_spec import parse_layer_spec, parse_step_range
+from concept_attention.concept_patch.stream.layer_spec import parse_layer_spec, parse_step_range
 
 
 @pytest.mark.parametrize(
@@ -106,7 +106,7 @@ def test_step_range_message_states_rule():
 # single-stream blocks of hybrid models: parts that start with "single"
 # ---------------------------------------------------------------------------------------------
 
-from concept_attention.concept_patch.layer_spec import parse_block_spec  # noqa: E402
+from concept_attention.concept_patch.stream.layer_spec import parse_block_spec  # noqa: E402
 
 
 @pytest.mark.parametrize(
@@ -184,8 +184,8 @@ def test_bad_block_counts(counts):
 
 
 def test_options_order_blocks_across_kinds():
-    from concept_attention.concept_patch.errors import ConceptAttentionError
-    from concept_attention.concept_patch.options import SaliencyOptions
+    from concept_attention.concept_patch.checks.errors import ConceptAttentionError
+    from concept_attention.concept_patch.stream.options import SaliencyOptions
 
     default = SaliencyOptions(layers=(9, 18))
     assert default.stream_blocks(19) == tuple(("double_block", i) for i in range(19))

@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from concept_attention.concept_patch.masks import (
+from concept_attention.concept_patch.maps.masks import (
     box_mean,
     feather,
     grow_shrink,

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from concept_attention.concept_patch.masks import (
+from concept_attention.concept_patch.maps.masks import (
     argmax_masks,
     combine_scores,
     cut_values,

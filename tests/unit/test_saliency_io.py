@@ -8,14 +8,14 @@ import torch
 from PIL import Image
 from safetensors.torch import save_file
 
-from concept_attention.concept_patch.saliency_io import (
+from concept_attention.concept_patch.files.saliency_io import (
     load_saliency,
     resolve_inside,
     sanitize_filename_part,
     save_saliency,
 )
-from concept_attention.concept_patch.errors import ConceptAttentionError
-from concept_attention.concept_patch.saliency_maps import SaliencyMaps
+from concept_attention.concept_patch.checks.errors import ConceptAttentionError
+from concept_attention.concept_patch.maps.saliency_maps import SaliencyMaps
 from concept_attention_tests.unit.allocations import python_peak_bytes, torch_cpu_peak_bytes
 from concept_attention_tests.unit.saliency_files import write_saliency_file as _write
 

@@ -4,8 +4,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from concept_attention.concept_patch.masks import DEFAULT_MASK_METHOD, MASK_METHODS, saliency_to_mask
-from concept_attention.concept_patch.saliency_maps import SaliencyMaps
+from concept_attention.concept_patch.maps.masks import DEFAULT_MASK_METHOD, MASK_METHODS, saliency_to_mask
+from concept_attention.concept_patch.maps.saliency_maps import SaliencyMaps
 
 NAMES = ["dog", "grass", "sky"]
 

@@ -12,8 +12,8 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from concept_attention.concept_patch.errors import ConceptAttentionError
-from concept_attention.concept_patch.heatmap import (
+from concept_attention.concept_patch.checks.errors import ConceptAttentionError
+from concept_attention.concept_patch.maps.heatmap import (
     PREVIEW_PIXEL_BUDGET,
     colorize,
     concept_colors,
@@ -21,10 +21,10 @@ from concept_attention.concept_patch.heatmap import (
     segmentation_preview,
     sheet_layout,
 )
-from concept_attention.concept_patch.legend import concept_legend
-from concept_attention.concept_patch.masks import MASK_METHODS, saliency_to_mask
-from concept_attention.concept_patch.saliency_io import load_saliency, save_saliency
-from concept_attention.concept_patch.saliency_maps import SaliencyMaps
+from concept_attention.concept_patch.maps.legend import concept_legend
+from concept_attention.concept_patch.maps.masks import MASK_METHODS, saliency_to_mask
+from concept_attention.concept_patch.files.saliency_io import load_saliency, save_saliency
+from concept_attention.concept_patch.maps.saliency_maps import SaliencyMaps
 from concept_attention_tests.unit.allocations import torch_cpu_peak_bytes
 from concept_attention_tests.unit.saliency_files import write_saliency_file as _write
 

@@ -18,13 +18,13 @@ from dataclasses import dataclass, field
 import torch
 
 from .block_hooks import install_block_hooks
-from .concepts import ConceptSet
-from .errors import ConceptAttentionError
-from .families import DualStreamFamily, detect_family
+from ..text.concepts import ConceptSet
+from ..checks.errors import ConceptAttentionError
+from ..families import DualStreamFamily, detect_family
 from .forward_state import StopForward
-from .input_limits import check_latent_fits
+from ..checks.input_limits import check_latent_fits
 from .options import DOUBLE_BLOCK, SINGLE_BLOCK, SaliencyOptions
-from .saliency_maps import SaliencyMaps
+from ..maps.saliency_maps import SaliencyMaps
 from .sampling_run import SamplingRun
 
 WRAPPER_KEY = "concept_attention"

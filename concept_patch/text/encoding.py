@@ -11,9 +11,9 @@ from __future__ import annotations
 import torch
 
 from .concepts import POOLING_MODES, ConceptSet
-from .errors import ConceptAttentionError
+from ..checks.errors import ConceptAttentionError
 from .own_tokens import TokenKinds, key_tokenizer, own_token_indices
-from .text_encoders import SUPPORTED_ENCODERS_TEXT, EncoderInfo, identify_encoder, keyed_encoder, unsupported_encoder
+from .encoders import SUPPORTED_ENCODERS_TEXT, EncoderInfo, identify_encoder, keyed_encoder, unsupported_encoder
 from .token_rows import conditioning_rows, rows_following_weights
 
 __all__ = ["SUPPORTED_ENCODERS_TEXT", "encode_concepts"]

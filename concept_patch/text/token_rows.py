@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import torch
 
-from .errors import ConceptAttentionError
-from .text_encoders import SUPPORTED_ENCODERS_TEXT
+from ..checks.errors import ConceptAttentionError
+from .encoders import SUPPORTED_ENCODERS_TEXT
 
 PROBE_WEIGHTS = (2.0, 3.0)
 # A row counts as changed when it moved by more than this fraction of its size: a concept row moves

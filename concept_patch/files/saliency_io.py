@@ -20,10 +20,10 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
-from .concepts import MAX_CONCEPTS
-from .errors import ConceptAttentionError
-from .heatmap import FILE_MAX_SIDE, FILE_PIXEL_BUDGET, ColourScale, heatmap_png_bytes, heatmap_webp_bytes, panel_size
-from .saliency_maps import SaliencyMaps
+from ..text.concepts import MAX_CONCEPTS
+from ..checks.errors import ConceptAttentionError
+from ..maps.heatmap import FILE_MAX_SIDE, FILE_PIXEL_BUDGET, ColourScale, heatmap_png_bytes, heatmap_webp_bytes, panel_size
+from ..maps.saliency_maps import SaliencyMaps
 
 FORMAT_NAME = "concept_attention.saliency"
 FORMAT_VERSION = "1"

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .errors import ConceptAttentionError
+from ..checks.errors import ConceptAttentionError
 
 SUPPORTED_ENCODERS_TEXT = (
     "Flux.1 (T5-XXL with CLIP-L), SD3/SD3.5 (any of CLIP-L, CLIP-G, T5-XXL), Chroma (T5-XXL), "

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
-from .errors import ConceptAttentionError
+from ..checks.errors import ConceptAttentionError
 from .image_batch import check_image_batch, check_video_frames, picture_of
 from .masks import frames_between, upsample
 from .saliency_maps import SaliencyMaps

@@ -7,7 +7,7 @@ import math
 import torch
 
 from .attention_capture import AttentionCapture, read_image_stream
-from .image_stream_cache import StreamRecorder
+from ..requery.cache import StreamRecorder
 from .options import DOUBLE_BLOCK, SINGLE_BLOCK
 
 

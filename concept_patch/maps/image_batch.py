@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch
 
-from .errors import ConceptAttentionError
+from ..checks.errors import ConceptAttentionError
 
 
 def check_image_batch(images: torch.Tensor, batch_size: int, image_size: tuple[int, int], role: str = "image") -> torch.Tensor:

@@ -134,7 +134,7 @@ def _capture(session, diffusion_model, recorded, device, expected=None) -> Captu
     """Capture the concept stream of `recorded` for the session's concepts (its input buffers hold them, so a
     replay gives their maps); _UNUSABLE where it cannot be captured, or where `expected` (the eager pass's
     summed maps) is given and a replay does not reproduce it exactly."""
-    from .sampling_run import SamplingRun
+    from ..stream.sampling_run import SamplingRun
 
     graph_session = copy.copy(session)  # the same family and options; concept values live in the input buffers
     graph_session.concepts = _static_concepts(session.concepts, device, recorded.dtype)

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from .errors import ConceptAttentionError
+from ..checks.errors import ConceptAttentionError
 
 MAX_CONCEPTS = 64
 POOLING_MODES = ("mean", "first")

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from .errors import ConceptAttentionError
+from ..checks.errors import ConceptAttentionError
 
 
 @dataclass

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from .attention_capture import ImageStream
+from ..stream.attention_capture import ImageStream
 
 # Default budget: a quarter of the device's memory, at most 8 GiB (one 1024² Flux.1 picture over 19 blocks
 # takes about 1.4 GiB in bf16, SD3.5-large over 38 blocks about 2.3 GiB).

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .concept_math import concept_attention, dot_scores, head_dot_scores, heads_to_flat, to_map
+from ..maths.attention import concept_attention, dot_scores, head_dot_scores, heads_to_flat, to_map
 
 
 def _per_head(t: torch.Tensor, head_dim: int, skip_reshape: bool) -> torch.Tensor:

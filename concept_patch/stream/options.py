@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .errors import ConceptAttentionError
+from ..checks.errors import ConceptAttentionError
 
 SPACES = ("output", "cross_attention", "value")
 SPACE_HELP = {

@@ -22,7 +22,7 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
-from .errors import ConceptAttentionError
+from ..checks.errors import ConceptAttentionError
 from .image_batch import check_video_frames, match_image_batch, picture_of
 from .saliency_maps import SaliencyMaps
 

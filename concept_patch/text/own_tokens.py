@@ -25,7 +25,7 @@ from __future__ import annotations
 from collections import Counter
 from numbers import Integral
 
-from .errors import ConceptAttentionError
+from ..checks.errors import ConceptAttentionError
 
 PLAIN_TEXT_HINT = "use a plain word or short phrase, e.g. 'dog' or 'green grass'"
 
