@@ -140,12 +140,12 @@ from concept_attention.concept_patch.text.concepts import ConceptSet  # noqa: E4
 from concept_attention.concept_patch.encode import encode_saliency  # noqa: E402
 from concept_attention.concept_patch.requery import cache as image_stream_cache  # noqa: E402
 from concept_attention.concept_patch.families import detect_family  # noqa: E402
-from concept_attention.concept_patch.families.flux import FluxFamily  # noqa: E402
+from concept_attention.concept_patch.families.flux import FluxDoubleBlocks, FluxFamily  # noqa: E402
 from concept_attention.concept_patch.families.flux2 import Flux2Family  # noqa: E402
-from concept_attention.concept_patch.stream.layer_spec import parse_layer_spec  # noqa: E402
-from concept_attention.concept_patch.families.sd3 import SD3Family  # noqa: E402
+from concept_attention.concept_patch.stream.layer_spec import parse_block_spec  # noqa: E402
+from concept_attention.concept_patch.families.sd3 import JointBlocks  # noqa: E402
 from concept_attention.concept_patch.stream.options import SaliencyOptions  # noqa: E402
-from concept_attention.concept_patch.stream.session import install_concept_attention  # noqa: E402
+from concept_attention.concept_patch.generation import install_concept_attention  # noqa: E402
 
 DEVICE = comfy.model_management.get_torch_device()
 CUDA = DEVICE.type == "cuda"
@@ -337,7 +337,7 @@ def build_model(family, tiny):
         # loads such a model from the CPU when it fits; later calls find it loaded and keep it so.
         comfy.model_management.load_models_gpu([patcher], force_full_load=True)
     dm = model.diffusion_model
-    n_blocks = detect_family(dm).num_blocks(dm)
+    n_blocks = detect_family(dm).block_counts(dm)[0]
     params = sum(p.numel() for p in dm.parameters())
     return patcher, n_blocks, params
 
@@ -397,7 +397,7 @@ def other_pack_model(model, n_blocks, ctx, family=None):
     import_pack("concept_attention_other", os.path.abspath(ARGS.compare_with))
     from concept_attention_other.concept_patch.text.concepts import ConceptSet as OtherConceptSet
     from concept_attention_other.concept_patch.stream.options import SaliencyOptions as OtherOptions
-    from concept_attention_other.concept_patch.stream.session import install_concept_attention as other_install
+    from concept_attention_other.concept_patch.generation import install_concept_attention as other_install
 
     mine = concept_set(8, ctx, family=family)
     extra = {k: getattr(mine, k) for k in ("positions", "cond_lengths") if getattr(mine, k, None) is not None}
@@ -429,9 +429,9 @@ def diagnostic_mode(name):
     """--diagnose variants: skip the concept update, or the concept attention and map, while timing."""
     from concept_attention.concept_patch.maths.attention import heads_to_flat
 
-    saved = FluxFamily.update_concepts, SD3Family.update_concepts, ca_capture.AttentionCapture._read_joint_call
+    saved = FluxDoubleBlocks.update, JointBlocks.update, ca_capture.AttentionCapture._read_joint_call
     if name.endswith("_no_update"):
-        FluxFamily.update_concepts = SD3Family.update_concepts = lambda self, block, concepts, out, saved: concepts
+        FluxDoubleBlocks.update = JointBlocks.update = lambda self, block, concepts, out, saved: concepts
     elif name.endswith("_no_attention"):
         def value_only(self, args, kwargs, out):
             self.concept_out = heads_to_flat(self.concept_v)
@@ -439,7 +439,7 @@ def diagnostic_mode(name):
     try:
         yield
     finally:
-        FluxFamily.update_concepts, SD3Family.update_concepts, ca_capture.AttentionCapture._read_joint_call = saved
+        FluxDoubleBlocks.update, JointBlocks.update, ca_capture.AttentionCapture._read_joint_call = saved
 
 
 def run_sample(model, latent, pos, neg, cfg, steps, seed=0):
@@ -559,11 +559,11 @@ def summarize_syncs(found):
 def instrument_ours():
     targets = [
         (FluxFamily, "prepare_forward", "ca::prepare_forward"),
-        (FluxFamily, "concept_qkv", "ca::concept_qkv"),
-        (FluxFamily, "update_concepts", "ca::update"),
+        (FluxDoubleBlocks, "qkv", "ca::concept_qkv"),
+        (FluxDoubleBlocks, "update", "ca::update"),
         (Flux2Family, "text_modulation", "ca::text_modulation"),
-        (SD3Family, "concept_qkv", "ca::concept_qkv"),
-        (SD3Family, "update_concepts", "ca::update"),
+        (JointBlocks, "qkv", "ca::concept_qkv"),
+        (JointBlocks, "update", "ca::update"),
         (ca_capture, "concept_attention", "ca::concept_attention"),
         (ca_capture, "dot_scores", "ca::scores(bmm)"),
         (ca_capture, "head_dot_scores", "ca::scores(per-head bmm)"),
@@ -726,7 +726,7 @@ def bench_family(family, results, out_dir, save, resolutions, extras):
                                   if isinstance(v, (int, float, str, bool, list, type(None)))}
     fam_res["weights_mib"] = mib(mem_now())
     # The node's default block choice, "last 10", on this model (Flux.2: every one of its 8 double blocks).
-    fam_res["default_layers"] = parse_layer_spec("last 10", n_blocks)
+    fam_res["default_layers"] = parse_block_spec("last 10", n_blocks).layers
     ctx = context_dim(model)
     # Flux.1-dev and Flux.2-dev are guidance-distilled (cfg 1, conditional rows only); Flux.2-Klein-9B is
     # the distilled 4-step release, also sampled at cfg 1 (its undistilled base would batch cond + uncond).
@@ -891,7 +891,7 @@ def bench_requery(family, results, save):
     res = ARGS.resolutions.split(",")[0]
     latent = torch.randn(latent_for(res, tiny, family).shape, generator=torch.Generator().manual_seed(3))
     pos = conditioning(family, tiny, 1)
-    layers = tuple(parse_layer_spec("last 10", n_blocks))
+    layers = tuple(parse_block_spec("last 10", n_blocks).layers)
     first, second = concept_set(8, ctx, seed=1, family=family), concept_set(8, ctx, seed=2, family=family)
     cache = image_stream_cache.CACHE
     budget = 64 << 30

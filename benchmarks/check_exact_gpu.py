@@ -38,7 +38,7 @@ def sync_free_forward(patched, latent, pos):
 
 def main():
     from concept_attention.concept_patch.stream.options import SaliencyOptions
-    from concept_attention.concept_patch.stream.session import install_concept_attention
+    from concept_attention.concept_patch.generation import install_concept_attention
 
     out_dir = Path(bench.ARGS.out)
     out_dir.mkdir(parents=True, exist_ok=True)

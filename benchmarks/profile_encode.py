@@ -40,7 +40,7 @@ def main():
     out_dir = Path(bench.ARGS.out)
     out_dir.mkdir(parents=True, exist_ok=True)
     from concept_attention.concept_patch.stream.options import SaliencyOptions
-    from concept_attention.concept_patch.stream.session import install_concept_attention
+    from concept_attention.concept_patch.generation import install_concept_attention
 
     lines, table = [], ""
     for family in bench.ARGS.models.split(","):

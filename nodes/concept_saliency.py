@@ -8,11 +8,9 @@ from comfy_api.latest import io
 from ..concept_patch.encode import encode_saliency
 from ..concept_patch.checks.errors import ConceptAttentionError
 from ..concept_patch.checks.input_limits import check_latent_fits, check_picture_for_vae, check_seed_range
-from ..concept_patch.stream.layer_spec import parse_block_spec
-from ..concept_patch.stream.options import SaliencyOptions
-from ..concept_patch.stream.session import block_counts
+from ..concept_patch.generation import family_and_options
 from .preview import PREVIEW_TOOLTIP, saliency_preview
-from .types import CATEGORY, MODEL_TOOLTIP, NODE_PREFIX, Concepts, Saliency, advanced, layer_inputs, method_inputs
+from .types import CATEGORY, MODEL_TOOLTIP, Concepts, Saliency, advanced, layer_inputs, method_inputs
 
 
 def latent_scale(model) -> int:
@@ -55,7 +53,7 @@ class ConceptSaliency(io.ComfyNode):
     @classmethod
     def define_schema(cls):
         return io.Schema(
-            node_id=f"{NODE_PREFIX}Saliency",
+            node_id="ConceptAttentionSaliency",
             display_name="Concept Saliency",
             category=CATEGORY,
             description="Finds each concept in an existing picture: the picture is noised to the chosen level and the "
@@ -102,11 +100,9 @@ class ConceptSaliency(io.ComfyNode):
     def execute(cls, model, concepts, layers, noise_level, samples, seed, space, softmax,
                 concept_self_attention=True, concept_cross_attention=True, requery_cache_mb=-1,
                 image=None, vae=None, latent=None, conditioning=None) -> io.NodeOutput:
-        family, double_count, single_count = block_counts(model)
-        chosen = parse_block_spec(layers, double_count, single_count, family.block_kind)
-        options = SaliencyOptions(
-            layers=tuple(chosen.layers), single_layers=tuple(chosen.single_layers), space=space, softmax=softmax,
-            concept_self_attention=concept_self_attention, concept_cross_attention=concept_cross_attention,
+        family, options = family_and_options(
+            model, layers, space=space, softmax=softmax, concept_self_attention=concept_self_attention,
+            concept_cross_attention=concept_cross_attention,
         )
         check_seed_range(seed, samples)
         scale = latent_scale(model)
@@ -116,7 +112,7 @@ class ConceptSaliency(io.ComfyNode):
             model, concepts, samples_latent, options, conditioning=conditioning, noise_level=noise_level,
             samples=samples, seed=seed, image_size=image_size,
             on_sample=lambda done, total: progress.update_absolute(done, total),
-            cache_budget=None if requery_cache_mb < 0 else requery_cache_mb << 20,
+            cache_budget=None if requery_cache_mb < 0 else requery_cache_mb << 20, family=family,
         )
         preview, payload = saliency_preview(saliency, image, cls)
         return io.NodeOutput(saliency, preview, ui=payload)

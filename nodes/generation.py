@@ -5,18 +5,17 @@ from __future__ import annotations
 from comfy_api.latest import io
 
 from ..concept_patch.checks.errors import ConceptAttentionError
-from ..concept_patch.stream.layer_spec import parse_block_spec, parse_step_range
-from ..concept_patch.stream.options import SaliencyOptions
-from ..concept_patch.stream.session import block_counts, find_sessions, install_concept_attention
+from ..concept_patch.generation import family_and_options, find_sessions, install_concept_attention
+from ..concept_patch.stream.layer_spec import parse_step_range
 from .preview import PREVIEW_TOOLTIP, saliency_preview
-from .types import CATEGORY, MODEL_TOOLTIP, NODE_PREFIX, Concepts, Saliency, layer_inputs, method_inputs
+from .types import CATEGORY, MODEL_TOOLTIP, Concepts, Saliency, layer_inputs, method_inputs
 
 
 class ConceptAttentionPatch(io.ComfyNode):
     @classmethod
     def define_schema(cls):
         return io.Schema(
-            node_id=f"{NODE_PREFIX}PatchModel",
+            node_id="ConceptAttentionPatchModel",
             display_name="Concept Attention (Generation)",
             category=CATEGORY,
             description="Lets KSampler, KSamplerAdvanced or SamplerCustomAdvanced record where each concept is while "
@@ -38,15 +37,12 @@ class ConceptAttentionPatch(io.ComfyNode):
     @classmethod
     def execute(cls, model, concepts, layers, start_percent, end_percent, space, softmax,
                 concept_self_attention=True, concept_cross_attention=True) -> io.NodeOutput:
-        family, double_count, single_count = block_counts(model)
-        chosen = parse_block_spec(layers, double_count, single_count, family.block_kind)
         start, end = parse_step_range(start_percent, end_percent)
-        options = SaliencyOptions(
-            layers=tuple(chosen.layers), single_layers=tuple(chosen.single_layers), space=space, softmax=softmax,
-            concept_self_attention=concept_self_attention, concept_cross_attention=concept_cross_attention,
-            start_percent=start, end_percent=end,
+        family, options = family_and_options(
+            model, layers, space=space, softmax=softmax, concept_self_attention=concept_self_attention,
+            concept_cross_attention=concept_cross_attention, start_percent=start, end_percent=end,
         )
-        patched, _ = install_concept_attention(model, concepts, options)
+        patched, _ = install_concept_attention(model, concepts, options, family)
         return io.NodeOutput(patched)
 
 
@@ -54,7 +50,7 @@ class SamplingSaliency(io.ComfyNode):
     @classmethod
     def define_schema(cls):
         return io.Schema(
-            node_id=f"{NODE_PREFIX}SamplingSaliency",
+            node_id="ConceptAttentionSamplingSaliency",
             display_name="Concept Saliency from Sampling",
             category=CATEGORY,
             description="The concept maps recorded while a sampler generated this LATENT with the model from "

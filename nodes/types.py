@@ -6,18 +6,19 @@ import inspect
 
 from comfy_api.latest import io
 
+from ..concept_patch.families import FAMILIES, supported_models_text
 from ..concept_patch.stream.options import SPACES
 
 CATEGORY = "ConceptAttention"
 NODE_PREFIX = "ConceptAttention"
 
-MODEL_TOOLTIP = (
-    "A dual-stream DiT: Flux.1 (dev, schnell, Kontext, Fill), Flux.2 (dev, Klein 4B/9B), SD3/SD3.5, "
-    "Qwen-Image (and Edit), HiDream-I1/E1, Chroma, Chroma Radiance, LongCat-Image, Ovis-Image, Mage-Flow, "
-    "HunyuanImage 2.1, or the video models CogVideoX and HunyuanVideo 1/1.5 (a map per frame); or, as an "
-    "extension of the method (concepts through the blocks' shared weights), a single-stream Z-Image, Lumina 2 or "
-    "Krea 2."
-)
+# Made from the family registry, so they name every family the pack reads.
+MODEL_TOOLTIP = f"A diffusion transformer whose text attends jointly with the picture: {supported_models_text()}."
+CLIP_TOOLTIP = ("The text encoder loaded for the model, the one its prompts use. " + "; ".join(
+    f"{family.name}: {', '.join(e.describe() + (f' ({e.note})' if e.note else '') for e in family.encoders)}"
+    for family in FAMILIES) + ".")
+_HYBRIDS = ", ".join(f.name for f in FAMILIES if len(f.blocks) > 1)
+_SINGLE_STREAM = ", ".join(f.name for f in FAMILIES if f.block_label == "single-stream")
 
 Concepts = io.Custom("CONCEPTS")
 Saliency = io.Custom("SALIENCY")
@@ -28,12 +29,11 @@ def advanced(input_cls) -> dict:
 
 
 LAYERS_TOOLTIP = (
-    "Blocks whose maps are averaged (dual-stream blocks; on single-stream Z-Image, Lumina 2 and Krea 2 the "
-    "main blocks): 'last 10' (the paper's choice), 'all', 'first 4', "
-    "a range '9-18', a list '3,7,11', or a mix. Block numbers start at 0; 'last N' above the model's block "
-    "count takes every block (Flux.2 has 5 or 8). Hybrid models (Flux, Chroma, HiDream) also have single-stream "
-    "blocks: a part starting with 'single' selects those, e.g. 'last 10, single last 4' or 'single 30-37' "
-    "(an extension beyond the paper, which reads dual-stream blocks only)."
+    f"Blocks whose maps are averaged (dual-stream blocks; on the single-stream {_SINGLE_STREAM} their blocks): "
+    "'last 10' (the paper's choice), 'all', 'first 4', a range '9-18', a list '3,7,11', or a mix. Block numbers "
+    "start at 0; 'last N' above the model's block count takes every block (Flux.2 has 5 or 8). Hybrid models "
+    f"({_HYBRIDS}) also have single-stream blocks: a part starting with 'single' selects those, e.g. 'last 10, "
+    "single last 4' or 'single 30-37' (an extension beyond the paper, which reads dual-stream blocks only)."
 )
 
 

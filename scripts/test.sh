@@ -94,12 +94,11 @@ COMPAT=${COMFYUI_COMPAT_PATH:-$HOME/ComfyUI-0.3.64}
 if [ $# -eq 1 ] && [ "$1" = tests ]; then
   if [ -f "$COMPAT/main.py" ]; then
     echo "[test] compatibility: tests/comfy against $COMPAT"
-    # The families 0.3.x has (Flux.1, SD3/SD3.5, Chroma; HiDream's object-patched hook): the newer ones'
-    # model classes exist only in newer ComfyUI.
-    newer="Flux.2 or flux2 or klein or LongCat or longcat or Ovis or ovis or Radiance or radiance or Qwen or qwen or Mage or mage or llm"
+    # The families 0.3.x runs, as the family registry declares them (runs_on_comfyui_0_3).
+    selection=$("$PY" scripts/families.py compat)
     if ! COMFYUI_PATH="$COMPAT" "$PY" -m pytest -p no:cacheprovider -q tests/comfy/test_maps_match_reference.py \
         tests/comfy/test_exact_images.py tests/comfy/test_run_state.py tests/comfy/test_nodes.py \
-        tests/comfy/test_requery.py -k "not ($newer)" 2>&1 | tee "$ART/pytest-compat.log" | tail -n 3; then
+        tests/comfy/test_requery.py -k "$selection" 2>&1 | tee "$ART/pytest-compat.log" | tail -n 3; then
       echo "[test] FAILED: the comfy tier fails against $COMPAT (log: $ART/pytest-compat.log)"
       exit 1
     fi

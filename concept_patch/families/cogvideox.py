@@ -1,7 +1,7 @@
 """CogVideoX (2B, 5B, 1.5; text-to-video, image-to-video, Fun inpaint): comfy's CogVideoXTransformer3DModel.
 
 Blocks: CogVideoXBlock, called by the model with no dit hook; an object patch on each block's forward
-offers the call to the dit replace patches (block_hooks.py), as for HiDream.
+offers the call to the dit replace patches (stream/block_hooks.py), as for HiDream.
 Weights: text and video share every weight of a block (q/k/v, norm_q/norm_k, attn_out, the FF); only the
 adaLN differs ("expert adaLN"): each LayerNormZero gives a video (shift, scale, gate) and a text one. So
 the concepts go through the shared modules with the text modulation, exactly as the block treats its
@@ -23,7 +23,8 @@ from __future__ import annotations
 import torch
 
 from ..stream.block_hooks import BlockCall
-from .base import DualStreamFamily, is_instance_of
+from .base import ModelClass, ModelFamily, TextEncoder, TokenGrid
+from .stream_kinds import SharedWeights, TextModules
 
 
 def _text_modulated(norm_zero, x: torch.Tensor, temb: torch.Tensor):
@@ -32,36 +33,50 @@ def _text_modulated(norm_zero, x: torch.Tensor, temb: torch.Tensor):
     return norm_zero.norm(x) * (1 + enc_scale)[:, None, :] + enc_shift[:, None, :], enc_gate[:, None, :]
 
 
-class CogVideoXFamily(DualStreamFamily):
+class CogVideoXBlocks(SharedWeights):
+    """A CogVideoXBlock: shared q/k/v, norm_q/norm_k, attn_out and FF, with the text's share of each LayerNormZero.
+    Text first in its joint attention, then the video."""
+
+    label = "expert-adaLN"
+    image_tokens = TextModules.image_tokens
+
+    def qkv(self, block, concepts, block_args, forward):
+        temb = forward.rows(block_args["vec"])
+        x, gate = _text_modulated(block.norm1, concepts, temb)
+        b, r = x.shape[0], x.shape[1]
+        n, d = block.num_heads, block.head_dim
+        q = block.norm_q(block.q(x).view(b, r, n, d)).transpose(1, 2)
+        k = block.norm_k(block.k(x).view(b, r, n, d)).transpose(1, 2)
+        v = block.v(x).view(b, r, n, d).transpose(1, 2)
+        return (q, k, v), (gate, temb)
+
+    def update(self, block, concepts, concept_out, saved):
+        gate, temb = saved
+        concepts = concepts + gate * block.attn_out(concept_out)
+        x, gate_ff = _text_modulated(block.norm2, concepts, temb)
+        ff = block.ff_out(torch.nn.functional.gelu(block.ff_proj(x), approximate="tanh"))
+        return concepts + gate_ff * ff
+
+
+class CogVideoXFamily(ModelFamily):
     name = "CogVideoX"
-    text_spaces = ("t5xxl",)
-    forward_wrapper_type = "apply_model"
-    block_call = BlockCall(
-        blocks="blocks",
+    variants = ("2B", "5B", "1.5 5B; text-to-video", "image-to-video (1.5 with `ofs`)", "Fun inpaint")
+    model = ModelClass("comfy.ldm.cogvideo.model", "CogVideoXTransformer3DModel")
+    encoders = (TextEncoder("t5xxl", "T5-XXL", "CLIPLoader, `cogvideox`"),)
+    blocks = (CogVideoXBlocks("blocks", call=BlockCall(
         arguments={"img": "hidden_states", "txt": "encoder_hidden_states", "vec": "temb", "pe": "image_rotary_emb"},
-        outputs=("img", "txt"),
-    )
-
-    def matches(self, diffusion_model):
-        return is_instance_of(diffusion_model, "comfy.ldm.cogvideo.model", "CogVideoXTransformer3DModel")
-
-    def num_blocks(self, diffusion_model):
-        return len(diffusion_model.blocks)
-
-    def block(self, diffusion_model, index):
-        return diffusion_model.blocks[index]
+        outputs=("img", "txt"))),)
+    grid = TokenGrid("patch_size", time_patch="patch_size_t")
+    video = True
+    position = "none: the model positions video tokens only"
+    modulation = ("text and video share every block weight; the concepts take the text share (`enc_shift/enc_scale/"
+                  "enc_gate`) of each block's LayerNormZero on timestep (+ `ofs`), as the text's. Maps are `[batch, "
+                  "concepts, frames, h, w]`, one frame per token frame (1.5 pairs latent frames)")
+    test_ids = ("cogvideox",)
+    runs_on_comfyui_0_3 = False
 
     def context_dim(self, diffusion_model):
         return diffusion_model.patch_embed.text_proj.in_features
-
-    def token_grid(self, diffusion_model, latent_hw):
-        p = diffusion_model.patch_size
-        h, w = latent_hw
-        return (-(-h // p), -(-w // p))
-
-    def token_frames(self, diffusion_model, latent_frames):
-        p_t = diffusion_model.patch_size_t or 1
-        return -(-latent_frames // p_t)
 
     def pixel_frames(self, latent_frames, temporal_downscale):
         # CogVideoX's VAE doubles the frames at each of its log2(downscale) time-upsampling stages, except
@@ -76,20 +91,3 @@ class CogVideoXFamily(DualStreamFamily):
         # As the model projects its text: in text_proj's own dtype, back to the stream's.
         text_proj = diffusion_model.patch_embed.text_proj
         return text_proj(embeddings.to(text_proj.weight.dtype)).to(embeddings.dtype)
-
-    def concept_qkv(self, block, concepts, block_args, forward):
-        temb = forward.rows(block_args["vec"])
-        x, gate = _text_modulated(block.norm1, concepts, temb)
-        b, r = x.shape[0], x.shape[1]
-        n, d = block.num_heads, block.head_dim
-        q = block.norm_q(block.q(x).view(b, r, n, d)).transpose(1, 2)
-        k = block.norm_k(block.k(x).view(b, r, n, d)).transpose(1, 2)
-        v = block.v(x).view(b, r, n, d).transpose(1, 2)
-        return (q, k, v), (gate, temb)
-
-    def update_concepts(self, block, concepts, concept_out, saved):
-        gate, temb = saved
-        concepts = concepts + gate * block.attn_out(concept_out)
-        x, gate_ff = _text_modulated(block.norm2, concepts, temb)
-        ff = block.ff_out(torch.nn.functional.gelu(block.ff_proj(x), approximate="tanh"))
-        return concepts + gate_ff * ff

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import torch
 
+from .base import TextEncoder
 from .flux import FluxFamily
 from .modulation import ModulationFromBlockArguments
 
@@ -24,12 +25,21 @@ PADDED_TEXT_LENGTH = 512
 
 class Flux2Family(ModulationFromBlockArguments, FluxFamily):
     name = "Flux.2"
-    text_spaces = ("mistral3_24b", "qwen3_4b", "qwen3_8b")
+    variants = ("dev", "Klein 4B", "Klein 9B")
+    encoders = (
+        TextEncoder("mistral3_24b", "Mistral Small 3.1", "CLIPLoader, `flux2`", file="mistral_3_small_flux2", variant="dev"),
+        TextEncoder("qwen3_4b", "Qwen3 4B", "CLIPLoader, `flux2`", file="qwen_3_4b", variant="Klein 4B"),
+        TextEncoder("qwen3_8b", "Qwen3 8B", "CLIPLoader, `flux2`", file="qwen_3_8b", variant="Klein 9B"),
+    )
+    position = ("RoPE axis 3, where the concept's own tokens sit in a prompt of their own as ComfyUI lays it out "
+                "(dev: left-padded to 512, so about 505–511; Klein: right-padded, so right after the template's "
+                "opening tokens)")
+    modulation = "the global text modulation (timestep, plus guidance on dev), as every block's text gets it"
+    runs_on_comfyui_0_3 = False
+    test_ids = ("flux2", "klein")
 
-    def matches(self, diffusion_model):
-        from comfy.ldm.flux.model import Flux
-
-        return isinstance(diffusion_model, Flux) and getattr(diffusion_model.params, "global_modulation", False)
+    def is_variant(self, diffusion_model):
+        return getattr(diffusion_model.params, "global_modulation", False)
 
     def concept_text_positions(self, diffusion_model, concepts):
         if concepts.positions is None or concepts.cond_lengths is None:

@@ -1,7 +1,7 @@
 """HiDream-I1 and E1: comfy's HiDreamImageTransformer2DModel, 16 dual-stream blocks ComfyUI calls with no dit hook.
 
 Hook: an object patch on each block's forward offers the call to the dit replace patches
-(block_hooks.py), so the concept stream rides along as on hooked models.
+(stream/block_hooks.py), so the concept stream rides along as on hooked models.
 Concept tokens: the concept's own tokens in the T5-XXL states (HiDream's `context`), through the T5
 branch of the caption projection (caption_projection[-1]), the projection the model gives the T5 part
 of its text stream. HiDream's text stream is [T5 ; Llama-3.1 layer 31] carried from block to block,
@@ -23,46 +23,15 @@ from __future__ import annotations
 import torch
 
 from ..stream.block_hooks import BlockCall
-from .base import DualStreamFamily, is_instance_of
+from ..stream.options import SINGLE_BLOCK
+from .base import ModelClass, ModelFamily, TextEncoder, TokenGrid
 from .modulation import modulated_layer_norm, split_modulation
+from .stream_kinds import SharedWeights, TextModules
 
 
-class HiDreamFamily(DualStreamFamily):
-    name = "HiDream-I1/E1"
-    text_spaces = ("t5xxl",)
-    forward_wrapper_type = "apply_model"
-    block_call = BlockCall(
-        blocks="double_stream_blocks",
-        arguments={"img": "image_tokens", "txt": "text_tokens", "vec": "adaln_input"},
-        outputs=("img", "txt"),
-    )
-    # Single-stream blocks (selected by "single ..." layers): no dit hook either.
-    single_block_call = BlockCall(
-        blocks="single_stream_blocks",
-        arguments={"img": "image_tokens", "vec": "adaln_input"},
-        outputs=("img",),
-        kind="single_block",
-    )
-
-    def matches(self, diffusion_model):
-        return is_instance_of(diffusion_model, "comfy.ldm.hidream.model", "HiDreamImageTransformer2DModel")
-
-    def num_blocks(self, diffusion_model):
-        return len(diffusion_model.double_stream_blocks)
-
-    def block(self, diffusion_model, index):
-        return diffusion_model.double_stream_blocks[index].block
-
-    def context_dim(self, diffusion_model):
-        return diffusion_model.caption_projection[-1].linear.in_features
-
-    def token_grid(self, diffusion_model, latent_hw):
-        p = diffusion_model.patch_size
-        h, w = latent_hw
-        return (-(-h // p), -(-w // p))
-
-    def initial_concepts(self, diffusion_model, embeddings):
-        return diffusion_model.caption_projection[-1](embeddings)
+class HiDreamDualBlocks(TextModules):
+    """The text modules of a dual-stream block: norm1_t with the text's six adaLN chunks, attn1's *_t
+    projections and RMS norms, to_out_t, norm3_t and ff_t. Image first; E1's condition picture beside it."""
 
     def image_tokens(self, block_args, forward):
         h, w = forward.grid
@@ -78,7 +47,7 @@ class HiDreamFamily(DualStreamFamily):
 
         return forward.session.cached(("image_columns", h, w, width), forward.device, build)
 
-    def concept_qkv(self, block, concepts, block_args, forward):
+    def qkv(self, block, concepts, block_args, forward):
         def text_modulation():
             modulation = block.adaLN_modulation(forward.rows(block_args["vec"]))
             return split_modulation(modulation[:, modulation.shape[1] // 2:], 6)  # the text stream's six
@@ -89,27 +58,47 @@ class HiDreamFamily(DualStreamFamily):
         qkv = _heads(x, attn.heads, (attn.to_q_t, attn.q_rms_norm_t), (attn.to_k_t, attn.k_rms_norm_t), attn.to_v_t)
         return qkv, mod
 
-    def update_concepts(self, block, concepts, concept_out, saved):
+    def update(self, block, concepts, concept_out, saved):
         return _update(concepts, block.attn1.to_out_t(concept_out), saved, block.norm3_t, block.ff_t)
 
-    # Single-stream blocks: the joint sequence [image ; carried text ; this block's Llama layer] through one set of
-    # modules with one modulation (the block's six chunks of adaln_input). The concepts take them all, the
-    # feed-forward (a mixture of experts, routed per token) included.
 
-    def num_single_blocks(self, diffusion_model):
-        return len(diffusion_model.single_stream_blocks)
+class HiDreamSingleBlocks(SharedWeights):
+    """A single-stream block: the joint sequence [image ; carried text ; this block's Llama layer] through one set
+    of modules with one modulation (the block's six chunks of adaln_input). The concepts take them all, the
+    feed-forward (a mixture of experts, routed per token) included."""
 
-    def single_block(self, diffusion_model, index):
-        return diffusion_model.single_stream_blocks[index].block
-
-    def single_concept_qkv(self, block, concepts, block_args, forward):
+    def qkv(self, block, concepts, block_args, forward):
         mod = split_modulation(block.adaLN_modulation(forward.rows(block_args["vec"])), 6)
         x = modulated_layer_norm(concepts, mod[0], mod[1], block.norm1_i.eps)
         attn = block.attn1
         return _heads(x, attn.heads, (attn.to_q, attn.q_rms_norm), (attn.to_k, attn.k_rms_norm), attn.to_v), mod
 
-    def update_concepts_single(self, block, concepts, concept_out, saved):
+    def update(self, block, concepts, concept_out, saved):
         return _update(concepts, block.attn1.to_out(concept_out), saved, block.norm3_i, block.ff_i)
+
+
+class HiDreamFamily(ModelFamily):
+    name = "HiDream-I1/E1"
+    variants = ("HiDream-I1 (full, dev, fast)", "HiDream-E1")
+    model = ModelClass("comfy.ldm.hidream.model", "HiDreamImageTransformer2DModel")
+    encoders = (TextEncoder("t5xxl", "T5-XXL", "QuadrupleCLIPLoader", note="from HiDream's four encoders; CLIP-L/G and "
+                            "Llama may be missing, T5-XXL is needed for concepts"),)
+    blocks = (
+        HiDreamDualBlocks("double_stream_blocks", inner="block", call=BlockCall(
+            arguments={"img": "image_tokens", "txt": "text_tokens", "vec": "adaln_input"}, outputs=("img", "txt"))),
+        HiDreamSingleBlocks("single_stream_blocks", inner="block", hook=SINGLE_BLOCK, call=BlockCall(
+            arguments={"img": "image_tokens", "vec": "adaln_input"}, outputs=("img",))),
+    )
+    grid = TokenGrid("patch_size")
+    position = "zero ids, as its text has"
+    modulation = "the block's text share (chunks 6-11 of its adaLN) of timestep + pooled CLIP, as the text's"
+    runs_on_comfyui_0_3 = True
+
+    def context_dim(self, diffusion_model):
+        return diffusion_model.caption_projection[-1].linear.in_features
+
+    def initial_concepts(self, diffusion_model, embeddings):
+        return diffusion_model.caption_projection[-1](embeddings)
 
 
 def _heads(x, heads, query, key, value):

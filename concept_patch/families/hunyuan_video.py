@@ -25,53 +25,51 @@ from __future__ import annotations
 import torch
 
 from ..checks.errors import ConceptAttentionError
-from .base import is_instance_of
-from .flux import FluxFamily
+from .base import ModelClass, TextEncoder, TokenGrid
+from ..stream.options import SINGLE_BLOCK
+from .flux import FluxDoubleBlocks, FluxFamily, FluxSingleBlocks
 from .modulation import split_modulation
 
 _TIMESTEPS = "refiner_timesteps"
+QWEN25_VL_THIRD_FROM_LAST = dict(space="qwen25_7b", name="Qwen2.5-VL 7B", layer="hidden -3",
+                                 note="with byT5; concepts from the Qwen2.5-VL part")
+
+
+class HunyuanVideoBlocks(FluxDoubleBlocks):
+    """Flux's DoubleStreamBlocks; text first, then the ref_latent tokens, then the picture."""
+
+    def image_tokens(self, block_args, forward):
+        # The picture is the last num_image_tokens tokens of the block's image stream.
+        start = block_args["txt"].shape[1] + block_args["img"].shape[1] - forward.num_image_tokens
+        return slice(start, start + forward.num_image_tokens)
 
 
 class HunyuanVideoFamily(FluxFamily):
     name = "HunyuanVideo"
-    text_spaces = ("llama",)
+    variants = ("HunyuanVideo 1 text-to-video", "image-to-video (`HunyuanImageToVideo`: v1 concat, v2 "
+                "`guiding_frame_index`, custom `ref_latent`)", "SkyReels I2V")
+    model = ModelClass("comfy.ldm.hunyuan_video.model", "HunyuanVideo")
+    encoders = (TextEncoder("llama", "Llava-Llama-3 8B", "DualCLIPLoader, `hunyuan_video`",
+                            note="with CLIP-L; the encoder keeps the template's user span, concepts are their own tokens in it"),)
+    blocks = (HunyuanVideoBlocks("double_blocks"), FluxSingleBlocks("single_blocks", hook=SINGLE_BLOCK))
+    grid = TokenGrid("patch_size", time_patch="patch_size")
+    video = True
+    position = "zero ids, as its text has"
+    modulation = ("the block's `txt_mod` on the block's `vec` (timestep + pooled CLIP-L + guidance), the row the text "
+                  "takes (row 1 with `guiding_frame_index`). Concepts enter through `txt_in`, the TokenRefiner, per "
+                  "model call (it reads the timestep), each as a one-token sequence. Maps are `[batch, concepts, "
+                  "frames, h, w]`; reference-latent tokens are not in them")
+    test_ids = ("hunyuan",)
+    runs_on_comfyui_0_3 = True
     # The diffusion-model wrapper sees the timesteps the token refiner gets.
     forward_wrapper_type = "diffusion_model"
 
-    def matches(self, diffusion_model):
-        return self.is_hunyuan_video(diffusion_model) and diffusion_model.vector_in is not None
-
-    @staticmethod
-    def is_hunyuan_video(diffusion_model) -> bool:
-        return is_instance_of(diffusion_model, "comfy.ldm.hunyuan_video.model", "HunyuanVideo")
-
-    def unsupported_reason(self, diffusion_model):
-        return None
+    def is_variant(self, diffusion_model):
+        return (diffusion_model.vector_in is not None
+                and getattr(diffusion_model, "cond_type_embedding", None) is None)
 
     def context_dim(self, diffusion_model):
         return diffusion_model.txt_in.input_embedder.in_features
-
-    def spatial_patch(self, diffusion_model) -> tuple[int, int]:
-        return tuple(diffusion_model.patch_size[-2:])
-
-    def token_grid(self, diffusion_model, latent_hw):
-        # The patch embedder pads the latent to whole patches.
-        (ph, pw), (h, w) = self.spatial_patch(diffusion_model), latent_hw
-        return (-(-h // ph), -(-w // pw))
-
-    def token_frames(self, diffusion_model, latent_frames):
-        patch = diffusion_model.patch_size
-        if len(patch) < 3:
-            return None  # HunyuanImage 2.1: 2-D patches of a picture latent
-        return -(-latent_frames // patch[0])
-
-    def image_tokens(self, block_args, forward):
-        # Text first; ref_latent tokens sit between the text and the picture.
-        start = block_args["txt"].shape[1] + block_args["img"].shape[1] - forward.num_image_tokens
-        return slice(start, start + forward.num_image_tokens)
-
-    def text_id_axes(self, diffusion_model, block_args):
-        return []
 
     def prepare_forward(self, diffusion_model, forward, call):
         forward.family_state[_TIMESTEPS] = forward.rows(call["timestep"])
@@ -108,6 +106,9 @@ class HunyuanVideoFamily(FluxFamily):
             vec = vec[:, self.text_vec_row(block_args)]
         return split_modulation(block.txt_mod.lin(torch.nn.functional.silu(forward.rows(vec))), 6)
 
+    def text_id_axes(self, diffusion_model, block_args):
+        return []
+
     @staticmethod
     def text_vec_row(block_args) -> int:
         """The row of a per-token `vec` [B, rows, C] that the text takes (guiding_frame_index: row 1)."""
@@ -123,21 +124,31 @@ class HunyuanVideoFamily(FluxFamily):
 
 class HunyuanVideo15Family(HunyuanVideoFamily):
     name = "HunyuanVideo 1.5"
-    text_spaces = ("qwen25_7b",)
-    text_layers = {"qwen25_7b": "hidden -3"}  # Qwen-Image and LongCat read the same encoder's last layer
+    variants = ("480p/720p, text- and image-to-video",)
+    encoders = (TextEncoder(loader="DualCLIPLoader, `hunyuan_video_15`", **QWEN25_VL_THIRD_FROM_LAST),)
+    blocks = HunyuanVideoFamily.blocks[:1]  # no single-stream blocks
+    position = "zero ids"
+    runs_on_comfyui_0_3 = False
+    test_ids = ("hv15", "hunyuan_video_15", "hunyuanvideo15")
+    modulation = ("as HunyuanVideo, plus the text type embedding (`cond_type_embedding(0)`); byT5 glyph and vision "
+                  "tokens stay in the prompt's text stream only")
 
-    def matches(self, diffusion_model):
-        return (self.is_hunyuan_video(diffusion_model)
-                and getattr(diffusion_model, "cond_type_embedding", None) is not None)
+    def is_variant(self, diffusion_model):
+        return getattr(diffusion_model, "cond_type_embedding", None) is not None
 
 
 class HunyuanImage21Family(HunyuanVideoFamily):
     """HunyuanImage 2.1 (2-D patches of a picture latent) and its refiner (1x1x1 patches); Qwen2.5-VL text."""
 
     name = "HunyuanImage 2.1"
-    text_spaces = ("qwen25_7b",)
-    text_layers = {"qwen25_7b": "hidden -3"}  # Qwen-Image and LongCat read the same encoder's last layer
+    variants = ("HunyuanImage 2.1 (and its refiner)",)
+    encoders = (TextEncoder(loader="DualCLIPLoader, `hunyuan_image`", **QWEN25_VL_THIRD_FROM_LAST),)
+    video = False
+    runs_on_comfyui_0_3 = False
+    test_ids = ("hunyuan_image", "hunyuanimage")
+    position = "zero ids"
+    modulation = "as HunyuanVideo 1.5 (no type embedding); maps are `[batch, concepts, h, w]`"
 
-    def matches(self, diffusion_model):
-        return (self.is_hunyuan_video(diffusion_model) and diffusion_model.vector_in is None
+    def is_variant(self, diffusion_model):
+        return (diffusion_model.vector_in is None
                 and getattr(diffusion_model, "cond_type_embedding", None) is None)

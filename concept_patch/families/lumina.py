@@ -1,6 +1,6 @@
 """Z-Image (Turbo, Base, Omni) and Lumina 2 (also NetaYume Lumina and NewBie): comfy's NextDiT, single-stream.
 
-Shared-weight extension (single_stream.py): every token shares each block's weights, so the concepts go
+Shared-weight extension (single_stream.py, stream_kinds.SharedWeights): every token shares each block's weights, so the concepts go
 through the block's own modules as the caption rows do. The user's layers index the main `layers`
 (not the noise / context refiners).
 
@@ -24,10 +24,11 @@ from __future__ import annotations
 
 import torch
 
-from ..stream.block_hooks import BlockCall
 from ..maths.attention import repeat_heads
-from .base import is_instance_of
-from .single_stream import SharedWeightFamily, as_caption, from_caption, text_rows
+from ..stream.block_hooks import BlockCall
+from .base import ModelClass, TextEncoder, TokenGrid
+from .single_stream import SingleStreamFamily, as_caption, from_caption, text_rows
+from .stream_kinds import SharedWeights
 
 
 def _clamp_fp16(x: torch.Tensor) -> torch.Tensor:
@@ -71,31 +72,8 @@ def attention_qkv(attention, x: torch.Tensor, freqs_cis: torch.Tensor):
     return q.movedim(1, 2), repeat_heads(k.movedim(1, 2), heads), repeat_heads(v.movedim(1, 2), heads)
 
 
-class LuminaFamily(SharedWeightFamily):
-    name = "Lumina 2"
-    text_spaces = ("gemma2_2b", "gemma3_4b", "gemma")  # "gemma": NewBie's Gemma-3-4B beside Jina CLIP
-    block_call = BlockCall(
-        blocks="layers",
-        arguments={"img": "x", "vec": "adaln_input", "timestep_zero_index": "timestep_zero_index"},
-        outputs=("img",),
-    )
-
-    def matches(self, diffusion_model):
-        return is_instance_of(diffusion_model, "comfy.ldm.lumina.model", "NextDiT") and not is_z_image(diffusion_model)
-
-    def num_blocks(self, diffusion_model):
-        return len(diffusion_model.layers)
-
-    def block(self, diffusion_model, index):
-        return diffusion_model.layers[index]
-
-    def context_dim(self, diffusion_model):
-        return diffusion_model.cap_embedder[1].in_features
-
-    def token_grid(self, diffusion_model, latent_hw):
-        p = diffusion_model.patch_size
-        h, w = latent_hw
-        return (-(-h // p), -(-w // p))
+class NextDiTLayers(SharedWeights):
+    """A JointTransformerBlock: sandwich norms, tanh gates, the caption rows' modulation."""
 
     def image_tokens(self, block_args, forward):
         # The picture comes last, followed by its pad tokens (Z-Image pads it to a multiple of 32).
@@ -105,8 +83,56 @@ class LuminaFamily(SharedWeightFamily):
         start = block_args["img"].shape[1] - padded
         return slice(start, start + n)
 
-    def concept_rope(self, diffusion_model, forward):
+    def qkv(self, block, concepts, block_args, forward):
+        # Omni doubles the modulation batch, [timestep 0 ; timestep]: captions read the second half.
+        omni = block_args.get("timestep_zero_index") is not None
+        vec = text_rows(block_args["vec"], block_args["img"].shape[0], forward, 1 if omni else None)
+        scale_msa, gate_msa, scale_mlp, gate_mlp = block.adaLN_modulation(vec).chunk(4, dim=1)
+        x = block.attention_norm1(concepts) * (1 + scale_msa.unsqueeze(1))
+        qkv = attention_qkv(block.attention, x, forward.family.concept_rope(forward, block_args))
+        return qkv, (gate_msa, scale_mlp, gate_mlp)
+
+    def update(self, block, concepts, concept_out, saved):
+        gate_msa, scale_mlp, gate_mlp = saved
+        attn = block.attention_norm2(_clamp_fp16(block.attention.out(concept_out)))
+        concepts = concepts + gate_msa.unsqueeze(1).tanh() * attn
+        mlp_in = block.ffn_norm1(concepts) * (1 + scale_mlp.unsqueeze(1))
+        mlp = block.ffn_norm2(_clamp_fp16(block.feed_forward(mlp_in)))
+        return concepts + gate_mlp.unsqueeze(1).tanh() * mlp
+
+
+NEXTDIT_POSITION = ("RoPE axis 0 at 1 + the concept's own tokens' index in its conditioning, as the caption's tokens "
+                    "are numbered")
+
+
+class LuminaFamily(SingleStreamFamily):
+    name = "Lumina 2"
+    variants = ("Lumina-Image 2.0", "NetaYume Lumina", "NewBie")
+    model = ModelClass("comfy.ldm.lumina.model", "NextDiT")
+    encoders = (
+        TextEncoder("gemma2_2b", "Gemma 2 2B", "CLIPLoader, `lumina2`", file="gemma_2_2b"),
+        TextEncoder("gemma3_4b", "Gemma 3 4B", "CLIPLoader, `lumina2`"),
+        # NewBie's Gemma-3-4B beside Jina CLIP
+        TextEncoder("gemma", "Gemma 3 4B", "DualCLIPLoader, `newbie`", variant="NewBie",
+                    note="with Jina CLIP; concepts from the Gemma part"),
+    )
+    blocks = (NextDiTLayers("layers", call=BlockCall(
+        arguments={"img": "x", "vec": "adaln_input", "timestep_zero_index": "timestep_zero_index"}, outputs=("img",))),)
+    grid = TokenGrid("patch_size")
+    position = NEXTDIT_POSITION
+    modulation = "as Z-Image (NewBie: timestep + pooled CLIP, the block's `adaln_input`)"
+    test_ids = ("lumina", "newbie", "neta")
+    runs_on_comfyui_0_3 = False
+
+    def is_variant(self, diffusion_model):
+        return not is_z_image(diffusion_model)
+
+    def context_dim(self, diffusion_model):
+        return diffusion_model.cap_embedder[1].in_features
+
+    def concept_rope(self, forward, block_args):
         """The concepts' RoPE table in the layout the blocks use ([1, r, 1, D/2, 2, 2]): caption positions."""
+        diffusion_model = forward.diffusion_model
 
         def build():
             positions = forward.session.concepts.positions
@@ -122,29 +148,12 @@ class LuminaFamily(SharedWeightFamily):
 
     def preprocess_concepts(self, diffusion_model, embeddings, forward):
         together = forward.options.concept_self_attention
-        rope = self.concept_rope(diffusion_model, forward)
+        rope = self.concept_rope(forward, {})
         captions = as_caption(diffusion_model.cap_embedder(embeddings), together)
         freqs = rope if together else rope.movedim(0, 1)  # one position per one-token caption
         for layer in diffusion_model.context_refiner:
             captions = layer(captions, None, freqs, transformer_options={})
         return from_caption(captions, together)
-
-    def concept_qkv(self, block, concepts, block_args, forward):
-        # Omni doubles the modulation batch, [timestep 0 ; timestep]: captions read the second half.
-        omni = block_args.get("timestep_zero_index") is not None
-        vec = text_rows(block_args["vec"], block_args["img"].shape[0], forward, 1 if omni else None)
-        scale_msa, gate_msa, scale_mlp, gate_mlp = block.adaLN_modulation(vec).chunk(4, dim=1)
-        x = block.attention_norm1(concepts) * (1 + scale_msa.unsqueeze(1))
-        qkv = attention_qkv(block.attention, x, self.concept_rope(forward.diffusion_model, forward))
-        return qkv, (gate_msa, scale_mlp, gate_mlp)
-
-    def update_concepts(self, block, concepts, concept_out, saved):
-        gate_msa, scale_mlp, gate_mlp = saved
-        attn = block.attention_norm2(_clamp_fp16(block.attention.out(concept_out)))
-        concepts = concepts + gate_msa.unsqueeze(1).tanh() * attn
-        mlp_in = block.ffn_norm1(concepts) * (1 + scale_mlp.unsqueeze(1))
-        mlp = block.ffn_norm2(_clamp_fp16(block.feed_forward(mlp_in)))
-        return concepts + gate_mlp.unsqueeze(1).tanh() * mlp
 
 
 def is_z_image(diffusion_model) -> bool:
@@ -158,7 +167,13 @@ def is_z_image(diffusion_model) -> bool:
 
 class ZImageFamily(LuminaFamily):
     name = "Z-Image"
-    text_spaces = ("qwen3_4b",)
+    variants = ("Turbo", "Base", "Omni")
+    encoders = (TextEncoder("qwen3_4b", "Qwen3 4B", "CLIPLoader, `lumina2`", file="qwen_3_4b"),)
+    position = NEXTDIT_POSITION
+    modulation = ("the block's adaLN of the timestep, as the caption's (Omni: the real timestep's rows, not the "
+                  "references' timestep-0 rows)")
+    test_ids = ("z_image", "zimage")
+    runs_on_comfyui_0_3 = False
 
-    def matches(self, diffusion_model):
-        return is_instance_of(diffusion_model, "comfy.ldm.lumina.model", "NextDiT") and is_z_image(diffusion_model)
+    def is_variant(self, diffusion_model):
+        return is_z_image(diffusion_model)

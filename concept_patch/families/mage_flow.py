@@ -6,19 +6,20 @@ leaves them, and so the concepts, unrotated) and reads 1×1 patches.
 
 from __future__ import annotations
 
-from .base import is_instance_of
+from .base import ModelClass, TextEncoder, TokenGrid
 from .qwen_image import QwenImageFamily
 
 
 class MageFlowFamily(QwenImageFamily):
     name = "Mage-Flow"
-    text_spaces = ("qwen3vl_4b",)
-
-    def matches(self, diffusion_model):
-        return is_instance_of(diffusion_model, "comfy.ldm.mage_flow.model", "MageFlowTransformer2DModel")
-
-    def unsupported_reason(self, diffusion_model):
-        return None
+    variants = ("Mage-Flow",)
+    model = ModelClass("comfy.ldm.mage_flow.model", "MageFlowTransformer2DModel")
+    encoders = (TextEncoder("qwen3vl_4b", "Qwen3-VL 4B", "CLIPLoader, `mage`"),)
+    grid = TokenGrid("patch_size", round_up=False)
+    position = "zero ids: the model does not rotate text"
+    modulation = "as Qwen-Image"
+    test_ids = ("mage",)
+    runs_on_comfyui_0_3 = False
 
     def text_start(self, diffusion_model, grid):
         return None  # text ids are zero

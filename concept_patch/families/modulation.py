@@ -50,21 +50,14 @@ class ModulationFromBlockArguments:
 
     forward_wrapper_type = "apply_model"
 
-    def unsupported_reason(self, diffusion_model):
-        return None
-
     def prepare_forward(self, diffusion_model, forward, call):
         pass
 
     def text_modulation(self, block, block_args, forward):
-        return block_argument_text_modulation(block_args, forward)
-
-
-def block_argument_text_modulation(block_args: dict, forward) -> tuple[torch.Tensor, ...]:
-    """The text stream's (shift₁, 1+scale₁, gate₁, shift₂, 1+scale₂, gate₂) for the concept rows, from a
-    block that receives its modulations in `vec` as ((image mod₁, mod₂), (text mod₁, mod₂)): Chroma's
-    per-block vectors, Flux.2's global modulation. The text modulation has one row per picture."""
-    _, (mod1, mod2) = block_args["vec"]
-    rows = forward.rows
-    return (rows(mod1.shift), 1 + rows(mod1.scale), rows(mod1.gate),
-            rows(mod2.shift), 1 + rows(mod2.scale), rows(mod2.gate))
+        """The text stream's (shift₁, 1+scale₁, gate₁, shift₂, 1+scale₂, gate₂) for the concept rows, from a
+        block that receives its modulations in `vec` as ((image mod₁, mod₂), (text mod₁, mod₂)): Chroma's
+        per-block vectors, Flux.2's global modulation. The text modulation has one row per picture."""
+        _, (mod1, mod2) = block_args["vec"]
+        rows = forward.rows
+        return (rows(mod1.shift), 1 + rows(mod1.scale), rows(mod1.gate),
+                rows(mod2.shift), 1 + rows(mod2.scale), rows(mod2.gate))

@@ -16,60 +16,16 @@ from __future__ import annotations
 
 import torch
 
-from .base import DualStreamFamily, is_instance_of
+from .base import ModelClass, ModelFamily, TextEncoder, TokenGrid
 from .modulation import modulated_layer_norm, split_modulation
+from .stream_kinds import TextModules
 
 
-class QwenImageFamily(DualStreamFamily):
-    name = "Qwen-Image"
-    text_spaces = ("qwen25_7b",)
-    text_layers = {"qwen25_7b": "last"}  # HunyuanVideo 1.5 reads the same encoder's third-from-last layer
-    forward_wrapper_type = "apply_model"
+class QwenImageBlocks(TextModules):
+    """A QwenImageTransformerBlock's text modules: txt_norm1/2 with txt_mod, add_q/k/v_proj with their norms,
+    to_add_out and txt_mlp."""
 
-    def matches(self, diffusion_model):
-        return is_instance_of(diffusion_model, "comfy.ldm.qwen_image.model", "QwenImageTransformer2DModel")
-
-    def unsupported_reason(self, diffusion_model):
-        if getattr(diffusion_model.time_text_embed, "use_additional_t_cond", False):
-            return ("this is Qwen-Image-Layered, whose latent holds several picture layers in one token sequence; "
-                    "its concept maps would mix the layers, so it is not supported")
-        return None
-
-    def num_blocks(self, diffusion_model):
-        return len(diffusion_model.transformer_blocks)
-
-    def block(self, diffusion_model, index):
-        return diffusion_model.transformer_blocks[index]
-
-    def context_dim(self, diffusion_model):
-        return diffusion_model.txt_in.in_features
-
-    def token_grid(self, diffusion_model, latent_hw):
-        p = diffusion_model.patch_size
-        h, w = latent_hw
-        return ((h + p // 2) // p, (w + p // 2) // p)
-
-    def initial_concepts(self, diffusion_model, embeddings):
-        return diffusion_model.txt_in(diffusion_model.txt_norm(embeddings))
-
-    def text_start(self, diffusion_model, grid) -> float | None:
-        """Where the model starts numbering text tokens for a picture of this token grid (None: ids are zero)."""
-        return float(round(max(grid[1] // 2, grid[0] // 2)))
-
-    def concept_rope(self, diffusion_model, forward):
-        """The concepts' RoPE table for this picture size, or None when the model does not rotate text."""
-        start = self.text_start(diffusion_model, forward.grid)
-        if start is None:
-            return None
-
-        def build():
-            positions = self.concept_text_positions(diffusion_model, forward.session.concepts)
-            ids = (start + positions.to(torch.float32)).reshape(1, -1, 1).repeat(1, 1, 3)
-            return diffusion_model.pe_embedder(ids.to(forward.device)).to(forward.dtype).contiguous()
-
-        return forward.session.cached(("concept_rope", start, forward.dtype), forward.device, build)
-
-    def concept_qkv(self, block, concepts, block_args, forward):
+    def qkv(self, block, concepts, block_args, forward):
         temb = block_args["vec"]
         if temb.shape[0] == 2 * block_args["img"].shape[0]:
             temb = temb[: block_args["img"].shape[0]]  # index_timestep_zero: the text's rows come first
@@ -80,15 +36,60 @@ class QwenImageFamily(DualStreamFamily):
         q = attn.norm_added_q(attn.add_q_proj(x).view(b, r, attn.heads, -1).transpose(1, 2))
         k = attn.norm_added_k(attn.add_k_proj(x).view(b, r, attn.heads, -1).transpose(1, 2))
         v = attn.add_v_proj(x).view(b, r, attn.heads, -1).transpose(1, 2)
-        pe = self.concept_rope(forward.diffusion_model, forward)
+        pe = forward.family.concept_rope(forward, block_args)
         if pe is not None:
             from comfy.ldm.flux.math import apply_rope1
 
             q, k = apply_rope1(q, pe), apply_rope1(k, pe)
         return (q, k, v), mod
 
-    def update_concepts(self, block, concepts, concept_out, saved):
+    def update(self, block, concepts, concept_out, saved):
         shift1, scale1, gate1, shift2, scale2, gate2 = saved
         concepts = torch.addcmul(concepts, gate1, block.attn.to_add_out(concept_out))
         mlp_in = modulated_layer_norm(concepts, shift2, scale2, block.txt_norm2.eps)
         return torch.addcmul(concepts, gate2, block.txt_mlp(mlp_in))
+
+
+class QwenImageFamily(ModelFamily):
+    name = "Qwen-Image"
+    variants = ("Qwen-Image", "Qwen-Image-Edit (2509, 2511)", "FireRed-Edit")
+    model = ModelClass("comfy.ldm.qwen_image.model", "QwenImageTransformer2DModel")
+    encoders = (TextEncoder("qwen25_7b", "Qwen2.5-VL 7B", "CLIPLoader, `qwen_image`", file="qwen_2.5_vl_7b", layer="last",
+                            note="the encoder drops the system prompt, concepts are their own tokens after it"),)
+    blocks = (QwenImageBlocks("transformer_blocks"),)
+    grid = TokenGrid("patch_size", round_up=False)
+    position = ("the text diagonal (l, l, l) from `txt_start` = max(h/2, w/2) of the token grid: the concept sits at "
+                "`txt_start` + its own tokens' index in its conditioning")
+    modulation = ("the block's own `txt_mod` on the timestep embedding, as the text's; Edit 2511's timestep-0 rows "
+                  "for the references are not the text's and not used")
+    test_ids = ("qwen",)
+    runs_on_comfyui_0_3 = False
+
+    def refusal(self, diffusion_model):
+        if getattr(getattr(diffusion_model, "time_text_embed", None), "use_additional_t_cond", False):
+            return ("this is Qwen-Image-Layered, whose latent holds several picture layers in one token sequence; "
+                    "its concept maps would mix the layers, so it is not supported")
+        return None
+
+    def context_dim(self, diffusion_model):
+        return diffusion_model.txt_in.in_features
+
+    def initial_concepts(self, diffusion_model, embeddings):
+        return diffusion_model.txt_in(diffusion_model.txt_norm(embeddings))
+
+    def text_start(self, diffusion_model, grid):
+        return float(round(max(grid[1] // 2, grid[0] // 2)))
+
+    def concept_rope(self, forward, block_args):
+        """The concepts' RoPE table for this picture size, or None when the model does not rotate text."""
+        diffusion_model = forward.diffusion_model
+        start = self.text_start(diffusion_model, forward.grid)
+        if start is None:
+            return None
+
+        def build():
+            positions = self.concept_text_positions(diffusion_model, forward.session.concepts)
+            ids = (start + positions.to(torch.float32)).reshape(1, -1, 1).repeat(1, 1, 3)
+            return diffusion_model.pe_embedder(ids.to(forward.device)).to(forward.dtype).contiguous()
+
+        return forward.session.cached(("concept_rope", start, forward.dtype), forward.device, build)

@@ -13,38 +13,15 @@ from __future__ import annotations
 
 import torch
 
-from .base import DualStreamFamily
+from .base import ModelClass, ModelFamily, TextEncoder, TokenGrid
 from .modulation import modulated_layer_norm, split_modulation
+from .stream_kinds import TextModules
 
 
-class SD3Family(DualStreamFamily):
-    name = "SD3/SD3.5"
-    text_spaces = ("clip-lg", "t5xxl")
-    forward_wrapper_type = "apply_model"
+class JointBlocks(TextModules):
+    """A JointBlock's context_block: its norms, modulation, attention projections and MLP."""
 
-    def matches(self, diffusion_model):
-        from comfy.ldm.modules.diffusionmodules.mmdit import MMDiT
-
-        return isinstance(diffusion_model, MMDiT) and hasattr(diffusion_model, "joint_blocks")
-
-    def num_blocks(self, diffusion_model):
-        return len(diffusion_model.joint_blocks)
-
-    def block(self, diffusion_model, index):
-        return diffusion_model.joint_blocks[index]
-
-    def context_dim(self, diffusion_model):
-        return diffusion_model.context_embedder.in_features
-
-    def token_grid(self, diffusion_model, latent_hw):
-        p = diffusion_model.x_embedder.patch_size[0]
-        h, w = latent_hw
-        return ((h + 1) // p, (w + 1) // p)
-
-    def initial_concepts(self, diffusion_model, embeddings):
-        return diffusion_model.context_embedder(embeddings)
-
-    def concept_qkv(self, block, concepts, block_args, forward):
+    def qkv(self, block, concepts, block_args, forward):
         ctx = block.context_block
         vec = forward.rows(block_args["vec"])
         if _standard_layer_norm_block(ctx):
@@ -61,7 +38,7 @@ class SD3Family(DualStreamFamily):
         v = v.view(b, r, heads, -1).transpose(1, 2)
         return (q, k, v), saved
 
-    def update_concepts(self, block, concepts, concept_out, saved):
+    def update(self, block, concepts, concept_out, saved):
         ctx = block.context_block
         if ctx.pre_only:
             return concepts
@@ -71,6 +48,31 @@ class SD3Family(DualStreamFamily):
         concepts = torch.addcmul(concepts, ctx.attn.post_attention(concept_out), gate1)
         mlp_in = modulated_layer_norm(concepts, shift2, scale2, ctx.norm2.eps)
         return torch.addcmul(concepts, ctx.mlp(mlp_in), gate2)
+
+
+class SD3Family(ModelFamily):
+    name = "SD3/SD3.5"
+    variants = ("SD3 medium", "SD3.5 medium (MMDiT-X)", "large", "large turbo")
+    model = ModelClass("comfy.ldm.modules.diffusionmodules.mmdit", "MMDiT")
+    encoders = (
+        TextEncoder("clip-lg", "CLIP-L/G", "TripleCLIPLoader, or CLIPLoader `sd3`",
+                    note="with T5-XXL; concepts from the CLIP-L/G part"),
+        TextEncoder("t5xxl", "T5-XXL", "CLIPLoader, `sd3`", note="when no CLIP is loaded"),
+    )
+    blocks = (JointBlocks("joint_blocks"),)
+    grid = TokenGrid("x_embedder.patch_size", round_up=False)
+    position = "none: SD3 adds positions to image tokens only"
+    modulation = "the block's own `c_mod` (timestep + pooled CLIP), as the text gets it"
+    runs_on_comfyui_0_3 = True
+
+    def is_variant(self, diffusion_model):
+        return hasattr(diffusion_model, "joint_blocks")
+
+    def context_dim(self, diffusion_model):
+        return diffusion_model.context_embedder.in_features
+
+    def initial_concepts(self, diffusion_model, embeddings):
+        return diffusion_model.context_embedder(embeddings)
 
 
 def _standard_layer_norm_block(ctx) -> bool:

@@ -22,16 +22,17 @@ import weakref
 import torch
 
 from ..checks.errors import ConceptAttentionError
-from .base import DualStreamFamily
+from .base import ModelFamily
 
 # Per sampling run, what the concepts' text preprocessing gave (weak: it goes with the run).
 _per_run: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 
 
-class SharedWeightFamily(DualStreamFamily):
-    """A single-stream model family: the concept stream goes through the blocks' shared weights."""
+class SingleStreamFamily(ModelFamily):
+    """A single-stream model family: the concept stream goes through the blocks' shared weights (its blocks are
+    stream_kinds.SharedWeights), and the concepts pass the model's text preprocessing once per run."""
 
-    block_kind = "single-stream"
+    extension = True
 
     def initial_concepts(self, diffusion_model, embeddings):
         # The text refiner needs the concepts' positions and the run's options, which forward_concepts has.

@@ -26,7 +26,9 @@ from dataclasses import dataclass, field
 
 import torch
 
-from ..stream.attention_capture import ImageStream
+from ..stream.recording import RecordedForward
+
+logger = logging.getLogger("concept_attention")
 
 # Default budget: a quarter of the device's memory, at most 8 GiB (one 1024² Flux.1 picture over 19 blocks
 # takes about 1.4 GiB in bf16, SD3.5-large over 38 blocks about 2.3 GiB).
@@ -34,77 +36,6 @@ DEFAULT_BUDGET_FRACTION = 0.25
 DEFAULT_BUDGET_CAP = 8 << 30
 # Entries stay on the GPU only while it keeps this much free memory besides (else they go to system RAM).
 GPU_MARGIN_FRACTION = 0.2
-
-
-@dataclass
-class RecordedForward:
-    """What one forward's concept stream read: per block its image stream and the block arguments the family reads."""
-
-    blocks: dict = field(default_factory=dict)       # block (kind, index) -> ImageStream
-    block_args: dict = field(default_factory=dict)   # block (kind, index) -> the family's cacheable block arguments
-    family_state: dict = field(default_factory=dict)
-    grid: tuple = ()
-    cond_ranges: list = field(default_factory=list)
-    latent_shape: tuple = ()
-    dtype: torch.dtype | None = None
-    # CUDA graphs of re-queries over this recording, by concept count and options (requery_graph.py).
-    graphs: dict = field(default_factory=dict, repr=False, compare=False)
-
-    def on(self, device) -> bool:
-        """Whether every kept tensor is on `device` already."""
-        device = torch.device(device)
-        return all(t.device.type == device.type and (device.index is None or t.device.index == device.index)
-                   for t in self.tensors())
-
-    def tensors(self):
-        for view in self.blocks.values():
-            yield from (view.image_k, view.image_v, view.image_out)
-        for value in list(_flat(self.family_state)) + [v for a in self.block_args.values() for v in _flat(a)]:
-            if torch.is_tensor(value) and not value.is_meta:
-                yield value
-
-    @property
-    def nbytes(self) -> int:
-        return sum(t.numel() * t.element_size() for t in self.tensors())
-
-    def to(self, device) -> "RecordedForward":
-        move = lambda t: t.to(device) if torch.is_tensor(t) and not t.is_meta else t  # noqa: E731
-        return RecordedForward(
-            blocks={i: ImageStream(move(v.image_k), move(v.image_v), move(v.image_out), v.tokens_first)
-                    for i, v in self.blocks.items()},
-            block_args={i: _map_tensors(a, move) for i, a in self.block_args.items()},
-            family_state=_map_tensors(self.family_state, move),
-            grid=self.grid, cond_ranges=self.cond_ranges, latent_shape=self.latent_shape, dtype=self.dtype,
-        )
-
-
-class StreamRecorder:
-    """Collects one forward's image streams while it runs (the forward then reads the same copies).
-
-    limit: bytes the recording may take; past it the recording is dropped at once (it could not be kept
-    anyway), so an encode never holds more than the cache budget in copies."""
-
-    def __init__(self, limit: int):
-        self.recorded = RecordedForward()
-        self.limit = limit
-        self.nbytes = 0
-        self.overflow = False
-
-    def keep(self, layer: int, view: ImageStream) -> ImageStream:
-        if self.overflow:
-            return view
-        size = sum(t.numel() * t.element_size() for t in (view.image_k, view.image_v, view.image_out))
-        if self.nbytes + size > self.limit:
-            self.overflow = True
-            self.recorded.blocks.clear()
-            return view
-        self.nbytes += size
-        kept = ImageStream(view.image_k.clone(), view.image_v.clone(), view.image_out.clone(), view.tokens_first)
-        self.recorded.blocks[layer] = kept
-        return kept
-
-    def keep_args(self, layer: int, args: dict):
-        self.recorded.block_args[layer] = args
 
 
 @dataclass
@@ -144,7 +75,7 @@ class ImageStreamCache:
         self.entries.pop(key, None)
         if size == 0 or size > self.budget:
             if size:
-                logging.info("ConceptAttention: a re-query cache entry of %.0f MB exceeds the cache budget of %.0f MB; "
+                logger.info("ConceptAttention: a re-query cache entry of %.0f MB exceeds the cache budget of %.0f MB; "
                              "not kept", size / 2**20, self.budget / 2**20)
             return False
         self._evict_to(self.budget - size)
@@ -224,32 +155,6 @@ def _loaded_models():
         return None
 
 
-def _flat(value):
-    if isinstance(value, dict):
-        for v in value.values():
-            yield from _flat(v)
-    elif isinstance(value, (list, tuple)):
-        for v in value:
-            yield from _flat(v)
-    elif hasattr(value, "__dataclass_fields__"):
-        for name in value.__dataclass_fields__:
-            yield from _flat(getattr(value, name))
-    else:
-        yield value
-
-
-def _map_tensors(value, fn):
-    if torch.is_tensor(value):
-        return fn(value)
-    if isinstance(value, dict):
-        return {k: _map_tensors(v, fn) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return type(value)(_map_tensors(v, fn) for v in value)
-    if hasattr(value, "__dataclass_fields__"):
-        return type(value)(**{n: _map_tensors(getattr(value, n), fn) for n in value.__dataclass_fields__})
-    return value
-
-
 # ---------------------------------------------------------------------------------------------
 # keys
 # ---------------------------------------------------------------------------------------------
@@ -304,3 +209,10 @@ def model_fingerprint(model) -> tuple:
     """The model as the image stream depends on it: weights object, weight patches, object patches, options."""
     return (id(model.model), getattr(model, "patches_uuid", None), fingerprint(model.object_patches),
             fingerprint(model.model_options))
+
+
+def requery_key(model, latent: torch.Tensor, conditioning, noise_level: float, samples: int, seed: int,
+                dtype) -> tuple:
+    """The key of an encode's recording: everything that changes the image stream (module docstring)."""
+    return (model_fingerprint(model), tensor_digest(latent), fingerprint(conditioning), float(noise_level),
+            int(samples), int(seed), str(dtype))

@@ -19,7 +19,6 @@ them (RoPE tables, through session.cached) is computed inside the graph from tho
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import logging
 import math
@@ -33,6 +32,8 @@ _UNUSABLE = "eager"  # a key whose capture failed or did not reproduce the eager
 _streams: dict = {}
 # Kinds of graph (device, family, options, ...; any concept count) whose first capture reproduced the eager maps.
 _verified: set = set()
+
+logger = logging.getLogger("concept_attention")
 
 
 @dataclass
@@ -136,11 +137,9 @@ def _capture(session, diffusion_model, recorded, device, expected=None) -> Captu
     summed maps) is given and a replay does not reproduce it exactly."""
     from ..stream.sampling_run import SamplingRun
 
-    graph_session = copy.copy(session)  # the same family and options; concept values live in the input buffers
-    graph_session.concepts = _static_concepts(session.concepts, device, recorded.dtype)
-    graph_session._embeddings = {}
-    graph_session._per_device = {}  # derived values are computed inside the graph, from the buffers
-    graph_session.keep_image_stream = 0
+    # The same family and options; the concepts' values live in the graph's input buffers, and what the family
+    # derives from them (session.cached) is computed inside the graph from those buffers.
+    graph_session = session.with_concepts(_static_concepts(session.concepts, device, recorded.dtype))
     run = SamplingRun(graph_session, recorded.latent_shape, None)
     rows = sum(b - a for a, b in recorded.cond_ranges)
     # The output lives outside the graph's pool, like the inputs: nothing the graph allocated outlives it.
@@ -155,18 +154,18 @@ def _capture(session, diffusion_model, recorded, device, expected=None) -> Captu
             forward.run_recorded(recorded)
             maps.copy_(forward.layer_sum)
             forward.layer_sum = forward.concepts = None
-            graph_session._per_device.clear()
+            graph_session.forget_derived()
         finally:
             graph.capture_end()
         forward.layer_sum = maps
         if expected is not None:
             graph.replay()
             if not torch.equal(maps, expected):
-                logging.info("ConceptAttention: a CUDA graph of the re-query did not reproduce its maps exactly; "
+                logger.info("ConceptAttention: a CUDA graph of the re-query did not reproduce its maps exactly; "
                              "re-queries of this kind run without one")
                 return _UNUSABLE
     except Exception as error:  # a family step that cannot be captured (e.g. a host sync): stay eager
-        logging.info("ConceptAttention: re-queries of this picture run without a CUDA graph (%s)", error)
+        logger.info("ConceptAttention: re-queries of this picture run without a CUDA graph (%s)", error)
         return _UNUSABLE
     return CapturedStream(graph, graph_session.concepts, forward)
 

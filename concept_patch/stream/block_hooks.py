@@ -18,38 +18,35 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class BlockCall:
-    """How a model calls one kind of its blocks.
+    """How a model calls one list of its blocks.
 
-    blocks:    attribute path of the block list under the diffusion model, e.g. "double_stream_blocks".
     arguments: dit-hook name -> the name of the block forward's parameter, e.g. {"img": "image_tokens"}.
     outputs:   dit-hook names of the values the block returns, in order, e.g. ("img", "txt").
-    kind:      the dit hook's block kind: "double_block", or "single_block" for single-stream blocks.
     """
 
-    blocks: str
     arguments: dict
     outputs: tuple
-    kind: str = "double_block"
 
 
 class DitHookShim:
-    """A block's `forward` that offers the call to the dit replace patch of (call.kind, index).
+    """A block's `forward` that offers the call to the dit replace patch of (hook, index).
 
     previous: what the block's forward was on this ModelPatcher: the block's own method, or another
     pack's object patch of it (kept and called, so patches chain).
     """
 
-    def __init__(self, call: BlockCall, index: int, previous):
+    def __init__(self, call: BlockCall, hook: str, index: int, previous):
         self.call = call
+        self.hook = hook
         self.index = index
         self.previous = previous
-        self._parameters = _parameter_names(previous)
+        self._parameters = parameter_names(previous)
 
     def __call__(self, *args, **kwargs):
         values = dict(zip(self._parameters, args))
         values.update(kwargs)
         options = values.get("transformer_options") or {}
-        replace = options.get("patches_replace", {}).get("dit", {}).get((self.call.kind, self.index))
+        replace = options.get("patches_replace", {}).get("dit", {}).get((self.hook, self.index))
         if replace is None:
             return self.previous(*args, **kwargs)
         names = self.call.arguments
@@ -68,23 +65,33 @@ class DitHookShim:
         return result if len(result) > 1 else result[0]
 
 
-def _parameter_names(fn) -> list[str]:
-    try:
-        return [p.name for p in inspect.signature(fn).parameters.values()
-                if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
-    except (TypeError, ValueError):
-        return []
+_PARAMETER_NAMES: dict = {}
 
 
-def install_block_hooks(patcher, call: BlockCall, num_blocks: int) -> None:
-    """Object-patch the forward of blocks 0..num_blocks-1 on `patcher` (a clone) with DitHookShims."""
-    for i in range(num_blocks):
-        key = f"diffusion_model.{call.blocks}.{i}.forward"
+def parameter_names(function) -> tuple[str, ...]:
+    """Names of the parameters `function` takes by position, in order (cached per underlying function; none
+    where it has no signature to read, so only keyword arguments are named)."""
+    key = getattr(function, "__func__", function)
+    if key not in _PARAMETER_NAMES:
+        kinds = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+        try:
+            parameters = inspect.signature(function).parameters.items()
+        except (TypeError, ValueError):
+            parameters = ()
+        _PARAMETER_NAMES[key] = tuple(name for name, p in parameters if p.kind in kinds)
+    return _PARAMETER_NAMES[key]
+
+
+def install_block_hooks(patcher, blocks: str, hook: str, call: BlockCall, count: int) -> None:
+    """Object-patch the forward of blocks 0..count-1 of the list at `blocks` on `patcher` (a clone) with
+    DitHookShims offering the (hook, i) dit patches."""
+    for i in range(count):
+        key = f"diffusion_model.{blocks}.{i}.forward"
         existing = patcher.object_patches.get(key)
         if isinstance(existing, DitHookShim):
             continue  # this clone already offers the hook
         if existing is None:
-            block = patcher.get_model_object(f"diffusion_model.{call.blocks}.{i}")
+            block = patcher.get_model_object(f"diffusion_model.{blocks}.{i}")
             # The class's method, bound to the block: never a patch another clone left on the instance.
             existing = type(block).forward.__get__(block)
-        patcher.add_object_patch(key, DitHookShim(call, i, existing))
+        patcher.add_object_patch(key, DitHookShim(call, hook, i, existing))

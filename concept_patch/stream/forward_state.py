@@ -7,8 +7,8 @@ import math
 import torch
 
 from .attention_capture import AttentionCapture, read_image_stream
-from ..requery.cache import StreamRecorder
-from .options import DOUBLE_BLOCK, SINGLE_BLOCK
+from .options import DOUBLE_BLOCK
+from .recording import StreamRecorder
 
 
 class StopForward(Exception):
@@ -48,9 +48,9 @@ class ForwardState:
         self.layers_read = 0
         self.blocks_run = 0
         self.complete = True
-        # Where the main image sat in the last dual-stream block's joint attention (single blocks read it too).
-        self.double_image_tokens = None
-        # Encode runs record what the concept stream reads, for later re-queries (image_stream_cache.py).
+        # Where the main image sat in the last block of the first block list (a hybrid's single blocks keep it).
+        self.main_image_tokens = None
+        # Encode runs record what the concept stream reads, for later re-queries (recording.py, requery/).
         limit = run.session.keep_image_stream
         self.recorder = StreamRecorder(limit) if limit else None
 
@@ -79,25 +79,17 @@ class ForwardState:
             value = self.family_state[key] = build()
         return value
 
-    def _block_steps(self, kind: str, index: int):
-        """(block, its concept q/k/v function, its concept update function) for a block of this kind."""
-        family = self.family
-        if kind == SINGLE_BLOCK:
-            return (family.single_block(self.diffusion_model, index), family.single_concept_qkv,
-                    family.update_concepts_single)
-        return family.block(self.diffusion_model, index), family.concept_qkv, family.update_concepts
-
     def run_block(self, index: int, args: dict, extra: dict, call_block, kind: str = DOUBLE_BLOCK):
         """Run block (kind, index) through `call_block` while its concept stream rides along."""
         if self.concepts is None:
             self.start_concepts()
         key = self.block_key = (kind, index)
-        block, concept_qkv_of, update_concepts = self._block_steps(kind, index)
-        concept_qkv, saved = concept_qkv_of(block, self.concepts, args, self)
-        if kind == SINGLE_BLOCK:
-            image = self.family.single_image_tokens(args, self)
-        else:
-            image = self.double_image_tokens = self.family.image_tokens(args, self)
+        stream = self.family.stream_kind(kind)
+        block = stream.block(self.diffusion_model, index)
+        concept_qkv, saved = stream.qkv(block, self.concepts, args, self)
+        image = stream.image_tokens(args, self)
+        if kind == DOUBLE_BLOCK:
+            self.main_image_tokens = image
         options = args.get("transformer_options") or {}
         capture = AttentionCapture(
             self, key, concept_qkv, image=image, previous=options.get("optimized_attention_override"),
@@ -111,7 +103,7 @@ class ForwardState:
             self.complete = False
         else:
             if key != self.last_block:  # after the last selected block nobody reads the stream
-                self.concepts = update_concepts(block, self.concepts, capture.concept_out, saved)
+                self.concepts = stream.update(block, self.concepts, capture.concept_out, saved)
             self.blocks_run += 1
         if self.session.stop_early and key == self.last_block:
             raise StopForward(self)
@@ -127,11 +119,12 @@ class ForwardState:
         if self.concepts is None:
             self.start_concepts()
         key = self.block_key = (kind, index)
-        block, concept_qkv_of, update_concepts = self._block_steps(kind, index)
-        concept_qkv, saved = concept_qkv_of(block, self.concepts, recorded.block_args[key], self)
+        stream = self.family.stream_kind(kind)
+        block = stream.block(self.diffusion_model, index)
+        concept_qkv, saved = stream.qkv(block, self.concepts, recorded.block_args[key], self)
         concept_out = read_image_stream(self, key, concept_qkv, recorded.blocks[key])
         if key != self.last_block:
-            self.concepts = update_concepts(block, self.concepts, concept_out, saved)
+            self.concepts = stream.update(block, self.concepts, concept_out, saved)
         self.blocks_run += 1
 
     def add_layer_scores(self, scores: torch.Tensor):

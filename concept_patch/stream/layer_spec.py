@@ -3,8 +3,8 @@
 Users think in terms like "the last 10 blocks" (the paper's Flux default) or "blocks 9-18"; the
 model wants sorted 0-based indices. Parsing lives here so every node reads the text the same way.
 
-A number means a dual-stream block. Hybrid models (Flux, Chroma, HiDream) also have single-stream
-blocks, selected by parts that start with "single": "single 30-37", "single last 4" (an extension
+A number means a block of the model's first block list (its dual-stream blocks; a single-stream model's blocks).
+Hybrid models also have single-stream blocks, selected by parts that start with "single": "single 30-37", "single last 4" (an extension
 beyond the paper, which reads dual-stream blocks only). "double" may be written for clarity.
 """
 
@@ -14,13 +14,11 @@ import math
 import re
 from dataclasses import dataclass
 
-ACCEPTED_LAYER_FORMS = (
+ACCEPTED_BLOCK_FORMS = (
     "'all', 'last N', 'first N', a range 'A-B' (inclusive), a single index 'N', "
     "or a comma-separated mix such as '0-3, 7, last 2' (indices are 0-based)"
-)
-ACCEPTED_BLOCK_FORMS = (
-    ACCEPTED_LAYER_FORMS + "; these mean dual-stream blocks, and a part that starts with 'single' "
-    "(e.g. 'single 30-37', 'single last 4') means single-stream blocks of a hybrid model (Flux, Chroma, HiDream)"
+    "; these mean dual-stream blocks, and a part that starts with 'single' "
+    "(e.g. 'single 30-37', 'single last 4') means single-stream blocks of a hybrid model (one with both kinds)"
 )
 
 _LAST = re.compile(r"last\s*(\d+)")
@@ -39,25 +37,14 @@ class BlockChoice:
     single_layers: list
 
 
-def parse_layer_spec(spec: str, num_layers: int) -> list[int]:
-    """Turn a block spec such as "last 10" or "0-3, 7" into sorted, unique 0-based block indices.
-
-    num_layers is the number of dual-stream blocks the model has; every index must be in
-    0..num_layers-1, while 'last N' / 'first N' with N above num_layers take every block. Raises ValueError naming the offending part and the accepted forms.
-    """
-    if isinstance(num_layers, bool) or not isinstance(num_layers, int) or num_layers < 1:
-        raise ValueError(f"the model must have at least one block to choose from, got num_layers={num_layers!r}")
-    choice = _parse(spec, num_layers, None, ACCEPTED_LAYER_FORMS)
-    return choice.layers
-
-
 def parse_block_spec(spec: str, num_double: int, num_single: int = 0, main_kind: str = "dual-stream") -> BlockChoice:
-    """Like parse_layer_spec, for a model with num_double dual-stream and num_single single-stream blocks:
-    parts that start with 'single' choose single-stream blocks ("last 10, single 30-37"). At least one
-    block of either kind must be chosen. Raises ValueError naming the offending part, the kind of block
-    it was out of range for and how many of each the model has.
+    """Turn a block spec such as "last 10" or "0-3, 7, single 30-37" into sorted, unique 0-based block indices, for
+    a model with num_double blocks in its first list (dual-stream) and num_single single-stream blocks: parts that
+    start with 'single' choose single-stream blocks. 'last N' / 'first N' with N above the count take every block.
+    At least one block of either kind must be chosen. Raises ValueError naming the offending part, the kind of
+    block it was out of range for and how many of each the model has, or the accepted forms.
 
-    main_kind: what plain numbers index (DualStreamFamily.block_kind). On a single-stream model ("single-stream"
+    main_kind: what plain numbers index (ModelFamily.block_label). On a single-stream model ("single-stream"
     main blocks and no others) a 'single' part means those same blocks."""
     for name, value in (("num_double", num_double), ("num_single", num_single)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
@@ -67,8 +54,7 @@ def parse_block_spec(spec: str, num_double: int, num_single: int = 0, main_kind:
     return _parse(spec, num_double, num_single, ACCEPTED_BLOCK_FORMS, main_kind)
 
 
-def _parse(spec, num_double: int, num_single: int | None, accepted: str, main_kind: str = "dual-stream") -> BlockChoice:
-    """num_single None: the caller knows its main blocks only, and 'single' parts are not accepted."""
+def _parse(spec, num_double: int, num_single: int, accepted: str, main_kind: str) -> BlockChoice:
     if not isinstance(spec, str):
         raise ValueError(f"the layer choice must be text, got {type(spec).__name__}; accepted forms: {accepted}")
     tokens = [t.strip().lower() for t in re.split(r"[,;\n]", spec)]
@@ -88,12 +74,8 @@ def _parse(spec, num_double: int, num_single: int | None, accepted: str, main_ki
                                  f"'{m.group(1)} last 4' or '{m.group(1)} all'")
         if kind == "single" and num_single == 0 and main_kind == "single-stream":
             kind = "double"  # a single-stream model: its blocks are the single-stream blocks
-        if kind == "single":
-            if num_single is None:
-                raise ValueError(f"'{token}': single-stream blocks cannot be chosen here; accepted forms: {accepted}")
-            if num_single == 0:
-                raise ValueError(f"'{token}': this model has no single-stream blocks "
-                                 f"(only {_count(num_double, main_kind)})")
+        if kind == "single" and num_single == 0:
+            raise ValueError(f"'{token}': this model has no single-stream blocks (only {_count(num_double, main_kind)})")
         count = num_single if kind == "single" else num_double
         where = _describe(kind, num_double, num_single, main_kind)  # the text after "is out of range"
         chosen[kind].update(_parse_token(token, body, count, where, accepted))
@@ -104,10 +86,8 @@ def _count(n: int, kind: str) -> str:
     return f"{n} {kind} blocks (0..{n - 1})" if n else f"no {kind} blocks"
 
 
-def _describe(kind: str, num_double: int, num_single: int | None, main_kind: str) -> str:
+def _describe(kind: str, num_double: int, num_single: int, main_kind: str) -> str:
     """How many blocks of each kind there are, for an error about a block of `kind`."""
-    if num_single is None:
-        return f": this model has {num_double} blocks, valid indices are 0..{num_double - 1}"
     if not num_single:
         return f" for {main_kind} blocks: this model has {_count(num_double, main_kind)}"
     name = "single-stream" if kind == "single" else main_kind

@@ -7,11 +7,6 @@ from dataclasses import dataclass
 from ..checks.errors import ConceptAttentionError
 
 SPACES = ("output", "cross_attention", "value")
-SPACE_HELP = {
-    "output": "attention-output space, o_x · o_c (the paper's method, Eq. 11)",
-    "cross_attention": "concept queries · image keys (post-RoPE), heads concatenated (paper Table 3, 'CA')",
-    "value": "concept values · image values, heads concatenated (paper Table 3, 'Value')",
-}
 
 # Block kinds, named as ComfyUI's dit replace patches name them. A block is (kind, index).
 DOUBLE_BLOCK = "double_block"
@@ -29,8 +24,8 @@ def block_order(block: tuple[str, int]) -> tuple[int, int]:
 @dataclass(frozen=True)
 class SaliencyOptions:
     """layers: 0-based dual-stream block indices whose maps are averaged.
-    single_layers: 0-based single-stream block indices of a hybrid model (Flux, Chroma, HiDream) whose maps are
-    averaged too: an extension beyond the paper, which reads dual-stream blocks only. The concept stream then
+    single_layers: 0-based single-stream block indices of a hybrid model (dual- and single-stream blocks) whose maps
+    are averaged too: an extension beyond the paper, which reads dual-stream blocks only. The concept stream then
     runs through every dual-stream block and on into the single-stream blocks.
     start_percent/end_percent: the part of the sampling schedule (0 = first step, 1 = last)
     whose steps contribute maps in generation mode.

@@ -81,11 +81,8 @@ class SamplingRun:
         if not fwd.has_all_layers or fwd.layer_sum is None:
             return
         self.forwards_used += 1
-        if fwd.recorder is not None and not fwd.recorder.overflow:
-            recorded = fwd.recorder.recorded
-            recorded.family_state = dict(fwd.family_state)
-            recorded.grid, recorded.cond_ranges = fwd.grid, list(fwd.cond_ranges)
-            recorded.latent_shape, recorded.dtype = self.latent_shape, fwd.dtype
+        recorded = fwd.recorder.finish(fwd, self.latent_shape) if fwd.recorder is not None else None
+        if recorded is not None:
             self.recorded.append(recorded)
         chunks = len(fwd.cond_ranges)
         per_image = fwd.layer_sum.reshape(chunks, self.batch_size, *fwd.layer_sum.shape[1:]).sum(0)

@@ -61,7 +61,7 @@ class ConceptSet:
     cond_lengths:  int64 [r]: the token length of each concept's own conditioning (a model may
                    shift text positions by it, e.g. Flux.2 pads text on the left to 512).
     text_layer:    which of the encoder's layers the embeddings come from ("last", "hidden -3", ...; see
-                   text_encoders.encoder_layer); "" when not known.
+                   text/encoders.encoder_layer); "" when not known.
     """
 
     names: list[str]

@@ -4,7 +4,7 @@ A CLIP's tokenizer gives one token list per key ("l", "g", "t5xxl", "qwen3_4b", 
 space names the states the conditioning holds, so concepts are only used with models that read
 that space. Single-key encoders (T5 alone, the LLM encoders) use their key as the text space, so a
 model family accepts or refuses them by name. Of the multi-key encoders, Flux.1's and SD3's are
-named here (SD3 puts CLIP-L|G and T5 rows in one conditioning); for any other, concept_encoding
+named here (SD3 puts CLIP-L|G and T5 rows in one conditioning); for any other, text/encoding.py
 asks the encoder which key its conditioning follows and uses that key.
 """
 
@@ -13,25 +13,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..checks.errors import ConceptAttentionError
+from ..families.registry import encoder_names, supported_encoders_text
 
-SUPPORTED_ENCODERS_TEXT = (
-    "Flux.1 (T5-XXL with CLIP-L), SD3/SD3.5 (any of CLIP-L, CLIP-G, T5-XXL), Chroma (T5-XXL), "
-    "Flux.2 dev (Mistral-Small-3.1), Flux.2 Klein (Qwen3-4B or Qwen3-8B), LongCat-Image and Qwen-Image "
-    "(Qwen2.5-VL-7B), Ovis-Image (Qwen3-2B), Mage-Flow (Qwen3-VL-4B), HiDream (its four encoders, T5-XXL read), "
-    "CogVideoX (T5-XXL), HunyuanVideo (Llava-Llama-3 with CLIP-L), HunyuanVideo 1.5 and HunyuanImage 2.1 "
-    "(Qwen2.5-VL-7B with byT5), Z-Image (Qwen3-4B), Lumina 2 (Gemma-2-2B), NewBie (Gemma-3-4B with Jina CLIP) "
-    "and Krea 2 (Qwen3-VL-4B)"
-)
 
-# Names for messages; an encoder not listed is still described (by its class and key).
-_KEY_NAMES = {
-    "t5xxl": "T5-XXL",
-    "mistral3_24b": "Flux.2 Mistral-Small-3.1",
-    "qwen3_4b": "Klein Qwen3-4B",
-    "qwen3_8b": "Klein Qwen3-8B",
-    "qwen25_7b": "Qwen2.5-VL-7B",
-    "qwen3_2b": "Ovis Qwen3-2B",
-}
+
+def _key_name(key: str) -> str | None:
+    """What users call the encoder whose states are text space `key`, as the family registry names it."""
+    return encoder_names().get(key)
 
 
 @dataclass(frozen=True)
@@ -77,19 +65,19 @@ def identify_encoder(cond_stage_model, token_keys) -> EncoderInfo | None:
     keys = list(token_keys)
     if len(keys) == 1:
         key = keys[0]
-        return EncoderInfo(key, _KEY_NAMES.get(key, f"{type(cond_stage_model).__name__} ({key})"), key,
+        return EncoderInfo(key, _key_name(key) or f"{type(cond_stage_model).__name__} ({key})", key,
                            encoder_layer(cond_stage_model, key))
     return None
 
 
 def keyed_encoder(cond_stage_model, key: str) -> EncoderInfo:
     """A multi-key encoder whose conditioning follows the tokens of `key` alone."""
-    return EncoderInfo(key, f"{_KEY_NAMES.get(key, key)} of {type(cond_stage_model).__name__}", key,
+    return EncoderInfo(key, f"{_key_name(key) or key} of {type(cond_stage_model).__name__}", key,
                        encoder_layer(cond_stage_model, key))
 
 
 def unsupported_encoder(cond_stage_model) -> ConceptAttentionError:
     return ConceptAttentionError(
         f"the text encoder {type(cond_stage_model).__name__} is not supported for concepts; "
-        f"load the text encoder of a supported model: {SUPPORTED_ENCODERS_TEXT}"
+        f"load the text encoder of a supported model: {supported_encoders_text()}"
     )

@@ -13,10 +13,10 @@ import torch
 from .concepts import POOLING_MODES, ConceptSet
 from ..checks.errors import ConceptAttentionError
 from .own_tokens import TokenKinds, key_tokenizer, own_token_indices
-from .encoders import SUPPORTED_ENCODERS_TEXT, EncoderInfo, identify_encoder, keyed_encoder, unsupported_encoder
+from .encoders import EncoderInfo, identify_encoder, keyed_encoder, unsupported_encoder
 from .token_rows import conditioning_rows, rows_following_weights
 
-__all__ = ["SUPPORTED_ENCODERS_TEXT", "encode_concepts"]
+__all__ = ["encode_concepts"]
 
 # Text for asking a multi-key encoder which key its conditioning follows.
 _PROBE_TEXT = "a photo"

@@ -17,7 +17,7 @@ from __future__ import annotations
 import torch
 
 from ..checks.errors import ConceptAttentionError
-from .encoders import SUPPORTED_ENCODERS_TEXT
+from ..families.registry import supported_encoders_text
 
 PROBE_WEIGHTS = (2.0, 3.0)
 # A row counts as changed when it moved by more than this fraction of its size: a concept row moves
@@ -100,5 +100,5 @@ def rows_after_prefix_cut(clip, tokens: dict, key: str, indices: list[int], cond
 def _not_found(encoder: str, count: int, why: str) -> ConceptAttentionError:
     return ConceptAttentionError(
         f"could not find the concept's {count} token(s) in the output of the text encoder ({encoder}): {why}; "
-        f"load the text encoder of a supported model: {SUPPORTED_ENCODERS_TEXT}"
+        f"load the text encoder of a supported model: {supported_encoders_text()}"
     )

@@ -18,7 +18,7 @@ from concept_attention.concept_patch.text.encoding import encode_concepts
 from concept_attention.concept_patch.encode import encode_saliency
 from concept_attention.concept_patch.checks.errors import ConceptAttentionError
 from concept_attention.concept_patch.stream.options import SaliencyOptions
-from concept_attention.concept_patch.stream.session import install_concept_attention
+from concept_attention.concept_patch.generation import install_concept_attention
 from concept_attention_tests.comfy import reference_concept_attention as ref
 from concept_attention_tests.comfy import tiny_cogvideox, tiny_models
 from concept_attention_tests.comfy.module_caches import cleared_after_module

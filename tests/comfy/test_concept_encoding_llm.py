@@ -259,12 +259,12 @@ def test_llm_and_unknown_encoders_are_refused_by_name_by_a_flux1_model(klein_4b_
     import comfy.supported_models_base
 
     from concept_attention.concept_patch.stream.options import SaliencyOptions
-    from concept_attention.concept_patch.stream.session import install_concept_attention
+    from concept_attention.concept_patch.generation import install_concept_attention
     from concept_attention_tests.comfy import tiny_models
 
     flux = tiny_models.flux_model(depth=2)
     klein = encode_concepts(klein_4b_clip, ["dog"])
-    with pytest.raises(ConceptAttentionError, match="Klein Qwen3-4B .qwen3_4b states.*reads t5xxl"):
+    with pytest.raises(ConceptAttentionError, match="Qwen3 4B .qwen3_4b states.*reads t5xxl"):
         install_concept_attention(flux, klein, SaliencyOptions(layers=(1,)))
     # an encoder this pack does not know (SD1.5's CLIP-L) gets its tokenizer key, never "accepted everywhere"
     target = comfy.supported_models_base.ClipTarget(comfy.sd1_clip.SD1Tokenizer, comfy.sd1_clip.SD1ClipModel)

@@ -7,7 +7,7 @@ import torch
 
 from concept_attention.concept_patch.text.encoding import encode_concepts
 from concept_attention.concept_patch.stream.options import SaliencyOptions
-from concept_attention.concept_patch.stream.session import install_concept_attention
+from concept_attention.concept_patch.generation import install_concept_attention
 from concept_attention_tests.comfy import tiny_models
 from concept_attention_tests.comfy.sampling import sample
 

@@ -388,7 +388,7 @@ def test_generation_mode_maps_match_reference_on_cond_rows(name):
     reference on the cond rows, averaged over the calls (steps)."""
     import comfy.sample
 
-    from concept_attention.concept_patch.stream.session import install_concept_attention
+    from concept_attention.concept_patch.generation import install_concept_attention
 
     s = setup_for(name)
     patched, session = install_concept_attention(s.model, s.concepts, options(s))

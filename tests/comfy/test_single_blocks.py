@@ -149,7 +149,7 @@ def _dit_patch_keys(model):
 
 
 def test_default_installs_no_single_block_patch():
-    from concept_attention.concept_patch.stream.session import install_concept_attention
+    from concept_attention.concept_patch.generation import install_concept_attention
 
     model, _, concepts, _, _ = _setup("Flux.1")
     patched, _ = install_concept_attention(model, concepts, _options((0, 1)))
@@ -187,7 +187,7 @@ def test_dual_stream_layer_maps_are_unchanged_by_the_option(monkeypatch):
 @pytest.mark.parametrize("name", list(BUILDERS))
 def test_picture_bit_identical_with_single_layers(name, dtype):
     from concept_attention.concept_patch.text.encoding import encode_concepts
-    from concept_attention.concept_patch.stream.session import install_concept_attention
+    from concept_attention.concept_patch.generation import install_concept_attention
 
     build, _, shape = BUILDERS[name]
     clip = _clip(name)
@@ -223,7 +223,7 @@ def test_encode_mode_maps_equal_a_full_forward_over_single_layers():
     import comfy.samplers
 
     from concept_attention.concept_patch.encode import _one_model_call
-    from concept_attention.concept_patch.stream.session import install_concept_attention
+    from concept_attention.concept_patch.generation import install_concept_attention
 
     model, _, concepts, cond, latent = _setup("Flux.1")
     encoded, _ = _encode("Flux.1", (0,), (0, 1))
@@ -267,7 +267,7 @@ def test_requery_over_single_layers_equals_a_full_run(name):
 def test_single_layer_errors_name_the_block_counts(sd3_clip):
     from concept_attention.concept_patch.text.encoding import encode_concepts
     from concept_attention.concept_patch.checks.errors import ConceptAttentionError
-    from concept_attention.concept_patch.stream.session import install_concept_attention
+    from concept_attention.concept_patch.generation import install_concept_attention
 
     model, _, concepts, _, _ = _setup("Flux.1")
     with pytest.raises(ConceptAttentionError, match=r"single-stream layer 3 .* 2 dual-stream blocks \(0-1\) and "
@@ -337,7 +337,7 @@ def test_hidream_single_layer_maps_match_the_fp64_reference(layers, single_layer
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
 def test_hidream_picture_bit_identical_with_single_layers(dtype):
-    from concept_attention.concept_patch.stream.session import install_concept_attention
+    from concept_attention.concept_patch.generation import install_concept_attention
 
     _, clip, concepts, _ = _hidream()
     model = tiny_models.hidream_model(dtype=dtype, depth=2, single_depth=3, seed=35)  # with the MoE

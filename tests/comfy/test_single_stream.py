@@ -16,7 +16,7 @@ import torch
 
 from concept_attention.concept_patch.text.encoding import encode_concepts
 from concept_attention.concept_patch.stream.options import SaliencyOptions
-from concept_attention.concept_patch.stream.session import install_concept_attention
+from concept_attention.concept_patch.generation import install_concept_attention
 from concept_attention_tests.comfy import reference_single_stream as ref
 from concept_attention_tests.comfy import tiny_single_stream, tiny_text_encoders
 from concept_attention_tests.comfy.module_caches import cleared_after_module

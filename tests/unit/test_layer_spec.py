@@ -1,6 +1,11 @@
 import pytest
 
-from concept_attention.concept_patch.stream.layer_spec import parse_layer_spec, parse_step_range
+from concept_attention.concept_patch.stream.layer_spec import parse_block_spec, parse_step_range
+
+
+def parse_layer_spec(spec, num_layers):
+    """The blocks chosen on a model with num_layers dual-stream blocks and no single-stream ones."""
+    return parse_block_spec(spec, num_layers).layers
 
 
 @pytest.mark.parametrize(
@@ -38,9 +43,11 @@ def test_empty_spec(spec):
 
 
 def test_index_out_of_range_names_block_count():
-    with pytest.raises(ValueError, match=r"block 19 is out of range: this model has 19 blocks, valid indices are 0\.\.18"):
+    with pytest.raises(ValueError, match=r"block 19 is out of range for dual-stream blocks: this model has 19 "
+                                         r"dual-stream blocks \(0\.\.18\)$"):
         parse_layer_spec("19", 19)
-    with pytest.raises(ValueError, match=r"'10-30' is out of range: this model has 19 blocks, valid indices are 0\.\.18"):
+    with pytest.raises(ValueError, match=r"'10-30' is out of range for dual-stream blocks: this model has 19 "
+                                         r"dual-stream blocks \(0\.\.18\)$"):
         parse_layer_spec("10-30", 19)
 
 
@@ -77,7 +84,7 @@ def test_negative_index_hints_last_n():
 
 @pytest.mark.parametrize("num_layers", [0, -3, 2.5, True])
 def test_bad_num_layers(num_layers):
-    with pytest.raises(ValueError, match="at least one block"):
+    with pytest.raises(ValueError, match="at least one dual-stream block|must be a block count"):
         parse_layer_spec("all", num_layers)
 
 
@@ -105,9 +112,6 @@ def test_step_range_message_states_rule():
 # ---------------------------------------------------------------------------------------------
 # single-stream blocks of hybrid models: parts that start with "single"
 # ---------------------------------------------------------------------------------------------
-
-from concept_attention.concept_patch.stream.layer_spec import parse_block_spec  # noqa: E402
-
 
 @pytest.mark.parametrize(
     "spec, double, single",
@@ -172,8 +176,9 @@ def test_on_a_single_stream_model_single_parts_mean_its_blocks():
         parse_block_spec("single 30", 30, 0, main_kind="single-stream")
 
 
-def test_the_layer_spec_refuses_single_parts():
-    with pytest.raises(ValueError, match="single-stream blocks cannot be chosen here"):
+def test_single_parts_are_refused_on_a_model_without_single_stream_blocks():
+    with pytest.raises(ValueError, match=r"'single 3': this model has no single-stream blocks \(only 19 dual-stream "
+                                         r"blocks \(0\.\.18\)\)"):
         parse_layer_spec("single 3", 19)
 
 
