@@ -8,7 +8,9 @@ import folder_paths
 from comfy_api.latest import io
 
 from ..concept_patch.checks.errors import ConceptAttentionError
-from ..concept_patch.files.saliency_io import load_saliency, resolve_inside, save_saliency
+from ..concept_patch.files.load import load_saliency
+from ..concept_patch.files.paths import resolve_inside
+from ..concept_patch.files.save import save_saliency
 from .types import CATEGORY, NODE_PREFIX, Saliency
 
 INPUT_FOLDER = "input folder"
