@@ -2,6 +2,7 @@
 segmentation view in the legend's colours, per-picture shares, and the preview's bounded size."""
 
 import io
+import os
 
 import numpy as np
 import pytest
@@ -277,3 +278,16 @@ def test_png_helpers_round_trip():
     # on a shared scale, a weak map stays dark in its file too
     weak = np.asarray(Image.open(io.BytesIO(heatmap_png_bytes(torch.full((4, 4), 0.1), scale=ColorScale(0, 1, True)))))
     assert weak.max() < 80
+
+
+def test_a_picture_heatmap_file_is_its_map_on_the_shared_scale(tmp_path):
+    from concept_attention.concept_patch.files.save import save_saliency
+
+    s = _saliency(batch=2, softmax=False)
+    paths = save_saliency(s, str(tmp_path), "maps")
+    assert [os.path.basename(p)[-14:] for p in paths[1:]] == ["_b0_c0_dog.png", "_b0_c1_sky.png",
+                                                               "_b1_c0_dog.png", "_b1_c1_sky.png"]
+    with Image.open(paths[1]) as image:
+        size = image.size[::-1]
+    expected = heatmap_png_bytes(s.maps[1, 1], size, ColorScale.of(s))
+    assert np.array_equal(np.asarray(Image.open(paths[4])), np.asarray(Image.open(io.BytesIO(expected))))

@@ -435,3 +435,16 @@ def test_loaded_video_makes_masks_and_previews(tmp_path):
     loaded = load_saliency(save_saliency(s, str(tmp_path), "clip", heatmaps=False)[0])
     assert torch.equal(saliency_to_mask(loaded, ["ball"]), saliency_to_mask(s, ["ball"]))
     assert render_preview(loaded).shape[0] == 5
+
+
+@pytest.mark.parametrize("method, threshold", [("mean", 0.5), ("otsu", 0.5), ("value", 0.4), ("top_percent", 30),
+                                               ("soft", 0.5), ("argmax", 0.5)])
+def test_a_picture_masks_as_a_clip_of_one_frame(method, threshold):
+    """A picture's cut is per picture as a one-frame clip's is per clip: the same masks, bit for bit."""
+    pictures = SaliencyMaps(torch.rand(3, 3, 4, 6).softmax(1), NAMES, (64, 96))
+    clips = SaliencyMaps(pictures.maps.unsqueeze(2), NAMES, (64, 96), frames=1)
+    guide = torch.rand(3, 64, 96, 3)
+    for kwargs in ({}, {"guide_image": guide, "grow": 2, "feather": 1.5, "invert": True}):
+        mask = saliency_to_mask(pictures, ["ball", "sky"], method, threshold, **kwargs)
+        assert mask.shape == (3, 64, 96)
+        assert torch.equal(mask, saliency_to_mask(clips, ["ball", "sky"], method, threshold, **kwargs))
