@@ -6,8 +6,9 @@ import random
 
 from comfy_api.latest import io, ui
 
-from ..concept_patch.maps.heatmap import render_preview, sheet_layout, video_fps
 from ..concept_patch.maps.legend import concept_legend
+from ..concept_patch.maps.panels import SheetLayout, sheet_layout
+from ..concept_patch.maps.preview import render_preview, video_fps
 from ..concept_patch.maps.saliency_maps import SaliencyMaps
 
 PREVIEW_TOOLTIP = (
@@ -19,37 +20,43 @@ PREVIEW_TOOLTIP = (
 
 
 def saliency_preview(saliency: SaliencyMaps, images, node_cls):
-    """(preview IMAGE [B·(r+1), H', W', 3], ui dict), image-major: panel i·(r+1) is picture i's
-    segmentation view, panel i·(r+1) + 1 + j its map of concept j. The node's display and the
-    preview output are one and the same preview-sized tensor: nothing full-size is rendered, whether
-    the output is connected or not (a node's cached outputs cannot depend on what is connected).
-    A video: the preview IMAGE is one sheet per pixel frame [B·F, H', W', 3] (render_video_preview),
-    the display its panels animated, the legend's shares per clip."""
+    """(preview IMAGE, ui dict). The preview IMAGE is render_preview's: for pictures the panels
+    [B·(r+1), H', W', 3], image-major (panel i·(r+1) is picture i's segmentation view, panel
+    i·(r+1) + 1 + j its map of concept j); for a video one sheet per pixel frame [B·F, H', W', 3].
+    The node's display shows, per clip (a picture is a clip of one frame), the segmentation view and
+    each concept's map cut from it, in that order (the legend's concept buttons pick by position): a
+    PNG per picture panel, an animated WebP per video panel. The display and the output are one and
+    the same preview-sized tensor: nothing full-size is rendered, whether the output is connected or
+    not (a node's cached outputs cannot depend on what is connected). The legend's shares are per clip."""
     panels = render_preview(saliency, images)
-    if saliency.is_video:
-        payload = _video_payload(saliency, panels, node_cls)
-    else:
-        payload = ui.PreviewImage(panels, cls=node_cls).as_dict()
-    payload["concept_legend"] = concept_legend(saliency)
-    payload["concept_batch"] = [saliency.batch_size]
-    payload["concept_segmentation"] = [True]
-    return panels, payload
-
-
-def _video_payload(saliency: SaliencyMaps, sheets, node_cls) -> dict:
-    """The node's display of a video's preview: per clip, the segmentation view and each concept's map
-    as animated images, cut from the sheets (the same clip-major, segmentation-first order as a
-    picture's panels, so the legend's concept buttons pick the right one); shares are per clip."""
     layout = sheet_layout(saliency)
-    frames = saliency.frames
     prefix = "ConceptAttention_temp_" + "".join(random.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(5))
-    results = []
-    for clip in range(saliency.batch_size):
-        clip_sheets = sheets[clip * frames : (clip + 1) * frames]
-        for k in range(layout.panels):
-            y, x = layout.box(k)
-            panel = clip_sheets[:, y : y + layout.panel[0] + layout.strip, x : x + layout.panel[1]]
-            results.append(ui.ImageSaveHelper.save_animated_webp(
-                panel, filename_prefix=prefix, folder_type=io.FolderType.temp, cls=node_cls,
-                fps=video_fps(saliency), lossless=True, quality=100, method=0))
-    return {"images": results, "animated": (frames > 1,)}
+    results = [
+        _save_panel(saliency, _panel_frames(panels, layout, clip, k), prefix, node_cls)
+        for clip in range(saliency.batch_size)
+        for k in range(layout.panels)
+    ]
+    return panels, {
+        "images": results,
+        "animated": (saliency.is_video and saliency.frames > 1,),
+        "concept_legend": concept_legend(saliency),
+        "concept_batch": [saliency.batch_size],
+        "concept_segmentation": [True],
+    }
+
+
+def _panel_frames(panels, layout: SheetLayout, clip: int, k: int):
+    """Panel k of one clip in every pixel frame, strip included: [F, h, w, 3]."""
+    sheets = [layout.sheet(clip, frame, k) for frame in range(layout.frames)]
+    y, x = layout.box(k)
+    return panels[sheets, y : y + layout.panel[0] + layout.strip, x : x + layout.panel[1]]
+
+
+def _save_panel(saliency: SaliencyMaps, frames, prefix: str, node_cls) -> dict:
+    """One panel in ComfyUI's temp folder: a PNG for a picture, an animated WebP for a video."""
+    if not saliency.is_video:
+        return ui.ImageSaveHelper.save_images(frames, filename_prefix=prefix, folder_type=io.FolderType.temp,
+                                              cls=node_cls, compress_level=1)[0]
+    return ui.ImageSaveHelper.save_animated_webp(
+        frames, filename_prefix=prefix, folder_type=io.FolderType.temp, cls=node_cls, fps=video_fps(saliency),
+        lossless=True, quality=100, method=0)

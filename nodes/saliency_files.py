@@ -8,8 +8,11 @@ import folder_paths
 from comfy_api.latest import io
 
 from ..concept_patch.checks.errors import ConceptAttentionError
-from ..concept_patch.files.saliency_io import load_saliency, resolve_inside, save_saliency
-from .types import CATEGORY, NODE_PREFIX, Saliency
+from ..concept_patch.files.load import load_saliency
+from ..concept_patch.files.paths import resolve_inside
+from ..concept_patch.files.save import save_saliency
+from .schema import pack_schema
+from .types import Saliency
 
 INPUT_FOLDER = "input folder"
 OUTPUT_FOLDER = "output folder"
@@ -28,14 +31,12 @@ def _saliency_files_in_input() -> list[str]:
 class SaveSaliency(io.ComfyNode):
     @classmethod
     def define_schema(cls):
-        return io.Schema(
-            node_id=f"{NODE_PREFIX}SaveSaliency",
-            display_name="Save Saliency",
-            category=CATEGORY,
-            description="Writes the maps, concept names and metadata to ComfyUI's output folder as .safetensors, "
-                        "with one coloured heatmap PNG per picture and concept (preview-sized, on the previews' "
-                        "shared colour scale; for a video an animated WebP per clip and concept, and the maps keep "
-                        "their frames). Copy the file to the input folder to use it with Load Saliency.",
+        return pack_schema(
+            "SaveSaliency", "Save Saliency",
+            "Writes the maps, concept names and metadata to ComfyUI's output folder as .safetensors, "
+            "with one coloured heatmap PNG per picture and concept (preview-sized, on the previews' "
+            "shared colour scale; for a video an animated WebP per clip and concept, and the maps keep "
+            "their frames). Copy the file to the input folder to use it with Load Saliency.",
             is_output_node=True,
             inputs=[
                 Saliency.Input("saliency", tooltip="The maps to save."),
@@ -63,11 +64,9 @@ class SaveSaliency(io.ComfyNode):
 class LoadSaliency(io.ComfyNode):
     @classmethod
     def define_schema(cls):
-        return io.Schema(
-            node_id=f"{NODE_PREFIX}LoadSaliency",
-            display_name="Load Saliency",
-            category=CATEGORY,
-            description="Reads maps written by Save Saliency from ComfyUI's input folder.",
+        return pack_schema(
+            "LoadSaliency", "Load Saliency",
+            "Reads maps written by Save Saliency from ComfyUI's input folder.",
             inputs=[
                 io.Combo.Input("file", options=_saliency_files_in_input(),
                                tooltip="A .safetensors file from Save Saliency, in the input folder."),

@@ -5,21 +5,21 @@ from __future__ import annotations
 from comfy_api.latest import io
 
 from ..concept_patch.text.concepts import split_names
-from ..concept_patch.maps.masks import DEFAULT_MASK_METHOD, MASK_METHODS, saliency_to_mask
-from .types import CATEGORY, NODE_PREFIX, Saliency
+from ..concept_patch.maps.masks import saliency_to_mask
+from ..concept_patch.maps.thresholds import DEFAULT_MASK_METHOD, MASK_METHODS
+from .schema import pack_schema
+from .types import Saliency
 
 
 class SaliencyToMask(io.ComfyNode):
     @classmethod
     def define_schema(cls):
-        return io.Schema(
-            node_id=f"{NODE_PREFIX}SaliencyToMask",
-            display_name="Saliency to Mask",
-            category=CATEGORY,
-            description="Turns one or more concepts' maps into a MASK [batch, height, width] at picture resolution, "
-                        "ready for SetLatentNoiseMask, InpaintModelConditioning, VAEEncodeForInpaint, "
-                        "ConditioningSetMask or MaskComposite. For a video: one mask per decoded frame "
-                        "[clips x frames, height, width], with one threshold for the whole clip.",
+        return pack_schema(
+            "SaliencyToMask", "Saliency to Mask",
+            "Turns one or more concepts' maps into a MASK [batch, height, width] at picture resolution, "
+            "ready for SetLatentNoiseMask, InpaintModelConditioning, VAEEncodeForInpaint, "
+            "ConditioningSetMask or MaskComposite. For a video: one mask per decoded frame "
+            "[clips x frames, height, width], with one threshold for the whole clip.",
             inputs=[
                 Saliency.Input("saliency", tooltip="From Concept Saliency, Concept Saliency from Sampling or Load Saliency."),
                 io.String.Input(

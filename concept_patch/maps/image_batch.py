@@ -9,6 +9,7 @@ from __future__ import annotations
 import torch
 
 from ..checks.errors import ConceptAttentionError
+from .saliency_maps import SaliencyMaps
 
 
 def check_image_batch(images: torch.Tensor, batch_size: int, image_size: tuple[int, int], role: str = "image") -> torch.Tensor:
@@ -87,3 +88,12 @@ def check_video_frames(images: torch.Tensor, clips: int, frames: int, image_size
             f"({expected} frames); pass the decoded frames the maps were made from (VAE Decode of the same latent)"
         )
     return images
+
+
+def check_clip_frames(images: torch.Tensor, saliency: SaliencyMaps, role: str = "image") -> torch.Tensor:
+    """The pictures of every pixel frame of `saliency`, checked (a view; read with picture_of(images, k)
+    for frame k = clip·F + f). Pictures: one picture for all maps or one per map; a video: every
+    decoded frame (check_video_frames says why)."""
+    if saliency.is_video:
+        return check_video_frames(images, saliency.batch_size, saliency.frames, saliency.image_size, role)
+    return check_image_batch(images, saliency.batch_size, saliency.image_size, role)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .heatmap import color_hex, concept_colors_u8
+from .colors import color_hex, concept_colors_u8
 from .saliency_maps import SaliencyMaps
 
 

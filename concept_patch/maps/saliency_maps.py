@@ -53,6 +53,12 @@ class SaliencyMaps:
         return self.maps.ndim == 5
 
     @property
+    def clips(self) -> torch.Tensor:
+        """The maps as clips [B, r, T, h, w], T = 1 for pictures (a view): one layout for every caller,
+        so pictures and video go through the same code."""
+        return self.maps if self.is_video else self.maps.unsqueeze(2)
+
+    @property
     def token_frames(self) -> int:
         """Map frames per clip (1 for pictures)."""
         return self.maps.shape[2] if self.is_video else 1

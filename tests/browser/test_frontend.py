@@ -412,7 +412,7 @@ PIXELS_JS = """async ([src, mapHeight]) => {
 def test_legend_colours_are_the_segmentation_views_colours_per_picture(comfy):
     """Read the pixels of each picture's segmentation panel as the browser shows it: its colours are
     exactly the legend's swatches, and each colour covers the share the legend gives for that picture."""
-    from concept_attention.concept_patch.maps.heatmap import strip_height
+    from concept_attention.concept_patch.maps.labels import strip_height
 
     concepts = ["house", "sun", "hill", "sky"]
     batch, r = 2, 4

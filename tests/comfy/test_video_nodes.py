@@ -215,7 +215,7 @@ def test_the_nodes_display_animates_each_panel_over_the_clip():
     payload = out.ui if isinstance(out.ui, dict) else out.ui.as_dict()
     assert payload["animated"] == (True,)
     assert len(payload["images"]) == 1 + len(NAMES)
-    from concept_attention.concept_patch.maps.heatmap import video_fps
+    from concept_attention.concept_patch.maps.preview import video_fps
 
     for entry in payload["images"]:
         assert _webp_frames(entry, folder_paths.get_temp_directory(), video_fps(out.result[0])) == frames.shape[0]

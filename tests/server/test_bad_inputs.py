@@ -210,7 +210,7 @@ def test_interrupt_mid_sampling_leaves_the_patched_model_reusable(comfy_server):
     reference = require_ok(comfy_server.run_prompt(short_run("0-1"), timeout=180), comfy_server)
     assert "patch" in nodes_executed(reference)
 
-    from concept_attention.concept_patch.files.saliency_io import load_saliency
+    from concept_attention.concept_patch.files.load import load_saliency
 
     maps_after = load_saliency(str(saliency_file(comfy_server, after, "save_maps")))
     maps_reference = load_saliency(str(saliency_file(comfy_server, reference, "save_maps")))
@@ -252,7 +252,7 @@ def test_interrupt_mid_encoding_leaves_the_model_unpatched(comfy_server):
     reference = require_ok(comfy_server.run_prompt(short_run("0-1"), timeout=180), comfy_server)
     assert "saliency" in nodes_executed(after) and "saliency" in nodes_executed(reference)
 
-    from concept_attention.concept_patch.files.saliency_io import load_saliency
+    from concept_attention.concept_patch.files.load import load_saliency
 
     maps_after = load_saliency(str(saliency_file(comfy_server, after, "save_maps")))
     maps_reference = load_saliency(str(saliency_file(comfy_server, reference, "save_maps")))

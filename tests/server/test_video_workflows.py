@@ -123,7 +123,7 @@ def _check_mask_files(comfy_server, result, saliency, frames: int) -> None:
 
 
 def _load_saliency(path):
-    from concept_attention.concept_patch.files.saliency_io import load_saliency
+    from concept_attention.concept_patch.files.load import load_saliency
 
     return load_saliency(str(path))
 

@@ -48,7 +48,7 @@ GROW_PIXELS = 3
 
 
 def _load_saliency(path):
-    from concept_attention.concept_patch.files.saliency_io import load_saliency
+    from concept_attention.concept_patch.files.load import load_saliency
 
     return load_saliency(str(path))
 

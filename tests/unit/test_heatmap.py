@@ -2,33 +2,29 @@
 segmentation view in the legend's colours, per-picture shares, and the preview's bounded size."""
 
 import io
+import os
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
-from concept_attention.concept_patch.maps.heatmap import (
+from concept_attention.concept_patch.files.pictures import image_to_png_bytes
+from concept_attention.concept_patch.maps.colors import (
     PICTURE_BAND,
     PICTURE_WEIGHT,
-    PREVIEW_MAX_SIDE,
-    PREVIEW_PIXEL_BUDGET,
-    ColourScale,
+    ColorScale,
     colorize,
     concept_colors,
     concept_colors_u8,
-    heatmap_png_bytes,
-    image_to_png_bytes,
-    normalize_maps,
-    overlay_maps,
-    panel_size,
-    render_preview,
-    segmentation_preview,
-    strip_height,
 )
+from concept_attention.concept_patch.maps.labels import strip_height
+from concept_attention.concept_patch.maps.panels import PREVIEW_MAX_SIDE, PREVIEW_PIXEL_BUDGET, panel_size
+from concept_attention.concept_patch.maps.preview import render_preview
 from concept_attention.concept_patch.maps.legend import concept_legend
 from concept_attention.concept_patch.maps.saliency_maps import SaliencyMaps
 from concept_attention_tests.unit.allocations import torch_cpu_peak_bytes
+from concept_attention_tests.unit.preview_helpers import heatmap_png_bytes, normalize_maps, overlay_maps, segmentation_preview
 
 
 def _saliency(batch=2, names=("dog", "sky"), grid=(4, 6), image_size=(64, 96), seed=0, softmax=True):
@@ -146,7 +142,7 @@ def test_softmax_off_maps_share_their_overall_range():
     maps = torch.stack([torch.full((4, 4), -2.0), torch.full((4, 4), 6.0)]).unsqueeze(0)
     maps[0, 0, 0, 0] = 2.0
     s = SaliencyMaps(maps, ["a", "b"], (32, 32), softmax=False)
-    scale = ColourScale.of(s)
+    scale = ColorScale.of(s)
     assert (scale.lo, scale.hi, scale.probabilities) == (-2.0, 6.0, False)
     panels = render_preview(s, labels=False)
     # map a is mostly at the bottom of the shared range: dark, although a per-map stretch would make it bright
@@ -181,7 +177,7 @@ def test_the_picture_stays_visible_under_the_heat():
     assert (_luma(panel[:, 3 * w // 4:]) - _luma(panel[:, : w // 4])).mean() > 0.05
 
 
-def test_strip_has_the_colour_bar_and_a_readable_label():
+def test_strip_has_the_color_bar_and_a_readable_label():
     s = _saliency(batch=1, names=("dog",), image_size=(64, 64))
     panels = render_preview(s)
     width = panels.shape[2]
@@ -212,7 +208,7 @@ def test_preview_image_size_mismatch_is_explained():
 # ---------------------------------------------------------------- segmentation view and legend
 
 
-def test_segmentation_view_colours_each_token_by_its_winner():
+def test_segmentation_view_colors_each_token_by_its_winner():
     maps = torch.zeros(1, 2, 2, 2)
     maps[0, 0, :, 0] = 1  # left column: concept 0
     maps[0, 1, :, 1] = 1  # right column: concept 1
@@ -224,7 +220,7 @@ def test_segmentation_view_colours_each_token_by_its_winner():
     assert torch.equal(out[0, :, 16:], colors[1].expand(32, 16, 3))
 
 
-def test_segmentation_panel_pixels_are_the_legend_colours_with_its_shares_per_picture():
+def test_segmentation_panel_pixels_are_the_legend_colors_with_its_shares_per_picture():
     s = _saliency(batch=2, names=("house", "sun", "hill", "sky"), grid=(8, 8), image_size=(128, 128), seed=3)
     legend = concept_legend(s)
     panels = render_preview(s)
@@ -280,5 +276,18 @@ def test_png_helpers_round_trip():
     with pytest.raises(ValueError, match=r"one map \[h, w\]"):
         heatmap_png_bytes(torch.rand(1, 4, 6))
     # on a shared scale, a weak map stays dark in its file too
-    weak = np.asarray(Image.open(io.BytesIO(heatmap_png_bytes(torch.full((4, 4), 0.1), scale=ColourScale(0, 1, True)))))
+    weak = np.asarray(Image.open(io.BytesIO(heatmap_png_bytes(torch.full((4, 4), 0.1), scale=ColorScale(0, 1, True)))))
     assert weak.max() < 80
+
+
+def test_a_picture_heatmap_file_is_its_map_on_the_shared_scale(tmp_path):
+    from concept_attention.concept_patch.files.save import save_saliency
+
+    s = _saliency(batch=2, softmax=False)
+    paths = save_saliency(s, str(tmp_path), "maps")
+    assert [os.path.basename(p)[-14:] for p in paths[1:]] == ["_b0_c0_dog.png", "_b0_c1_sky.png",
+                                                               "_b1_c0_dog.png", "_b1_c1_sky.png"]
+    with Image.open(paths[1]) as image:
+        size = image.size[::-1]
+    expected = heatmap_png_bytes(s.maps[1, 1], size, ColorScale.of(s))
+    assert np.array_equal(np.asarray(Image.open(paths[4])), np.asarray(Image.open(io.BytesIO(expected))))

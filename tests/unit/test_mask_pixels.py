@@ -6,15 +6,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from concept_attention.concept_patch.maps.masks import (
-    box_mean,
-    feather,
-    grow_shrink,
-    guide_radius,
-    guided_filter,
-    invert,
-    upsample,
-)
+from concept_attention.concept_patch.maps.morphology import feather, grow_shrink, invert
+from concept_attention.concept_patch.maps.resample import box_mean, guide_radius, guided_filter, upsample
 
 
 def _picture_of(truth: torch.Tensor, noise: float = 0.02, seed: int = 0) -> torch.Tensor:

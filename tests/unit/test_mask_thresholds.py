@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from concept_attention.concept_patch.maps.masks import (
+from concept_attention.concept_patch.maps.thresholds import (
     argmax_masks,
     combine_scores,
     cut_values,

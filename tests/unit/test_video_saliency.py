@@ -13,19 +13,16 @@ import torch.nn.functional as F
 from PIL import Image
 
 from concept_attention.concept_patch.checks.errors import ConceptAttentionError
-from concept_attention.concept_patch.maps.heatmap import (
-    PREVIEW_PIXEL_BUDGET,
-    colorize,
-    concept_colors,
-    render_preview,
-    segmentation_preview,
-    sheet_layout,
-)
+from concept_attention.concept_patch.maps.colors import colorize, concept_colors
+from concept_attention.concept_patch.maps.panels import PREVIEW_PIXEL_BUDGET, sheet_layout
+from concept_attention.concept_patch.maps.preview import render_preview
 from concept_attention.concept_patch.maps.legend import concept_legend
 from concept_attention.concept_patch.maps.masks import MASK_METHODS, saliency_to_mask
-from concept_attention.concept_patch.files.saliency_io import load_saliency, save_saliency
+from concept_attention.concept_patch.files.load import load_saliency
+from concept_attention.concept_patch.files.save import save_saliency
 from concept_attention.concept_patch.maps.saliency_maps import SaliencyMaps
 from concept_attention_tests.unit.allocations import torch_cpu_peak_bytes
+from concept_attention_tests.unit.preview_helpers import segmentation_preview
 from concept_attention_tests.unit.saliency_files import write_saliency_file as _write
 
 NAMES = ["ball", "grass", "sky"]
@@ -279,7 +276,7 @@ def test_preview_has_one_sheet_per_pixel_frame(tokens):
     assert layout.panels == len(NAMES) + 1 and layout.rows * layout.cols >= layout.panels
 
 
-def test_preview_colours_share_one_scale_across_the_clip():
+def test_preview_colors_share_one_scale_across_the_clip():
     """Softmax maps: 0.8 in the first frame and 0.2 in the last look like 0.8 and 0.2, not both like
     the top of their own frame. Softmax off: the scale spans the whole clip's range."""
     ball = torch.stack([torch.full((4, 4), 0.8), torch.full((4, 4), 0.2)])
@@ -299,7 +296,7 @@ def test_preview_colours_share_one_scale_across_the_clip():
     torch.testing.assert_close(_panel(sheets[4], layout, 1)[10, 10], colorize(torch.tensor(1.0)))
 
 
-def test_preview_segmentation_shows_the_nearest_token_frame_in_legend_colours():
+def test_preview_segmentation_shows_the_nearest_token_frame_in_legend_colors():
     maps = torch.zeros(1, 2, 2, 2, 2)
     maps[0, 0, 0] = 1  # token frame 0: all "ball"
     maps[0, 1, 1] = 1  # token frame 1: all "grass"
@@ -438,3 +435,16 @@ def test_loaded_video_makes_masks_and_previews(tmp_path):
     loaded = load_saliency(save_saliency(s, str(tmp_path), "clip", heatmaps=False)[0])
     assert torch.equal(saliency_to_mask(loaded, ["ball"]), saliency_to_mask(s, ["ball"]))
     assert render_preview(loaded).shape[0] == 5
+
+
+@pytest.mark.parametrize("method, threshold", [("mean", 0.5), ("otsu", 0.5), ("value", 0.4), ("top_percent", 30),
+                                               ("soft", 0.5), ("argmax", 0.5)])
+def test_a_picture_masks_as_a_clip_of_one_frame(method, threshold):
+    """A picture's cut is per picture as a one-frame clip's is per clip: the same masks, bit for bit."""
+    pictures = SaliencyMaps(torch.rand(3, 3, 4, 6).softmax(1), NAMES, (64, 96))
+    clips = SaliencyMaps(pictures.maps.unsqueeze(2), NAMES, (64, 96), frames=1)
+    guide = torch.rand(3, 64, 96, 3)
+    for kwargs in ({}, {"guide_image": guide, "grow": 2, "feather": 1.5, "invert": True}):
+        mask = saliency_to_mask(pictures, ["ball", "sky"], method, threshold, **kwargs)
+        assert mask.shape == (3, 64, 96)
+        assert torch.equal(mask, saliency_to_mask(clips, ["ball", "sky"], method, threshold, **kwargs))

@@ -1,181 +1,18 @@
-"""Saving and loading saliency maps, and the path checks that keep files inside the output folder.
-
-A saliency file is a safetensors file with one tensor, `maps` (float32 [B, r, h, w]), and string
-metadata: format marker, concept names (JSON), image size (JSON), softmax flag, and how the maps
-were made (JSON). Next to it go coloured heatmap PNGs, one per (image, concept), for a quick look.
-A video's maps keep their time axis, [B, r, T, h, w], and the file adds `frames`: the pixel frames
-each clip decodes to (written only for video, so picture files are as they always were); its
-heatmaps are animated WebPs, one per (clip, concept), a frame per pixel frame.
-Where the output folder is (ComfyUI's folder_paths) is the node layer's business, not this module's.
-"""
+"""Loading saliency files: every field is checked, and what loading costs is bounded by the file's
+own size (a file comes from anywhere: hand edits, other tools, a malicious workflow)."""
 
 from __future__ import annotations
 
 import json
 import os
-import re
-import unicodedata
 
 import torch
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import save_file
 
-from ..text.concepts import MAX_CONCEPTS
 from ..checks.errors import ConceptAttentionError
-from ..maps.heatmap import FILE_MAX_SIDE, FILE_PIXEL_BUDGET, ColourScale, heatmap_png_bytes, heatmap_webp_bytes, panel_size
 from ..maps.saliency_maps import SaliencyMaps
-
-FORMAT_NAME = "concept_attention.saliency"
-FORMAT_VERSION = "1"
-MAX_NAME_LENGTH = 64
-_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
-_WINDOWS_RESERVED = {"CON", "PRN", "AUX", "NUL", *(f"COM{i}" for i in range(1, 10)), *(f"LPT{i}" for i in range(1, 10))}
-
-
-def sanitize_filename_part(text: str, max_length: int = MAX_NAME_LENGTH) -> str:
-    """A safe piece of a file name: only [A-Za-z0-9._-], other runs become '_', at most max_length
-    characters, no leading dot (hidden files), never empty, '.' or '..' (then 'unnamed')."""
-    ascii_text = unicodedata.normalize("NFKD", str(text)).encode("ascii", "ignore").decode("ascii")
-    safe = _UNSAFE.sub("_", ascii_text).lstrip(".")[: max(1, max_length)].rstrip(".")  # Windows drops trailing dots
-    if not safe.strip("._-"):
-        return "unnamed"
-    if safe.split(".")[0].upper() in _WINDOWS_RESERVED:
-        safe = "_" + safe[: max(1, max_length) - 1]
-    return safe
-
-
-def resolve_inside(base_dir: str, relative: str, folder: str = "output folder") -> str:
-    """The real path of base_dir/relative, refusing absolute paths and anything that leaves base_dir
-    (through '..' or symlinks). Raises ConceptAttentionError naming the path and `folder` (the
-    folder's name for the user, e.g. "input folder"; never the server's absolute path)."""
-    if not isinstance(relative, str) or "\0" in relative:
-        raise ConceptAttentionError(f"invalid path {relative!r}: give a relative path of text inside the {folder}")
-    if os.path.isabs(relative) or relative.startswith(("/", "\\")) or re.match(r"^[A-Za-z]:", relative):
-        raise ConceptAttentionError(f"the path {relative!r} is absolute; give a path relative to the {folder}")
-    base = os.path.realpath(base_dir)
-    target = os.path.realpath(os.path.join(base, relative))
-    try:
-        inside = os.path.commonpath([base, target]) == base
-    except ValueError:  # another drive (Windows)
-        inside = False
-    if not inside:
-        raise ConceptAttentionError(f"the path {relative!r} points outside the {folder}; use a path inside it (no '..')")
-    return target
-
-
-def _next_counter(directory: str, prefix: str) -> int:
-    """One more than the highest <prefix>_NNNNN already in directory (ComfyUI's numbering)."""
-    pattern = re.compile(re.escape(prefix) + r"_(\d{5,})(?:[._]|$)")
-    highest = 0
-    for entry in os.listdir(directory):
-        m = pattern.match(entry)
-        if m:
-            highest = max(highest, int(m.group(1)))
-    return highest + 1
-
-
-MAX_FOLDER_NAME_BYTES = 255  # the longest file or folder name common file systems take
-
-
-def _check_prefix_parts(prefix: str) -> None:
-    for part in prefix.split("/"):
-        size = len(part.encode("utf-8", "surrogatepass"))
-        if size > MAX_FOLDER_NAME_BYTES:
-            shown = part[:24] + "..."
-            raise ConceptAttentionError(
-                f"the folder name {shown!r} in filename_prefix is {size} bytes long; a folder name can have at most "
-                f"{MAX_FOLDER_NAME_BYTES} (split it with '/' or shorten it)"
-            )
-
-
-def save_saliency(
-    saliency: SaliencyMaps, directory: str, filename_prefix: str = "concept_saliency", heatmaps: bool = True,
-    folder: str = "output folder",
-) -> list[str]:
-    """Write <prefix>_<counter:05>.safetensors (+ one heatmap PNG per image and concept) under directory.
-    A video's maps keep their time axis and frame count; its heatmaps are animated WebPs per (clip, concept).
-
-    filename_prefix may contain sub-folders ("maps/dog"); they must stay inside directory. Returns the
-    written paths, the safetensors file first. Heatmaps are named
-    <prefix>_<counter>_b<image>_c<concept index>_<sanitised concept name>.png; they are preview-sized
-    (heatmap.panel_size with FILE_MAX_SIDE and FILE_PIXEL_BUDGET for all of them together) and use
-    the colour scale the node previews use. folder: the directory's name in error messages.
-    """
-    if not isinstance(saliency, SaliencyMaps):
-        raise ConceptAttentionError(f"expected SALIENCY (SaliencyMaps), got {type(saliency).__name__}")
-    prefix = (filename_prefix or "").replace("\\", "/").strip()
-    _check_prefix_parts(prefix)
-    folder_part, _, name_part = prefix.rpartition("/")
-    target_dir = resolve_inside(directory, folder_part or ".", folder)
-    name = sanitize_filename_part(name_part or "concept_saliency")
-    try:
-        os.makedirs(target_dir, exist_ok=True)
-    except OSError as e:
-        raise ConceptAttentionError(
-            f"cannot create the folder {folder_part!r} in the {folder} ({e.strerror or type(e).__name__}); "
-            "choose another filename_prefix"
-        ) from None
-
-    counter = _next_counter(target_dir, name)
-    base = os.path.join(target_dir, f"{name}_{counter:05}")
-    metadata = {
-        "format": FORMAT_NAME,
-        "format_version": FORMAT_VERSION,
-        "names": json.dumps(list(saliency.names), ensure_ascii=False),
-        "image_size": json.dumps([int(s) for s in saliency.image_size]),
-        "softmax": "true" if saliency.softmax else "false",
-        "metadata": json.dumps(saliency.metadata, ensure_ascii=False, default=str),
-    }
-    if saliency.is_video:
-        metadata["frames"] = str(int(saliency.frames))
-    maps = saliency.maps.detach().to("cpu", torch.float32).contiguous()
-    paths = [base + ".safetensors"]
-    try:
-        save_file({"maps": maps}, paths[0], metadata=metadata)
-        if heatmaps and saliency.is_video:
-            paths += _write_video_heatmaps(saliency, base)
-        elif heatmaps:
-            image_size = tuple(int(s) for s in saliency.image_size)
-            size = panel_size(image_size, maps.shape[0] * maps.shape[1], FILE_MAX_SIDE, FILE_PIXEL_BUDGET,
-                              upscale=False)
-            scale = ColourScale.of(saliency)
-            for b in range(maps.shape[0]):
-                for i, concept in enumerate(saliency.names):
-                    path = f"{base}_b{b}_c{i}_{sanitize_filename_part(concept, 40)}.png"
-                    with open(path, "wb") as f:
-                        f.write(heatmap_png_bytes(maps[b, i], size, scale))
-                    paths.append(path)
-    except OSError as e:
-        raise ConceptAttentionError(
-            f"cannot write the saliency files in {folder_part or '.'!r} of the {folder} "
-            f"({e.strerror or type(e).__name__})"
-        ) from None
-    return paths
-
-
-# Animated heatmaps of a video: all their frames together stay within FILE_PIXEL_BUDGET, frames no
-# smaller than this on the longer side.
-VIDEO_FILE_MIN_SIDE = 32
-
-
-def _write_video_heatmaps(saliency: SaliencyMaps, base: str) -> list[str]:
-    """One animated WebP per (clip, concept): <base>_b<clip>_c<concept>_<name>.webp, a frame per pixel frame."""
-    image_size = tuple(int(s) for s in saliency.image_size)
-    b, r = saliency.maps.shape[:2]
-    size = panel_size(image_size, b * r * saliency.frames, FILE_MAX_SIDE, FILE_PIXEL_BUDGET,
-                      min_side=VIDEO_FILE_MIN_SIDE, upscale=False)
-    scale = ColourScale.of(saliency)
-    paths = []
-    for clip in range(b):
-        for i, concept in enumerate(saliency.names):
-            path = f"{base}_b{clip}_c{i}_{sanitize_filename_part(concept, 40)}.webp"
-            with open(path, "wb") as f:
-                f.write(heatmap_webp_bytes(saliency, clip, i, size, scale))
-            paths.append(path)
-    return paths
-
-
-# ---------------------------------------------------------------- reading files back
+from ..text.concepts import MAX_CONCEPTS
+from .save import FORMAT_NAME, FORMAT_VERSION
 
 MAX_IMAGE_SIDE = 16384  # ComfyUI's MAX_RESOLUTION: the largest picture its own nodes make
 MAX_BATCH = 4096  # ComfyUI's largest latent batch
