@@ -33,41 +33,43 @@ def pc(v, fmt="{:+.2f}%"):
     return "-" if v is None else fmt.format(v)
 
 
-def gen_table(results, title):
-    lines = [f"#### {title}", "",
-             "| model | image (latent) | mode | ms/step (median) | per-repeat ms/step | step overhead | "
-             "peak VRAM MiB | peak overhead | activation peak MiB | activation overhead |",
-             "|---|---|---|---:|---|---:|---:|---:|---:|---:|"]
+def entries(results, prefix):
+    """(family, key without the prefix, entry) of every result whose key starts with `prefix`."""
     for fam, m in results["models"].items():
-        for key, g in m.items():
-            if not key.startswith("gen_"):
-                continue
-            res = key[4:]
-            lat = "x".join(str(v) for v in g["latent"][-2:])
-            for name, v in g["variants"].items():
-                lines.append(
-                    f"| {NAMES.get(fam, fam)} (cfg {m['cfg']}) | {res} ({lat}) | {variant_label(name)} | "
-                    f"{v['step_ms_median']:.1f} | {', '.join(f'{x:.1f}' for x in v['step_ms_all'])} | "
-                    f"{pc(v['step_overhead_pct'])} | {v['peak_mib']:.0f} | {pc(v['peak_overhead_pct'])} | "
-                    f"{v['activation_peak_mib']:.0f} | {pc(v['activation_peak_overhead_pct'], '{:+.1f}%')} |")
-    return "\n".join(lines)
+        for key, entry in m.items():
+            if key.startswith(prefix):
+                yield fam, key[len(prefix):], entry
+
+
+def table(title, header, align, rows):
+    return "\n".join([f"#### {title}", "", header, align, *rows])
+
+
+def gen_table(results, title):
+    rows = []
+    for fam, res, g in entries(results, "gen_"):
+        lat = "x".join(str(v) for v in g["latent"][-2:])
+        cfg = results["models"][fam]["cfg"]
+        rows += [f"| {NAMES.get(fam, fam)} (cfg {cfg}) | {res} ({lat}) | {variant_label(name)} | "
+                 f"{v['step_ms_median']:.1f} | {', '.join(f'{x:.1f}' for x in v['step_ms_all'])} | "
+                 f"{pc(v['step_overhead_pct'])} | {v['peak_mib']:.0f} | {pc(v['peak_overhead_pct'])} | "
+                 f"{v['activation_peak_mib']:.0f} | {pc(v['activation_peak_overhead_pct'], '{:+.1f}%')} |"
+                 for name, v in g["variants"].items()]
+    return table(title, "| model | image (latent) | mode | ms/step (median) | per-repeat ms/step | step overhead | "
+                        "peak VRAM MiB | peak overhead | activation peak MiB | activation overhead |",
+                 "|---|---|---|---:|---|---:|---:|---:|---:|---:|", rows)
 
 
 def encode_table(results, title):
-    lines = [f"#### {title}", "",
-             "| model | layers (stop after) | encode ms (median) | all | plain forward stopped after same block ms | "
-             "encode vs stopped | full forward ms | encode vs full |",
-             "|---|---|---:|---|---:|---:|---:|---:|"]
-    for fam, m in results["models"].items():
-        for key, e in m.items():
-            if not key.startswith("encode_"):
-                continue
-            for label, c in e["choices"].items():
-                lines.append(
-                    f"| {NAMES.get(fam, fam)} | {label} | {c['encode_ms']:.1f} | "
-                    f"{', '.join(f'{x:.0f}' for x in c['encode_ms_all'])} | {c['plain_stopped_ms']:.1f} | "
-                    f"{c['encode_vs_stopped_pct']:+.1f}% | {e['full_forward_ms']:.1f} | {c['encode_vs_full_pct']:+.1f}% |")
-    return "\n".join(lines)
+    rows = []
+    for fam, _, e in entries(results, "encode_"):
+        rows += [f"| {NAMES.get(fam, fam)} | {label} | {c['encode_ms']:.1f} | "
+                 f"{', '.join(f'{x:.0f}' for x in c['encode_ms_all'])} | {c['plain_stopped_ms']:.1f} | "
+                 f"{c['encode_vs_stopped_pct']:+.1f}% | {e['full_forward_ms']:.1f} | {c['encode_vs_full_pct']:+.1f}% |"
+                 for label, c in e["choices"].items()]
+    return table(title, "| model | layers (stop after) | encode ms (median) | all | plain forward stopped after same "
+                        "block ms | encode vs stopped | full forward ms | encode vs full |",
+                 "|---|---|---:|---|---:|---:|---:|---:|", rows)
 
 
 def sync_table(results):

@@ -6,18 +6,17 @@ from comfy_api.latest import io
 
 from ..concept_patch.text.encoding import encode_concepts
 from ..concept_patch.text.concepts import MAX_CONCEPTS, POOLING_MODES, parse_concept_names
-from .types import CATEGORY, CLIP_TOOLTIP, Concepts, advanced
+from .schema import pack_schema
+from .types import CLIP_TOOLTIP, Concepts, advanced
 
 
 class ConceptList(io.ComfyNode):
     @classmethod
     def define_schema(cls):
-        return io.Schema(
-            node_id="ConceptAttentionConceptList",
-            display_name="Concept List",
-            category=CATEGORY,
-            description="Encodes the concepts to look for (e.g. 'dog, grass, sky') with the text encoder of the "
-                        "model you will inspect. Each concept gets its own stream through the model's attention.",
+        return pack_schema(
+            "ConceptAttentionConceptList", "Concept List",
+            "Encodes the concepts to look for (e.g. 'dog, grass, sky') with the text encoder of the "
+            "model you will inspect. Each concept gets its own stream through the model's attention.",
             inputs=[
                 io.Clip.Input("clip", tooltip=CLIP_TOOLTIP),
                 io.String.Input(

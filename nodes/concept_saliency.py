@@ -10,7 +10,8 @@ from ..concept_patch.checks.errors import ConceptAttentionError
 from ..concept_patch.checks.input_limits import check_latent_fits, check_picture_for_vae, check_seed_range
 from ..concept_patch.generation import family_and_options
 from .preview import PREVIEW_TOOLTIP, saliency_preview
-from .types import CATEGORY, MODEL_TOOLTIP, Concepts, Saliency, advanced, layer_inputs, method_inputs
+from .schema import pack_schema
+from .types import Saliency, advanced, layer_inputs, method_inputs, model_inputs
 
 
 def latent_scale(model) -> int:
@@ -52,16 +53,13 @@ def latent_for(image, vae, latent, scale: int = 8, model=None):
 class ConceptSaliency(io.ComfyNode):
     @classmethod
     def define_schema(cls):
-        return io.Schema(
-            node_id="ConceptAttentionSaliency",
-            display_name="Concept Saliency",
-            category=CATEGORY,
-            description="Finds each concept in an existing picture: the picture is noised to the chosen level and the "
-                        "model runs once (stopping after the last selected block); dot products in the attention-output "
-                        "space give one map per concept. Feed SALIENCY to 'Saliency to Mask'.",
+        return pack_schema(
+            "ConceptAttentionSaliency", "Concept Saliency",
+            "Finds each concept in an existing picture: the picture is noised to the chosen level and the "
+            "model runs once (stopping after the last selected block); dot products in the attention-output "
+            "space give one map per concept. Feed SALIENCY to 'Saliency to Mask'.",
             inputs=[
-                io.Model.Input("model", tooltip=MODEL_TOOLTIP),
-                Concepts.Input("concepts", tooltip="From Concept List, made with this model's text encoder."),
+                *model_inputs(),
                 io.Image.Input("image", optional=True, tooltip="The picture to analyse (needs the VAE), also used for the preview."),
                 io.Vae.Input("vae", optional=True, tooltip="The model's VAE, to encode the IMAGE."),
                 io.Latent.Input("latent", optional=True, tooltip="Alternatively the picture's latent; used instead of encoding the IMAGE."),

@@ -8,22 +8,20 @@ from ..concept_patch.checks.errors import ConceptAttentionError
 from ..concept_patch.generation import family_and_options, find_sessions, install_concept_attention
 from ..concept_patch.stream.layer_spec import parse_step_range
 from .preview import PREVIEW_TOOLTIP, saliency_preview
-from .types import CATEGORY, MODEL_TOOLTIP, Concepts, Saliency, layer_inputs, method_inputs
+from .schema import pack_schema
+from .types import Saliency, layer_inputs, method_inputs, model_inputs
 
 
 class ConceptAttentionPatch(io.ComfyNode):
     @classmethod
     def define_schema(cls):
-        return io.Schema(
-            node_id="ConceptAttentionPatchModel",
-            display_name="Concept Attention (Generation)",
-            category=CATEGORY,
-            description="Lets KSampler, KSamplerAdvanced or SamplerCustomAdvanced record where each concept is while "
-                        "they generate. The picture is bit-identical to the unpatched model's. Read the maps with "
-                        "'Concept Saliency from Sampling' on the sampler's LATENT output.",
+        return pack_schema(
+            "ConceptAttentionPatchModel", "Concept Attention (Generation)",
+            "Lets KSampler, KSamplerAdvanced or SamplerCustomAdvanced record where each concept is while "
+            "they generate. The picture is bit-identical to the unpatched model's. Read the maps with "
+            "'Concept Saliency from Sampling' on the sampler's LATENT output.",
             inputs=[
-                io.Model.Input("model", tooltip=MODEL_TOOLTIP),
-                Concepts.Input("concepts", tooltip="From Concept List, made with this model's text encoder."),
+                *model_inputs(),
                 *layer_inputs(),
                 io.Float.Input("start_percent", default=0.0, min=0.0, max=1.0, step=0.01,
                                tooltip="First part of the sampling schedule whose steps count (0 = first step)."),
@@ -49,12 +47,10 @@ class ConceptAttentionPatch(io.ComfyNode):
 class SamplingSaliency(io.ComfyNode):
     @classmethod
     def define_schema(cls):
-        return io.Schema(
-            node_id="ConceptAttentionSamplingSaliency",
-            display_name="Concept Saliency from Sampling",
-            category=CATEGORY,
-            description="The concept maps recorded while a sampler generated this LATENT with the model from "
-                        "'Concept Attention (Generation)'. Runs again whenever the sampler does (new seed, new maps).",
+        return pack_schema(
+            "ConceptAttentionSamplingSaliency", "Concept Saliency from Sampling",
+            "The concept maps recorded while a sampler generated this LATENT with the model from "
+            "'Concept Attention (Generation)'. Runs again whenever the sampler does (new seed, new maps).",
             inputs=[
                 io.Model.Input("model", tooltip="The model output of 'Concept Attention (Generation)' that the sampler used."),
                 io.Latent.Input("latent", tooltip="The sampler's LATENT output (not the denoised x0 preview)."),

@@ -32,7 +32,7 @@ class SaveSaliency(io.ComfyNode):
     @classmethod
     def define_schema(cls):
         return pack_schema(
-            "SaveSaliency", "Save Saliency",
+            "ConceptAttentionSaveSaliency", "Save Saliency",
             "Writes the maps, concept names and metadata to ComfyUI's output folder as .safetensors, "
             "with one coloured heatmap PNG per picture and concept (preview-sized, on the previews' "
             "shared colour scale; for a video an animated WebP per clip and concept, and the maps keep "
@@ -65,7 +65,7 @@ class LoadSaliency(io.ComfyNode):
     @classmethod
     def define_schema(cls):
         return pack_schema(
-            "LoadSaliency", "Load Saliency",
+            "ConceptAttentionLoadSaliency", "Load Saliency",
             "Reads maps written by Save Saliency from ComfyUI's input folder.",
             inputs=[
                 io.Combo.Input("file", options=_saliency_files_in_input(),

@@ -15,7 +15,7 @@ class SaliencyToMask(io.ComfyNode):
     @classmethod
     def define_schema(cls):
         return pack_schema(
-            "SaliencyToMask", "Saliency to Mask",
+            "ConceptAttentionSaliencyToMask", "Saliency to Mask",
             "Turns one or more concepts' maps into a MASK [batch, height, width] at picture resolution, "
             "ready for SetLatentNoiseMask, InpaintModelConditioning, VAEEncodeForInpaint, "
             "ConditioningSetMask or MaskComposite. For a video: one mask per decoded frame "

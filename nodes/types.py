@@ -10,7 +10,6 @@ from ..concept_patch.families import FAMILIES, supported_models_text
 from ..concept_patch.stream.options import SPACES
 
 CATEGORY = "ConceptAttention"
-NODE_PREFIX = "ConceptAttention"
 
 # Made from the family registry, so they name every family the pack reads.
 MODEL_TOOLTIP = f"A diffusion transformer whose text attends jointly with the picture: {supported_models_text()}."
@@ -35,6 +34,14 @@ LAYERS_TOOLTIP = (
     f"({_HYBRIDS}) also have single-stream blocks: a part starting with 'single' selects those, e.g. 'last 10, "
     "single last 4' or 'single 30-37' (an extension beyond the paper, which reads dual-stream blocks only)."
 )
+
+
+def model_inputs() -> list:
+    """The model to read and the concepts to find in it."""
+    return [
+        io.Model.Input("model", tooltip=MODEL_TOOLTIP),
+        Concepts.Input("concepts", tooltip="From Concept List, made with this model's text encoder."),
+    ]
 
 
 def layer_inputs(default: str = "last 10") -> list:

@@ -153,17 +153,23 @@ function shareOf(entry, imageNo) {
   return Number.isFinite(perPicture) ? perPicture : entry.share;
 }
 
-function addLegendWidget(node) {
+// A DOM widget of the pack's (not saved with the workflow) whose height follows its content.
+function addPanelWidget(node, name, type, root, height) {
   addStyles();
-  const root = el("div", "ca-legend");
-  root.dataset.caLegend = "";
-  const widget = node.addDOMWidget(LEGEND_WIDGET, "concept-legend", root, {
+  const widget = node.addDOMWidget(name, type, root, {
     serialize: false,
     hideOnZoom: false,
-    getMinHeight: () => legendHeight(node),
-    getMaxHeight: () => legendHeight(node),
+    getMinHeight: () => height(node),
+    getMaxHeight: () => height(node),
   });
   widget.serialize = false;
+  return widget;
+}
+
+function addLegendWidget(node) {
+  const root = el("div", "ca-legend");
+  root.dataset.caLegend = "";
+  const widget = addPanelWidget(node, LEGEND_WIDGET, "concept-legend", root, legendHeight);
   renderLegend(node);
   return widget;
 }
@@ -494,17 +500,10 @@ function pickerHeight(node) {
 }
 
 function addPickerWidget(node) {
-  addStyles();
   const root = el("div", "ca-picker");
   root.dataset.caPicker = "";
   node.__conceptAttentionPicker = { names: [], missing: [], key: null, root };
-  const widget = node.addDOMWidget(PICKER_WIDGET, "concept-suggestions", root, {
-    serialize: false,
-    hideOnZoom: false,
-    getMinHeight: () => pickerHeight(node),
-    getMaxHeight: () => pickerHeight(node),
-  });
-  widget.serialize = false;
+  const widget = addPanelWidget(node, PICKER_WIDGET, "concept-suggestions", root, pickerHeight);
   root.addEventListener("pointerenter", () => refreshPicker(node));
   refreshPicker(node);
   return widget;

@@ -13,10 +13,13 @@ from dataclasses import dataclass, field
 
 import torch
 
+from ..checks.errors import ConceptAttentionError
 from ..maps.saliency_maps import SaliencyMaps
 from .options import SaliencyOptions
 
 _session_ids = itertools.count(1)
+# The key under which ComfyUI's TorchCompileModel wraps a model.
+COMPILE_WRAPPER_KEY = "torch.compile"
 
 
 @dataclass
@@ -139,9 +142,16 @@ class ConceptSession:
 def new_session(model, family, concepts, options: SaliencyOptions, stop_early: bool = False,
                 keep_image_stream: int = 0) -> ConceptSession:
     """The session that will patch `model` (a ModelPatcher of `family`) with these concepts and options, after
-    refusing concepts made for another model."""
+    refusing concepts made for another model and compiled models."""
+    from comfy.patcher_extension import WrappersMP
+
     diffusion_model = model.get_model_object("diffusion_model")
     family.check_concepts(diffusion_model, concepts)
+    if model.get_wrappers(WrappersMP.APPLY_MODEL, COMPILE_WRAPPER_KEY):
+        raise ConceptAttentionError(
+            "this model is torch.compile'd; ConceptAttention cannot read a compiled model. "
+            "Apply ConceptAttention to the model before TorchCompileModel, or leave compilation off."
+        )
     latent_format = model.get_model_object("latent_format")
     metadata = {
         "model_family": family.name,

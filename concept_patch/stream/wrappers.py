@@ -15,10 +15,9 @@ from .block_hooks import install_block_hooks, parameter_names
 from .forward_state import StopForward
 from .options import DOUBLE_BLOCK
 from .sampling_run import SamplingRun
-from .session import ConceptSession
+from .session import COMPILE_WRAPPER_KEY, ConceptSession
 
 WRAPPER_KEY = "concept_attention"
-COMPILE_WRAPPER_KEY = "torch.compile"
 
 
 class ConceptBlockPatch:
