@@ -114,14 +114,13 @@ elif ARGS.no_cuda_malloc:
 if not ARGS.tiny:
     # As ComfyUI's main.py does before torch is imported: cudaMallocAsync by default on CUDA torch.
     import cuda_malloc  # noqa: E402,F401
-import torch  # noqa: E402
-
 import comfy.model_management  # noqa: E402
 import comfy.model_patcher  # noqa: E402
 import comfy.patcher_extension  # noqa: E402
 import comfy.sample  # noqa: E402
 import comfy.samplers  # noqa: E402
 import comfy.supported_models  # noqa: E402
+import torch  # noqa: E402
 
 
 def import_pack(name="concept_attention", root=REPO):
@@ -133,19 +132,19 @@ def import_pack(name="concept_attention", root=REPO):
 
 
 import_pack()
-from concept_attention.concept_patch.stream import attention_capture as ca_capture  # noqa: E402
-from concept_attention.concept_patch.stream import forward_state as ca_forward  # noqa: E402
-from concept_attention.concept_patch.stream import sampling_run as ca_run  # noqa: E402
-from concept_attention.concept_patch.text.concepts import ConceptSet  # noqa: E402
 from concept_attention.concept_patch.encode import encode_saliency  # noqa: E402
-from concept_attention.concept_patch.requery import cache as image_stream_cache  # noqa: E402
 from concept_attention.concept_patch.families import detect_family  # noqa: E402
 from concept_attention.concept_patch.families.flux import FluxDoubleBlocks, FluxFamily  # noqa: E402
 from concept_attention.concept_patch.families.flux2 import Flux2Family  # noqa: E402
-from concept_attention.concept_patch.stream.layer_spec import parse_block_spec  # noqa: E402
 from concept_attention.concept_patch.families.sd3 import JointBlocks  # noqa: E402
-from concept_attention.concept_patch.stream.options import SaliencyOptions  # noqa: E402
 from concept_attention.concept_patch.generation import install_concept_attention  # noqa: E402
+from concept_attention.concept_patch.requery import cache as image_stream_cache  # noqa: E402
+from concept_attention.concept_patch.stream import attention_capture as ca_capture  # noqa: E402
+from concept_attention.concept_patch.stream import forward_state as ca_forward  # noqa: E402
+from concept_attention.concept_patch.stream import sampling_run as ca_run  # noqa: E402
+from concept_attention.concept_patch.stream.layer_spec import parse_block_spec  # noqa: E402
+from concept_attention.concept_patch.stream.options import SaliencyOptions  # noqa: E402
+from concept_attention.concept_patch.text.concepts import ConceptSet  # noqa: E402
 
 DEVICE = comfy.model_management.get_torch_device()
 CUDA = DEVICE.type == "cuda"
@@ -296,7 +295,8 @@ OTHER_CONFIGS = {"qwen": (lambda tiny: comfy.supported_models.QwenImage(qwen_con
                  "zimage": (lambda tiny: comfy.supported_models.ZImage(zimage_config(tiny))),
                  "hv15": (lambda tiny: comfy.supported_models.HunyuanVideo15(hv15_config(tiny))),
                  "krea2": (lambda tiny: comfy.supported_models.Krea2(krea2_config(tiny)))}
-CFG = {"qwen": 4.0, "hidream": 5.0, "sd3": 4.5, "cogvideox": 6.0, "hv15": 6.0, "krea2": 4.0}  # Flux-class models and Z-Image Turbo: 1
+# Flux-class models and Z-Image Turbo: cfg 1.
+CFG = {"qwen": 4.0, "hidream": 5.0, "sd3": 4.5, "cogvideox": 6.0, "hv15": 6.0, "krea2": 4.0}
 # Video models: latent (channels, spatial downscale), and the clip each is timed on (WxHxframes, their defaults).
 VIDEO_LATENTS = {"cogvideox": (16, 8), "hv15": (32, 16)}
 VIDEO_RESOLUTIONS = {"cogvideox": "720x480x49", "hv15": "848x480x61"}
@@ -395,9 +395,9 @@ def concept_set(r, dim, seed=0, family=None):
 def other_pack_model(model, n_blocks, ctx, family=None):
     """`model` patched by the pack at --compare-with (8 concepts, all blocks), for an A/B in one process."""
     import_pack("concept_attention_other", os.path.abspath(ARGS.compare_with))
-    from concept_attention_other.concept_patch.text.concepts import ConceptSet as OtherConceptSet
-    from concept_attention_other.concept_patch.stream.options import SaliencyOptions as OtherOptions
     from concept_attention_other.concept_patch.generation import install_concept_attention as other_install
+    from concept_attention_other.concept_patch.stream.options import SaliencyOptions as OtherOptions
+    from concept_attention_other.concept_patch.text.concepts import ConceptSet as OtherConceptSet
 
     mine = concept_set(8, ctx, family=family)
     extra = {k: getattr(mine, k) for k in ("positions", "cond_lengths") if getattr(mine, k, None) is not None}
@@ -467,9 +467,10 @@ def _raise_stop(args, extra):
     raise _Stop()
 
 
-def _catch_stop(executor, x, t, c_concat=None, c_crossattn=None, control=None, transformer_options={}, **kwargs):
+def _catch_stop(executor, x, t, c_concat=None, c_crossattn=None, control=None, transformer_options=None, **kwargs):
     try:
-        return executor(x, t, c_concat, c_crossattn, control, transformer_options, **kwargs)
+        return executor(x, t, c_concat, c_crossattn, control, {} if transformer_options is None else transformer_options,
+                        **kwargs)
     except _Stop:
         return x
 
@@ -812,7 +813,7 @@ def bench_family(family, results, out_dir, save, resolutions, extras):
             time_encode(model, concepts8, latent, layers, pos)
             time_one_forward(stop_models[label], latent, pos)
         t_full, t_enc, t_stop, peaks = [], {k: [] for k in choices}, {k: [] for k in choices}, {}
-        for rep in range(ARGS.encode_repeats):
+        for _ in range(ARGS.encode_repeats):
             reset_peak()
             t_full.append(time_one_forward(full_model, latent, pos))
             peaks.setdefault("full", mem_peak())
@@ -851,7 +852,8 @@ def bench_family(family, results, out_dir, save, resolutions, extras):
                 sy[f"{name}_{steps}steps"] = summarize_syncs(found)
         # encode mode (one forward; everything it does is outside any loop)
         with count_syncs() as found:
-            time_encode(model, concept_set(8, ctx, family=family), latent, list(range(n_blocks - min(10, n_blocks), n_blocks)), pos)
+            last10 = list(range(n_blocks - min(10, n_blocks), n_blocks))
+            time_encode(model, concept_set(8, ctx, family=family), latent, last10, pos)
         sy["encode"] = summarize_syncs(found)
         log(f"{family} syncs: " + ", ".join(f"{k}: total {v['total']} ours {v['ours']}" for k, v in sy.items()))
         save()
@@ -945,7 +947,7 @@ def bench_requery(family, results, save):
     cache.clear()
     model.offload_device = DEVICE
     comfy.model_management.unload_all_models()
-    del model
+    model = None  # the encode closure above holds the name: drop the model, keep the name
     import gc
     gc.collect()
     if CUDA:

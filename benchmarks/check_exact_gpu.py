@@ -14,7 +14,6 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_concept_attention as bench  # noqa: E402  (sets up ComfyUI and the pack)
-
 import torch  # noqa: E402
 
 
@@ -37,8 +36,8 @@ def sync_free_forward(patched, latent, pos):
 
 
 def main():
-    from concept_attention.concept_patch.stream.options import SaliencyOptions
     from concept_attention.concept_patch.generation import install_concept_attention
+    from concept_attention.concept_patch.stream.options import SaliencyOptions
 
     out_dir = Path(bench.ARGS.out)
     out_dir.mkdir(parents=True, exist_ok=True)

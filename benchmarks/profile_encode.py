@@ -15,16 +15,15 @@ from pathlib import Path
 sys.argv = [sys.argv[0]] + [a for a in sys.argv[1:]]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_concept_attention as bench  # noqa: E402  (sets up ComfyUI and the pack)
-
 import torch  # noqa: E402
 
 
 def time_other_encode(model, concepts, latent, layers, pos):
     """encode_saliency of the pack at --compare-with, timed like bench.time_encode."""
     other = bench.import_pack("concept_attention_other", str(Path(bench.ARGS.compare_with).resolve()))
-    from concept_attention_other.concept_patch.text.concepts import ConceptSet
     from concept_attention_other.concept_patch.encode import encode_saliency
     from concept_attention_other.concept_patch.stream.options import SaliencyOptions
+    from concept_attention_other.concept_patch.text.concepts import ConceptSet
 
     del other
     theirs = ConceptSet(names=concepts.names, embeddings=concepts.embeddings, pooling="mean", encoder="random",
@@ -39,8 +38,8 @@ def time_other_encode(model, concepts, latent, layers, pos):
 def main():
     out_dir = Path(bench.ARGS.out)
     out_dir.mkdir(parents=True, exist_ok=True)
-    from concept_attention.concept_patch.stream.options import SaliencyOptions
     from concept_attention.concept_patch.generation import install_concept_attention
+    from concept_attention.concept_patch.stream.options import SaliencyOptions
 
     lines, table = [], ""
     for family in bench.ARGS.models.split(","):
@@ -77,7 +76,8 @@ def main():
         with bench.count_syncs() as found:
             bench.time_encode(model, concepts, latent, list(range(max(0, last - 9), last + 1)), pos)
         lines.append(f"{family} syncs in one encode: {bench.summarize_syncs(found)}")
-        with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU, torch.profiler.ProfilerActivity.CUDA]) as prof:
+        activities = [torch.profiler.ProfilerActivity.CPU, torch.profiler.ProfilerActivity.CUDA]
+        with torch.profiler.profile(activities=activities) as prof:
             bench.time_encode(model, concepts, latent, list(range(max(0, last - 9), last + 1)), pos)
         table += f"\n===== {family}: one encode, layers {max(0, last - 9)}-{last} =====\n"
         table += prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=40)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from comfy_api.latest import io
 
-from ..concept_patch.text.encoding import encode_concepts
 from ..concept_patch.text.concepts import MAX_CONCEPTS, POOLING_MODES, parse_concept_names
+from ..concept_patch.text.encoding import encode_concepts
 from .schema import pack_schema
 from .types import CLIP_TOOLTIP, Concepts, advanced
 

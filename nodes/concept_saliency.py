@@ -5,9 +5,9 @@ from __future__ import annotations
 import comfy.utils
 from comfy_api.latest import io
 
-from ..concept_patch.encode import encode_saliency
 from ..concept_patch.checks.errors import ConceptAttentionError
 from ..concept_patch.checks.input_limits import check_latent_fits, check_picture_for_vae, check_seed_range
+from ..concept_patch.encode import encode_saliency
 from ..concept_patch.generation import family_and_options
 from .preview import PREVIEW_TOOLTIP, saliency_preview
 from .schema import pack_schema
@@ -60,9 +60,11 @@ class ConceptSaliency(io.ComfyNode):
             "space give one map per concept. Feed SALIENCY to 'Saliency to Mask'.",
             inputs=[
                 *model_inputs(),
-                io.Image.Input("image", optional=True, tooltip="The picture to analyse (needs the VAE), also used for the preview."),
+                io.Image.Input("image", optional=True,
+                               tooltip="The picture to analyse (needs the VAE), also used for the preview."),
                 io.Vae.Input("vae", optional=True, tooltip="The model's VAE, to encode the IMAGE."),
-                io.Latent.Input("latent", optional=True, tooltip="Alternatively the picture's latent; used instead of encoding the IMAGE."),
+                io.Latent.Input("latent", optional=True,
+                                tooltip="Alternatively the picture's latent; used instead of encoding the IMAGE."),
                 io.Conditioning.Input(
                     "conditioning", optional=True,
                     tooltip="Optional prompt describing the picture. Without it the empty prompt is used.",

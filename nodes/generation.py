@@ -29,7 +29,8 @@ class ConceptAttentionPatch(io.ComfyNode):
                                tooltip="End of the counted part of the schedule (1 = through the last step)."),
                 *method_inputs(),
             ],
-            outputs=[io.Model.Output(display_name="model", tooltip="The model with ConceptAttention; connect it to the sampler.")],
+            outputs=[io.Model.Output(display_name="model",
+                                     tooltip="The model with ConceptAttention; connect it to the sampler.")],
         )
 
     @classmethod
@@ -54,7 +55,8 @@ class SamplingSaliency(io.ComfyNode):
             inputs=[
                 io.Model.Input("model", tooltip="The model output of 'Concept Attention (Generation)' that the sampler used."),
                 io.Latent.Input("latent", tooltip="The sampler's LATENT output (not the denoised x0 preview)."),
-                io.Image.Input("image", optional=True, tooltip="The decoded picture, for the preview (must be the picture of this latent)."),
+                io.Image.Input("image", optional=True,
+                               tooltip="The decoded picture, for the preview (must be the picture of this latent)."),
             ],
             outputs=[
                 Saliency.Output(display_name="saliency", tooltip="Per-concept maps averaged over the chosen steps and layers."),

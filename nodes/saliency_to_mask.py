@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from comfy_api.latest import io
 
-from ..concept_patch.text.concepts import split_names
 from ..concept_patch.maps.masks import saliency_to_mask
 from ..concept_patch.maps.thresholds import DEFAULT_MASK_METHOD, MASK_METHODS
+from ..concept_patch.text.concepts import split_names
 from .schema import pack_schema
 from .types import Saliency
 

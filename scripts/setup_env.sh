@@ -12,7 +12,8 @@ TORCH_PINS=(torch==2.9.1 torchvision==0.24.1 torchaudio==2.9.1)
 # pack's pyproject.toml ([tool.comfy]), which the server smoke test checks.
 # playwright: drives Debian's Chromium (scripts/setup_browser.sh) for the browser tier; it never
 # downloads a browser here (no `playwright install`).
-TEST_TOOLS=(pytest pytest-timeout websocket-client "pydantic-settings~=2.0" "playwright>=1.49,<2")
+# ruff: the linter scripts/test.sh runs first (pinned: a newer release may add checks).
+TEST_TOOLS=(pytest pytest-timeout websocket-client "pydantic-settings~=2.0" "playwright>=1.49,<2" "ruff==0.17.6")
 VENV=${VENV:-$HOME/.cache/comfyui-concept-attention/venv}
 COMFYUI_PATH=${COMFYUI_PATH:-$HOME/ComfyUI}
 

@@ -3,9 +3,10 @@
 #
 # 1. scripts/setup_env.sh builds/refreshes the venv that runs ComfyUI (COMFYUI_PATH, default
 #    ~/ComfyUI; cloned at v0.33.0 when missing) and prints its python.
-# 2. pytest runs every tier (tests/unit, tests/comfy, tests/server, tests/browser) and writes
+# 2. ruff checks the whole tree (pyproject.toml [tool.ruff]); a lint error fails the run.
+# 3. pytest runs every tier (tests/unit, tests/comfy, tests/server, tests/browser) and writes
 #    test-artifacts/junit.xml and test-artifacts/pytest.log.
-# 3. The junit report must show that nothing was skipped (or xfailed) and, for a full run (no
+# 4. The junit report must show that nothing was skipped (or xfailed) and, for a full run (no
 #    pytest args), that comfy, server and browser tier tests actually ran. pytest's exit code 5 (no tests
 #    collected) is a failure like any other non-zero code.
 set -euo pipefail
@@ -22,6 +23,11 @@ fi
 # for runs that include tests/browser.
 if [ $# -eq 0 ] || printf '%s\n' "$@" | grep -qE '^tests/?$|browser'; then
   bash scripts/setup_browser.sh || echo "[test] scripts/setup_browser.sh failed: the browser tier cannot run" >&2
+fi
+
+if ! "$PY" -m ruff check "$ROOT"; then
+  echo "[test] FAILED: ruff found lint errors (fix them, or 'ruff check --fix' for the fixable ones)"
+  exit 1
 fi
 
 ART="$ROOT/test-artifacts"

@@ -25,8 +25,8 @@ from __future__ import annotations
 import torch
 
 from ..checks.errors import ConceptAttentionError
-from .base import ModelClass, TextEncoder, TokenGrid
 from ..stream.options import SINGLE_BLOCK
+from .base import ModelClass, TextEncoder, TokenGrid
 from .flux import FluxDoubleBlocks, FluxFamily, FluxSingleBlocks
 from .modulation import split_modulation
 

@@ -1,7 +1,7 @@
 """Krea 2 (K2): comfy's krea2 SingleStreamDiT, single-stream with grouped-query, sigmoid-gated attention.
 
-Shared-weight extension (single_stream.py, stream_kinds.SharedWeights): every token shares each block's weights, so the concepts go
-through the block's own modules as the text rows do. The user's layers index the model's `blocks`.
+Shared-weight extension (single_stream.py, stream_kinds.SharedWeights): every token shares each block's weights, so the
+concepts go through the block's own modules as the text rows do. The user's layers index the model's `blocks`.
 
 Concept tokens: the concept's own tokens in the 12-layer Qwen3-VL-4B stack the model reads (its
 `context`, 12 x 2560 wide), through `txtfusion` (per-token fusion over the 12 layers, then its refiner

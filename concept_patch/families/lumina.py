@@ -1,7 +1,7 @@
 """Z-Image (Turbo, Base, Omni) and Lumina 2 (also NetaYume Lumina and NewBie): comfy's NextDiT, single-stream.
 
-Shared-weight extension (single_stream.py, stream_kinds.SharedWeights): every token shares each block's weights, so the concepts go
-through the block's own modules as the caption rows do. The user's layers index the main `layers`
+Shared-weight extension (single_stream.py, stream_kinds.SharedWeights): every token shares each block's weights, so the
+concepts go through the block's own modules as the caption rows do. The user's layers index the main `layers`
 (not the noise / context refiners).
 
 Concept tokens: the concept's own tokens in the text encoder's states (Z-Image: Qwen3-4B; Lumina 2 and

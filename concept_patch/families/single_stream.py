@@ -25,7 +25,7 @@ from ..checks.errors import ConceptAttentionError
 from .base import ModelFamily
 
 # Per sampling run, what the concepts' text preprocessing gave (weak: it goes with the run).
-_per_run: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+_per_run: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 class SingleStreamFamily(ModelFamily):

@@ -100,7 +100,7 @@ class ColorScale:
     probabilities: bool
 
     @classmethod
-    def of(cls, saliency: SaliencyMaps) -> "ColorScale":
+    def of(cls, saliency: SaliencyMaps) -> ColorScale:
         if saliency.softmax:
             return cls(0.0, 1.0, True)
         maps = saliency.maps

@@ -26,8 +26,15 @@ from .image_batch import check_clip_frames, picture_of
 from .morphology import check_feather, check_grow, edit_masks
 from .resample import frame_chunks, frames_between, resize_pictures, upsample
 from .saliency_maps import SaliencyMaps
-from .thresholds import DEFAULT_MASK_METHOD, MASK_METHODS, argmax_masks, cut_values, normalize_per_image, top_cut, \
-    unknown_method
+from .thresholds import (
+    DEFAULT_MASK_METHOD,
+    MASK_METHODS,
+    argmax_masks,
+    cut_values,
+    normalize_per_image,
+    top_cut,
+    unknown_method,
+)
 
 __all__ = ["DEFAULT_MASK_METHOD", "MASK_METHODS", "saliency_to_mask"]
 

@@ -81,13 +81,13 @@ def guided_filter(
     height, width = src.shape[-2:]
     s = max(1, int(subsample))
     small = (max(1, math.ceil(height / s)), max(1, math.ceil(width / s)))
-    I = resize(full, small, "area")
+    small_guide = resize(full, small, "area")
     p = resize(src.double(), small, "area")
     r = max(1, round(radius / s))
-    mean_i = box_mean(I, r)
+    mean_i = box_mean(small_guide, r)
     mean_p = box_mean(p, r)
-    cov_ip = box_mean(I * p, r) - mean_i * mean_p
-    var_i = box_mean(I * I, r) - mean_i * mean_i
+    cov_ip = box_mean(small_guide * p, r) - mean_i * mean_p
+    var_i = box_mean(small_guide * small_guide, r) - mean_i * mean_i
     a = cov_ip / (var_i + eps)
     b = mean_p - a * mean_i
     mean_a = resize(box_mean(a, r), (height, width), "bilinear")

@@ -118,8 +118,8 @@ def _common_kv_heads(image_k, image_v, concept_k, concept_v, tokens_first):
 
 def heads_to_flat(x: torch.Tensor) -> torch.Tensor:
     """[B, H, L, D] -> [B, L, H*D]."""
-    b, h, l, d = x.shape
-    return x.transpose(1, 2).reshape(b, l, h * d)
+    b, h, length, d = x.shape
+    return x.transpose(1, 2).reshape(b, length, h * d)
 
 
 def dot_scores(image_vectors: torch.Tensor, concept_vectors: torch.Tensor) -> torch.Tensor:

@@ -22,7 +22,7 @@ import hashlib
 import logging
 import weakref
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 
@@ -173,7 +173,8 @@ def tensor_digest(t: torch.Tensor) -> str:
     data = t.detach().to("cpu").contiguous().reshape(-1).view(torch.uint8).numpy()
     digest = f"{tuple(t.shape)}:{t.dtype}:{hashlib.sha1(data).hexdigest()}"
     try:
-        ref = weakref.ref(t, lambda _, key=id(t): _digests.pop(key, None))
+        key = id(t)
+        ref = weakref.ref(t, lambda _, key=key: _digests.pop(key, None))
     except TypeError:
         return digest
     _digests[id(t)] = (ref, identity, digest)

@@ -41,7 +41,7 @@ class CapturedStream:
     """A CUDA graph of one recorded forward's concept stream, its concept input buffers and its forward state
     (whose layer_sum the replay rewrites)."""
 
-    graph: "torch.cuda.CUDAGraph"
+    graph: torch.cuda.CUDAGraph
     concepts: object  # ConceptSet whose tensors are the graph's device input buffers
     forward: object   # ForwardState built during capture
 

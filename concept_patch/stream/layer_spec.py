@@ -4,8 +4,8 @@ Users think in terms like "the last 10 blocks" (the paper's Flux default) or "bl
 model wants sorted 0-based indices. Parsing lives here so every node reads the text the same way.
 
 A number means a block of the model's first block list (its dual-stream blocks; a single-stream model's blocks).
-Hybrid models also have single-stream blocks, selected by parts that start with "single": "single 30-37", "single last 4" (an extension
-beyond the paper, which reads dual-stream blocks only). "double" may be written for clarity.
+Hybrid models also have single-stream blocks, selected by parts that start with "single": "single 30-37", "single last 4"
+(an extension beyond the paper, which reads dual-stream blocks only). "double" may be written for clarity.
 """
 
 from __future__ import annotations

@@ -46,7 +46,7 @@ class RecordedForward:
     def nbytes(self) -> int:
         return sum(t.numel() * t.element_size() for t in self.tensors())
 
-    def to(self, device) -> "RecordedForward":
+    def to(self, device) -> RecordedForward:
         move = lambda t: t.to(device) if torch.is_tensor(t) and not t.is_meta else t  # noqa: E731
         return RecordedForward(
             blocks={i: ImageStream(move(v.image_k), move(v.image_v), move(v.image_out), v.tokens_first)

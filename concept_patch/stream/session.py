@@ -31,7 +31,7 @@ class RunRecord:
     crops, or dropped because another patch skipped a needed block).
     """
 
-    session: "ConceptSession"
+    session: ConceptSession
     latent: torch.Tensor | None
     maps: torch.Tensor | None
     latent_shape: tuple
@@ -81,7 +81,7 @@ class ConceptSession:
         # deep-copies model_options) must keep pointing at it, not at a copy.
         return self
 
-    def with_concepts(self, concepts) -> "ConceptSession":
+    def with_concepts(self, concepts) -> ConceptSession:
         """A session of the same model, family and options for other concepts, that records nothing (a re-query's
         CUDA graph runs one over its input buffers)."""
         return ConceptSession(self.family, concepts, self.options, self.stream_blocks, stop_early=self.stop_early,

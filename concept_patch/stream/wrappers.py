@@ -55,7 +55,9 @@ class ForwardWrapper:
     def __init__(self, session: ConceptSession):
         self.session = session
 
-    def __call__(self, executor, x, t, c_concat=None, c_crossattn=None, control=None, transformer_options={}, **kwargs):
+    def __call__(self, executor, x, t, c_concat=None, c_crossattn=None, control=None, transformer_options=None,
+                 **kwargs):
+        transformer_options = {} if transformer_options is None else transformer_options
         run = transformer_options.get(self.session.run_key)
         if run is None:
             return executor(x, t, c_concat, c_crossattn, control, transformer_options, **kwargs)

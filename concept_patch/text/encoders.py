@@ -16,7 +16,6 @@ from ..checks.errors import ConceptAttentionError
 from ..families.registry import encoder_names, supported_encoders_text
 
 
-
 def _key_name(key: str) -> str | None:
     """What users call the encoder whose states are text space `key`, as the family registry names it."""
     return encoder_names().get(key)

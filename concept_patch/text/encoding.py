@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import torch
 
-from .concepts import POOLING_MODES, ConceptSet
 from ..checks.errors import ConceptAttentionError
-from .own_tokens import TokenKinds, key_tokenizer, own_token_indices
+from .concepts import POOLING_MODES, ConceptSet
 from .encoders import EncoderInfo, identify_encoder, keyed_encoder, unsupported_encoder
+from .own_tokens import TokenKinds, key_tokenizer, own_token_indices
 from .token_rows import conditioning_rows, rows_following_weights
 
 __all__ = ["encode_concepts"]
