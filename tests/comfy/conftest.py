@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from concept_attention_tests.comfy import tiny_models, tiny_text_encoders
+from concept_attention_tests.comfy.tiny import tiny_models, tiny_text_encoders
 
 
 @pytest.fixture(scope="session")

@@ -19,10 +19,10 @@ from concept_attention.concept_patch.encode import encode_saliency
 from concept_attention.concept_patch.checks.errors import ConceptAttentionError
 from concept_attention.concept_patch.stream.options import SaliencyOptions
 from concept_attention.concept_patch.stream.session import install_concept_attention
-from concept_attention_tests.comfy import reference_concept_attention as ref
-from concept_attention_tests.comfy import tiny_cogvideox, tiny_models
+from concept_attention_tests.comfy.references import reference_concept_attention as ref
+from concept_attention_tests.comfy.tiny import tiny_cogvideox, tiny_models
 from concept_attention_tests.comfy.module_caches import cleared_after_module
-from concept_attention_tests.comfy.reference_cogvideox import COGVIDEOX_DEVIATIONS, cogvideox_reference
+from concept_attention_tests.comfy.references.reference_cogvideox import COGVIDEOX_DEVIATIONS, cogvideox_reference
 from concept_attention_tests.comfy.sampling import sample
 
 DTYPES = [torch.float32, torch.bfloat16, torch.float16]

@@ -17,8 +17,8 @@ import torch
 from concept_attention.concept_patch.text.encoding import encode_concepts
 from concept_attention.concept_patch.stream.options import SaliencyOptions
 from concept_attention.concept_patch.stream.session import install_concept_attention
-from concept_attention_tests.comfy import reference_concept_attention as ref
-from concept_attention_tests.comfy import tiny_models, tiny_text_encoders
+from concept_attention_tests.comfy.references import reference_concept_attention as ref
+from concept_attention_tests.comfy.tiny import tiny_models, tiny_text_encoders
 from concept_attention_tests.comfy.module_caches import cleared_after_module
 from concept_attention_tests.comfy.sampling import ModelInputs, sample
 # the Qwen-Image tests' tolerance

@@ -1,6 +1,6 @@
 """The product's saliency maps equal an independent implementation of SPEC section 2.
 
-The reference (tests/comfy/reference_concept_attention.py) never calls product code: it reads
+The reference (tests/comfy/references/reference_concept_attention.py) never calls product code: it reads
 the parameters of ComfyUI's own tiny Flux.1 / Chroma / SD3 / SD3.5 (MMDiT-X) models and runs their
 forward, the concept stream and the maps from the equations, in float64.
 
@@ -25,8 +25,8 @@ from dataclasses import dataclass, field
 import pytest
 import torch
 
-from concept_attention_tests.comfy import reference_concept_attention as ref
-from concept_attention_tests.comfy import tiny_models
+from concept_attention_tests.comfy.references import reference_concept_attention as ref
+from concept_attention_tests.comfy.tiny import tiny_models
 from concept_attention_tests.comfy.module_caches import cleared_after_module
 
 RTOL = 1e-5

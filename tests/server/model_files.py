@@ -11,11 +11,11 @@ are written at test time (see tests/server/conftest.py, ``comfy_server_prepare``
   Flux.2 config from the tensor shapes too (the ``double_stream_modulation_img`` branch of
   comfy/model_detection.py), only with its head width (axes 4 x 32) fixed, so the hidden size is a
   multiple of 128. Its text input is as wide as the tiny Qwen3 of
-  tests/comfy/tiny_text_encoders.py (``klein_clip("4b")``), served by the fixture node pack.
+  tests/comfy/tiny/tiny_text_encoders.py (``klein_clip("4b")``), served by the fixture node pack.
 * :func:`write_tiny_cogvideox` - a CogVideoX-5B text-to-video DiT (2 heads of 64, 3 blocks, 3-D RoPE,
   0.95 M parameters, ~4 MB) that the stock ``UNETLoader`` loads: ComfyUI's detection fixes the head
   width at 64 and reads the rest from the shapes. Its text input is as wide as the tiny T5 of
-  tests/comfy/tiny_cogvideox.py; text encoder and VAE come from the fixture node pack.
+  tests/comfy/tiny/tiny_cogvideox.py; text encoder and VAE come from the fixture node pack.
 * :func:`write_random_clip_l` - the state dict of ComfyUI's own CLIP-L text model
   (``comfy.sd1_clip.SDClipModel``, 123.6 M parameters, ~247 MB in fp16) with seeded random values.
   The stock ``CLIPLoader`` with type ``sd3`` turns it into an SD3 text encoder without CLIP-G or T5:
@@ -90,7 +90,7 @@ def tiny_flux2_klein_state_dict(seed: int = 0, depth: int = 2, single_depth: int
     files have it: every field ComfyUI's detection reads from the shapes, the rest as it fixes them."""
     import comfy.supported_models
 
-    from concept_attention_tests.comfy.tiny_models import KLEIN_4B_CONTEXT_DIM
+    from concept_attention_tests.comfy.tiny.tiny_models import KLEIN_4B_CONTEXT_DIM
 
     unet_config = {
         "image_model": "flux2", "in_channels": 128, "out_channels": 128, "vec_in_dim": None,
@@ -121,10 +121,10 @@ def tiny_cogvideox_state_dict(seed: int = 0, depth: int = 3, std: float = 0.08) 
     """The diffusion_model state dict of a tiny CogVideoX-5B (text to video, 3-D RoPE: no position table), as
     UNETLoader files have it: ComfyUI's detection reads heads (hidden / 64), time embedding, block count, input
     channels, patch size and text width from the shapes; the text is as wide as the tiny T5 of
-    tests/comfy/tiny_cogvideox.py (``cogvideox_clip()``), served by the fixture node pack."""
+    tests/comfy/tiny/tiny_cogvideox.py (``cogvideox_clip()``), served by the fixture node pack."""
     import comfy.supported_models
 
-    from concept_attention_tests.comfy.tiny_cogvideox import CONTEXT_DIM
+    from concept_attention_tests.comfy.tiny.tiny_cogvideox import CONTEXT_DIM
 
     unet_config = {
         "image_model": "cogvideox", "num_attention_heads": COGVIDEOX_HEADS, "attention_head_dim": 64,

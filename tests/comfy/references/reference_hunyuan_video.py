@@ -30,17 +30,17 @@ import math
 
 import torch
 
-from concept_attention_tests.comfy.reference_concept_attention import (
+from concept_attention_tests.comfy.references.reference_concept_attention import (
     ConceptSwitches,
-    _apply_rope,
-    _concept_attention,
-    _flux_mlp,
-    _flux_rope_tables,
-    _layer_scores,
-    _mlp_embed,
-    _Ops,
-    _rms_eps,
-    _rms_scale,
+    apply_rope,
+    concept_attention,
+    flux_mlp,
+    flux_rope_tables,
+    layer_scores,
+    mlp_embed,
+    Ops,
+    rms_eps,
+    rms_scale,
 )
 
 # Deliberate, plausible implementation mistakes the reference can make on request, so a test can show that the map
@@ -99,8 +99,8 @@ def _grid_ids(ops, grid, offset=(0.0, 0.0, 0.0)):
 
 def refine_tokens(ops, refiner, x, timesteps, deviation=None):
     """The TokenRefiner on sequences x [N, L, text_dim] at timesteps [N] (no padding mask)."""
-    t = _mlp_embed(ops, refiner.t_embedder, ops.sinusoidal(timesteps.double(), 256))
-    c = _mlp_embed(ops, refiner.c_embedder, x.mean(dim=1))
+    t = mlp_embed(ops, refiner.t_embedder, ops.sinusoidal(timesteps.double(), 256))
+    c = mlp_embed(ops, refiner.c_embedder, x.mean(dim=1))
     if deviation != "refiner_without_timestep":
         c = c + t
     h = ops.linear(refiner.input_embedder, x)
@@ -153,13 +153,13 @@ def _stream_qkv(ops, blk, attn, norm1, shift, scale, x):
     b, length = qkv.shape[:2]
     q, k, v = qkv.view(b, length, 3, blk.num_heads, -1).permute(2, 0, 3, 1, 4)
     qn, kn = attn.norm.query_norm, attn.norm.key_norm
-    return ops.rms_norm(q, _rms_scale(qn), _rms_eps(qn)), ops.rms_norm(k, _rms_scale(kn), _rms_eps(kn)), v
+    return ops.rms_norm(q, rms_scale(qn), rms_eps(qn)), ops.rms_norm(k, rms_scale(kn), rms_eps(kn)), v
 
 
 def _stream_update(ops, attn, norm2, mlp, mods, x, attn_out):
     _, _, gate1, shift2, scale2, gate2 = mods
     x = x + ops.linear(attn.proj, attn_out) * gate1
-    return x + _flux_mlp(ops, mlp, ops.layer_norm(x, norm2.eps) * (1 + scale2) + shift2) * gate2
+    return x + flux_mlp(ops, mlp, ops.layer_norm(x, norm2.eps) * (1 + scale2) + shift2) * gate2
 
 
 def hunyuan_video_reference(dm, call: dict, concept_embeddings, layers, space="output", softmax=True,
@@ -171,7 +171,7 @@ def hunyuan_video_reference(dm, call: dict, concept_embeddings, layers, space="o
     switches = switches or ConceptSwitches()
     assert deviation in (None,) + DEVIATIONS + GUIDING_DEVIATIONS + REF_LATENT_DEVIATIONS + TYPE_EMBEDDING_DEVIATIONS
     assert call.get("attention_mask") is None, "the reference covers unpadded prompts"
-    ops = _Ops(dtype)
+    ops = Ops(dtype)
     prm = dm.params
     layers = sorted(set(layers))
     x = call["x"].to(dtype)
@@ -190,13 +190,13 @@ def hunyuan_video_reference(dm, call: dict, concept_embeddings, layers, space="o
         img, ids = torch.cat([ref_img, img], dim=1), torch.cat([ref_ids, ids], dim=0)
         n_ref = ref_img.shape[1]
 
-    vec = _mlp_embed(ops, dm.time_in, ops.sinusoidal(timesteps.double(), 256))
-    pooled = _mlp_embed(ops, dm.vector_in, call["y"][:, : prm.vec_in_dim].to(dtype)) if dm.vector_in is not None else 0
+    vec = mlp_embed(ops, dm.time_in, ops.sinusoidal(timesteps.double(), 256))
+    pooled = mlp_embed(ops, dm.vector_in, call["y"][:, : prm.vec_in_dim].to(dtype)) if dm.vector_in is not None else 0
     guiding = call.get("guiding_frame_index")
     img_rows = torch.zeros(img.shape[1], dtype=torch.long)
     text_row = 0
     if guiding is not None:
-        replace = _mlp_embed(ops, dm.time_in, ops.sinusoidal(guiding.double(), 256))
+        replace = mlp_embed(ops, dm.time_in, ops.sinusoidal(guiding.double(), 256))
         vec = torch.stack([pooled + replace, pooled + vec], dim=1)  # [B, 2, C]
         frame_tokens = grid[-1] * grid[-2]
         img_rows[frame_tokens:] = 1
@@ -204,7 +204,7 @@ def hunyuan_video_reference(dm, call: dict, concept_embeddings, layers, space="o
     else:
         vec = (vec + pooled)[:, None]  # [B, 1, C]
     if prm.guidance_embed and call.get("guidance") is not None:
-        vec = vec + _mlp_embed(ops, dm.guidance_in, ops.sinusoidal(call["guidance"].double() * 1000.0, 256))[:, None]
+        vec = vec + mlp_embed(ops, dm.guidance_in, ops.sinusoidal(call["guidance"].double() * 1000.0, 256))[:, None]
 
     txt = refine_tokens(ops, dm.txt_in, call["context"].to(dtype), timesteps)
     typed = dm.cond_type_embedding is not None
@@ -220,7 +220,7 @@ def hunyuan_video_reference(dm, call: dict, concept_embeddings, layers, space="o
         txt = torch.cat([vision, txt], dim=1)
     T = txt.shape[1]
     all_ids = torch.cat([torch.zeros((T, ids.shape[1]), dtype=dtype), ids], dim=0)[None].expand(B, -1, -1)
-    cos, sin = _flux_rope_tables(all_ids, prm.axes_dim, prm.theta, dtype)
+    cos, sin = flux_rope_tables(all_ids, prm.axes_dim, prm.theta, dtype)
 
     r = concept_embeddings.shape[0]
     e = concept_embeddings.to(dtype)[None].expand(B, -1, -1).reshape(B * r, 1, -1)
@@ -243,14 +243,14 @@ def hunyuan_video_reference(dm, call: dict, concept_embeddings, layers, space="o
         q_x, k_x, v_x = _stream_qkv(ops, blk, blk.img_attn, blk.img_norm1, img_mod[0], img_mod[1], img)
         q_t, k_t, v_t = _stream_qkv(ops, blk, blk.txt_attn, blk.txt_norm1, txt_mod[0], txt_mod[1], txt)
         q_c, k_c, v_c = _stream_qkv(ops, blk, blk.txt_attn, blk.txt_norm1, con_mod[0], con_mod[1], concepts)
-        q = _apply_rope(torch.cat([q_t, q_x], dim=2), cos, sin)
-        k = _apply_rope(torch.cat([k_t, k_x], dim=2), cos, sin)
+        q = apply_rope(torch.cat([q_t, q_x], dim=2), cos, sin)
+        k = apply_rope(torch.cat([k_t, k_x], dim=2), cos, sin)
         v = torch.cat([v_t, v_x], dim=2)
         o = ops.attention(q, k, v)
         k_img, v_img, o_img = k[:, :, picture], v[:, :, picture], o[:, :, picture]
-        o_c = _concept_attention(ops, q_c, k_c, v_c, k_img, v_img, switches)
+        o_c = concept_attention(ops, q_c, k_c, v_c, k_img, v_img, switches)
         if i in layers:
-            scores[i] = _layer_scores(ops, space, softmax, o_img, o_c, k_img, q_c, v_img, v_c)
+            scores[i] = layer_scores(ops, space, softmax, o_img, o_c, k_img, q_c, v_img, v_c)
 
         o_flat = ops.flat(o)
         img = _stream_update(ops, blk.img_attn, blk.img_norm2, blk.img_mlp, img_mod, img, o_flat[:, T:])
