@@ -247,16 +247,22 @@ def flux2_model(variant="dev", dtype=torch.float32, depth=3, single_depth=1, see
     return _flux_class_model(comfy.supported_models.Flux2, unet_config, dtype, seed)
 
 
+def _text_on_rope_axes_config(context_dim: int, depth: int, single_depth: int, **extra) -> dict:
+    """A Flux.1-block unet_config without guidance or pooled vector, its text on RoPE axes 1 and 2 (LongCat-Image,
+    Ovis-Image)."""
+    return {
+        "image_model": "flux", "in_channels": 16, "out_channels": 16, "vec_in_dim": None,
+        "context_in_dim": context_dim, "hidden_size": 64, "mlp_ratio": 4.0, "num_heads": 2,
+        "depth": depth, "depth_single_blocks": single_depth, "axes_dim": [8, 12, 12], "theta": 10000,
+        "patch_size": 2, "qkv_bias": True, "guidance_embed": False, "txt_ids_dims": [1, 2], **extra,
+    }
+
+
 def longcat_model(dtype=torch.float32, depth=3, single_depth=1, seed=0):
     """LongCat-Image: Flux.1 blocks, no guidance or pooled vector, text on RoPE axes 1 and 2."""
     import comfy.supported_models
 
-    unet_config = {
-        "image_model": "flux", "in_channels": 16, "out_channels": 16, "vec_in_dim": None,
-        "context_in_dim": LONGCAT_CONTEXT_DIM, "hidden_size": 64, "mlp_ratio": 4.0, "num_heads": 2,
-        "depth": depth, "depth_single_blocks": single_depth, "axes_dim": [8, 12, 12], "theta": 10000,
-        "patch_size": 2, "qkv_bias": True, "guidance_embed": False, "txt_ids_dims": [1, 2],
-    }
+    unet_config = _text_on_rope_axes_config(LONGCAT_CONTEXT_DIM, depth, single_depth)
     return _flux_class_model(comfy.supported_models.LongCatImage, unet_config, dtype, seed)
 
 
@@ -264,13 +270,7 @@ def ovis_model(dtype=torch.float32, depth=3, single_depth=1, seed=0):
     """Ovis-Image: Flux.1 blocks with SwiGLU ("yak") MLPs and txt_norm, text on RoPE axes 1 and 2."""
     import comfy.supported_models
 
-    unet_config = {
-        "image_model": "flux", "in_channels": 16, "out_channels": 16, "vec_in_dim": None,
-        "context_in_dim": OVIS_CONTEXT_DIM, "hidden_size": 64, "mlp_ratio": 4.0, "num_heads": 2,
-        "depth": depth, "depth_single_blocks": single_depth, "axes_dim": [8, 12, 12], "theta": 10000,
-        "patch_size": 2, "qkv_bias": True, "guidance_embed": False, "txt_ids_dims": [1, 2],
-        "yak_mlp": True, "txt_norm": True,
-    }
+    unet_config = _text_on_rope_axes_config(OVIS_CONTEXT_DIM, depth, single_depth, yak_mlp=True, txt_norm=True)
     return _flux_class_model(comfy.supported_models.Flux, unet_config, dtype, seed)
 
 

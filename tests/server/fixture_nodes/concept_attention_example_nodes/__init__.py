@@ -1,6 +1,6 @@
 """Test-only stand-ins for the stock loaders of the example workflows (example_workflows/).
 
-The browser tier and tests/browser/make_examples.py run every example workflow on tiny
+The browser tier and scripts/make_examples.py run every example workflow on tiny
 random-weight models: each loader of the workflow (UNETLoader, DualCLIPLoader, CLIPLoader,
 TripleCLIPLoader, VAELoader, CheckpointLoaderSimple) is swapped for the node here with the same
 outputs. Node ids start with "ConceptAttentionTest" so they never collide with the pack's own.
