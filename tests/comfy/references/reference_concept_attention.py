@@ -204,6 +204,18 @@ def finish(result: ReferenceResult, layers, batch):
 # ---------------------------------------------------------------------------------------------
 
 
+def roped_joint_attention(ops, qs, ks, vs, cos, sin, picture, concept_qkv, switches: ConceptSwitches):
+    """Joint attention over the streams (their q, k, v concatenated in the order given; RoPE on q and k), and the
+    concepts' attention over the picture's keys and values (`picture`: the picture tokens' slice or index).
+    Returns the joint output, the concepts' output and the picture's (output, keys, values)."""
+    q = apply_rope(torch.cat(qs, dim=2), cos, sin)
+    k = apply_rope(torch.cat(ks, dim=2), cos, sin)
+    v = torch.cat(vs, dim=2)
+    o = ops.attention(q, k, v)
+    k_img, v_img, o_img = k[:, :, picture], v[:, :, picture], o[:, :, picture]
+    return o, concept_attention(ops, *concept_qkv, k_img, v_img, switches), (o_img, k_img, v_img)
+
+
 def flux_rope_tables(ids, axes_dim, theta, dtype):
     """cos/sin [B, L, D/2] for position ids [B, L, n_axes]: axis a owns axes_dim[a]/2 pairs,
     pair j of an axis of width d rotates by pos * theta^(-2j/d)."""
@@ -807,12 +819,8 @@ def hidream_reference(dm, x, timestep, context, pooled, llama_states, concept_em
                             a.q_rms_norm_t, a.k_rms_norm_t)
         ids = torch.cat([image_ids(ops, B, (hh, ww), len(axes)), torch.zeros((B, T, len(axes)), dtype=dtype)], dim=1)
         cos, sin = flux_rope_tables(ids, axes, dm.pe_embedder.theta, dtype)
-        q = apply_rope(torch.cat([q_x, q_t], dim=2), cos, sin)
-        k = apply_rope(torch.cat([k_x, k_t], dim=2), cos, sin)
-        v = torch.cat([v_x, v_t], dim=2)
-        o = ops.attention(q, k, v)
-        k_img, v_img, o_img = k[:, :, keep], v[:, :, keep], o[:, :, keep]
-        o_c = concept_attention(ops, q_c, k_c, v_c, k_img, v_img, switches)
+        o, o_c, (o_img, k_img, v_img) = roped_joint_attention(ops, (q_x, q_t), (k_x, k_t), (v_x, v_t), cos, sin, keep,
+                                                              (q_c, k_c, v_c), switches)
         if i in layers:
             result.layer_scores[i] = layer_scores(ops, space, softmax, o_img, o_c, k_img, q_c, v_img, v_c)
             result.concept_out[i] = ops.flat(o_c)
@@ -836,18 +844,23 @@ def hidream_reference(dm, x, timestep, context, pooled, llama_states, concept_em
 # ---------------------------------------------------------------------------------------------
 
 
+def affine_layer_norm(ops, norm, x):
+    """nn.LayerNorm with its weight and bias when it has them."""
+    y = ops.layer_norm(x, norm.eps)
+    if norm.weight is not None:
+        y = y * ops.p(norm.weight)
+    if norm.bias is not None:
+        y = y + ops.p(norm.bias)
+    return y
+
+
 def _sd3_qk_norm(ops, norm, x):
     import torch.nn as nn
 
     if isinstance(norm, nn.Identity):
         return x
     if isinstance(norm, nn.LayerNorm):
-        y = ops.layer_norm(x, norm.eps)
-        if norm.weight is not None:
-            y = y * ops.p(norm.weight)
-        if norm.bias is not None:
-            y = y + ops.p(norm.bias)
-        return y
+        return affine_layer_norm(ops, norm, x)
     # mmdit.RMSNorm: x / rms(x) * weight, eps 1e-6
     return ops.rms_norm(x, norm.weight, norm.eps)
 

@@ -32,15 +32,15 @@ import torch
 
 from concept_attention_tests.comfy.references.reference_concept_attention import (
     ConceptSwitches,
-    apply_rope,
-    concept_attention,
+    Ops,
+    affine_layer_norm,
     flux_mlp,
     flux_rope_tables,
     layer_scores,
     mlp_embed,
-    Ops,
     rms_eps,
     rms_scale,
+    roped_joint_attention,
 )
 
 # Deliberate, plausible implementation mistakes the reference can make on request, so a test can show that the map
@@ -57,15 +57,6 @@ TYPE_EMBEDDING_DEVIATIONS = ("no_cond_type_embedding",)  # HunyuanVideo 1.5 conc
 
 def _gelu(x):
     return 0.5 * x * (1.0 + torch.erf(x / math.sqrt(2.0)))
-
-
-def _affine_layer_norm(ops, norm, x):
-    y = ops.layer_norm(x, norm.eps)
-    if norm.weight is not None:
-        y = y * ops.p(norm.weight)
-    if norm.bias is not None:
-        y = y + ops.p(norm.bias)
-    return y
 
 
 def _patch_embed(ops, embed, x):
@@ -108,12 +99,12 @@ def refine_tokens(ops, refiner, x, timesteps, deviation=None):
         return h
     for blk in refiner.individual_token_refiner.blocks:
         gate1, gate2 = ops.linear(blk.adaLN_modulation[1], ops.silu(c)).chunk(2, dim=-1)
-        qkv = ops.linear(blk.self_attn.qkv, _affine_layer_norm(ops, blk.norm1, h))
+        qkv = ops.linear(blk.self_attn.qkv, affine_layer_norm(ops, blk.norm1, h))
         n, length = qkv.shape[:2]
         q, k, v = qkv.view(n, length, 3, blk.heads, -1).permute(2, 0, 3, 1, 4)
         h = h + ops.linear(blk.self_attn.proj, ops.flat(ops.attention(q, k, v))) * gate1[:, None]
         mlp = blk.mlp
-        hidden = ops.silu(ops.linear(mlp[0], _affine_layer_norm(ops, blk.norm2, h)))
+        hidden = ops.silu(ops.linear(mlp[0], affine_layer_norm(ops, blk.norm2, h)))
         h = h + ops.linear(mlp[2], hidden) * gate2[:, None]
     return h
 
@@ -123,15 +114,15 @@ def _type_embedding(ops, dm, kind):
 
 
 def _byt5_in(ops, mapper, x):
-    x = _affine_layer_norm(ops, mapper.layernorm, x)
+    x = affine_layer_norm(ops, mapper.layernorm, x)
     x = _gelu(ops.linear(mapper.fc2, _gelu(ops.linear(mapper.fc1, x))))
     return ops.linear(mapper.fc3, x)
 
 
 def _vision_in(ops, proj, x):
     seq = proj.proj
-    x = ops.linear(seq[1], _affine_layer_norm(ops, seq[0], x))
-    return _affine_layer_norm(ops, seq[4], ops.linear(seq[3], _gelu(x)))
+    x = ops.linear(seq[1], affine_layer_norm(ops, seq[0], x))
+    return affine_layer_norm(ops, seq[4], ops.linear(seq[3], _gelu(x)))
 
 
 def _mod(ops, modulation, vec):
@@ -243,12 +234,8 @@ def hunyuan_video_reference(dm, call: dict, concept_embeddings, layers, space="o
         q_x, k_x, v_x = _stream_qkv(ops, blk, blk.img_attn, blk.img_norm1, img_mod[0], img_mod[1], img)
         q_t, k_t, v_t = _stream_qkv(ops, blk, blk.txt_attn, blk.txt_norm1, txt_mod[0], txt_mod[1], txt)
         q_c, k_c, v_c = _stream_qkv(ops, blk, blk.txt_attn, blk.txt_norm1, con_mod[0], con_mod[1], concepts)
-        q = apply_rope(torch.cat([q_t, q_x], dim=2), cos, sin)
-        k = apply_rope(torch.cat([k_t, k_x], dim=2), cos, sin)
-        v = torch.cat([v_t, v_x], dim=2)
-        o = ops.attention(q, k, v)
-        k_img, v_img, o_img = k[:, :, picture], v[:, :, picture], o[:, :, picture]
-        o_c = concept_attention(ops, q_c, k_c, v_c, k_img, v_img, switches)
+        o, o_c, (o_img, k_img, v_img) = roped_joint_attention(ops, (q_t, q_x), (k_t, k_x), (v_t, v_x), cos, sin, picture,
+                                                              (q_c, k_c, v_c), switches)
         if i in layers:
             scores[i] = layer_scores(ops, space, softmax, o_img, o_c, k_img, q_c, v_img, v_c)
 
