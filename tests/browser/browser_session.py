@@ -7,8 +7,10 @@ Import as ``concept_attention_tests.browser.browser_session``. Debian's Chromium
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +19,23 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 # The server tier's test-only node pack (tiny Flux.1 MODEL and CLIP builders), reused here.
 FIXTURE_NODES_DIR = REPO_ROOT / "tests" / "server" / "fixture_nodes"
 EXAMPLE_WORKFLOWS_DIR = REPO_ROOT / "example_workflows"
+# The example workflows' specs (scripts/examples/): importable as concept_attention_examples.* once
+# this module is imported, by the browser tier and by scripts/make_examples.py alike.
+EXAMPLES_PACKAGE = "concept_attention_examples"
+EXAMPLES_DIR = REPO_ROOT / "scripts" / "examples"
+
+
+def _register_examples_package() -> None:
+    if EXAMPLES_PACKAGE in sys.modules:
+        return
+    spec = importlib.util.spec_from_file_location(
+        EXAMPLES_PACKAGE, EXAMPLES_DIR / "__init__.py", submodule_search_locations=[str(EXAMPLES_DIR)])
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[EXAMPLES_PACKAGE] = module
+    spec.loader.exec_module(module)
+
+
+_register_examples_package()
 SCREENSHOT_DIR = REPO_ROOT / "test-artifacts" / "screenshots"
 PACK_DIR_NAME = "ComfyUI-ConceptAttention"
 EXTENSION_NAME = "ConceptAttention.Frontend"

@@ -4,7 +4,7 @@ Every loader of an example (UNETLoader, DualCLIPLoader, CLIPLoader, TripleCLIPLo
 CheckpointLoaderSimple) is swapped in the loaded graph for a test-only node with the same outputs
 (tests/server/fixture_nodes/), at the loader's place and size; pictures and step counts are made
 small; then the graph is queued like the Run button does. Used by the browser tier (the laid-out
-workflow stays readable after a run) and by make_examples.py (thumbnails show a run's result).
+workflow stays readable after a run) and by scripts/make_examples.py (thumbnails show a run's result).
 """
 
 from __future__ import annotations
@@ -51,8 +51,15 @@ SWAPS = {
 
 
 def write_example_picture(path, size: int = PICTURE_SIZE) -> None:
-    """A simple synthetic picture (sky, sun, hill, a house) for the examples' Load Image, and next to it the clip
-    examples' Load Video file (EXAMPLE_VIDEO)."""
+    """The examples' Load Image picture (draw_example_picture), and next to it the clip examples' Load Video
+    file (EXAMPLE_VIDEO)."""
+    image = draw_example_picture(size)
+    image.save(path)
+    write_example_video(Path(path).with_name(EXAMPLE_VIDEO), image)
+
+
+def draw_example_picture(size: int = PICTURE_SIZE) -> Image.Image:
+    """A simple synthetic picture (sky, sun, hill, a house) to run the tiny models on."""
     image = Image.new("RGB", (size, size))
     draw = ImageDraw.Draw(image)
     for y in range(size):
@@ -63,8 +70,7 @@ def write_example_picture(path, size: int = PICTURE_SIZE) -> None:
     draw.rectangle([size * 0.2, size * 0.45, size * 0.45, size * 0.7], fill=(180, 60, 50))
     draw.polygon([(size * 0.17, size * 0.46), (size * 0.325, size * 0.32), (size * 0.48, size * 0.46)],
                  fill=(110, 40, 40))
-    image.save(path)
-    write_example_video(Path(path).with_name(EXAMPLE_VIDEO), image)
+    return image
 
 
 def write_example_video(path, picture: Image.Image, frames: int = 9, fps: int = 8) -> None:

@@ -20,8 +20,8 @@ from concept_attention_tests.browser.browser_session import (
     REPO_ROOT,
     build_graph,
 )
-from concept_attention_tests.browser.example_specs import EXAMPLES as EXAMPLE_SPECS
-from concept_attention_tests.browser.example_specs import EXPECTED, file_stem
+from concept_attention_examples.specs import EXAMPLES as EXAMPLE_SPECS  # registered by browser_session
+from concept_attention_examples.specs import EXPECTED, file_stem
 
 PACK_NODES = {
     "ConceptAttentionConceptList", "ConceptAttentionSaliency", "ConceptAttentionPatchModel",

@@ -4,6 +4,9 @@ and the README screenshots."""
 
 from __future__ import annotations
 
+from concept_attention_tests.browser import browser_session  # noqa: F401  (registers concept_attention_examples)
+from concept_attention_examples.parts import node
+
 TINY_FLUX = "ConceptAttentionTestTinyFlux"
 TINY_CLIP = "ConceptAttentionTestTinyFluxClip"
 
@@ -11,24 +14,30 @@ TINY_CLIP = "ConceptAttentionTestTinyFluxClip"
 CONCEPTS = ["cat", "<b>dog</b> & co", "sky"]
 
 
+def _tiny_flux(concepts) -> list[dict]:
+    """The tiny Flux.1 and its text encoder, and the Concept List."""
+    return [node("model", TINY_FLUX, [0, 0], seed=0), node("clip", TINY_CLIP, [0, 150], seed=1),
+            node("concepts", "ConceptAttentionConceptList", [340, 0], [300, 150], concepts=", ".join(concepts))]
+
+
+def mask_nodes(x: int, concept: str, method: str, preview_size=(320, 320)) -> list[dict]:
+    """Saliency to Mask and its Preview Mask below it, in the column at x."""
+    return [node("mask", "ConceptAttentionSaliencyToMask", [x, 0], [320, 320], concepts=concept, method=method),
+            node("mask_preview", "MaskPreview", [x, 380], list(preview_size))]
+
+
 def encode_graph(*, batch: int = 1, size: int = 64, concepts=CONCEPTS, image_node: dict | None = None) -> dict:
     """Concept List + Concept Saliency (encode mode) + Saliency to Mask -> mask preview."""
-    image = image_node or {"key": "image", "type": "EmptyImage", "pos": [0, 340],
-                           "values": {"width": size, "height": size, "batch_size": batch, "color": 0x4477AA}}
+    image = image_node or node("image", "EmptyImage", [0, 340], width=size, height=size, batch_size=batch,
+                               color=0x4477AA)
+    model, clip, concept_list = _tiny_flux(concepts)
     return {
         "nodes": [
-            {"key": "model", "type": TINY_FLUX, "pos": [0, 0], "values": {"seed": 0}},
-            {"key": "clip", "type": TINY_CLIP, "pos": [0, 150], "values": {"seed": 1}},
-            image,
-            {"key": "latent", "type": "EmptySD3LatentImage", "pos": [0, 720],
-             "values": {"width": size, "height": size, "batch_size": batch}},
-            {"key": "concepts", "type": "ConceptAttentionConceptList", "pos": [340, 0], "size": [300, 150],
-             "values": {"concepts": ", ".join(concepts)}},
-            {"key": "saliency", "type": "ConceptAttentionSaliency", "pos": [700, 0], "size": [330, 700],
-             "values": {"layers": "all", "noise_level": 0.5, "seed": 0}},
-            {"key": "mask", "type": "ConceptAttentionSaliencyToMask", "pos": [1090, 0], "size": [320, 320],
-             "values": {"concepts": concepts[0], "method": "mean"}},
-            {"key": "mask_preview", "type": "MaskPreview", "pos": [1090, 380], "size": [320, 320]},
+            model, clip, image,
+            node("latent", "EmptySD3LatentImage", [0, 720], width=size, height=size, batch_size=batch),
+            concept_list,
+            node("saliency", "ConceptAttentionSaliency", [700, 0], [330, 700], layers="all", noise_level=0.5, seed=0),
+            *mask_nodes(1090, concepts[0], "mean"),
         ],
         "links": [
             ("model", "MODEL", "saliency", "model"),
@@ -47,25 +56,16 @@ def sampling_graph(*, size: int = 64, concepts=CONCEPTS, steps: int = 2) -> dict
     Mask, with a reroute on the MODEL link the maps are read from."""
     return {
         "nodes": [
-            {"key": "model", "type": TINY_FLUX, "pos": [0, 0], "values": {"seed": 0}},
-            {"key": "clip", "type": TINY_CLIP, "pos": [0, 150], "values": {"seed": 1}},
-            {"key": "concepts", "type": "ConceptAttentionConceptList", "pos": [340, 0], "size": [300, 150],
-             "values": {"concepts": ", ".join(concepts)}},
-            {"key": "patch", "type": "ConceptAttentionPatchModel", "pos": [340, 220], "size": [300, 250],
-             "values": {"layers": "all"}},
-            {"key": "prompt", "type": "CLIPTextEncode", "pos": [340, 520], "size": [300, 120],
-             "values": {"text": "a cat and a dog under the sky"}},
-            {"key": "negative", "type": "ConditioningZeroOut", "pos": [340, 690]},
-            {"key": "latent", "type": "EmptySD3LatentImage", "pos": [0, 320],
-             "values": {"width": size, "height": size, "batch_size": 1}},
-            {"key": "sampler", "type": "KSampler", "pos": [700, 0], "size": [300, 262],
-             "values": {"seed": 3, "steps": steps, "cfg": 1.0, "sampler_name": "euler", "scheduler": "simple",
-                        "denoise": 1.0}},
-            {"key": "reroute", "type": "Reroute", "pos": [700, 330]},
-            {"key": "maps", "type": "ConceptAttentionSamplingSaliency", "pos": [1060, 0], "size": [320, 600]},
-            {"key": "mask", "type": "ConceptAttentionSaliencyToMask", "pos": [1440, 0], "size": [320, 320],
-             "values": {"concepts": concepts[-1], "method": "argmax"}},
-            {"key": "mask_preview", "type": "MaskPreview", "pos": [1440, 380], "size": [300, 300]},
+            *_tiny_flux(concepts),
+            node("patch", "ConceptAttentionPatchModel", [340, 220], [300, 250], layers="all"),
+            node("prompt", "CLIPTextEncode", [340, 520], [300, 120], text="a cat and a dog under the sky"),
+            node("negative", "ConditioningZeroOut", [340, 690]),
+            node("latent", "EmptySD3LatentImage", [0, 320], width=size, height=size, batch_size=1),
+            node("sampler", "KSampler", [700, 0], [300, 262], seed=3, steps=steps, cfg=1.0, sampler_name="euler",
+                 scheduler="simple", denoise=1.0),
+            node("reroute", "Reroute", [700, 330]),
+            node("maps", "ConceptAttentionSamplingSaliency", [1060, 0], [320, 600]),
+            *mask_nodes(1440, concepts[-1], "argmax", (300, 300)),
         ],
         "links": [
             ("model", "MODEL", "patch", "model"),

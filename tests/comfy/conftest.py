@@ -4,54 +4,26 @@ from __future__ import annotations
 
 import pytest
 
-from concept_attention_tests.comfy import tiny_models, tiny_text_encoders
+from concept_attention_tests.comfy.tiny import tiny_models, tiny_text_encoders
 
 
-@pytest.fixture(scope="session")
-def flux_clip(comfyui_path):
-    return tiny_models.flux_clip()
+def _session_clip(build, *args):
+    """A session-scoped fixture (named by the attribute it is assigned to) that builds the CLIP once."""
+
+    @pytest.fixture(scope="session")
+    def clip(comfyui_path):
+        return build(*args)
+
+    return clip
 
 
-@pytest.fixture(scope="session")
-def sd3_clip(comfyui_path):
-    return tiny_models.sd3_clip()
-
-
-@pytest.fixture(scope="session")
-def flux2_dev_clip(comfyui_path):
-    return tiny_text_encoders.flux2_dev_clip()
-
-
-@pytest.fixture(scope="session")
-def klein_4b_clip(comfyui_path):
-    return tiny_text_encoders.klein_clip("4b")
-
-
-@pytest.fixture(scope="session")
-def klein_8b_clip(comfyui_path):
-    return tiny_text_encoders.klein_clip("8b")
-
-
-@pytest.fixture(scope="session")
-def longcat_clip(comfyui_path):
-    return tiny_text_encoders.longcat_clip()
-
-
-@pytest.fixture(scope="session")
-def ovis_clip(comfyui_path):
-    return tiny_text_encoders.ovis_clip()
-
-
-@pytest.fixture(scope="session")
-def qwen_image_clip(comfyui_path):
-    return tiny_text_encoders.qwen_image_clip()
-
-
-@pytest.fixture(scope="session")
-def kandinsky5_image_clip(comfyui_path):
-    return tiny_text_encoders.kandinsky5_image_clip()
-
-
-@pytest.fixture(scope="session")
-def mage_flow_clip(comfyui_path):
-    return tiny_text_encoders.mage_flow_clip()
+flux_clip = _session_clip(tiny_models.flux_clip)
+sd3_clip = _session_clip(tiny_models.sd3_clip)
+flux2_dev_clip = _session_clip(tiny_text_encoders.flux2_dev_clip)
+klein_4b_clip = _session_clip(tiny_text_encoders.klein_clip, "4b")
+klein_8b_clip = _session_clip(tiny_text_encoders.klein_clip, "8b")
+longcat_clip = _session_clip(tiny_text_encoders.longcat_clip)
+ovis_clip = _session_clip(tiny_text_encoders.ovis_clip)
+qwen_image_clip = _session_clip(tiny_text_encoders.qwen_image_clip)
+kandinsky5_image_clip = _session_clip(tiny_text_encoders.kandinsky5_image_clip)
+mage_flow_clip = _session_clip(tiny_text_encoders.mage_flow_clip)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import gc
 
 import pytest
@@ -29,3 +30,17 @@ def cleared_after_module(*caches, one_thread: bool = False):
             gc.collect()
 
     return _clear
+
+
+def cached_clip_and_concepts(build_clip, concepts):
+    """The text encoder, built once, and the concepts encoded with it, once: two functools caches for
+    cleared_after_module."""
+    clip = functools.lru_cache(maxsize=None)(build_clip)
+
+    @functools.lru_cache(maxsize=None)
+    def encoded():
+        from concept_attention.concept_patch.text.encoding import encode_concepts
+
+        return encode_concepts(clip(), concepts)
+
+    return clip, encoded

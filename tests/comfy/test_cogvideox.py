@@ -19,10 +19,10 @@ from concept_attention.concept_patch.encode import encode_saliency
 from concept_attention.concept_patch.checks.errors import ConceptAttentionError
 from concept_attention.concept_patch.stream.options import SaliencyOptions
 from concept_attention.concept_patch.generation import install_concept_attention
-from concept_attention_tests.comfy import reference_concept_attention as ref
-from concept_attention_tests.comfy import tiny_cogvideox, tiny_models
-from concept_attention_tests.comfy.module_caches import cleared_after_module
-from concept_attention_tests.comfy.reference_cogvideox import COGVIDEOX_DEVIATIONS, cogvideox_reference
+from concept_attention_tests.comfy.references import reference_concept_attention as ref
+from concept_attention_tests.comfy.tiny import tiny_cogvideox, tiny_models
+from concept_attention_tests.comfy.module_caches import cached_clip_and_concepts, cleared_after_module
+from concept_attention_tests.comfy.references.reference_cogvideox import COGVIDEOX_DEVIATIONS, cogvideox_reference
 from concept_attention_tests.comfy.sampling import sample
 
 DTYPES = [torch.float32, torch.bfloat16, torch.float16]
@@ -33,14 +33,7 @@ CONDITIONED = ("5b-i2v", "1.5-i2v", "fun-inpaint")  # take a condition latent as
 REFERENCE_VARIANTS = ("2b", "5b", "5b-i2v", "1.5", "1.5-i2v")
 
 
-@functools.lru_cache(maxsize=None)
-def _clip():
-    return tiny_cogvideox.cogvideox_clip()
-
-
-@functools.lru_cache(maxsize=None)
-def _concepts():
-    return encode_concepts(_clip(), CONCEPTS)
+_clip, _concepts = cached_clip_and_concepts(tiny_cogvideox.cogvideox_clip, CONCEPTS)
 
 
 @functools.lru_cache(maxsize=None)

@@ -19,7 +19,7 @@ import torch
 
 from concept_attention.concept_patch.text.encoding import encode_concepts
 from concept_attention.concept_patch.checks.errors import ConceptAttentionError
-from concept_attention_tests.comfy import tiny_text_encoders as tte
+from concept_attention_tests.comfy.tiny import tiny_text_encoders as tte
 
 
 @dataclass(frozen=True)
@@ -222,7 +222,7 @@ def test_sd3_clip_with_t5_finds_clip_rows_in_the_longer_conditioning(sd3_clip):
     import comfy.text_encoders.sd3_clip
     import comfy.text_encoders.t5
 
-    from concept_attention_tests.comfy import tiny_models
+    from concept_attention_tests.comfy.tiny import tiny_models
 
     class TinySD3WithT5(comfy.text_encoders.sd3_clip.SD3ClipModel):
         def __init__(self, device="cpu", dtype=None, model_options={}):
@@ -230,10 +230,10 @@ def test_sd3_clip_with_t5_finds_clip_rows_in_the_longer_conditioning(sd3_clip):
             self.clip_l = comfy.sd1_clip.SDClipModel(
                 layer="hidden", layer_idx=-1, device=device, dtype=dtype, layer_norm_hidden_state=False,
                 return_projected_pooled=False, model_options=model_options,
-                textmodel_json_config=tiny_models._tiny_clip_l_config())
+                textmodel_json_config=tiny_models.tiny_clip_l_config())
             self.clip_g = None
             self.t5xxl = comfy.sd1_clip.SDClipModel(
-                device=device, dtype=dtype, textmodel_json_config=tiny_models._tiny_t5_config(4096),
+                device=device, dtype=dtype, textmodel_json_config=tiny_models.tiny_t5_config(4096),
                 special_tokens={"end": 1, "pad": 0}, model_class=comfy.text_encoders.t5.T5,
                 model_options={**model_options, "model_name": "t5xxl"})
             self.t5_attention_mask = False
@@ -241,7 +241,7 @@ def test_sd3_clip_with_t5_finds_clip_rows_in_the_longer_conditioning(sd3_clip):
 
     target = comfy.supported_models_base.ClipTarget(comfy.text_encoders.sd3_clip.SD3Tokenizer, TinySD3WithT5)
     clip = comfy.sd.CLIP(target=target, model_options={"dtype": torch.float32})
-    tiny_models._randomize(clip.cond_stage_model, 5, std=0.2)
+    tiny_models.randomize(clip.cond_stage_model, 5, std=0.2)
     names = ["dog", "green grass"]
     concepts = encode_concepts(clip, names, pooling="mean")
     assert concepts.text_space == "clip-lg"
@@ -260,7 +260,7 @@ def test_llm_and_unknown_encoders_are_refused_by_name_by_a_flux1_model(klein_4b_
 
     from concept_attention.concept_patch.stream.options import SaliencyOptions
     from concept_attention.concept_patch.generation import install_concept_attention
-    from concept_attention_tests.comfy import tiny_models
+    from concept_attention_tests.comfy.tiny import tiny_models
 
     flux = tiny_models.flux_model(depth=2)
     klein = encode_concepts(klein_4b_clip, ["dog"])
@@ -269,8 +269,8 @@ def test_llm_and_unknown_encoders_are_refused_by_name_by_a_flux1_model(klein_4b_
     # an encoder this pack does not know (SD1.5's CLIP-L) gets its tokenizer key, never "accepted everywhere"
     target = comfy.supported_models_base.ClipTarget(comfy.sd1_clip.SD1Tokenizer, comfy.sd1_clip.SD1ClipModel)
     sd1 = comfy.sd.CLIP(target=target, model_options={"dtype": torch.float32,
-                                                      "clip_l_model_config": tiny_models._tiny_clip_l_config()})
-    tiny_models._randomize(sd1.cond_stage_model, 6, std=0.2)
+                                                      "clip_l_model_config": tiny_models.tiny_clip_l_config()})
+    tiny_models.randomize(sd1.cond_stage_model, 6, std=0.2)
     concepts = encode_concepts(sd1, ["dog"])
     assert concepts.text_space == "l" and concepts.positions.tolist() == [1.0]
     with pytest.raises(ConceptAttentionError, match=r"\(l states\).*reads t5xxl"):

@@ -8,7 +8,7 @@ import torch
 from concept_attention.concept_patch.text.encoding import encode_concepts
 from concept_attention.concept_patch.stream.options import SaliencyOptions
 from concept_attention.concept_patch.generation import install_concept_attention
-from concept_attention_tests.comfy import tiny_models
+from concept_attention_tests.comfy.tiny import tiny_models
 from concept_attention_tests.comfy.sampling import sample
 
 DTYPES = [torch.float32, torch.bfloat16, torch.float16]
@@ -86,7 +86,7 @@ NEW_FLUX_VARIANTS = {
 
 
 def _text_encoder(name):
-    from concept_attention_tests.comfy import tiny_text_encoders
+    from concept_attention_tests.comfy.tiny import tiny_text_encoders
 
     builders = {"flux2_dev": tiny_text_encoders.flux2_dev_clip, "klein_4b": lambda: tiny_text_encoders.klein_clip("4b"),
                 "klein_8b": lambda: tiny_text_encoders.klein_clip("8b"), "longcat": tiny_text_encoders.longcat_clip,

@@ -1,5 +1,5 @@
 """Flux.2 (dev, Klein), LongCat-Image, Ovis-Image and Chroma Radiance: the product's maps equal the
-independent fp64 implementation of the method (tests/comfy/reference_concept_attention.py), concept
+independent fp64 implementation of the method (tests/comfy/references/reference_concept_attention.py), concept
 RoPE included; concepts come from each family's real ComfyUI text encoder (tiny configs).
 
 Concept positions fed to the reference: each concept's own tokens' place in its own conditioning
@@ -11,34 +11,18 @@ ComfyUI's own `extra_conds` pads Flux.2 text on the left, which shifts every tex
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
 
 import pytest
 import torch
 
-from concept_attention_tests.comfy import reference_concept_attention as ref
-from concept_attention_tests.comfy import tiny_models, tiny_text_encoders
+from concept_attention_tests.comfy.references import reference_concept_attention as ref
+from concept_attention_tests.comfy.tiny import tiny_models, tiny_text_encoders
 from concept_attention_tests.comfy.module_caches import cleared_after_module
-from concept_attention_tests.comfy.test_maps_match_reference import recorded_inputs
+from concept_attention_tests.comfy.model_inputs import Setup, recorded_inputs
 
 CONCEPTS = ["dog", "green grass", "sky"]
 PROMPT = "a dog on the grass under the sky"
 RTOL, ATOL = 1e-5, 3e-6  # the fp32 floor of these tiny models, as for Flux.1 (test_maps_match_reference.py)
-
-
-@dataclass
-class Setup:
-    name: str
-    model: object
-    clip: object
-    concepts: object
-    cond: list
-    layers: tuple
-    latent: torch.Tensor
-
-    @property
-    def dm(self):
-        return self.model.model.diffusion_model
 
 
 BUILDERS = {

@@ -1,6 +1,6 @@
 """HunyuanVideo 1 (T2V, I2V concat, SkyReels I2V, guiding_frame_index, ref_latent), HunyuanVideo 1.5 and
 HunyuanImage 2.1: the video is bit-identical with and without ConceptAttention, the maps equal the independent fp64
-reference (tests/comfy/reference_hunyuan_video.py, the TokenRefiner path of the concepts included), plausible
+reference (tests/comfy/references/reference_hunyuan_video.py, the TokenRefiner path of the concepts included), plausible
 mistakes are told apart, and wrong inputs get clear errors.
 
 Models come from comfy.supported_models at tiny widths (tiny_hunyuan_video.py), in real ModelPatchers, sampled with
@@ -20,10 +20,10 @@ from concept_attention.concept_patch.text.encoding import encode_concepts
 from concept_attention.concept_patch.checks.errors import ConceptAttentionError
 from concept_attention.concept_patch.stream.options import SaliencyOptions
 from concept_attention.concept_patch.generation import install_concept_attention
-from concept_attention_tests.comfy import reference_hunyuan_video as ref
-from concept_attention_tests.comfy import tiny_hunyuan_video, tiny_text_encoders
+from concept_attention_tests.comfy.references import reference_hunyuan_video as ref
+from concept_attention_tests.comfy.tiny import tiny_hunyuan_video, tiny_text_encoders
 from concept_attention_tests.comfy.module_caches import cleared_after_module
-from concept_attention_tests.comfy.reference_concept_attention import SPACES
+from concept_attention_tests.comfy.references.reference_concept_attention import SPACES
 from concept_attention_tests.comfy.sampling import sample
 
 DTYPES = [torch.float32, torch.bfloat16, torch.float16]
@@ -326,7 +326,7 @@ def test_concepts_of_another_text_encoder_are_refused():
 def test_concepts_of_the_same_encoder_at_another_layer_are_refused():
     """Qwen-Image reads Qwen2.5-VL's last layer, HunyuanVideo 1.5 and HunyuanImage 2.1 its third from last: the same
     space and width, so only the layer tells the concepts apart, and a mix-up is named rather than mapped."""
-    from concept_attention_tests.comfy import tiny_models
+    from concept_attention_tests.comfy.tiny import tiny_models
 
     qwen_concepts = encode_concepts(tiny_text_encoders.qwen_image_clip(), CONCEPTS)
     hv15_concepts = _concepts("hv15")

@@ -1,6 +1,6 @@
 """The product's saliency maps equal an independent implementation of SPEC section 2.
 
-The reference (tests/comfy/reference_concept_attention.py) never calls product code: it reads
+The reference (tests/comfy/references/reference_concept_attention.py) never calls product code: it reads
 the parameters of ComfyUI's own tiny Flux.1 / Chroma / SD3 / SD3.5 (MMDiT-X) models and runs their
 forward, the concept stream and the maps from the equations, in float64.
 
@@ -18,15 +18,14 @@ fp32 evaluation of the same equations is; the failure message prints that fp32 f
 
 from __future__ import annotations
 
-import contextlib
 import functools
-from dataclasses import dataclass, field
 
 import pytest
 import torch
 
-from concept_attention_tests.comfy import reference_concept_attention as ref
-from concept_attention_tests.comfy import tiny_models
+from concept_attention_tests.comfy.references import reference_concept_attention as ref
+from concept_attention_tests.comfy.tiny import tiny_models
+from concept_attention_tests.comfy.model_inputs import ModelCall, Setup, clone as _clone, recorded_inputs
 from concept_attention_tests.comfy.module_caches import cleared_after_module
 
 RTOL = 1e-5
@@ -47,22 +46,6 @@ SWITCHES = [(True, True), (False, True), (True, False), (False, False)]  # (self
 # ---------------------------------------------------------------------------------------------
 # setups (built once per module)
 # ---------------------------------------------------------------------------------------------
-
-
-@dataclass
-class Setup:
-    name: str
-    kind: str  # "flux" | "chroma" | "sd3"
-    model: object
-    clip: object
-    concepts: object
-    cond: list
-    layers: tuple
-    latent: torch.Tensor
-
-    @property
-    def dm(self):
-        return self.model.model.diffusion_model
 
 
 @functools.lru_cache(maxsize=None)
@@ -94,7 +77,7 @@ def setup_for(name: str) -> Setup:
     concepts = encode_concepts(clip, CONCEPTS, pooling="mean")
     cond = clip.encode_from_tokens_scheduled(clip.tokenize(PROMPT))
     latent = torch.randn(LATENT_SHAPE, generator=torch.Generator().manual_seed(11))
-    return Setup(name, kind, model, clip, concepts, cond, layers, latent)
+    return Setup(name, model, clip, concepts, cond, layers, latent, kind)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -103,47 +86,6 @@ def setup_for(name: str) -> Setup:
 
 
 _module_scope = cleared_after_module(setup_for, _clip, one_thread=True)
-
-
-@dataclass
-class ModelCall:
-    x: torch.Tensor
-    timestep: torch.Tensor
-    context: torch.Tensor
-    y: torch.Tensor | None
-    guidance: torch.Tensor | None
-    cond_or_uncond: list = field(default_factory=lambda: [0])
-
-    def rows(self, a, b):
-        pick = lambda t: None if t is None else t[a:b]  # noqa: E731
-        return ModelCall(self.x[a:b], self.timestep[a:b], self.context[a:b], pick(self.y), pick(self.guidance), [0])
-
-
-def _clone(v):
-    return v.detach().clone() if torch.is_tensor(v) else v
-
-
-@contextlib.contextmanager
-def recorded_inputs(dm):
-    """Every call of the diffusion model: the inputs the network itself receives."""
-    calls: list[ModelCall] = []
-
-    def hook(module, args, kwargs):
-        names = ("x", "timestep", "context", "y")
-        got = dict(zip(names, args))
-        got.update({k: v for k, v in kwargs.items() if k in names + ("guidance",)})
-        options = kwargs.get("transformer_options") or {}
-        calls.append(ModelCall(
-            x=_clone(got["x"]), timestep=_clone(got["timestep"]), context=_clone(got["context"]),
-            y=_clone(got.get("y")), guidance=_clone(got.get("guidance")),
-            cond_or_uncond=list(options.get("cond_or_uncond") or [0]),
-        ))
-
-    handle = dm.register_forward_pre_hook(hook, with_kwargs=True)
-    try:
-        yield calls
-    finally:
-        handle.remove()
 
 
 def reference(setup: Setup, call: ModelCall, layers=None, space="output", softmax=True, switches=(True, True),

@@ -15,7 +15,7 @@ from concept_attention.nodes.concept_saliency import ConceptSaliency
 from concept_attention.nodes.generation import ConceptAttentionPatch, SamplingSaliency
 from concept_attention.nodes.saliency_files import LoadSaliency, SaveSaliency
 from concept_attention.nodes.saliency_to_mask import SaliencyToMask
-from concept_attention_tests.comfy import tiny_models
+from concept_attention_tests.comfy.tiny import tiny_models
 from concept_attention_tests.comfy.sampling import sample
 
 

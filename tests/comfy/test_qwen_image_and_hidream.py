@@ -16,8 +16,8 @@ import torch
 from concept_attention.concept_patch.text.encoding import encode_concepts
 from concept_attention.concept_patch.stream.options import SaliencyOptions
 from concept_attention.concept_patch.generation import install_concept_attention
-from concept_attention_tests.comfy import reference_concept_attention as ref
-from concept_attention_tests.comfy import tiny_models, tiny_text_encoders
+from concept_attention_tests.comfy.references import reference_concept_attention as ref
+from concept_attention_tests.comfy.tiny import tiny_models, tiny_text_encoders
 from concept_attention_tests.comfy.module_caches import cleared_after_module
 from concept_attention_tests.comfy.sampling import ModelInputs, sample
 
@@ -256,7 +256,7 @@ def test_qwen_image_layered_is_refused_clearly():
         "attention_head_dim": 32, "num_attention_heads": 2, "joint_attention_dim": 64, "axes_dims_rope": (8, 12, 12),
         "use_additional_t_cond": True})
     config.set_inference_dtype(torch.float32, None)
-    layered = tiny_models._patcher(config.get_model({}))
+    layered = tiny_models.patcher(config.get_model({}))
     with pytest.raises(UnsupportedModelError, match="Qwen-Image-Layered.*Supported: Flux.1"):
         install_concept_attention(layered, _concepts("qwen"), SaliencyOptions(layers=(0,)))
 

@@ -12,7 +12,7 @@ from concept_attention.concept_patch.requery import cache as image_stream_cache
 from concept_attention.concept_patch.text.encoding import encode_concepts
 from concept_attention.concept_patch.encode import encode_saliency
 from concept_attention.concept_patch.stream.options import SaliencyOptions
-from concept_attention_tests.comfy import (
+from concept_attention_tests.comfy.tiny import (
     tiny_cogvideox, tiny_hunyuan_video, tiny_models, tiny_single_stream, tiny_text_encoders,
 )
 from concept_attention_tests.comfy.module_caches import cleared_after_module

@@ -12,7 +12,7 @@ from concept_attention.concept_patch.encode import encode_saliency
 from concept_attention.concept_patch.checks.errors import ConceptAttentionError, UnsupportedModelError
 from concept_attention.concept_patch.stream.options import SaliencyOptions
 from concept_attention.concept_patch.generation import install_concept_attention
-from concept_attention_tests.comfy import tiny_models
+from concept_attention_tests.comfy.tiny import tiny_models
 from concept_attention_tests.comfy.sampling import sample
 
 

@@ -14,11 +14,11 @@ import functools
 import pytest
 import torch
 
-from concept_attention_tests.comfy import reference_single_blocks as single_ref
-from concept_attention_tests.comfy import tiny_models, tiny_text_encoders
+from concept_attention_tests.comfy.references import reference_single_blocks as single_ref
+from concept_attention_tests.comfy.tiny import tiny_models, tiny_text_encoders
 from concept_attention_tests.comfy.module_caches import cleared_after_module
 from concept_attention_tests.comfy.sampling import sample
-from concept_attention_tests.comfy.test_maps_match_reference import recorded_inputs
+from concept_attention_tests.comfy.model_inputs import recorded_inputs
 
 CONCEPTS = ["dog", "green grass", "sky"]
 PROMPT = "a dog on the grass under the sky"

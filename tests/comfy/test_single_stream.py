@@ -17,10 +17,10 @@ import torch
 from concept_attention.concept_patch.text.encoding import encode_concepts
 from concept_attention.concept_patch.stream.options import SaliencyOptions
 from concept_attention.concept_patch.generation import install_concept_attention
-from concept_attention_tests.comfy import reference_single_stream as ref
-from concept_attention_tests.comfy import tiny_single_stream, tiny_text_encoders
+from concept_attention_tests.comfy.references import reference_single_stream as ref
+from concept_attention_tests.comfy.tiny import tiny_single_stream, tiny_text_encoders
 from concept_attention_tests.comfy.module_caches import cleared_after_module
-from concept_attention_tests.comfy.reference_concept_attention import SPACES, ConceptSwitches
+from concept_attention_tests.comfy.references.reference_concept_attention import SPACES, ConceptSwitches
 from concept_attention_tests.comfy.sampling import ModelInputs, conditioning, sample
 
 DTYPES = [torch.float32, torch.bfloat16, torch.float16]

@@ -18,7 +18,7 @@ from concept_attention.nodes.concept_saliency import ConceptSaliency
 from concept_attention.nodes.generation import ConceptAttentionPatch, SamplingSaliency
 from concept_attention.nodes.saliency_files import LoadSaliency, SaveSaliency
 from concept_attention.nodes.saliency_to_mask import SaliencyToMask
-from concept_attention_tests.comfy import tiny_cogvideox
+from concept_attention_tests.comfy.tiny import tiny_cogvideox
 from concept_attention_tests.comfy.module_caches import cleared_after_module
 
 CONCEPTS = "dog, grass, sky"

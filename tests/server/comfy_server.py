@@ -323,7 +323,7 @@ def start_comfy_server(
     env.update(PYTHONUNBUFFERED="1", HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1",
                DO_NOT_TRACK="1",
                # test-only fixture node packs build their tiny models with the tests' own builders
-               CONCEPT_ATTENTION_TINY_MODELS=str(Path(__file__).resolve().parent.parent / "comfy" / "tiny_models.py"))
+               CONCEPT_ATTENTION_TINY_MODELS=str(Path(__file__).resolve().parents[1] / "comfy" / "tiny" / "tiny_models.py"))
     log_path = base_dir / "comfyui-server.log"
     with open(log_path, "wb") as log_file:
         log_file.write(("$ " + " ".join(cmd) + "\n").encode())

@@ -11,11 +11,11 @@ are written at test time (see tests/server/conftest.py, ``comfy_server_prepare``
   Flux.2 config from the tensor shapes too (the ``double_stream_modulation_img`` branch of
   comfy/model_detection.py), only with its head width (axes 4 x 32) fixed, so the hidden size is a
   multiple of 128. Its text input is as wide as the tiny Qwen3 of
-  tests/comfy/tiny_text_encoders.py (``klein_clip("4b")``), served by the fixture node pack.
+  tests/comfy/tiny/tiny_text_encoders.py (``klein_clip("4b")``), served by the fixture node pack.
 * :func:`write_tiny_cogvideox` - a CogVideoX-5B text-to-video DiT (2 heads of 64, 3 blocks, 3-D RoPE,
   0.95 M parameters, ~4 MB) that the stock ``UNETLoader`` loads: ComfyUI's detection fixes the head
   width at 64 and reads the rest from the shapes. Its text input is as wide as the tiny T5 of
-  tests/comfy/tiny_cogvideox.py; text encoder and VAE come from the fixture node pack.
+  tests/comfy/tiny/tiny_cogvideox.py; text encoder and VAE come from the fixture node pack.
 * :func:`write_random_clip_l` - the state dict of ComfyUI's own CLIP-L text model
   (``comfy.sd1_clip.SDClipModel``, 123.6 M parameters, ~247 MB in fp16) with seeded random values.
   The stock ``CLIPLoader`` with type ``sd3`` turns it into an SD3 text encoder without CLIP-G or T5:
@@ -53,6 +53,25 @@ def _seeded_values(name: str, shape, gen: torch.Generator, std: float) -> torch.
     return values
 
 
+def _random_diffusion_model(model_class, unet_config: dict, seed: int, std: float) -> dict[str, torch.Tensor]:
+    """ComfyUI's diffusion model for this unet_config, its float tensors (buffers included) seeded random."""
+    config = model_class(unet_config)
+    config.set_inference_dtype(torch.float32, None)
+    network = config.get_model({}).diffusion_model
+    gen = torch.Generator().manual_seed(seed)
+    return {name: _seeded_values(name, t.shape, gen, std).contiguous()
+            for name, t in sorted(network.state_dict().items()) if t.is_floating_point()}
+
+
+def _save(path: Path, state: dict[str, torch.Tensor]) -> Path:
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file(state, str(path))
+    return path
+
+
 def tiny_sd3_state_dict(seed: int = 0, depth: int = SD3_DEPTH, std: float = 0.08) -> dict[str, torch.Tensor]:
     """The diffusion_model state dict of a tiny SD3 (keys without prefix, as UNETLoader files have)."""
     import comfy.supported_models
@@ -66,22 +85,11 @@ def tiny_sd3_state_dict(seed: int = 0, depth: int = SD3_DEPTH, std: float = 0.08
                                     "params": {"in_features": SD3_CONTEXT_DIM, "out_features": hidden}},
         "qk_norm": "rms", "x_block_self_attn_layers": [],
     }
-    config = comfy.supported_models.SD3(unet_config)
-    config.set_inference_dtype(torch.float32, None)
-    network = config.get_model({}).diffusion_model
-    gen = torch.Generator().manual_seed(seed)
-    # Every float tensor of the state dict, buffers included (pos_embed is an uninitialised buffer).
-    return {name: _seeded_values(name, t.shape, gen, std).contiguous()
-            for name, t in sorted(network.state_dict().items()) if t.is_floating_point()}
+    return _random_diffusion_model(comfy.supported_models.SD3, unet_config, seed, std)
 
 
 def write_tiny_sd3(path: Path, seed: int = 0) -> Path:
-    from safetensors.torch import save_file
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    save_file(tiny_sd3_state_dict(seed), str(path))
-    return path
+    return _save(path, tiny_sd3_state_dict(seed))
 
 
 def tiny_flux2_klein_state_dict(seed: int = 0, depth: int = 2, single_depth: int = 1,
@@ -90,7 +98,7 @@ def tiny_flux2_klein_state_dict(seed: int = 0, depth: int = 2, single_depth: int
     files have it: every field ComfyUI's detection reads from the shapes, the rest as it fixes them."""
     import comfy.supported_models
 
-    from concept_attention_tests.comfy.tiny_models import KLEIN_4B_CONTEXT_DIM
+    from concept_attention_tests.comfy.tiny.tiny_models import KLEIN_4B_CONTEXT_DIM
 
     unet_config = {
         "image_model": "flux2", "in_channels": 128, "out_channels": 128, "vec_in_dim": None,
@@ -100,31 +108,21 @@ def tiny_flux2_klein_state_dict(seed: int = 0, depth: int = 2, single_depth: int
         "txt_ids_dims": [3], "global_modulation": True, "mlp_silu_act": True, "ops_bias": False,
         "default_ref_method": "index", "ref_index_scale": 10.0,
     }
-    config = comfy.supported_models.Flux2(unet_config)
-    config.set_inference_dtype(torch.float32, None)
-    network = config.get_model({}).diffusion_model
-    gen = torch.Generator().manual_seed(seed)
-    return {name: _seeded_values(name, t.shape, gen, std).contiguous()
-            for name, t in sorted(network.state_dict().items()) if t.is_floating_point()}
+    return _random_diffusion_model(comfy.supported_models.Flux2, unet_config, seed, std)
 
 
 def write_tiny_flux2_klein(path: Path, seed: int = 0) -> Path:
-    from safetensors.torch import save_file
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    save_file(tiny_flux2_klein_state_dict(seed), str(path))
-    return path
+    return _save(path, tiny_flux2_klein_state_dict(seed))
 
 
 def tiny_cogvideox_state_dict(seed: int = 0, depth: int = 3, std: float = 0.08) -> dict[str, torch.Tensor]:
     """The diffusion_model state dict of a tiny CogVideoX-5B (text to video, 3-D RoPE: no position table), as
     UNETLoader files have it: ComfyUI's detection reads heads (hidden / 64), time embedding, block count, input
     channels, patch size and text width from the shapes; the text is as wide as the tiny T5 of
-    tests/comfy/tiny_cogvideox.py (``cogvideox_clip()``), served by the fixture node pack."""
+    tests/comfy/tiny/tiny_cogvideox.py (``cogvideox_clip()``), served by the fixture node pack."""
     import comfy.supported_models
 
-    from concept_attention_tests.comfy.tiny_cogvideox import CONTEXT_DIM
+    from concept_attention_tests.comfy.tiny.tiny_cogvideox import CONTEXT_DIM
 
     unet_config = {
         "image_model": "cogvideox", "num_attention_heads": COGVIDEOX_HEADS, "attention_head_dim": 64,
@@ -132,21 +130,11 @@ def tiny_cogvideox_state_dict(seed: int = 0, depth: int = 3, std: float = 0.08) 
         "text_embed_dim": CONTEXT_DIM, "use_learned_positional_embeddings": False,
         "use_rotary_positional_embeddings": True,
     }
-    config = comfy.supported_models.CogVideoX_T2V(unet_config)
-    config.set_inference_dtype(torch.float32, None)
-    network = config.get_model({}).diffusion_model
-    gen = torch.Generator().manual_seed(seed)
-    return {name: _seeded_values(name, t.shape, gen, std).contiguous()
-            for name, t in sorted(network.state_dict().items()) if t.is_floating_point()}
+    return _random_diffusion_model(comfy.supported_models.CogVideoX_T2V, unet_config, seed, std)
 
 
 def write_tiny_cogvideox(path: Path, seed: int = 0) -> Path:
-    from safetensors.torch import save_file
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    save_file(tiny_cogvideox_state_dict(seed), str(path))
-    return path
+    return _save(path, tiny_cogvideox_state_dict(seed))
 
 
 def random_clip_l_state_dict(seed: int = 1, dtype=torch.float16) -> dict[str, torch.Tensor]:
@@ -171,12 +159,8 @@ def random_clip_l_state_dict(seed: int = 1, dtype=torch.float16) -> dict[str, to
 
 
 def write_random_clip_l(path: Path, seed: int = 1) -> Path:
-    from safetensors.torch import save_file
-
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".partial")
-    save_file(random_clip_l_state_dict(seed), str(tmp))
+    tmp = _save(path.with_name(path.name + ".partial"), random_clip_l_state_dict(seed))
     os.replace(tmp, path)
     return path
 

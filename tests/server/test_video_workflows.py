@@ -21,13 +21,12 @@ from concept_attention_tests.server.model_files import COGVIDEOX_FILE, write_tin
 from concept_attention_tests.server.workflows import (
     CONCEPT_NAMES,
     CONCEPTS,
-    ksampler_node,
+    check_patched_is_plain,
     link,
     node,
     output_files,
-    patch_node,
+    patched_and_plain_samplers,
     prompt_nodes,
-    read_latent,
     require_ok,
     saliency_file,
     to_mask_node,
@@ -144,11 +143,7 @@ def test_generated_clip_and_its_concept_mask_video(comfy_server, cogvideox_file)
         **_loaders(cogvideox_file),
         "latent": node("EmptyHunyuanLatentVideo", width=WIDTH, height=HEIGHT, length=LENGTH, batch_size=1),
         **prompt_nodes(),
-        "patch": patch_node(layers="all"),
-        "sampler": ksampler_node(model="patch", seed=5, steps=3, cfg=2.0),
-        "plain_sampler": ksampler_node(model="unet", seed=5, steps=3, cfg=2.0),
-        "save_latent": node("SaveLatent", samples=link("sampler"), filename_prefix=prefix + "_patched"),
-        "save_plain_latent": node("SaveLatent", samples=link("plain_sampler"), filename_prefix=prefix + "_plain"),
+        **patched_and_plain_samplers(prefix, seed=5),
         "decode": node("VAEDecode", samples=link("sampler"), vae=link("vae")),
         **_video_outputs("decode", prefix, "clip"),
         "maps": node("ConceptAttentionSamplingSaliency", model=link("patch"), latent=link("sampler"),
@@ -159,10 +154,7 @@ def test_generated_clip_and_its_concept_mask_video(comfy_server, cogvideox_file)
     }
     result = require_ok(comfy_server.run_prompt(prompt, timeout=300), comfy_server)
 
-    patched = read_latent(output_files(comfy_server, result, "save_latent", "latents")[0])
-    plain = read_latent(output_files(comfy_server, result, "save_plain_latent", "latents")[0])
-    assert tuple(patched.shape) == (1, 16, LATENT_FRAMES, HEIGHT // 8, WIDTH // 8)
-    assert torch.equal(patched, plain), "the patched model must generate exactly what the plain model does"
+    check_patched_is_plain(comfy_server, result, (1, 16, LATENT_FRAMES, HEIGHT // 8, WIDTH // 8))
 
     [clip_mp4] = output_files(comfy_server, result, "save_clip")
     clip_frames = _mp4_frames(clip_mp4)

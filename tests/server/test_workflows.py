@@ -26,12 +26,14 @@ from concept_attention_tests.server.workflows import (
     flux_loaders,
     klein_loaders,
     link,
+    check_patched_is_plain,
     ksampler_node,
     mask_as_png_values,
     node,
     nodes_executed,
     output_files,
     patch_node,
+    patched_and_plain_samplers,
     prompt_nodes,
     qwen_image_loaders,
     read_latent,
@@ -167,38 +169,12 @@ def test_flux2_klein_encode_mode_mask_drives_inpainting(comfy_server):
     Concept List -> Concept Saliency (Flux.2 latent in) -> Saliency to Mask -> SetLatentNoiseMask ->
     KSampler. The maps are Flux.2's, the saved mask is exactly the saved maps' mask, and only the
     latent cells inside it are generated."""
-    prefix = unique_prefix("klein_encode")
-    prompt = {
-        **klein_loaders(),
-        "latent": empty_flux2_latent(),
-        "saliency": saliency_node(seed=5, layers="all"),
-        "save_maps": node("ConceptAttentionSaveSaliency", saliency=link("saliency"), filename_prefix=prefix + "_maps"),
-        "mask": to_mask_node(concepts="dog", method="mean"),
-        "noise_mask": node("SetLatentNoiseMask", samples=link("latent"), mask=link("mask")),
-        **prompt_nodes(text="a red fox on the grass under the sky"),
-        "sampler": ksampler_node(latent="noise_mask", seed=3, steps=3, cfg=1.0),
-        "save_latent": node("SaveLatent", samples=link("sampler"), filename_prefix=prefix + "_latent"),
-        "mask_image": node("MaskToImage", mask=link("mask")),
-        "save_mask": node("SaveImage", images=link("mask_image"), filename_prefix=prefix + "_mask"),
-    }
-    result = require_ok(comfy_server.run_prompt(prompt, timeout=240), comfy_server)
-
-    saliency = _load_saliency(saliency_file(comfy_server, result, "save_maps"))
-    _check_maps(saliency, "Flux.2")
+    saliency, expected, latent = _encode_inpainting(comfy_server, "klein_encode", klein_loaders(),
+                                                    empty_flux2_latent(), cfg=1.0, family="Flux.2")
     assert saliency.metadata["layers"] == [0, 1], saliency.metadata  # the file's 2 double blocks
-
-    from concept_attention.concept_patch.maps.masks import saliency_to_mask
-
-    expected = saliency_to_mask(saliency, "dog", method="mean")
-    [mask_png] = output_files(comfy_server, result, "save_mask")
-    pixels = read_mask_png(mask_png)
-    assert pixels.shape == (HEIGHT, WIDTH)
-    assert set(np.unique(pixels).tolist()) == {0, 255}, "the mask must be binary and not empty or full"
-    np.testing.assert_array_equal(pixels, mask_as_png_values(expected))
 
     import comfy.utils
 
-    latent = read_latent(output_files(comfy_server, result, "save_latent", "latents")[0])
     assert tuple(latent.shape) == (1, 128, HEIGHT // 16, WIDTH // 16)
     noise_mask = comfy.utils.reshape_mask(expected, latent.shape)[0, 0]
     keep, repaint = noise_mask == 0, noise_mask == 1
@@ -223,40 +199,14 @@ def test_qwen_image_encode_mode_mask_drives_inpainting(comfy_server):
     Wan latent [1, 16, 1, h, w], as VAEEncode gives it) -> Saliency to Mask -> SetLatentNoiseMask ->
     KSampler. The maps are Qwen-Image's, the saved mask is exactly the saved maps' mask, and only the
     latent cells inside it are generated."""
-    prefix = unique_prefix("qwen_encode")
-    prompt = {
-        **qwen_image_loaders(),
-        "latent": empty_wan_image_latent(),
-        "saliency": saliency_node(seed=5, layers="all"),
-        "save_maps": node("ConceptAttentionSaveSaliency", saliency=link("saliency"), filename_prefix=prefix + "_maps"),
-        "mask": to_mask_node(concepts="dog", method="mean"),
-        "noise_mask": node("SetLatentNoiseMask", samples=link("latent"), mask=link("mask")),
-        **prompt_nodes(text="a red fox on the grass under the sky"),
-        "sampler": ksampler_node(latent="noise_mask", seed=3, steps=3, cfg=2.0),
-        "save_latent": node("SaveLatent", samples=link("sampler"), filename_prefix=prefix + "_latent"),
-        "mask_image": node("MaskToImage", mask=link("mask")),
-        "save_mask": node("SaveImage", images=link("mask_image"), filename_prefix=prefix + "_mask"),
-    }
-    result = require_ok(comfy_server.run_prompt(prompt, timeout=240), comfy_server)
-
-    saliency = _load_saliency(saliency_file(comfy_server, result, "save_maps"))
-    _check_maps(saliency, "Qwen-Image")
+    saliency, expected, latent = _encode_inpainting(comfy_server, "qwen_encode", qwen_image_loaders(),
+                                                    empty_wan_image_latent(), cfg=2.0, family="Qwen-Image")
     assert saliency.metadata["layers"] == [0, 1, 2], saliency.metadata  # the model's 3 blocks
     assert saliency.metadata["mode"] == "encode", saliency.metadata
-
-    from concept_attention.concept_patch.maps.masks import saliency_to_mask
-
-    expected = saliency_to_mask(saliency, "dog", method="mean")
-    [mask_png] = output_files(comfy_server, result, "save_mask")
-    pixels = read_mask_png(mask_png)
-    assert pixels.shape == (HEIGHT, WIDTH)
-    assert set(np.unique(pixels).tolist()) == {0, 255}, "the mask must be binary and not empty or full"
-    np.testing.assert_array_equal(pixels, mask_as_png_values(expected))
 
     import comfy.latent_formats
     import comfy.utils
 
-    latent = read_latent(output_files(comfy_server, result, "save_latent", "latents")[0])
     assert tuple(latent.shape) == (1, 16, 1, HEIGHT // 8, WIDTH // 8)
     noise_mask = comfy.utils.reshape_mask(expected, latent.shape)[0, 0, 0]
     keep, repaint = noise_mask == 0, noise_mask == 1
@@ -329,21 +279,14 @@ def test_qwen_image_edit_2511_with_a_reference_picture(comfy_server):
         "text_only_saliency": saliency_node(seed=5, layers="all", conditioning=link("text")),
         "save_text_only_maps": node("ConceptAttentionSaveSaliency", saliency=link("text_only_saliency"),
                                     filename_prefix=prefix + "_text_only"),
-        "patch": patch_node(layers="all"),
-        "sampler": ksampler_node(model="patch", seed=11, steps=3, cfg=2.0),
-        "plain_sampler": ksampler_node(model="unet", seed=11, steps=3, cfg=2.0),
-        "save_latent": node("SaveLatent", samples=link("sampler"), filename_prefix=prefix + "_patched"),
-        "save_plain_latent": node("SaveLatent", samples=link("plain_sampler"), filename_prefix=prefix + "_plain"),
+        **patched_and_plain_samplers(prefix, seed=11),
         "sampling_saliency": node("ConceptAttentionSamplingSaliency", model=link("patch"), latent=link("sampler")),
         "save_sampling_maps": node("ConceptAttentionSaveSaliency", saliency=link("sampling_saliency"),
                                    filename_prefix=prefix + "_sampling"),
     }
     result = require_ok(comfy_server.run_prompt(prompt, timeout=240), comfy_server)
 
-    patched = read_latent(output_files(comfy_server, result, "save_latent", "latents")[0])
-    plain = read_latent(output_files(comfy_server, result, "save_plain_latent", "latents")[0])
-    assert tuple(patched.shape) == (1, 16, 1, HEIGHT // 8, WIDTH // 8)
-    assert torch.equal(patched, plain), "the patched model must generate exactly what the plain model does"
+    check_patched_is_plain(comfy_server, result, (1, 16, 1, HEIGHT // 8, WIDTH // 8))
 
     encoded = _load_saliency(saliency_file(comfy_server, result, "save_maps"))
     _check_maps(encoded, "Qwen-Image")
@@ -356,6 +299,40 @@ def test_qwen_image_edit_2511_with_a_reference_picture(comfy_server):
     assert sampled.metadata["model_calls_used"] >= 3, sampled.metadata
 
 
+def _encode_inpainting(comfy_server, tag: str, loaders: dict, latent: dict, cfg: float, family: str):
+    """Concept List -> Concept Saliency -> Saliency to Mask -> SetLatentNoiseMask -> KSampler with `loaders`, run;
+    the saved maps are `family`'s and the saved mask is exactly their "dog" mask. Returns the maps, that mask and
+    the sampled latent."""
+    prefix = unique_prefix(tag)
+    prompt = {
+        **loaders,
+        "latent": latent,
+        "saliency": saliency_node(seed=5, layers="all"),
+        "save_maps": node("ConceptAttentionSaveSaliency", saliency=link("saliency"), filename_prefix=prefix + "_maps"),
+        "mask": to_mask_node(concepts="dog", method="mean"),
+        "noise_mask": node("SetLatentNoiseMask", samples=link("latent"), mask=link("mask")),
+        **prompt_nodes(text="a red fox on the grass under the sky"),
+        "sampler": ksampler_node(latent="noise_mask", seed=3, steps=3, cfg=cfg),
+        "save_latent": node("SaveLatent", samples=link("sampler"), filename_prefix=prefix + "_latent"),
+        "mask_image": node("MaskToImage", mask=link("mask")),
+        "save_mask": node("SaveImage", images=link("mask_image"), filename_prefix=prefix + "_mask"),
+    }
+    result = require_ok(comfy_server.run_prompt(prompt, timeout=240), comfy_server)
+
+    saliency = _load_saliency(saliency_file(comfy_server, result, "save_maps"))
+    _check_maps(saliency, family)
+
+    from concept_attention.concept_patch.maps.masks import saliency_to_mask
+
+    expected = saliency_to_mask(saliency, "dog", method="mean")
+    [mask_png] = output_files(comfy_server, result, "save_mask")
+    pixels = read_mask_png(mask_png)
+    assert pixels.shape == (HEIGHT, WIDTH)
+    assert set(np.unique(pixels).tolist()) == {0, 255}, "the mask must be binary and not empty or full"
+    np.testing.assert_array_equal(pixels, mask_as_png_values(expected))
+    return saliency, expected, read_latent(output_files(comfy_server, result, "save_latent", "latents")[0])
+
+
 def _generation_graph(prefix: str, loaders: dict, latent: dict, prompts: dict, steps: int, cfg: float) -> dict:
     """Patch node + KSampler next to a plain KSampler with the same seed, Concept Saliency from Sampling, Save
     Saliency, and one argmax mask per concept saved as a PNG."""
@@ -363,11 +340,7 @@ def _generation_graph(prefix: str, loaders: dict, latent: dict, prompts: dict, s
         **loaders,
         "latent": latent,
         **prompts,
-        "patch": patch_node(layers="all"),
-        "sampler": ksampler_node(model="patch", seed=11, steps=steps, cfg=cfg),
-        "plain_sampler": ksampler_node(model="unet", seed=11, steps=steps, cfg=cfg),
-        "save_latent": node("SaveLatent", samples=link("sampler"), filename_prefix=prefix + "_patched"),
-        "save_plain_latent": node("SaveLatent", samples=link("plain_sampler"), filename_prefix=prefix + "_plain"),
+        **patched_and_plain_samplers(prefix, seed=11, steps=steps, cfg=cfg),
         "saliency": node("ConceptAttentionSamplingSaliency", model=link("patch"), latent=link("sampler")),
         "save_maps": node("ConceptAttentionSaveSaliency", saliency=link("saliency"), filename_prefix=prefix + "_maps"),
     }
@@ -384,11 +357,7 @@ def _check_generation(comfy_server, prompt: dict, family: str, latent_shape=None
     from concept_attention.concept_patch.maps.masks import saliency_to_mask
 
     result = require_ok(comfy_server.run_prompt(prompt, timeout=240), comfy_server)
-    patched = read_latent(output_files(comfy_server, result, "save_latent", "latents")[0])
-    plain = read_latent(output_files(comfy_server, result, "save_plain_latent", "latents")[0])
-    if latent_shape is not None:
-        assert tuple(patched.shape) == latent_shape
-    assert torch.equal(patched, plain), "the patched model must generate exactly what the plain model does"
+    check_patched_is_plain(comfy_server, result, latent_shape)
 
     saliency = _load_saliency(saliency_file(comfy_server, result, "save_maps"))
     _check_maps(saliency, family)

@@ -143,6 +143,28 @@ def ksampler_node(model="unet", positive="positive", negative="negative", latent
                 latent_image=link(latent), denoise=1.0)
 
 
+def patched_and_plain_samplers(prefix: str, seed: int, steps: int = 3, cfg: float = 2.0) -> dict:
+    """The patch node, a KSampler on the patched model and one on the plain model with the same seed, each
+    saving its latent (save_latent, save_plain_latent): check_patched_is_plain compares them."""
+    return {
+        "patch": patch_node(layers="all"),
+        "sampler": ksampler_node(model="patch", seed=seed, steps=steps, cfg=cfg),
+        "plain_sampler": ksampler_node(model="unet", seed=seed, steps=steps, cfg=cfg),
+        "save_latent": node("SaveLatent", samples=link("sampler"), filename_prefix=prefix + "_patched"),
+        "save_plain_latent": node("SaveLatent", samples=link("plain_sampler"), filename_prefix=prefix + "_plain"),
+    }
+
+
+def check_patched_is_plain(server: ComfyServer, result: PromptResult, latent_shape=None) -> torch.Tensor:
+    """The patched model's latent (patched_and_plain_samplers) is the plain model's, bit for bit. Returns it."""
+    patched = read_latent(output_files(server, result, "save_latent", "latents")[0])
+    plain = read_latent(output_files(server, result, "save_plain_latent", "latents")[0])
+    if latent_shape is not None:
+        assert tuple(patched.shape) == latent_shape
+    assert torch.equal(patched, plain), "the patched model must generate exactly what the plain model does"
+    return patched
+
+
 def prompt_nodes(clip="clip", text: str = "a dog on the grass under the sky") -> dict:
     """positive (CLIPTextEncode) and negative (its zeroed copy: no second text encode)."""
     return {

@@ -1,6 +1,6 @@
 """Test-only stand-ins for the stock loaders of the example workflows (example_workflows/).
 
-The browser tier and tests/browser/make_examples.py run every example workflow on tiny
+The browser tier and scripts/make_examples.py run every example workflow on tiny
 random-weight models: each loader of the workflow (UNETLoader, DualCLIPLoader, CLIPLoader,
 TripleCLIPLoader, VAELoader, CheckpointLoaderSimple) is swapped for the node here with the same
 outputs. Node ids start with "ConceptAttentionTest" so they never collide with the pack's own.
@@ -13,7 +13,7 @@ outputs. Node ids start with "ConceptAttentionTest" so they never collide with t
   ConceptAttentionTestTinySD3Clip        CLIP   the tiny SD3 text encoder (CLIP-L/G + T5)
   ConceptAttentionTestTinyKlein          MODEL  a tiny Flux.2 Klein 4B
 (Qwen-Image's model and text encoder stand-ins are in concept_attention_test_nodes.)
-The models come from tests/comfy/tiny_models.py (its path is in CONCEPT_ATTENTION_TINY_MODELS, set
+The models come from tests/comfy/tiny/tiny_models.py (its path is in CONCEPT_ATTENTION_TINY_MODELS, set
 by tests/server/comfy_server.py).
 """
 
@@ -59,7 +59,7 @@ def flux2_vae(seed: int = 5):
                 "batch_norm_latent": True}
     params = {"ddconfig": ddconfig, "embed_dim": 32}
     template = comfy.ldm.models.autoencoder.AutoencoderKL(**params)
-    tiny_models._randomize(template, seed, std=0.1)
+    tiny_models.randomize(template, seed, std=0.1)
     with torch.no_grad():  # a plain batch norm: mean 0, variance 1
         template.bn.running_mean.zero_()
         template.bn.running_var.fill_(1.0)
@@ -86,7 +86,7 @@ def wan21_vae(seed: int = 6):
 
     template = comfy.ldm.wan.vae.WanVAE(dim=16, z_dim=16, dim_mult=[1, 2, 4, 4], num_res_blocks=2, attn_scales=[],
                                         temperal_downsample=[False, True, True], dropout=0.0)
-    tiny_models._randomize(template, seed, std=0.1)
+    tiny_models.randomize(template, seed, std=0.1)
     return comfy.sd.VAE(sd=template.state_dict(), dtype=torch.float32)
 
 

@@ -28,8 +28,8 @@ stock loaders cannot make small:
   ConceptAttentionTestTinyCogVideoXVAE
                                     VAE    ComfyUI's CogVideoX VAE (4x time, 8x space, 16 channels) at tiny
                                            widths: VAELoader builds it at full width whatever the file holds
-The builders are those of tests/comfy/tiny_models.py, tests/comfy/tiny_text_encoders.py and
-tests/comfy/tiny_cogvideox.py, the same models the in-process tests use. (A tiny Flux.2 Klein DiT
+The builders are those of tests/comfy/tiny/tiny_models.py, tests/comfy/tiny/tiny_text_encoders.py and
+tests/comfy/tiny/tiny_cogvideox.py, the same models the in-process tests use. (A tiny Flux.2 Klein DiT
 or CogVideoX needs no node on the server tier: the stock UNETLoader reads a small file of either,
 see tests/server/model_files.py; the CogVideoX model node stands in for the browser tier's example
 runs. A Qwen-Image file cannot be small: ComfyUI's detection reads only its block count and input
@@ -45,7 +45,7 @@ import sys
 
 
 def _tiny_models():
-    """tests/comfy/tiny_models.py, loaded by path: the tests package is not importable in the server.
+    """tests/comfy/tiny/tiny_models.py, loaded by path: the tests package is not importable in the server.
 
     The harness (tests/server/comfy_server.py) passes its location in CONCEPT_ATTENTION_TINY_MODELS.
     """
@@ -60,25 +60,25 @@ tiny_models = _tiny_models()
 
 
 def tiny_text_encoders():
-    """tests/comfy/tiny_text_encoders.py (next to tiny_models.py), imported on first use under the name
-    the tests give it, concept_attention_tests.comfy.tiny_text_encoders: it imports tiny_models by that
+    """tests/comfy/tiny/tiny_text_encoders.py (next to tiny_models.py), imported on first use under the name
+    the tests give it, concept_attention_tests.comfy.tiny.tiny_text_encoders: it imports tiny_models by that
     package name, so the two package levels are registered here by their folders (as tests/conftest.py
     does in pytest)."""
-    comfy_tests = os.path.dirname(os.path.abspath(os.environ["CONCEPT_ATTENTION_TINY_MODELS"]))
+    comfy_tests = os.path.dirname(os.path.dirname(os.path.abspath(os.environ["CONCEPT_ATTENTION_TINY_MODELS"])))
     for name, folder in (("concept_attention_tests", os.path.dirname(comfy_tests)),
                          ("concept_attention_tests.comfy", comfy_tests)):
         if name not in sys.modules:
             spec = importlib.machinery.ModuleSpec(name, None, is_package=True)
             spec.submodule_search_locations = [folder]
             sys.modules[name] = importlib.util.module_from_spec(spec)
-    return importlib.import_module("concept_attention_tests.comfy.tiny_text_encoders")
+    return importlib.import_module("concept_attention_tests.comfy.tiny.tiny_text_encoders")
 
 
 def tiny_cogvideox():
-    """tests/comfy/tiny_cogvideox.py, imported like tiny_text_encoders (whose import registers the package names it
+    """tests/comfy/tiny/tiny_cogvideox.py, imported like tiny_text_encoders (whose import registers the package names it
     needs)."""
     tiny_text_encoders()
-    return importlib.import_module("concept_attention_tests.comfy.tiny_cogvideox")
+    return importlib.import_module("concept_attention_tests.comfy.tiny.tiny_cogvideox")
 
 
 class ConceptAttentionTestRaise:

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import torch
 
-from concept_attention_tests.comfy.tiny_models import _randomize, _patcher
-from concept_attention_tests.comfy.tiny_text_encoders import (
+from concept_attention_tests.comfy.tiny.tiny_models import randomize, patcher
+from concept_attention_tests.comfy.tiny.tiny_text_encoders import (
     HUNYUAN_QWEN_CONTEXT_DIM,
     HUNYUAN_VIDEO_CONTEXT_DIM,
     HUNYUAN_VIDEO_POOLED_DIM,
@@ -28,8 +28,8 @@ def _build(config_cls, unet_config, dtype, seed):
     config = config_cls({**_COMMON, **unet_config})
     config.set_inference_dtype(dtype, None)
     model = config.get_model({})
-    _randomize(model.diffusion_model, seed)
-    return _patcher(model)
+    randomize(model.diffusion_model, seed)
+    return patcher(model)
 
 
 def hunyuan_video_model(dtype=torch.float32, depth=3, single_depth=1, seed=0, variant="t2v"):

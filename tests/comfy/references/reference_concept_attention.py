@@ -63,7 +63,7 @@ SD3_DEVIATIONS = (
 # ---------------------------------------------------------------------------------------------
 
 
-class _Ops:
+class Ops:
     def __init__(self, dtype: torch.dtype):
         self.dtype = dtype
 
@@ -164,7 +164,7 @@ class ReferenceResult:
     concept_out: dict = field(default_factory=dict)     # layer -> o_c [B, r, H*D]
 
 
-def _concept_attention(ops, q_c, k_c, v_c, k_x, v_x, switches: ConceptSwitches):
+def concept_attention(ops, q_c, k_c, v_c, k_x, v_x, switches: ConceptSwitches):
     """o_c per head, [B, H, r, D]: concepts query [image keys ; concept keys] as switched."""
     keys, values = [], []
     if switches.cross_attention:
@@ -178,7 +178,7 @@ def _concept_attention(ops, q_c, k_c, v_c, k_x, v_x, switches: ConceptSwitches):
     return ops.attention(q_c, torch.cat(keys, dim=2), torch.cat(values, dim=2))
 
 
-def _layer_scores(ops, space, softmax, o_x, o_c, k_x, q_c, v_x, v_c):
+def layer_scores(ops, space, softmax, o_x, o_c, k_x, q_c, v_x, v_c):
     """[B, n, r] scores of one layer from heads-first image / concept tensors."""
     if space == "output":
         img, con = ops.flat(o_x), ops.flat(o_c)
@@ -192,7 +192,7 @@ def _layer_scores(ops, space, softmax, o_x, o_c, k_x, q_c, v_x, v_c):
     return ops.softmax(scores, dim=-1) if softmax else scores
 
 
-def _finish(result: ReferenceResult, layers, batch):
+def finish(result: ReferenceResult, layers, batch):
     total = sum(result.layer_scores[i] for i in layers) / len(layers)
     h, w = result.grid
     result.maps = total.reshape(batch, h, w, -1).permute(0, 3, 1, 2).contiguous()
@@ -204,7 +204,19 @@ def _finish(result: ReferenceResult, layers, batch):
 # ---------------------------------------------------------------------------------------------
 
 
-def _flux_rope_tables(ids, axes_dim, theta, dtype):
+def roped_joint_attention(ops, qs, ks, vs, cos, sin, picture, concept_qkv, switches: ConceptSwitches):
+    """Joint attention over the streams (their q, k, v concatenated in the order given; RoPE on q and k), and the
+    concepts' attention over the picture's keys and values (`picture`: the picture tokens' slice or index).
+    Returns the joint output, the concepts' output and the picture's (output, keys, values)."""
+    q = apply_rope(torch.cat(qs, dim=2), cos, sin)
+    k = apply_rope(torch.cat(ks, dim=2), cos, sin)
+    v = torch.cat(vs, dim=2)
+    o = ops.attention(q, k, v)
+    k_img, v_img, o_img = k[:, :, picture], v[:, :, picture], o[:, :, picture]
+    return o, concept_attention(ops, *concept_qkv, k_img, v_img, switches), (o_img, k_img, v_img)
+
+
+def flux_rope_tables(ids, axes_dim, theta, dtype):
     """cos/sin [B, L, D/2] for position ids [B, L, n_axes]: axis a owns axes_dim[a]/2 pairs,
     pair j of an axis of width d rotates by pos * theta^(-2j/d)."""
     angles = []
@@ -216,7 +228,7 @@ def _flux_rope_tables(ids, axes_dim, theta, dtype):
     return torch.cos(ang), torch.sin(ang)
 
 
-def _apply_rope(x, cos, sin):
+def apply_rope(x, cos, sin):
     """Rotate the consecutive pairs (x[2j], x[2j+1]) of heads-first x [B, H, L, D]."""
     x0, x1 = x[..., 0::2], x[..., 1::2]
     c, s = cos[:, None], sin[:, None]
@@ -230,7 +242,7 @@ def _flux_mod(ops, mod, vec):
     return out.chunk(6, dim=-1)
 
 
-def _flux_mlp(ops, mlp, x):
+def flux_mlp(ops, mlp, x):
     if hasattr(mlp, "gate_proj"):  # "yak" SwiGLU MLP (Ovis): down(silu(gate(x)) * up(x))
         return ops.linear(mlp.down_proj, ops.silu(ops.linear(mlp.gate_proj, x)) * ops.linear(mlp.up_proj, x))
     if type(mlp[1]).__name__ == "SiLUActivation":  # Flux.2: one Linear to 2·hidden, silu(first half) · second half
@@ -247,31 +259,31 @@ def _flux_stream_qkv(ops, block, attn, norm1, mod_vec_chunks, x):
     B, L = qkv.shape[:2]
     q, k, v = qkv.view(B, L, 3, block.num_heads, -1).permute(2, 0, 3, 1, 4)
     qn, kn = attn.norm.query_norm, attn.norm.key_norm
-    q = ops.rms_norm(q, _rms_scale(qn), _rms_eps(qn))
-    k = ops.rms_norm(k, _rms_scale(kn), _rms_eps(kn))
+    q = ops.rms_norm(q, rms_scale(qn), rms_eps(qn))
+    k = ops.rms_norm(k, rms_scale(kn), rms_eps(kn))
     return q, k, v
 
 
-def _rms_scale(norm):
+def rms_scale(norm):
     """The RMSNorm scale parameter (`weight` in ComfyUI 0.33, `scale` in 0.3.x's Flux RMSNorm)."""
     return norm.weight if hasattr(norm, "weight") else norm.scale
 
 
-def _rms_eps(norm):
+def rms_eps(norm):
     eps = getattr(norm, "eps", None)
     if eps is None:  # torch.nn.RMSNorm(eps=None) uses the input dtype's machine epsilon
-        eps = torch.finfo(_rms_scale(norm).dtype).eps
+        eps = torch.finfo(rms_scale(norm).dtype).eps
     return eps
 
 
 def _flux_stream_update(ops, attn, norm2, mlp, chunks, x, attn_out_flat):
     _, _, gate1, shift2, scale2, gate2 = chunks
     x = x + ops.linear(attn.proj, attn_out_flat) * gate1
-    x = x + _flux_mlp(ops, mlp, ops.layer_norm(x, norm2.eps) * (1 + scale2) + shift2) * gate2
+    x = x + flux_mlp(ops, mlp, ops.layer_norm(x, norm2.eps) * (1 + scale2) + shift2) * gate2
     return x
 
 
-def _image_ids(ops, B, grid, n_axes, index=0.0, row_offset=0.0, col_offset=0.0):
+def image_ids(ops, B, grid, n_axes, index=0.0, row_offset=0.0, col_offset=0.0):
     """Image position ids [B, h*w, n_axes]: (index, row, column, 0...)."""
     h, w = grid
     ids = torch.zeros((h, w, n_axes), dtype=ops.dtype)
@@ -281,7 +293,7 @@ def _image_ids(ops, B, grid, n_axes, index=0.0, row_offset=0.0, col_offset=0.0):
     return ids.reshape(1, h * w, n_axes).expand(B, -1, -1)
 
 
-def _text_ids(ops, B, positions, n_axes, axes):
+def text_ids(ops, B, positions, n_axes, axes):
     """Text (or concept) position ids [B, L, n_axes]: `positions` [L] on each of `axes`, zero elsewhere."""
     ids = torch.zeros((B, positions.shape[0], n_axes), dtype=ops.dtype)
     for a in axes:
@@ -301,8 +313,8 @@ def _double_stream_reference(ops, dm, img, grid, txt, ids, concepts, concept_ids
     B = img.shape[0]
     n = grid[0] * grid[1]
     T = txt.shape[1]
-    cos, sin = _flux_rope_tables(ids, prm.axes_dim, prm.theta, ops.dtype)
-    c_cos, c_sin = _flux_rope_tables(concept_ids, prm.axes_dim, prm.theta, ops.dtype)
+    cos, sin = flux_rope_tables(ids, prm.axes_dim, prm.theta, ops.dtype)
+    c_cos, c_sin = flux_rope_tables(concept_ids, prm.axes_dim, prm.theta, ops.dtype)
 
     result = ReferenceResult(maps=None, grid=grid)
     for i in range(layers[-1] + 1):
@@ -313,21 +325,21 @@ def _double_stream_reference(ops, dm, img, grid, txt, ids, concepts, concept_ids
         q_t, k_t, v_t = _flux_stream_qkv(ops, blk, blk.txt_attn, blk.txt_norm1, txt_mod, txt)
         q_c, k_c, v_c = _flux_stream_qkv(ops, blk, blk.txt_attn, blk.txt_norm1, con_mod, concepts)
 
-        q = _apply_rope(torch.cat([q_t, q_x], dim=2), cos, sin)
-        k = _apply_rope(torch.cat([k_t, k_x], dim=2), cos, sin)
+        q = apply_rope(torch.cat([q_t, q_x], dim=2), cos, sin)
+        k = apply_rope(torch.cat([k_t, k_x], dim=2), cos, sin)
         v = torch.cat([v_t, v_x], dim=2)
         if deviation != "unrotated_concepts":
-            q_c, k_c = _apply_rope(q_c, c_cos, c_sin), _apply_rope(k_c, c_cos, c_sin)
+            q_c, k_c = apply_rope(q_c, c_cos, c_sin), apply_rope(k_c, c_cos, c_sin)
 
         o = ops.attention(q, k, v)              # joint attention of the block itself
         k_img, v_img = k[:, :, T:T + n], v[:, :, T:T + n]
         o_img = o[:, :, T:T + n]
         if deviation == "image_keys_before_rope":
             k_img = k_x
-        o_c = _concept_attention(ops, q_c, k_c, v_c, k_img, v_img, switches)
+        o_c = concept_attention(ops, q_c, k_c, v_c, k_img, v_img, switches)
 
         if i in layers:
-            result.layer_scores[i] = _layer_scores(ops, space, softmax, o_img, o_c, k_img, q_c, v_img, v_c)
+            result.layer_scores[i] = layer_scores(ops, space, softmax, o_img, o_c, k_img, q_c, v_img, v_c)
             result.concept_out[i] = ops.flat(o_c)
 
         o_flat = ops.flat(o)
@@ -339,17 +351,17 @@ def _double_stream_reference(ops, dm, img, grid, txt, ids, concepts, concept_ids
         result.block_img.append(img)
         result.block_txt.append(txt)
         result.concepts.append(concepts)
-    return _finish(result, layers, B)
+    return finish(result, layers, B)
 
 
 def _flux_text_in(ops, dm, context):
     """txt_in, after the RMS-normed text input of models that have one (Ovis)."""
     if getattr(dm, "txt_norm", None) is not None:
-        context = ops.rms_norm(context, _rms_scale(dm.txt_norm), _rms_eps(dm.txt_norm))
+        context = ops.rms_norm(context, rms_scale(dm.txt_norm), rms_eps(dm.txt_norm))
     return ops.linear(dm.txt_in, context)
 
 
-def _mlp_embed(ops, emb, v):
+def mlp_embed(ops, emb, v):
     """MLPEmbedder: in_layer, SiLU, out_layer."""
     return ops.linear(emb.out_layer, ops.silu(ops.linear(emb.in_layer, v)))
 
@@ -382,7 +394,7 @@ def flux_reference(dm, x, timestep, context, y, guidance, concept_embeddings, la
     used only to show that the comparison would catch it."""
     switches = switches or ConceptSwitches()
     assert deviation in (None,) + FLUX_DEVIATIONS + ("unrotated_concepts",), deviation
-    ops = _Ops(dtype)
+    ops = Ops(dtype)
     prm = dm.params
     assert not getattr(prm, "global_modulation", False), "per-block modulation only (Flux.2: flux2_reference)"
     text_axes = list(getattr(prm, "txt_ids_dims", None) or [])
@@ -391,16 +403,16 @@ def flux_reference(dm, x, timestep, context, y, guidance, concept_embeddings, la
     B = x.shape[0]
 
     t_emb = ops.sinusoidal(timestep.float() * 1000.0, 256)
-    vec_common = _mlp_embed(ops, dm.time_in, t_emb)
+    vec_common = mlp_embed(ops, dm.time_in, t_emb)
     if prm.guidance_embed and guidance is not None:
-        vec_common = vec_common + _mlp_embed(ops, dm.guidance_in, ops.sinusoidal(guidance.float() * 1000.0, 256))
+        vec_common = vec_common + mlp_embed(ops, dm.guidance_in, ops.sinusoidal(guidance.float() * 1000.0, 256))
     vec, cvec = vec_common, vec_common
     if dm.vector_in is not None:
         if y is None:
             y = torch.zeros((B, prm.vec_in_dim))
-        vec = vec_common + _mlp_embed(ops, dm.vector_in, y[:, : prm.vec_in_dim].to(dtype))
+        vec = vec_common + mlp_embed(ops, dm.vector_in, y[:, : prm.vec_in_dim].to(dtype))
         # concept modulation vector: the pooled vector replaced by zeros
-        cvec = vec_common + _mlp_embed(ops, dm.vector_in, torch.zeros((B, prm.vec_in_dim), dtype=dtype))
+        cvec = vec_common + mlp_embed(ops, dm.vector_in, torch.zeros((B, prm.vec_in_dim), dtype=dtype))
     if deviation == "pooled_concept_modulation":
         cvec = vec
 
@@ -410,11 +422,11 @@ def flux_reference(dm, x, timestep, context, y, guidance, concept_embeddings, la
     img, grid = _flux_embed_image(ops, dm, x)
     txt = _flux_text_in(ops, dm, context)
     T, r, n_axes = txt.shape[1], concept_embeddings.shape[0], len(prm.axes_dim)
-    ids = torch.cat([_text_ids(ops, B, torch.arange(T), n_axes, text_axes),
-                     _image_ids(ops, B, grid, n_axes, *image_id_offset)], dim=1)
+    ids = torch.cat([text_ids(ops, B, torch.arange(T), n_axes, text_axes),
+                     image_ids(ops, B, grid, n_axes, *image_id_offset)], dim=1)
     if text_axes:
         assert concept_positions is not None, "this model numbers text tokens: give the concept positions"
-    concept_ids = _text_ids(ops, B, concept_positions if text_axes else torch.zeros(r), n_axes, text_axes)
+    concept_ids = text_ids(ops, B, concept_positions if text_axes else torch.zeros(r), n_axes, text_axes)
     concepts = _flux_text_in(ops, dm, concept_embeddings.to(dtype))[None].expand(B, -1, -1)
     return _double_stream_reference(ops, dm, img, grid, txt, ids, concepts, concept_ids, layers, block_mods, space,
                                     softmax, switches, deviation)
@@ -440,16 +452,16 @@ def flux2_reference(dm, x, timestep, context, guidance, concept_embeddings, conc
     it, i.e. after ComfyUI's left padding); each concept sits at concept_positions [r] on that axis."""
     switches = switches or ConceptSwitches()
     assert deviation in (None,) + FLUX2_DEVIATIONS, deviation
-    ops = _Ops(dtype)
+    ops = Ops(dtype)
     prm = dm.params
     assert prm.global_modulation and list(prm.txt_ids_dims) == [3]
     layers = sorted(set(layers))
     x, context = x.to(dtype), context.to(dtype)
     B = x.shape[0]
 
-    vec = _mlp_embed(ops, dm.time_in, ops.sinusoidal(timestep.float() * 1000.0, 256))
+    vec = mlp_embed(ops, dm.time_in, ops.sinusoidal(timestep.float() * 1000.0, 256))
     if prm.guidance_embed and guidance is not None:
-        vec = vec + _mlp_embed(ops, dm.guidance_in, ops.sinusoidal(guidance.float() * 1000.0, 256))
+        vec = vec + mlp_embed(ops, dm.guidance_in, ops.sinusoidal(guidance.float() * 1000.0, 256))
     img_mod = _flux_mod(ops, dm.double_stream_modulation_img, vec)
     txt_mod = _flux_mod(ops, dm.double_stream_modulation_txt, vec)
     con_mod = img_mod if deviation == "image_modulation_for_concepts" else txt_mod
@@ -460,8 +472,8 @@ def flux2_reference(dm, x, timestep, context, guidance, concept_embeddings, conc
     img, grid = _flux_embed_image(ops, dm, x)
     txt = ops.linear(dm.txt_in, context)
     T, n_axes = txt.shape[1], len(prm.axes_dim)
-    ids = torch.cat([_text_ids(ops, B, torch.arange(T), n_axes, [3]), _image_ids(ops, B, grid, n_axes)], dim=1)
-    concept_ids = _text_ids(ops, B, concept_positions, n_axes, [3])
+    ids = torch.cat([text_ids(ops, B, torch.arange(T), n_axes, [3]), image_ids(ops, B, grid, n_axes)], dim=1)
+    concept_ids = text_ids(ops, B, concept_positions, n_axes, [3])
     concepts = ops.linear(dm.txt_in, concept_embeddings.to(dtype))[None].expand(B, -1, -1)
     return _double_stream_reference(ops, dm, img, grid, txt, ids, concepts, concept_ids, layers, block_mods, space,
                                     softmax, switches, deviation)
@@ -472,7 +484,7 @@ def flux2_reference(dm, x, timestep, context, guidance, concept_embeddings, conc
 # ---------------------------------------------------------------------------------------------
 
 
-def _chroma_modulation_rows(ops, dm, timestep, guidance, rows):
+def chroma_modulation_rows(ops, dm, timestep, guidance, rows):
     """Chroma's distilled guidance layer for the modulation vectors `rows`, [B, len(rows), hidden].
 
     Row k's input is [emb16(t) ; emb16(g) ; emb32(k)] (sinusoidal features of the timestep, the
@@ -486,7 +498,7 @@ def _chroma_modulation_rows(ops, dm, timestep, guidance, rows):
                    ops.sinusoidal(index * 1000.0, 32)[None].expand(B, -1, -1)], dim=-1)
     x = ops.linear(approx.in_proj, v)
     for layer, norm in zip(approx.layers, approx.norms):
-        x = x + _mlp_embed(ops, layer, ops.rms_norm(x, _rms_scale(norm), _rms_eps(norm)))
+        x = x + mlp_embed(ops, layer, ops.rms_norm(x, rms_scale(norm), rms_eps(norm)))
     return ops.linear(approx.out_proj, x)
 
 
@@ -503,7 +515,7 @@ def chroma_reference(dm, x, timestep, context, guidance, concept_embeddings, lay
     text and concept ids are zero)."""
     switches = switches or ConceptSwitches()
     assert deviation in (None,) + CHROMA_DEVIATIONS, deviation
-    ops = _Ops(dtype)
+    ops = Ops(dtype)
     prm = dm.params
     layers = sorted(set(layers))
     x, context = x.to(dtype), context.to(dtype)
@@ -512,7 +524,7 @@ def chroma_reference(dm, x, timestep, context, guidance, concept_embeddings, lay
 
     def block_mods(i, blk):
         rows = [img_start + 6 * i + j for j in range(6)] + [txt_start + 6 * i + j for j in range(6)]
-        mods = _chroma_modulation_rows(ops, dm, timestep, guidance, rows)
+        mods = chroma_modulation_rows(ops, dm, timestep, guidance, rows)
         chunks = tuple(mods[:, j:j + 1] for j in range(12))
         concept_mods = chunks[:6] if deviation == "image_modulation_for_concepts" else chunks[6:]
         return chunks[:6], chunks[6:], concept_mods
@@ -522,8 +534,8 @@ def chroma_reference(dm, x, timestep, context, guidance, concept_embeddings, lay
     txt = ops.linear(dm.txt_in, context)
     T, r, n_axes = txt.shape[1], concept_embeddings.shape[0], len(prm.axes_dim)
     text_axes = [0] if sequential_text_ids else []
-    ids = torch.cat([_text_ids(ops, B, torch.arange(T), n_axes, text_axes), _image_ids(ops, B, grid, n_axes)], dim=1)
-    concept_ids = _text_ids(ops, B, concept_positions if sequential_text_ids else torch.zeros(r), n_axes, text_axes)
+    ids = torch.cat([text_ids(ops, B, torch.arange(T), n_axes, text_axes), image_ids(ops, B, grid, n_axes)], dim=1)
+    concept_ids = text_ids(ops, B, concept_positions if sequential_text_ids else torch.zeros(r), n_axes, text_axes)
     concepts = ops.linear(dm.txt_in, concept_embeddings.to(dtype))[None].expand(B, -1, -1)
     return _double_stream_reference(ops, dm, img, grid, txt, ids, concepts, concept_ids, layers, block_mods, space,
                                     softmax, switches, deviation)
@@ -540,7 +552,7 @@ QWEN_DEVIATIONS = (
 )
 
 
-def _diffusers_timestep_features(ops, t, dim, scale=1.0, max_period=10000.0):
+def diffusers_timestep_features(ops, t, dim, scale=1.0, max_period=10000.0):
     """get_timestep_embedding(flip_sin_to_cos=True, downscale_freq_shift=0): [cos(s·t·w) ; sin(s·t·w)],
     evaluated in float32 in the model's own order (t·w first, then the scale), as ComfyUI does."""
     half = dim // 2
@@ -549,7 +561,7 @@ def _diffusers_timestep_features(ops, t, dim, scale=1.0, max_period=10000.0):
     return torch.cat([torch.cos(args), torch.sin(args)], dim=-1).to(ops.dtype)
 
 
-def _timestep_embedding_mlp(ops, emb, v):
+def timestep_embedding_mlp(ops, emb, v):
     """TimestepEmbedding: linear_1, SiLU, linear_2."""
     return ops.linear(emb.linear_2, ops.silu(ops.linear(emb.linear_1, v)))
 
@@ -573,15 +585,15 @@ def _qwen_blocks(ops, dm, img, txt, concepts, temb, grid, ids, concept_ids, laye
     n = grid[0] * grid[1]
     T = txt.shape[1]
     axes, theta = dm.pe_embedder.axes_dim, dm.pe_embedder.theta
-    cos, sin = _flux_rope_tables(ids, axes, theta, ops.dtype)
-    c_rope = None if concept_ids is None else _flux_rope_tables(concept_ids, axes, theta, ops.dtype)
+    cos, sin = flux_rope_tables(ids, axes, theta, ops.dtype)
+    c_rope = None if concept_ids is None else flux_rope_tables(concept_ids, axes, theta, ops.dtype)
 
     def mod(seq, vec):
         return ops.linear(seq[1], ops.silu(vec))[:, None, :].chunk(6, dim=-1)
 
     def qkv(attn, to_q, to_k, to_v, norm_q, norm_k, xm):
         q, k, v = (ops.heads(ops.linear(lin, xm), attn.heads) for lin in (to_q, to_k, to_v))
-        return ops.rms_norm(q, _rms_scale(norm_q), _rms_eps(norm_q)), ops.rms_norm(k, _rms_scale(norm_k), _rms_eps(norm_k)), v
+        return ops.rms_norm(q, rms_scale(norm_q), rms_eps(norm_q)), ops.rms_norm(k, rms_scale(norm_k), rms_eps(norm_k)), v
 
     def modulated(norm, x_, shift, scale):
         return ops.layer_norm(x_, norm.eps) * (1 + scale) + shift
@@ -598,16 +610,16 @@ def _qwen_blocks(ops, dm, img, txt, concepts, temb, grid, ids, concept_ids, laye
                             modulated(blk.txt_norm1, txt, tm[0], tm[1]))
         q_c, k_c, v_c = qkv(a, a.add_q_proj, a.add_k_proj, a.add_v_proj, a.norm_added_q, a.norm_added_k,
                             modulated(blk.txt_norm1, concepts, cm[0], cm[1]))
-        q = _apply_rope(torch.cat([q_t, q_x], dim=2), cos, sin)
-        k = _apply_rope(torch.cat([k_t, k_x], dim=2), cos, sin)
+        q = apply_rope(torch.cat([q_t, q_x], dim=2), cos, sin)
+        k = apply_rope(torch.cat([k_t, k_x], dim=2), cos, sin)
         v = torch.cat([v_t, v_x], dim=2)
         if c_rope is not None:
-            q_c, k_c = _apply_rope(q_c, *c_rope), _apply_rope(k_c, *c_rope)
+            q_c, k_c = apply_rope(q_c, *c_rope), apply_rope(k_c, *c_rope)
         o = ops.attention(q, k, v)
         k_img, v_img, o_img = k[:, :, T:T + n], v[:, :, T:T + n], o[:, :, T:T + n]
-        o_c = _concept_attention(ops, q_c, k_c, v_c, k_img, v_img, switches)
+        o_c = concept_attention(ops, q_c, k_c, v_c, k_img, v_img, switches)
         if i in layers:
-            result.layer_scores[i] = _layer_scores(ops, space, softmax, o_img, o_c, k_img, q_c, v_img, v_c)
+            result.layer_scores[i] = layer_scores(ops, space, softmax, o_img, o_c, k_img, q_c, v_img, v_c)
             result.concept_out[i] = ops.flat(o_c)
         o_flat = ops.flat(o)
         img = img + im[2] * ops.linear(a.to_out[0], o_flat[:, T:])
@@ -621,7 +633,7 @@ def _qwen_blocks(ops, dm, img, txt, concepts, temb, grid, ids, concept_ids, laye
         result.block_img.append(img)
         result.block_txt.append(txt)
         result.concepts.append(concepts)
-    return _finish(result, layers, B)
+    return finish(result, layers, B)
 
 
 def _qwen_text_and_concepts(ops, dm, context, concept_embeddings, B):
@@ -629,7 +641,7 @@ def _qwen_text_and_concepts(ops, dm, context, concept_embeddings, B):
     norm = dm.txt_norm
 
     def embed(states):
-        return ops.linear(dm.txt_in, ops.rms_norm(states, _rms_scale(norm), _rms_eps(norm)))
+        return ops.linear(dm.txt_in, ops.rms_norm(states, rms_scale(norm), rms_eps(norm)))
 
     return embed(context), embed(concept_embeddings.to(ops.dtype))[None].expand(B, -1, -1)
 
@@ -643,7 +655,7 @@ def qwen_image_reference(dm, x, timestep, context, concept_embeddings, concept_p
     each concept at txt_start + concept_positions [r]. The concepts take the block's text modulation."""
     switches = switches or ConceptSwitches()
     assert deviation in (None,) + QWEN_DEVIATIONS, deviation
-    ops = _Ops(dtype)
+    ops = Ops(dtype)
     layers = sorted(set(layers))
     x, context = x.to(dtype), context.to(dtype)
     B = x.shape[0]
@@ -656,14 +668,14 @@ def qwen_image_reference(dm, x, timestep, context, concept_embeddings, concept_p
     T = txt.shape[1]
 
     tte = dm.time_text_embed
-    temb = _timestep_embedding_mlp(ops, tte.timestep_embedder, _diffusers_timestep_features(ops, timestep, 256, 1000.0))
+    temb = timestep_embedding_mlp(ops, tte.timestep_embedder, diffusers_timestep_features(ops, timestep, 256, 1000.0))
 
     start = float(round(max(w // 2, h // 2)))
     txt_pos = start + torch.arange(T, dtype=dtype)
     con_pos = concept_positions.to(dtype) + (0.0 if deviation == "concept_position_from_zero" else start)
-    img_ids = _image_ids(ops, B, grid, 3, 0.0, -(h // 2), -(w // 2))
-    ids = torch.cat([_text_ids(ops, B, txt_pos, 3, [0, 1, 2]), img_ids], dim=1)
-    concept_ids = None if deviation == "unrotated_concepts" else _text_ids(ops, B, con_pos, 3, [0, 1, 2])
+    img_ids = image_ids(ops, B, grid, 3, 0.0, -(h // 2), -(w // 2))
+    ids = torch.cat([text_ids(ops, B, txt_pos, 3, [0, 1, 2]), img_ids], dim=1)
+    concept_ids = None if deviation == "unrotated_concepts" else text_ids(ops, B, con_pos, 3, [0, 1, 2])
     return _qwen_blocks(ops, dm, img, txt, concepts, temb, grid, ids, concept_ids, layers, space, softmax, switches,
                         deviation)
 
@@ -706,7 +718,7 @@ def mage_flow_reference(dm, x, timestep, context, concept_embeddings, layers, sp
     diagonal."""
     switches = switches or ConceptSwitches()
     assert deviation in (None,) + MAGE_FLOW_DEVIATIONS, deviation
-    ops = _Ops(dtype)
+    ops = Ops(dtype)
     layers = sorted(set(layers))
     x, context = x.to(dtype), context.to(dtype)
     assert x.ndim == 4, "[B, C, H, W]"
@@ -716,14 +728,14 @@ def mage_flow_reference(dm, x, timestep, context, concept_embeddings, layers, sp
     img = ops.linear(dm.img_in, x.permute(0, 2, 3, 1).reshape(B, h * w, C))  # 1x1 patches, row-major
     txt, concepts = _qwen_text_and_concepts(ops, dm, context, concept_embeddings, B)
     T, r = txt.shape[1], concepts.shape[1]
-    temb = _timestep_embedding_mlp(ops, dm.time_text_embed.timestep_embedder, _mage_timestep_features(ops, timestep))
+    temb = timestep_embedding_mlp(ops, dm.time_text_embed.timestep_embedder, _mage_timestep_features(ops, timestep))
 
-    img_ids = _image_ids(ops, B, grid, 3, 0.0, -(h - h // 2), -(w - w // 2))
+    img_ids = image_ids(ops, B, grid, 3, 0.0, -(h - h // 2), -(w - w // 2))
     ids = torch.cat([torch.zeros((B, T, 3), dtype=dtype), img_ids], dim=1)
     concept_ids = torch.zeros((B, r, 3), dtype=dtype)
     if deviation == "concepts_on_the_qwen_text_diagonal":
         start = float(round(max(w // 2, h // 2)))
-        concept_ids = _text_ids(ops, B, start + concept_positions.to(dtype), 3, [0, 1, 2])
+        concept_ids = text_ids(ops, B, start + concept_positions.to(dtype), 3, [0, 1, 2])
     return _qwen_blocks(ops, dm, img, txt, concepts, temb, grid, ids, concept_ids, layers, space, softmax, switches,
                         deviation)
 
@@ -737,7 +749,7 @@ HIDREAM_DEVIATIONS = (
 )
 
 
-def _swiglu(ops, ff, x):
+def swiglu(ops, ff, x):
     """FeedForwardSwiGLU: w2(silu(w1 x) · w3 x)."""
     return ops.linear(ff.w2, ops.silu(ops.linear(ff.w1, x)) * ops.linear(ff.w3, x))
 
@@ -755,7 +767,7 @@ def hidream_reference(dm, x, timestep, context, pooled, llama_states, concept_em
     projected Llama layer llama_layers[b] appended for block b and dropped after it."""
     switches = switches or ConceptSwitches()
     assert deviation in (None,) + HIDREAM_DEVIATIONS, deviation
-    ops = _Ops(dtype)
+    ops = Ops(dtype)
     layers = sorted(set(layers))
     x = x.to(dtype)
     B, _, H, W = x.shape
@@ -770,8 +782,8 @@ def hidream_reference(dm, x, timestep, context, pooled, llama_states, concept_em
     grid = (-(-H // p), -(-W // p))
     keep = (torch.arange(grid[0])[:, None] * ww + torch.arange(grid[1])[None, :]).reshape(-1)
 
-    t_emb = _timestep_embedding_mlp(ops, dm.t_embedder.timestep_embedder, _diffusers_timestep_features(ops, timestep, 256))
-    adaln = t_emb + _timestep_embedding_mlp(ops, dm.p_embedder.pooled_embedder, pooled.to(dtype))
+    t_emb = timestep_embedding_mlp(ops, dm.t_embedder.timestep_embedder, diffusers_timestep_features(ops, timestep, 256))
+    adaln = t_emb + timestep_embedding_mlp(ops, dm.p_embedder.pooled_embedder, pooled.to(dtype))
 
     proj = dm.caption_projection
     llama = llama_states.to(dtype).movedim(1, 0)
@@ -793,8 +805,8 @@ def hidream_reference(dm, x, timestep, context, pooled, llama_states, concept_em
         T = txt.shape[1]
 
         def qkv(xm, to_q, to_k, to_v, nq, nk):
-            q = ops.rms_norm(ops.linear(to_q, xm), _rms_scale(nq), _rms_eps(nq))
-            k = ops.rms_norm(ops.linear(to_k, xm), _rms_scale(nk), _rms_eps(nk))
+            q = ops.rms_norm(ops.linear(to_q, xm), rms_scale(nq), rms_eps(nq))
+            k = ops.rms_norm(ops.linear(to_k, xm), rms_scale(nk), rms_eps(nk))
             return ops.heads(q, a.heads), ops.heads(k, a.heads), ops.heads(ops.linear(to_v, xm), a.heads)
 
         def modulated(norm, x_, shift, scale):
@@ -805,35 +817,41 @@ def hidream_reference(dm, x, timestep, context, pooled, llama_states, concept_em
                             a.k_rms_norm_t)
         q_c, k_c, v_c = qkv(modulated(blk.norm1_t, concepts, cm[0], cm[1]), a.to_q_t, a.to_k_t, a.to_v_t,
                             a.q_rms_norm_t, a.k_rms_norm_t)
-        ids = torch.cat([_image_ids(ops, B, (hh, ww), len(axes)), torch.zeros((B, T, len(axes)), dtype=dtype)], dim=1)
-        cos, sin = _flux_rope_tables(ids, axes, dm.pe_embedder.theta, dtype)
-        q = _apply_rope(torch.cat([q_x, q_t], dim=2), cos, sin)
-        k = _apply_rope(torch.cat([k_x, k_t], dim=2), cos, sin)
-        v = torch.cat([v_x, v_t], dim=2)
-        o = ops.attention(q, k, v)
-        k_img, v_img, o_img = k[:, :, keep], v[:, :, keep], o[:, :, keep]
-        o_c = _concept_attention(ops, q_c, k_c, v_c, k_img, v_img, switches)
+        ids = torch.cat([image_ids(ops, B, (hh, ww), len(axes)), torch.zeros((B, T, len(axes)), dtype=dtype)], dim=1)
+        cos, sin = flux_rope_tables(ids, axes, dm.pe_embedder.theta, dtype)
+        o, o_c, (o_img, k_img, v_img) = roped_joint_attention(ops, (q_x, q_t), (k_x, k_t), (v_x, v_t), cos, sin, keep,
+                                                              (q_c, k_c, v_c), switches)
         if i in layers:
-            result.layer_scores[i] = _layer_scores(ops, space, softmax, o_img, o_c, k_img, q_c, v_img, v_c)
+            result.layer_scores[i] = layer_scores(ops, space, softmax, o_img, o_c, k_img, q_c, v_img, v_c)
             result.concept_out[i] = ops.flat(o_c)
         o_flat = ops.flat(o)
         img = img + im[2] * ops.linear(a.to_out, o_flat[:, :n_img])
         txt = txt + tm[2] * ops.linear(a.to_out_t, o_flat[:, n_img:])
         g1, g2 = (torch.ones_like(cm[2]), torch.ones_like(cm[5])) if deviation == "ungated_concept_update" else (cm[2], cm[5])
         concepts = concepts + g1 * ops.linear(a.to_out_t, ops.flat(o_c))
-        img = img + im[5] * _swiglu(ops, blk.ff_i, modulated(blk.norm3_i, img, im[3], im[4]))
-        txt = txt + tm[5] * _swiglu(ops, blk.ff_t, modulated(blk.norm3_t, txt, tm[3], tm[4]))
-        concepts = concepts + g2 * _swiglu(ops, blk.ff_t, modulated(blk.norm3_t, concepts, cm[3], cm[4]))
+        img = img + im[5] * swiglu(ops, blk.ff_i, modulated(blk.norm3_i, img, im[3], im[4]))
+        txt = txt + tm[5] * swiglu(ops, blk.ff_t, modulated(blk.norm3_t, txt, tm[3], tm[4]))
+        concepts = concepts + g2 * swiglu(ops, blk.ff_t, modulated(blk.norm3_t, concepts, cm[3], cm[4]))
         carried = txt[:, :carried.shape[1]]
         result.block_img.append(img)
         result.block_txt.append(txt)
         result.concepts.append(concepts)
-    return _finish(result, layers, B)
+    return finish(result, layers, B)
 
 
 # ---------------------------------------------------------------------------------------------
 # SD3 / SD3.5 (MMDiT, MMDiT-X)
 # ---------------------------------------------------------------------------------------------
+
+
+def affine_layer_norm(ops, norm, x):
+    """nn.LayerNorm with its weight and bias when it has them."""
+    y = ops.layer_norm(x, norm.eps)
+    if norm.weight is not None:
+        y = y * ops.p(norm.weight)
+    if norm.bias is not None:
+        y = y + ops.p(norm.bias)
+    return y
 
 
 def _sd3_qk_norm(ops, norm, x):
@@ -842,12 +860,7 @@ def _sd3_qk_norm(ops, norm, x):
     if isinstance(norm, nn.Identity):
         return x
     if isinstance(norm, nn.LayerNorm):
-        y = ops.layer_norm(x, norm.eps)
-        if norm.weight is not None:
-            y = y * ops.p(norm.weight)
-        if norm.bias is not None:
-            y = y + ops.p(norm.bias)
-        return y
+        return affine_layer_norm(ops, norm, x)
     # mmdit.RMSNorm: x / rms(x) * weight, eps 1e-6
     return ops.rms_norm(x, norm.weight, norm.eps)
 
@@ -935,7 +948,7 @@ def sd3_reference(dm, x, timestep, context, y, concept_embeddings, layers, space
     deviation: None for the method; else one deliberate, plausible mistake (see DEVIATIONS)."""
     switches = switches or ConceptSwitches()
     assert deviation in (None,) + SD3_DEVIATIONS, deviation
-    ops = _Ops(dtype)
+    ops = Ops(dtype)
     assert dm.register_length == 0 and dm.context_processor is None and dm.pos_embed is not None
     layers = sorted(set(layers))
     x, context = x.to(dtype), context.to(dtype)
@@ -980,10 +993,10 @@ def sd3_reference(dm, x, timestep, context, y, concept_embeddings, layers, space
         v = torch.cat([ctx_s.v, img_s.v], dim=2)
         o = ops.attention(q, k, v)
         k_img, v_img, o_img = k[:, :, T:T + n], v[:, :, T:T + n], o[:, :, T:T + n]
-        o_c = _concept_attention(ops, con_s.q, con_s.k, con_s.v, k_img, v_img, switches)
+        o_c = concept_attention(ops, con_s.q, con_s.k, con_s.v, k_img, v_img, switches)
 
         if i in layers:
-            result.layer_scores[i] = _layer_scores(ops, space, softmax, o_img, o_c, k_img, con_s.q, v_img, con_s.v)
+            result.layer_scores[i] = layer_scores(ops, space, softmax, o_img, o_c, k_img, con_s.q, v_img, con_s.v)
             result.concept_out[i] = ops.flat(o_c)
 
         o_flat = ops.flat(o)
@@ -994,7 +1007,7 @@ def sd3_reference(dm, x, timestep, context, y, concept_embeddings, layers, space
         result.block_img.append(img)
         result.block_txt.append(txt)
         result.concepts.append(concepts)
-    return _finish(result, layers, B)
+    return finish(result, layers, B)
 
 
 __all__ = ["ConceptSwitches", "FLUX2_DEVIATIONS", "FLUX_DEVIATIONS", "MAGE_FLOW_DEVIATIONS", "ReferenceResult",

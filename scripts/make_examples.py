@@ -1,15 +1,15 @@
 """Regenerates example_workflows/*.json + their .jpg thumbnails and the README images in
 docs/images/, all from the real ComfyUI UI in headless Chromium.
 
-    ~/.cache/comfyui-concept-attention/venv/bin/python tests/browser/make_examples.py [--only-examples]
+    ~/.cache/comfyui-concept-attention/venv/bin/python scripts/make_examples.py [--only-examples]
         [--example NAME ...] [--docs nodes|run|templates ...]
                                     (only these examples / docs pictures, e.g. a new example and the
                                     template browser, leaving the other files as they are)
 
 Starts its own ComfyUI server (this pack + the tiny-model fixture nodes), builds each example
-graph of example_specs.py with the UI's node classes and saves what `app.graph.serialize()` gives
+graph of scripts/examples/specs.py with the UI's node classes and saves what `app.graph.serialize()` gives
 (the format ComfyUI saves) as example_workflows/<file>.json. Its thumbnail is a run's result: the
-saved workflow runs on tiny random-weight stand-ins for its loaders (example_runs.py) and the
+saved workflow runs on tiny random-weight stand-ins for its loaders (tests/browser/example_runs.py) and the
 picture, the regions, a concept's map and the mask make the card, captioned as coming from a
 random-weight model. The README's run pictures come from the stock loaders (Load Diffusion Model,
 Load CLIP, Load VAE) reading random-weight files written here: the test suite's tiny SD3, a random
@@ -27,8 +27,8 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent))
+TESTS = Path(__file__).resolve().parent.parent / "tests"
+sys.path.insert(0, str(TESTS))
 import conftest  # noqa: E402,F401  (registers concept_attention_tests.* and finds ComfyUI)
 
 from concept_attention_tests.browser.browser_session import (  # noqa: E402
@@ -40,7 +40,8 @@ from concept_attention_tests.browser.browser_session import (  # noqa: E402
     open_comfy,
 )
 from concept_attention_tests.browser import example_runs  # noqa: E402
-from concept_attention_tests.browser.example_specs import EXAMPLES, file_stem  # noqa: E402
+from concept_attention_examples.parts import mask_links, node, saliency_links  # noqa: E402  (registered by browser_session)
+from concept_attention_examples.specs import EXAMPLES, file_stem  # noqa: E402
 from concept_attention_tests.server.comfy_server import start_comfy_server  # noqa: E402
 
 DOCS_IMAGES = REPO_ROOT / "docs" / "images"
@@ -56,23 +57,6 @@ def _png(png_bytes: bytes, path: Path, max_width: int = 1400) -> None:
         image = image.resize((max_width, round(image.height * max_width / image.width)), Image.LANCZOS)
     image = image.quantize(colors=256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)
     image.save(path, "PNG", optimize=True)
-
-
-def _demo_picture(path: Path, size: int = 256) -> None:
-    """A simple synthetic picture (sky, sun, hill, a house) to run the tiny models on."""
-    from PIL import Image, ImageDraw
-
-    image = Image.new("RGB", (size, size))
-    draw = ImageDraw.Draw(image)
-    for y in range(size):
-        t = y / size
-        draw.line([(0, y), (size, y)], fill=(int(90 + 80 * t), int(150 + 60 * t), int(230 - 20 * t)))
-    draw.ellipse([size * 0.65, size * 0.1, size * 0.85, size * 0.3], fill=(255, 214, 64))
-    draw.ellipse([-size * 0.3, size * 0.55, size * 1.3, size * 1.6], fill=(70, 150, 60))
-    draw.rectangle([size * 0.2, size * 0.45, size * 0.45, size * 0.7], fill=(180, 60, 50))
-    draw.polygon([(size * 0.17, size * 0.46), (size * 0.325, size * 0.32), (size * 0.48, size * 0.46)],
-                 fill=(110, 40, 40))
-    image.save(path)
 
 
 def _screenshot(comfy, clip=None) -> bytes:
@@ -286,31 +270,16 @@ def stock_encode_graph(concepts=("house", "sun", "hill", "sky")) -> dict:
 
     return {
         "nodes": [
-            {"key": "unet", "type": "UNETLoader", "pos": [0, 0], "size": [330, 82],
-             "values": {"unet_name": model_files.SD3_FILE, "weight_dtype": "default"}},
-            {"key": "clip", "type": "CLIPLoader", "pos": [0, 130], "size": [330, 106],
-             "values": {"clip_name": model_files.CLIP_L_FILE, "type": "sd3"}},
-            {"key": "vae", "type": "VAELoader", "pos": [0, 290], "size": [330, 58],
-             "values": {"vae_name": RANDOM_VAE_FILE}},
-            {"key": "image", "type": "LoadImage", "pos": [0, 400], "size": [330, 380], "values": {"image": DEMO_IMAGE}},
-            {"key": "concepts", "type": "ConceptAttentionConceptList", "pos": [380, 0], "size": [300, 150],
-             "values": {"concepts": ", ".join(concepts)}},
-            {"key": "saliency", "type": "ConceptAttentionSaliency", "pos": [730, 0], "size": [360, 780],
-             "values": {"layers": "all", "noise_level": 0.5, "seed": 0}},
-            {"key": "mask", "type": "ConceptAttentionSaliencyToMask", "pos": [1140, 0], "size": [330, 330],
-             "values": {"concepts": concepts[0], "method": "mean"}},
-            {"key": "mask_preview", "type": "MaskPreview", "pos": [1140, 390], "size": [330, 390]},
+            node("unet", "UNETLoader", [0, 0], [330, 82], unet_name=model_files.SD3_FILE, weight_dtype="default"),
+            node("clip", "CLIPLoader", [0, 130], [330, 106], clip_name=model_files.CLIP_L_FILE, type="sd3"),
+            node("vae", "VAELoader", [0, 290], [330, 58], vae_name=RANDOM_VAE_FILE),
+            node("image", "LoadImage", [0, 400], [330, 380], image=DEMO_IMAGE),
+            node("concepts", "ConceptAttentionConceptList", [380, 0], [300, 150], concepts=", ".join(concepts)),
+            node("saliency", "ConceptAttentionSaliency", [730, 0], [360, 780], layers="all", noise_level=0.5, seed=0),
+            node("mask", "ConceptAttentionSaliencyToMask", [1140, 0], [330, 330], concepts=concepts[0], method="mean"),
+            node("mask_preview", "MaskPreview", [1140, 390], [330, 390]),
         ],
-        "links": [
-            ("unet", "MODEL", "saliency", "model"),
-            ("clip", "CLIP", "concepts", "clip"),
-            ("concepts", "concepts", "saliency", "concepts"),
-            ("image", "IMAGE", "saliency", "image"),
-            ("vae", "VAE", "saliency", "vae"),
-            ("saliency", "saliency", "mask", "saliency"),
-            ("image", "IMAGE", "mask", "image"),
-            ("mask", "mask", "mask_preview", "mask"),
-        ],
+        "links": [("clip", "CLIP", "concepts", "clip"), *saliency_links(), *mask_links(heatmaps=False)],
     }
 
 
@@ -374,7 +343,7 @@ def main() -> None:
 
         def prepare(base_dir: Path) -> None:
             (base_dir / "input").mkdir(parents=True, exist_ok=True)
-            _demo_picture(base_dir / "input" / DEMO_IMAGE)
+            example_runs.draw_example_picture(256).save(base_dir / "input" / DEMO_IMAGE)
             example_runs.write_example_picture(base_dir / "input" / example_runs.EXAMPLE_PICTURE)
             if write_docs and "run" in (args.docs or DOCS_PARTS):
                 install_stock_loader_models(base_dir)

@@ -19,7 +19,7 @@ import json
 
 import torch
 
-from concept_attention_tests.comfy.tiny_models import _randomize
+from concept_attention_tests.comfy.tiny.tiny_models import randomize
 
 FLUX2_DEV_CONTEXT_DIM = 96  # 3 layers x 32 hidden
 KLEIN_4B_CONTEXT_DIM = 48  # 3 layers x 16 hidden
@@ -57,7 +57,7 @@ def _clip(tokenizer_cls, te_cls, model_options: dict, seed: int, tokenizer_data=
     target = comfy.supported_models_base.ClipTarget(tokenizer_cls, te_cls)
     clip = comfy.sd.CLIP(target=target, tokenizer_data=tokenizer_data or {},
                          model_options={"dtype": torch.float32, **model_options})
-    _randomize(clip.cond_stage_model, seed, std=0.2)
+    randomize(clip.cond_stage_model, seed, std=0.2)
     return clip
 
 
@@ -165,7 +165,7 @@ def klein_clip(size="4b", seed=12):
 def _tiny_vision(base):
     """`base` (an SDClipModel over ComfyUI's Qwen2.5-VL) laid out on the meta device first: its vision
     tower (600M parameters, never run for text) is swapped for one small block before any memory is
-    allocated; every value then comes from _randomize."""
+    allocated; every value then comes from randomize."""
     import comfy.text_encoders.qwen_vl as qwen_vl
 
     class TinyVision(base):
@@ -204,11 +204,11 @@ def kandinsky5_image_clip(seed=16):
     CLIP-L (only its pooled vector is used): a multi-key encoder this pack names nowhere."""
     import comfy.text_encoders.kandinsky5 as kandinsky5
 
-    from concept_attention_tests.comfy.tiny_models import _tiny_clip_l_config
+    from concept_attention_tests.comfy.tiny.tiny_models import tiny_clip_l_config
 
     options = {"qwen25_7b_class": _tiny_vision(kandinsky5.Qwen25_7BVLIModel),
                "qwen25_7b_model_config": _llm_config(KANDINSKY5_CONTEXT_DIM, 2),
-               "clip_l_model_config": _tiny_clip_l_config()}
+               "clip_l_model_config": tiny_clip_l_config()}
     return _clip(kandinsky5.Kandinsky5TokenizerImage, kandinsky5.te(), options, seed)
 
 
@@ -226,7 +226,7 @@ MAGE_FLOW_CONTEXT_DIM = 64
 def _tiny_qwen3vl_vision(base):
     """`base` (an SDClipModel over ComfyUI's Qwen3-VL) laid out on the meta device first: its vision tower
     (24 blocks of width 1024 for the 4B, never run for text) is swapped for one small block with one
-    DeepStack merger before any memory is allocated; every value then comes from _randomize."""
+    DeepStack merger before any memory is allocated; every value then comes from randomize."""
     import comfy.text_encoders.qwen3vl as qwen3vl
 
     class TinyVision(base):
@@ -342,10 +342,10 @@ def hunyuan_video_clip(seed=18):
     multi-key encoder this pack names nowhere."""
     import comfy.text_encoders.hunyuan_video as hv
 
-    from concept_attention_tests.comfy.tiny_models import _tiny_clip_l_config
+    from concept_attention_tests.comfy.tiny.tiny_models import tiny_clip_l_config
 
     options = {"llama_model_config": _llm_config(HUNYUAN_VIDEO_CONTEXT_DIM, 4),
-               "clip_l_model_config": _tiny_clip_l_config()}
+               "clip_l_model_config": tiny_clip_l_config()}
     return _clip(_hunyuan_video_tokenizer_class(), hv.hunyuan_video_clip(), options, seed)
 
 

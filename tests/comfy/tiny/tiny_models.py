@@ -13,7 +13,7 @@ FLUX_CONTEXT_DIM = 64
 SD3_CONTEXT_DIM = 4096  # SD3 pads CLIP-L|G states to 4096 wide
 
 
-def _randomize(module: torch.nn.Module, seed: int, std: float = 0.08):
+def randomize(module: torch.nn.Module, seed: int, std: float = 0.08):
     """ComfyUI's ops skip weight init; give every parameter small, seeded random values."""
     gen = torch.Generator().manual_seed(seed)
     with torch.no_grad():
@@ -27,7 +27,7 @@ def _randomize(module: torch.nn.Module, seed: int, std: float = 0.08):
     return module
 
 
-def _patcher(model):
+def patcher(model):
     import comfy.model_management
     import comfy.model_patcher
 
@@ -57,8 +57,8 @@ def flux_model(dtype=torch.float32, depth=3, single_depth=1, guidance=True, seed
     config = config_cls(unet_config)
     config.set_inference_dtype(dtype, None)
     model = config.get_model({})
-    _randomize(model.diffusion_model, seed)
-    return _patcher(model)
+    randomize(model.diffusion_model, seed)
+    return patcher(model)
 
 
 def sd3_model(dtype=torch.float32, depth=3, mmdit_x_layers=(), qk_norm="rms", seed=0):
@@ -75,11 +75,11 @@ def sd3_model(dtype=torch.float32, depth=3, mmdit_x_layers=(), qk_norm="rms", se
     config = comfy.supported_models.SD3(unet_config)
     config.set_inference_dtype(dtype, None)
     model = config.get_model({})
-    _randomize(model.diffusion_model, seed)
-    return _patcher(model)
+    randomize(model.diffusion_model, seed)
+    return patcher(model)
 
 
-def _tiny_t5_config(d_model: int) -> dict:
+def tiny_t5_config(d_model: int) -> dict:
     return {
         "d_ff": 96, "d_kv": 16, "d_model": d_model, "decoder_start_token_id": 0, "dropout_rate": 0.0,
         "eos_token_id": 1, "dense_act_fn": "gelu_pytorch_tanh", "initializer_factor": 1.0,
@@ -89,7 +89,7 @@ def _tiny_t5_config(d_model: int) -> dict:
     }
 
 
-def _tiny_clip_l_config() -> dict:
+def tiny_clip_l_config() -> dict:
     return {
         "architectures": ["CLIPTextModel"], "attention_dropout": 0.0, "bos_token_id": 0, "dropout": 0.0,
         "eos_token_id": 49407, "hidden_act": "quick_gelu", "hidden_size": 32, "initializer_factor": 1.0,
@@ -114,16 +114,16 @@ def flux_clip(seed=1):
             torch.nn.Module.__init__(self)
             self.clip_l = comfy.sd1_clip.SDClipModel(
                 device=device, dtype=dtype, return_projected_pooled=False, model_options=model_options,
-                textmodel_json_config=_tiny_clip_l_config())
+                textmodel_json_config=tiny_clip_l_config())
             self.t5xxl = comfy.sd1_clip.SDClipModel(
-                device=device, dtype=dtype, textmodel_json_config=_tiny_t5_config(FLUX_CONTEXT_DIM),
+                device=device, dtype=dtype, textmodel_json_config=tiny_t5_config(FLUX_CONTEXT_DIM),
                 special_tokens={"end": 1, "pad": 0}, model_class=comfy.text_encoders.t5.T5,
                 model_options={**model_options, "model_name": "t5xxl"})
             self.dtypes = {dtype}
 
     target = comfy.supported_models_base.ClipTarget(comfy.text_encoders.flux.FluxTokenizer, TinyFluxClipModel)
     clip = comfy.sd.CLIP(target=target, model_options={"dtype": torch.float32})
-    _randomize(clip.cond_stage_model, seed, std=0.2)
+    randomize(clip.cond_stage_model, seed, std=0.2)
     return clip
 
 
@@ -142,7 +142,7 @@ def sd3_clip(seed=2):
             torch.nn.Module.__init__(self)
             self.clip_l = comfy.sd1_clip.SDClipModel(
                 layer="hidden", layer_idx=-1, device=device, dtype=dtype, layer_norm_hidden_state=False,
-                return_projected_pooled=False, model_options=model_options, textmodel_json_config=_tiny_clip_l_config())
+                return_projected_pooled=False, model_options=model_options, textmodel_json_config=tiny_clip_l_config())
             self.clip_g = None
             self.t5xxl = None
             self.t5_attention_mask = False
@@ -150,7 +150,7 @@ def sd3_clip(seed=2):
 
     target = comfy.supported_models_base.ClipTarget(comfy.text_encoders.sd3_clip.SD3Tokenizer, TinySD3ClipModel)
     clip = comfy.sd.CLIP(target=target, model_options={"dtype": torch.float32})
-    _randomize(clip.cond_stage_model, seed, std=0.2)
+    randomize(clip.cond_stage_model, seed, std=0.2)
     return clip
 
 
@@ -163,7 +163,7 @@ def vae(seed=3):
                 "ch_mult": [1, 2, 2, 2], "num_res_blocks": 1, "attn_resolutions": [], "dropout": 0.0}
     params = {"ddconfig": ddconfig, "embed_dim": 16}
     template = comfy.ldm.models.autoencoder.AutoencoderKL(**params)
-    _randomize(template, seed, std=0.1)
+    randomize(template, seed, std=0.1)
     return comfy.sd.VAE(sd=template.state_dict(), config={"params": params}, dtype=torch.float32)
 
 
@@ -182,8 +182,8 @@ def unet_model(seed=3):
     config = comfy.supported_models.SD15(unet_config)
     config.set_inference_dtype(torch.float32, None)
     model = config.get_model({})
-    _randomize(model.diffusion_model, seed, std=0.05)
-    return _patcher(model)
+    randomize(model.diffusion_model, seed, std=0.05)
+    return patcher(model)
 
 
 def chroma_model(dtype=torch.float32, depth=3, single_depth=1, seed=0):
@@ -204,8 +204,8 @@ def chroma_model(dtype=torch.float32, depth=3, single_depth=1, seed=0):
     config = comfy.supported_models.Chroma(unet_config)
     config.set_inference_dtype(dtype, None)
     model = config.get_model({})
-    _randomize(model.diffusion_model, seed)
-    return _patcher(model)
+    randomize(model.diffusion_model, seed)
+    return patcher(model)
 
 
 # Widths of the tiny LLM text encoders in tiny_text_encoders.py (their three concatenated hidden
@@ -227,8 +227,8 @@ def _flux_class_model(config_cls, unet_config, dtype, seed):
     config = config_cls({k: v for k, v in unet_config.items() if k in fields or k == "image_model"})
     config.set_inference_dtype(dtype, None)
     model = config.get_model({})
-    _randomize(model.diffusion_model, seed)
-    return _patcher(model)
+    randomize(model.diffusion_model, seed)
+    return patcher(model)
 
 
 def flux2_model(variant="dev", dtype=torch.float32, depth=3, single_depth=1, seed=0):
@@ -247,16 +247,22 @@ def flux2_model(variant="dev", dtype=torch.float32, depth=3, single_depth=1, see
     return _flux_class_model(comfy.supported_models.Flux2, unet_config, dtype, seed)
 
 
+def _text_on_rope_axes_config(context_dim: int, depth: int, single_depth: int, **extra) -> dict:
+    """A Flux.1-block unet_config without guidance or pooled vector, its text on RoPE axes 1 and 2 (LongCat-Image,
+    Ovis-Image)."""
+    return {
+        "image_model": "flux", "in_channels": 16, "out_channels": 16, "vec_in_dim": None,
+        "context_in_dim": context_dim, "hidden_size": 64, "mlp_ratio": 4.0, "num_heads": 2,
+        "depth": depth, "depth_single_blocks": single_depth, "axes_dim": [8, 12, 12], "theta": 10000,
+        "patch_size": 2, "qkv_bias": True, "guidance_embed": False, "txt_ids_dims": [1, 2], **extra,
+    }
+
+
 def longcat_model(dtype=torch.float32, depth=3, single_depth=1, seed=0):
     """LongCat-Image: Flux.1 blocks, no guidance or pooled vector, text on RoPE axes 1 and 2."""
     import comfy.supported_models
 
-    unet_config = {
-        "image_model": "flux", "in_channels": 16, "out_channels": 16, "vec_in_dim": None,
-        "context_in_dim": LONGCAT_CONTEXT_DIM, "hidden_size": 64, "mlp_ratio": 4.0, "num_heads": 2,
-        "depth": depth, "depth_single_blocks": single_depth, "axes_dim": [8, 12, 12], "theta": 10000,
-        "patch_size": 2, "qkv_bias": True, "guidance_embed": False, "txt_ids_dims": [1, 2],
-    }
+    unet_config = _text_on_rope_axes_config(LONGCAT_CONTEXT_DIM, depth, single_depth)
     return _flux_class_model(comfy.supported_models.LongCatImage, unet_config, dtype, seed)
 
 
@@ -264,13 +270,7 @@ def ovis_model(dtype=torch.float32, depth=3, single_depth=1, seed=0):
     """Ovis-Image: Flux.1 blocks with SwiGLU ("yak") MLPs and txt_norm, text on RoPE axes 1 and 2."""
     import comfy.supported_models
 
-    unet_config = {
-        "image_model": "flux", "in_channels": 16, "out_channels": 16, "vec_in_dim": None,
-        "context_in_dim": OVIS_CONTEXT_DIM, "hidden_size": 64, "mlp_ratio": 4.0, "num_heads": 2,
-        "depth": depth, "depth_single_blocks": single_depth, "axes_dim": [8, 12, 12], "theta": 10000,
-        "patch_size": 2, "qkv_bias": True, "guidance_embed": False, "txt_ids_dims": [1, 2],
-        "yak_mlp": True, "txt_norm": True,
-    }
+    unet_config = _text_on_rope_axes_config(OVIS_CONTEXT_DIM, depth, single_depth, yak_mlp=True, txt_norm=True)
     return _flux_class_model(comfy.supported_models.Flux, unet_config, dtype, seed)
 
 
@@ -294,19 +294,19 @@ def chroma_radiance_model(dtype=torch.float32, depth=3, single_depth=1, seed=0, 
     config = comfy.supported_models.ChromaRadiance({k: v for k, v in unet_config.items() if k in fields or k == "image_model"})
     config.set_inference_dtype(dtype, None)
     model = config.get_model({})
-    _randomize(model.diffusion_model, seed)
-    return _patcher(model)
+    randomize(model.diffusion_model, seed)
+    return patcher(model)
 
 
 QWEN_IMAGE_CONTEXT_DIM = 64  # the tiny Qwen2.5-VL's width (tiny_text_encoders.qwen_image_clip)
 
 
-def _from_config(config_cls, unet_config, dtype, seed):
+def from_config(config_cls, unet_config, dtype, seed):
     config = config_cls(unet_config)
     config.set_inference_dtype(dtype, None)
     model = config.get_model({})
-    _randomize(model.diffusion_model, seed)
-    return _patcher(model)
+    randomize(model.diffusion_model, seed)
+    return patcher(model)
 
 
 def qwen_image_model(dtype=torch.float32, depth=3, seed=0, edit_2511=False):
@@ -321,7 +321,7 @@ def qwen_image_model(dtype=torch.float32, depth=3, seed=0, edit_2511=False):
     }
     if edit_2511:
         unet_config["default_ref_method"] = "index_timestep_zero"
-    return _from_config(comfy.supported_models.QwenImage, unet_config, dtype, seed)
+    return from_config(comfy.supported_models.QwenImage, unet_config, dtype, seed)
 
 
 def hidream_model(dtype=torch.float32, depth=3, single_depth=1, seed=0, experts=4):
@@ -336,7 +336,7 @@ def hidream_model(dtype=torch.float32, depth=3, single_depth=1, seed=0, experts=
         "num_activated_experts": 2, "axes_dims_rope": [16, 8, 8], "max_resolution": [32, 32],
         "llama_layers": list(range(depth + single_depth)),
     }
-    return _from_config(comfy.supported_models.HiDream, unet_config, dtype, seed)
+    return from_config(comfy.supported_models.HiDream, unet_config, dtype, seed)
 
 
 HIDREAM_LLAMA_DIM = 4096  # ComfyUI fills a missing Llama encoder with zeros this wide
@@ -358,14 +358,14 @@ def hidream_clip(seed=4):
             self.clip_g = None
             self.llama = None
             self.t5xxl = comfy.sd1_clip.SDClipModel(
-                device=device, dtype=dtype, textmodel_json_config=_tiny_t5_config(FLUX_CONTEXT_DIM),
+                device=device, dtype=dtype, textmodel_json_config=tiny_t5_config(FLUX_CONTEXT_DIM),
                 special_tokens={"end": 1, "pad": 0}, model_class=comfy.text_encoders.t5.T5, enable_attention_masks=True,
                 zero_out_masked=True, model_options={**model_options, "model_name": "t5xxl"})
             self.dtypes = {dtype}
 
     target = comfy.supported_models_base.ClipTarget(_hidream_tokenizer_class(), TinyHiDreamTE)
     clip = comfy.sd.CLIP(target=target, model_options={"dtype": torch.float32})
-    _randomize(clip.cond_stage_model, seed, std=0.2)
+    randomize(clip.cond_stage_model, seed, std=0.2)
     return clip
 
 
@@ -413,11 +413,11 @@ def mage_flow_model(dtype=torch.float32, depth=3, seed=0):
     2 heads of 32; text of the tiny Qwen3-VL's width (tiny_text_encoders.mage_flow_clip)."""
     import comfy.supported_models
 
-    from concept_attention_tests.comfy.tiny_text_encoders import MAGE_FLOW_CONTEXT_DIM
+    from concept_attention_tests.comfy.tiny.tiny_text_encoders import MAGE_FLOW_CONTEXT_DIM
 
     unet_config = {
         "image_model": "mage_flow", "in_channels": 128, "out_channels": 128, "num_layers": depth,
         "attention_head_dim": 32, "num_attention_heads": 2, "joint_attention_dim": MAGE_FLOW_CONTEXT_DIM,
         "axes_dims_rope": (8, 12, 12),
     }
-    return _from_config(comfy.supported_models.MageFlow, unet_config, dtype, seed)
+    return from_config(comfy.supported_models.MageFlow, unet_config, dtype, seed)

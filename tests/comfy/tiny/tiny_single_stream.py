@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import torch
 
-from concept_attention_tests.comfy.tiny_models import _from_config
-from concept_attention_tests.comfy.tiny_text_encoders import (
+from concept_attention_tests.comfy.tiny.tiny_models import from_config
+from concept_attention_tests.comfy.tiny.tiny_text_encoders import (
     KREA2_TEXT_DIM, KREA2_TEXT_LAYERS, LUMINA2_CONTEXT_DIM, ZIMAGE_CONTEXT_DIM,
 )
 
@@ -31,7 +31,7 @@ def z_image_model(dtype=torch.float32, depth=3, seed=0, omni=False):
     }
     if omni:
         unet_config["siglip_feat_dim"] = 16
-    return _from_config(comfy.supported_models.ZImage, unet_config, dtype, seed)
+    return from_config(comfy.supported_models.ZImage, unet_config, dtype, seed)
 
 
 def lumina2_model(dtype=torch.float32, depth=3, seed=0):
@@ -44,7 +44,7 @@ def lumina2_model(dtype=torch.float32, depth=3, seed=0):
         "n_layers": depth, "n_refiner_layers": 1, "qk_norm": True, "n_heads": 2, "n_kv_heads": 1,
         "axes_dims": [8, 12, 12], "axes_lens": [300, 512, 512], "rope_theta": 10000.0, "ffn_dim_multiplier": 4.0,
     }
-    return _from_config(comfy.supported_models.Lumina2, unet_config, dtype, seed)
+    return from_config(comfy.supported_models.Lumina2, unet_config, dtype, seed)
 
 
 def newbie_model(dtype=torch.float32, depth=3, seed=0):
@@ -58,8 +58,8 @@ def newbie_model(dtype=torch.float32, depth=3, seed=0):
         "axes_dims": [8, 12, 12], "axes_lens": [300, 512, 512], "rope_theta": 10000.0, "ffn_dim_multiplier": 4.0,
         "clip_text_dim": NEWBIE_POOLED_DIM,
     }
-    model = _from_config(comfy.supported_models.Lumina2, unet_config, dtype, seed)
-    # The pooled vector's RMSNorm (named "...proj.0", so _randomize left it near 0): weights near 1, as trained.
+    model = from_config(comfy.supported_models.Lumina2, unet_config, dtype, seed)
+    # The pooled vector's RMSNorm (named "...proj.0", so randomize left it near 0): weights near 1, as trained.
     norm = model.model.diffusion_model.clip_text_pooled_proj[0]
     with torch.no_grad():
         norm.weight.add_(1.0)
@@ -79,7 +79,7 @@ def z_image_pixel_model(dtype=torch.float32, depth=3, seed=0):
         "pad_tokens_multiple": 32, "decoder_in_channels": 48, "decoder_hidden_size": 32,
         "decoder_num_res_blocks": 1, "decoder_max_freqs": 4,
     }
-    return _from_config(comfy.supported_models.ZImagePixelSpace, unet_config, dtype, seed)
+    return from_config(comfy.supported_models.ZImagePixelSpace, unet_config, dtype, seed)
 
 
 def krea2_model(dtype=torch.float32, depth=3, seed=0):
@@ -91,8 +91,8 @@ def krea2_model(dtype=torch.float32, depth=3, seed=0):
         "image_model": "krea2", "features": 64, "channels": 16, "patch": 2, "layers": depth, "heads": 2,
         "kvheads": 1, "txtlayers": KREA2_TEXT_LAYERS, "txtdim": KREA2_TEXT_DIM, "txtheads": 2, "txtkvheads": 2,
     }
-    model = _from_config(comfy.supported_models.Krea2, unet_config, dtype, seed)
-    # Krea 2's RMSNorms weigh by 1 + scale (scale stored zero-centred): small scales, not _randomize's 1 + noise.
+    model = from_config(comfy.supported_models.Krea2, unet_config, dtype, seed)
+    # Krea 2's RMSNorms weigh by 1 + scale (scale stored zero-centred): small scales, not randomize's 1 + noise.
     gen = torch.Generator().manual_seed(seed + 1)
     with torch.no_grad():
         for name, p in sorted(model.model.diffusion_model.named_parameters()):

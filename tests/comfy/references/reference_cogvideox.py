@@ -29,12 +29,12 @@ import math
 
 import torch
 
-from concept_attention_tests.comfy.reference_concept_attention import (
+from concept_attention_tests.comfy.references.reference_concept_attention import (
     ConceptSwitches,
     ReferenceResult,
-    _concept_attention,
-    _layer_scores,
-    _Ops,
+    concept_attention,
+    layer_scores,
+    Ops,
 )
 
 # Deliberate, plausible mistakes the reference makes on request, to show the comparison tells them apart.
@@ -119,7 +119,7 @@ def cogvideox_reference(dm, x, timestep, context, concept_embeddings, layers, sp
     (1.5 I2V), and concept embeddings [r, ctx]."""
     switches = switches or ConceptSwitches()
     assert deviation in (None,) + COGVIDEOX_DEVIATIONS, deviation
-    ops = _Ops(dtype)
+    ops = Ops(dtype)
     layers = sorted(set(layers))
     B = x.shape[0]
     img, grid = _patch_tokens(ops, dm, x.to(dtype))
@@ -171,9 +171,9 @@ def cogvideox_reference(dm, x, timestep, context, concept_embeddings, layers, sp
         o = ops.attention(torch.cat([q_t, q_x], dim=2), torch.cat([k_t, k_x], dim=2), torch.cat([v_t, v_x], dim=2))
         o_t, o_x = o[:, :, :L], o[:, :, L:]
         k_seen = k_x_unrotated if deviation == "image_keys_before_rope" else k_x
-        o_c = _concept_attention(ops, q_c, k_c, v_c, k_seen, v_x, switches)
+        o_c = concept_attention(ops, q_c, k_c, v_c, k_seen, v_x, switches)
         if i in layers:
-            result.layer_scores[i] = _layer_scores(ops, space, softmax, o_x, o_c, k_x, q_c, v_x, v_c)
+            result.layer_scores[i] = layer_scores(ops, space, softmax, o_x, o_c, k_x, q_c, v_x, v_c)
             result.concept_out[i] = ops.flat(o_c)
         ungated = deviation == "ungated_concept_update"
         img = img + vm[2] * ops.linear(blk.attn_out, ops.flat(o_x))

@@ -27,8 +27,8 @@ from __future__ import annotations
 
 import torch
 
-from concept_attention_tests.comfy.reference_concept_attention import (
-    ConceptSwitches, ReferenceResult, _apply_rope, _concept_attention, _finish, _flux_rope_tables, _layer_scores, _Ops,
+from concept_attention_tests.comfy.references.reference_concept_attention import (
+    ConceptSwitches, ReferenceResult, apply_rope, concept_attention, finish, flux_rope_tables, layer_scores, Ops,
 )
 
 LUMINA_DEVIATIONS = (
@@ -79,8 +79,8 @@ class _NextDiTBlock:
         eps = a.q_norm.eps if a.q_norm.eps is not None else _FP32_EPS  # as the model's fused rms_rope takes it
         q = _rms(ops, q, a.q_norm.weight, eps)
         k = _rms(ops, k, a.k_norm.weight, eps)
-        cos, sin = _flux_rope_tables(ids, self.axes, self.theta, ops.dtype)
-        return _apply_rope(q, cos, sin), _repeat_kv(_apply_rope(k, cos, sin), H), _repeat_kv(v, H)
+        cos, sin = flux_rope_tables(ids, self.axes, self.theta, ops.dtype)
+        return apply_rope(q, cos, sin), _repeat_kv(apply_rope(k, cos, sin), H), _repeat_kv(v, H)
 
     def out(self, o_flat):
         return o_flat @ self.ops.p(self.blk.attention.out.weight).t()
@@ -146,7 +146,7 @@ def lumina_reference(dm, x, timesteps, context, concept_embeddings, concept_posi
     its decoder reads the last layer's picture tokens, which no map needs."""
     switches = switches or ConceptSwitches()
     assert deviation in (None,) + LUMINA_DEVIATIONS, deviation
-    ops = _Ops(dtype)
+    ops = Ops(dtype)
     layers = sorted(set(layers))
     B = x.shape[0]
     multiple = dm.pad_tokens_multiple
@@ -211,15 +211,15 @@ def lumina_reference(dm, x, timesteps, context, concept_embeddings, concept_posi
         k_img, v_img, o_img = k[:, :, image], v[:, :, image], o[:, :, image]
         s1, g1, s2, g2 = mod
         q_c, k_c, v_c = blk.qkv(blk.norm(blk.blk.attention_norm1, concepts) * (1 + s1), concept_ids.expand(B, -1, -1))
-        o_c = _concept_attention(ops, q_c, k_c, v_c, k_img, v_img, switches)
+        o_c = concept_attention(ops, q_c, k_c, v_c, k_img, v_img, switches)
         if i in layers:
-            result.layer_scores[i] = _layer_scores(ops, space, softmax, o_img, o_c, k_img, q_c, v_img, v_c)
+            result.layer_scores[i] = layer_scores(ops, space, softmax, o_img, o_c, k_img, q_c, v_img, v_c)
             result.concept_out[i] = ops.flat(o_c)
         post = (lambda norm, x_: x_) if deviation == "update_without_sandwich_norms" else blk.norm
         concepts = concepts + torch.tanh(g1) * post(blk.blk.attention_norm2, blk.out(ops.flat(o_c)))
         ffn_in = blk.norm(blk.blk.ffn_norm1, concepts) * (1 + s2)
         concepts = concepts + torch.tanh(g2) * post(blk.blk.ffn_norm2, blk.ffn(ffn_in))
-    return _finish(result, layers, B)
+    return finish(result, layers, B)
 
 
 def z_image_omni_reference(dm, x, timesteps, context, references, concept_embeddings, concept_positions, layers,
@@ -234,7 +234,7 @@ def z_image_omni_reference(dm, x, timesteps, context, references, concept_embedd
     Modulation per token: the caption and the picture read the timestep, everything of the references (and the
     SigLIP pads) timestep 0. The concepts: as lumina_reference, with the timestep's modulation
     (deviation "concepts_at_timestep_zero": the references' rows instead)."""
-    ops = _Ops(dtype)
+    ops = Ops(dtype)
     layers = sorted(set(layers))
     B = x.shape[0]
     multiple = dm.pad_tokens_multiple
@@ -323,14 +323,14 @@ def z_image_omni_reference(dm, x, timesteps, context, references, concept_embedd
         joint, (q, k, v, o) = blk.modulated(joint, ids, per_token_mod(blk, lengths, at_zero))
         s1, g1, s2, g2 = blk.modulation(adaln0 if deviation == "concepts_at_timestep_zero" else adaln)
         q_c, k_c, v_c = blk.qkv(blk.norm(blk.blk.attention_norm1, concepts) * (1 + s1), concept_ids.expand(B, -1, -1))
-        o_c = _concept_attention(ops, q_c, k_c, v_c, k[:, :, image], v[:, :, image], switches)
+        o_c = concept_attention(ops, q_c, k_c, v_c, k[:, :, image], v[:, :, image], switches)
         if i in layers:
-            result.layer_scores[i] = _layer_scores(ops, space, softmax, o[:, :, image], o_c, k[:, :, image], q_c,
+            result.layer_scores[i] = layer_scores(ops, space, softmax, o[:, :, image], o_c, k[:, :, image], q_c,
                                                    v[:, :, image], v_c)
         concepts = concepts + torch.tanh(g1) * blk.norm(blk.blk.attention_norm2, blk.out(ops.flat(o_c)))
         ffn_in = blk.norm(blk.blk.ffn_norm1, concepts) * (1 + s2)
         concepts = concepts + torch.tanh(g2) * blk.norm(blk.blk.ffn_norm2, blk.ffn(ffn_in))
-    return _finish(result, layers, B)
+    return finish(result, layers, B)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -350,7 +350,7 @@ def _krea_attention(ops, attn, x, rope=None):
     v = ops.heads(ops.linear(attn.wv, x), attn.kvheads)
     q, k = _krea_norm(ops, attn.qknorm.qnorm, q), _krea_norm(ops, attn.qknorm.knorm, k)
     if rope is not None:
-        q, k = _apply_rope(q, *rope), _apply_rope(k, *rope)
+        q, k = apply_rope(q, *rope), apply_rope(k, *rope)
     k, v = _repeat_kv(k, attn.heads), _repeat_kv(v, attn.heads)
     o = ops.attention(q, k, v)
     gate = 1.0 / (1.0 + torch.exp(-ops.linear(attn.gate, x)))
@@ -392,7 +392,7 @@ def krea2_reference(dm, x, timesteps, context, concept_embeddings, layers, space
     timestep 0 (index_timestep_zero); text and picture keep the timestep's modulation."""
     switches = switches or ConceptSwitches()
     assert deviation in (None,) + KREA2_DEVIATIONS, deviation
-    ops = _Ops(dtype)
+    ops = Ops(dtype)
     layers = sorted(set(layers))
     B = x.shape[0]
     n_layers, width = dm.txtlayers, dm.txtdim
@@ -433,7 +433,7 @@ def krea2_reference(dm, x, timesteps, context, concept_embeddings, layers, space
         n_ref = ref_patches.shape[1]
         t0 = ops.sinusoidal(torch.zeros_like(timesteps, dtype=torch.float32), dm.tdim)
         tvec0 = ops.linear(dm.tproj[1], ops.gelu_tanh(ops.linear(tm[2], ops.gelu_tanh(ops.linear(tm[0], t0)))[:, None]))
-    rope = _flux_rope_tables(ids, dm.pe_embedder.axes_dim, dm.pe_embedder.theta, dtype)
+    rope = flux_rope_tables(ids, dm.pe_embedder.axes_dim, dm.pe_embedder.theta, dtype)
 
     image = slice(T, T + n)
     result = ReferenceResult(maps=None, grid=grid)
@@ -452,23 +452,23 @@ def krea2_reference(dm, x, timesteps, context, concept_embeddings, layers, space
         q_c = _krea_norm(ops, a.qknorm.qnorm, ops.heads(ops.linear(a.wq, xc), a.heads))
         k_c = _repeat_kv(_krea_norm(ops, a.qknorm.knorm, ops.heads(ops.linear(a.wk, xc), a.kvheads)), a.heads)
         v_c = _repeat_kv(ops.heads(ops.linear(a.wv, xc), a.kvheads), a.heads)
-        o_c = _concept_attention(ops, q_c, k_c, v_c, k_img, v_img, switches)
+        o_c = concept_attention(ops, q_c, k_c, v_c, k_img, v_img, switches)
         gate_c = 1.0 / (1.0 + torch.exp(-ops.linear(a.gate, xc)))
         if i in layers:
             if deviation == "maps_after_sigmoid_gate":
                 gi = ops.heads(gate[:, image], a.heads)
                 gc = ops.heads(gate_c, a.heads)
-                result.layer_scores[i] = _layer_scores(ops, space, softmax, o_img * gi, o_c * gc, k_img, q_c, v_img,
+                result.layer_scores[i] = layer_scores(ops, space, softmax, o_img * gi, o_c * gc, k_img, q_c, v_img,
                                                        v_c)
             else:
-                result.layer_scores[i] = _layer_scores(ops, space, softmax, o_img, o_c, k_img, q_c, v_img, v_c)
+                result.layer_scores[i] = layer_scores(ops, space, softmax, o_img, o_c, k_img, q_c, v_img, v_c)
             result.concept_out[i] = ops.flat(o_c)
         joint = joint + jg1 * ops.linear(a.wo, ops.flat(o) * gate)
         joint = joint + jg2 * _krea_mlp(ops, blk.mlp, (1 + js2) * _krea_norm(ops, blk.postnorm, joint) + jb2)
         c1, c2 = (torch.ones_like(g1), torch.ones_like(g2)) if deviation == "ungated_concept_update" else (g1, g2)
         concepts = concepts + c1 * ops.linear(a.wo, ops.flat(o_c) * gate_c)
         concepts = concepts + c2 * _krea_mlp(ops, blk.mlp, (1 + s2) * _krea_norm(ops, blk.postnorm, concepts) + b2)
-    return _finish(result, layers, B)
+    return finish(result, layers, B)
 
 
 __all__ = ["KREA2_DEVIATIONS", "LUMINA_DEVIATIONS", "krea2_reference", "lumina_reference", "z_image_omni_reference"]

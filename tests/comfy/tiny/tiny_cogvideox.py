@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import torch
 
-from concept_attention_tests.comfy.tiny_models import _patcher, _randomize, _tiny_t5_config
+from concept_attention_tests.comfy.tiny.tiny_models import patcher, randomize, tiny_t5_config
 
 CONTEXT_DIM = 64  # the tiny T5's width
 HEADS, HEAD_DIM = 3, 32
@@ -53,7 +53,7 @@ def unet_config(variant: str, depth: int = 3) -> dict:
 
 
 def _randomize_cogvideox(model: torch.nn.Module, seed: int) -> torch.nn.Module:
-    _randomize(model, seed)
+    randomize(model, seed)
     with torch.no_grad():
         # LayerNorm scales near 1 (the shared helper only recognises names ending in "norm.weight").
         gen = torch.Generator().manual_seed(seed + 1000)
@@ -76,7 +76,7 @@ def cogvideox_model(variant: str = "5b", dtype=torch.float32, depth: int = 3, se
     config.set_inference_dtype(dtype, None)
     model = config.get_model({})
     _randomize_cogvideox(model.diffusion_model, seed)
-    return _patcher(model)
+    return patcher(model)
 
 
 def cogvideox_clip(seed: int = 21):
@@ -91,7 +91,7 @@ def cogvideox_clip(seed: int = 21):
         """sd3_clip.T5XXLModel (last layer, no attention mask) over a tiny T5 config."""
 
         def __init__(self, device="cpu", dtype=None, model_options={}, **kwargs):
-            super().__init__(device=device, dtype=dtype, textmodel_json_config=_tiny_t5_config(CONTEXT_DIM),
+            super().__init__(device=device, dtype=dtype, textmodel_json_config=tiny_t5_config(CONTEXT_DIM),
                              special_tokens={"end": 1, "pad": 0}, model_class=comfy.text_encoders.t5.T5,
                              enable_attention_masks=False, return_attention_masks=False,
                              model_options={**model_options, "model_name": "t5xxl"})
@@ -99,7 +99,7 @@ def cogvideox_clip(seed: int = 21):
     target = comfy.supported_models_base.ClipTarget(comfy.text_encoders.cogvideo.CogVideoXTokenizer,
                                                     comfy.text_encoders.cogvideo.CogVideoXT5XXL)
     clip = comfy.sd.CLIP(target=target, model_options={"dtype": torch.float32, "t5xxl_class": TinyT5XXLModel})
-    _randomize(clip.cond_stage_model, seed, std=0.2)
+    randomize(clip.cond_stage_model, seed, std=0.2)
     return clip
 
 
@@ -109,7 +109,7 @@ def cogvideox_vae_decoder(seed: int = 22):
     from comfy.ldm.cogvideo.vae import AutoencoderKLCogVideoX
 
     vae = AutoencoderKLCogVideoX(**TINY_VAE_WIDTHS)
-    return _randomize(vae, seed, std=0.05).eval()
+    return randomize(vae, seed, std=0.05).eval()
 
 
 def cogvideox_vae(seed: int = 22):

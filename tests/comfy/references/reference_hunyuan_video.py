@@ -30,17 +30,17 @@ import math
 
 import torch
 
-from concept_attention_tests.comfy.reference_concept_attention import (
+from concept_attention_tests.comfy.references.reference_concept_attention import (
     ConceptSwitches,
-    _apply_rope,
-    _concept_attention,
-    _flux_mlp,
-    _flux_rope_tables,
-    _layer_scores,
-    _mlp_embed,
-    _Ops,
-    _rms_eps,
-    _rms_scale,
+    Ops,
+    affine_layer_norm,
+    flux_mlp,
+    flux_rope_tables,
+    layer_scores,
+    mlp_embed,
+    rms_eps,
+    rms_scale,
+    roped_joint_attention,
 )
 
 # Deliberate, plausible implementation mistakes the reference can make on request, so a test can show that the map
@@ -57,15 +57,6 @@ TYPE_EMBEDDING_DEVIATIONS = ("no_cond_type_embedding",)  # HunyuanVideo 1.5 conc
 
 def _gelu(x):
     return 0.5 * x * (1.0 + torch.erf(x / math.sqrt(2.0)))
-
-
-def _affine_layer_norm(ops, norm, x):
-    y = ops.layer_norm(x, norm.eps)
-    if norm.weight is not None:
-        y = y * ops.p(norm.weight)
-    if norm.bias is not None:
-        y = y + ops.p(norm.bias)
-    return y
 
 
 def _patch_embed(ops, embed, x):
@@ -99,8 +90,8 @@ def _grid_ids(ops, grid, offset=(0.0, 0.0, 0.0)):
 
 def refine_tokens(ops, refiner, x, timesteps, deviation=None):
     """The TokenRefiner on sequences x [N, L, text_dim] at timesteps [N] (no padding mask)."""
-    t = _mlp_embed(ops, refiner.t_embedder, ops.sinusoidal(timesteps.double(), 256))
-    c = _mlp_embed(ops, refiner.c_embedder, x.mean(dim=1))
+    t = mlp_embed(ops, refiner.t_embedder, ops.sinusoidal(timesteps.double(), 256))
+    c = mlp_embed(ops, refiner.c_embedder, x.mean(dim=1))
     if deviation != "refiner_without_timestep":
         c = c + t
     h = ops.linear(refiner.input_embedder, x)
@@ -108,12 +99,12 @@ def refine_tokens(ops, refiner, x, timesteps, deviation=None):
         return h
     for blk in refiner.individual_token_refiner.blocks:
         gate1, gate2 = ops.linear(blk.adaLN_modulation[1], ops.silu(c)).chunk(2, dim=-1)
-        qkv = ops.linear(blk.self_attn.qkv, _affine_layer_norm(ops, blk.norm1, h))
+        qkv = ops.linear(blk.self_attn.qkv, affine_layer_norm(ops, blk.norm1, h))
         n, length = qkv.shape[:2]
         q, k, v = qkv.view(n, length, 3, blk.heads, -1).permute(2, 0, 3, 1, 4)
         h = h + ops.linear(blk.self_attn.proj, ops.flat(ops.attention(q, k, v))) * gate1[:, None]
         mlp = blk.mlp
-        hidden = ops.silu(ops.linear(mlp[0], _affine_layer_norm(ops, blk.norm2, h)))
+        hidden = ops.silu(ops.linear(mlp[0], affine_layer_norm(ops, blk.norm2, h)))
         h = h + ops.linear(mlp[2], hidden) * gate2[:, None]
     return h
 
@@ -123,15 +114,15 @@ def _type_embedding(ops, dm, kind):
 
 
 def _byt5_in(ops, mapper, x):
-    x = _affine_layer_norm(ops, mapper.layernorm, x)
+    x = affine_layer_norm(ops, mapper.layernorm, x)
     x = _gelu(ops.linear(mapper.fc2, _gelu(ops.linear(mapper.fc1, x))))
     return ops.linear(mapper.fc3, x)
 
 
 def _vision_in(ops, proj, x):
     seq = proj.proj
-    x = ops.linear(seq[1], _affine_layer_norm(ops, seq[0], x))
-    return _affine_layer_norm(ops, seq[4], ops.linear(seq[3], _gelu(x)))
+    x = ops.linear(seq[1], affine_layer_norm(ops, seq[0], x))
+    return affine_layer_norm(ops, seq[4], ops.linear(seq[3], _gelu(x)))
 
 
 def _mod(ops, modulation, vec):
@@ -153,13 +144,13 @@ def _stream_qkv(ops, blk, attn, norm1, shift, scale, x):
     b, length = qkv.shape[:2]
     q, k, v = qkv.view(b, length, 3, blk.num_heads, -1).permute(2, 0, 3, 1, 4)
     qn, kn = attn.norm.query_norm, attn.norm.key_norm
-    return ops.rms_norm(q, _rms_scale(qn), _rms_eps(qn)), ops.rms_norm(k, _rms_scale(kn), _rms_eps(kn)), v
+    return ops.rms_norm(q, rms_scale(qn), rms_eps(qn)), ops.rms_norm(k, rms_scale(kn), rms_eps(kn)), v
 
 
 def _stream_update(ops, attn, norm2, mlp, mods, x, attn_out):
     _, _, gate1, shift2, scale2, gate2 = mods
     x = x + ops.linear(attn.proj, attn_out) * gate1
-    return x + _flux_mlp(ops, mlp, ops.layer_norm(x, norm2.eps) * (1 + scale2) + shift2) * gate2
+    return x + flux_mlp(ops, mlp, ops.layer_norm(x, norm2.eps) * (1 + scale2) + shift2) * gate2
 
 
 def hunyuan_video_reference(dm, call: dict, concept_embeddings, layers, space="output", softmax=True,
@@ -171,7 +162,7 @@ def hunyuan_video_reference(dm, call: dict, concept_embeddings, layers, space="o
     switches = switches or ConceptSwitches()
     assert deviation in (None,) + DEVIATIONS + GUIDING_DEVIATIONS + REF_LATENT_DEVIATIONS + TYPE_EMBEDDING_DEVIATIONS
     assert call.get("attention_mask") is None, "the reference covers unpadded prompts"
-    ops = _Ops(dtype)
+    ops = Ops(dtype)
     prm = dm.params
     layers = sorted(set(layers))
     x = call["x"].to(dtype)
@@ -190,13 +181,13 @@ def hunyuan_video_reference(dm, call: dict, concept_embeddings, layers, space="o
         img, ids = torch.cat([ref_img, img], dim=1), torch.cat([ref_ids, ids], dim=0)
         n_ref = ref_img.shape[1]
 
-    vec = _mlp_embed(ops, dm.time_in, ops.sinusoidal(timesteps.double(), 256))
-    pooled = _mlp_embed(ops, dm.vector_in, call["y"][:, : prm.vec_in_dim].to(dtype)) if dm.vector_in is not None else 0
+    vec = mlp_embed(ops, dm.time_in, ops.sinusoidal(timesteps.double(), 256))
+    pooled = mlp_embed(ops, dm.vector_in, call["y"][:, : prm.vec_in_dim].to(dtype)) if dm.vector_in is not None else 0
     guiding = call.get("guiding_frame_index")
     img_rows = torch.zeros(img.shape[1], dtype=torch.long)
     text_row = 0
     if guiding is not None:
-        replace = _mlp_embed(ops, dm.time_in, ops.sinusoidal(guiding.double(), 256))
+        replace = mlp_embed(ops, dm.time_in, ops.sinusoidal(guiding.double(), 256))
         vec = torch.stack([pooled + replace, pooled + vec], dim=1)  # [B, 2, C]
         frame_tokens = grid[-1] * grid[-2]
         img_rows[frame_tokens:] = 1
@@ -204,7 +195,7 @@ def hunyuan_video_reference(dm, call: dict, concept_embeddings, layers, space="o
     else:
         vec = (vec + pooled)[:, None]  # [B, 1, C]
     if prm.guidance_embed and call.get("guidance") is not None:
-        vec = vec + _mlp_embed(ops, dm.guidance_in, ops.sinusoidal(call["guidance"].double() * 1000.0, 256))[:, None]
+        vec = vec + mlp_embed(ops, dm.guidance_in, ops.sinusoidal(call["guidance"].double() * 1000.0, 256))[:, None]
 
     txt = refine_tokens(ops, dm.txt_in, call["context"].to(dtype), timesteps)
     typed = dm.cond_type_embedding is not None
@@ -220,7 +211,7 @@ def hunyuan_video_reference(dm, call: dict, concept_embeddings, layers, space="o
         txt = torch.cat([vision, txt], dim=1)
     T = txt.shape[1]
     all_ids = torch.cat([torch.zeros((T, ids.shape[1]), dtype=dtype), ids], dim=0)[None].expand(B, -1, -1)
-    cos, sin = _flux_rope_tables(all_ids, prm.axes_dim, prm.theta, dtype)
+    cos, sin = flux_rope_tables(all_ids, prm.axes_dim, prm.theta, dtype)
 
     r = concept_embeddings.shape[0]
     e = concept_embeddings.to(dtype)[None].expand(B, -1, -1).reshape(B * r, 1, -1)
@@ -243,14 +234,10 @@ def hunyuan_video_reference(dm, call: dict, concept_embeddings, layers, space="o
         q_x, k_x, v_x = _stream_qkv(ops, blk, blk.img_attn, blk.img_norm1, img_mod[0], img_mod[1], img)
         q_t, k_t, v_t = _stream_qkv(ops, blk, blk.txt_attn, blk.txt_norm1, txt_mod[0], txt_mod[1], txt)
         q_c, k_c, v_c = _stream_qkv(ops, blk, blk.txt_attn, blk.txt_norm1, con_mod[0], con_mod[1], concepts)
-        q = _apply_rope(torch.cat([q_t, q_x], dim=2), cos, sin)
-        k = _apply_rope(torch.cat([k_t, k_x], dim=2), cos, sin)
-        v = torch.cat([v_t, v_x], dim=2)
-        o = ops.attention(q, k, v)
-        k_img, v_img, o_img = k[:, :, picture], v[:, :, picture], o[:, :, picture]
-        o_c = _concept_attention(ops, q_c, k_c, v_c, k_img, v_img, switches)
+        o, o_c, (o_img, k_img, v_img) = roped_joint_attention(ops, (q_t, q_x), (k_t, k_x), (v_t, v_x), cos, sin, picture,
+                                                              (q_c, k_c, v_c), switches)
         if i in layers:
-            scores[i] = _layer_scores(ops, space, softmax, o_img, o_c, k_img, q_c, v_img, v_c)
+            scores[i] = layer_scores(ops, space, softmax, o_img, o_c, k_img, q_c, v_img, v_c)
 
         o_flat = ops.flat(o)
         img = _stream_update(ops, blk.img_attn, blk.img_norm2, blk.img_mlp, img_mod, img, o_flat[:, T:])

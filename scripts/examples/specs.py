@@ -1,0 +1,490 @@
+"""The example workflows of example_workflows/, as graphs built through the real UI.
+
+scripts/make_examples.py creates each graph in the browser with the front end's own node classes (so
+widget order, link format and version fields are exactly what ComfyUI saves), then writes
+example_workflows/<name>.json and the template thumbnail <name>.jpg next to it. The browser tier
+loads the saved files back through the UI (tests/browser/test_frontend.py).
+
+A spec: name (the key of EXPECTED), file (the saved file's name without .json: ComfyUI's template
+browser shows it as the template's title, so it reads as a title and fits a card), title,
+nodes = [{key, type, pos, values (widget name -> value), size?, title?, properties?}],
+links = [(from_key, output name, to_key, input name)], groups = [{title, pos, size, color?}],
+thumbnail? ({picture, saliency, concept, mask?}: node keys whose results make the thumbnail, after a
+run on tiny models; found from the node types otherwise). `properties` go into the
+node's saved properties: loaders carry `models` ([{name, url, directory}]) there as ComfyUI's
+stock templates do, so the front end can offer the missing files for download. The pieces the graphs
+share are built by parts.py.
+"""
+
+from __future__ import annotations
+
+from .notes import (
+    COGVIDEOX_CLIP_NOTE, COGVIDEOX_GENERATE_NOTE, COGVIDEOX_MODEL_FILE, COGVIDEOX_TE_FILE, COGVIDEOX_VAE_FILE,
+    COGVIDEOX_VAE_URL, FLUX1_DEV_URL, FLUX2_KLEIN_MODELS_NOTE, FLUX2_VAE_URL, FLUX_AE_URL, FLUX_ARGMAX_NOTE,
+    FLUX_GENERATE_INSPECT_NOTE, FLUX_MASK_INPAINT_NOTE, FLUX_TEXT_ENCODERS, KLEIN_REPO, QWEN_IMAGE_EDIT_FILE,
+    QWEN_IMAGE_EDIT_NOTE, QWEN_IMAGE_EDIT_REPO, QWEN_IMAGE_REPO, QWEN_IMAGE_TE_FILE, QWEN_IMAGE_VAE_FILE,
+    SD35_REGIONAL_EDIT_NOTE,
+)
+from .parts import (
+    SAMPLING_SALIENCY_SIZE, composite_links, composite_nodes, concept_list, decode_links, find_concept_nodes,
+    flux_loaders, loaders, mask_links, mask_video_links, mask_video_nodes, masked_latent_links, models, node,
+    note, sampler, sampling_maps_links, sampling_maps_nodes, saliency_links, saliency_node, save_image,
+)
+
+FIND_GROUP = {"title": "1. find the concept", "pos": [370, -80], "color": "#3f789e"}
+EDIT_GROUP = {"pos": [1550, -80], "color": "#8A8"}
+
+
+def _groups(find_height: int, edit_title: str, edit_size: list[int]) -> list[dict]:
+    """The two groups of a mask-then-edit example: finding the concept, editing inside its mask."""
+    return [{**FIND_GROUP, "size": [1140, find_height]}, {"title": edit_title, **EDIT_GROUP, "size": edit_size}]
+
+
+def _load_image(pos, size=(320, 360)) -> dict:
+    return node("image", "LoadImage", pos, list(size), image="example.png")
+
+
+def _flux_loaders() -> list[dict]:
+    return flux_loaders(FLUX1_DEV_URL, FLUX_TEXT_ENCODERS, FLUX_AE_URL)
+
+
+FLUX_MASK_INPAINT = {
+    "name": "flux_concept_mask_inpaint",
+    "file": "Flux.1 Concept Mask Inpaint",
+    "title": "Flux.1: mask a concept in an image and inpaint it",
+    "nodes": [
+        note(FLUX_MASK_INPAINT_NOTE, [-620, 0], (560, 800)),
+        *_flux_loaders(),
+        _load_image([0, 430]),
+        concept_list("dog, grass, sky, tree", [380, 0]),
+        node("prompt", "CLIPTextEncode", [380, 220], [320, 130], text="a red fox sitting on the grass, photo"),
+        node("guidance", "FluxGuidance", [380, 400], [320, 58], guidance=3.5),
+        node("negative", "ConditioningZeroOut", [380, 510], [320, 26]),
+        node("encode", "VAEEncode", [380, 590], [320, 46]),
+        node("noise_mask", "SetLatentNoiseMask", [380, 690], [320, 46]),
+        *find_concept_nodes("dog", "mean", 16, 8.0),
+        sampler([1560, 0], seed=0, steps=20, cfg=1.0),
+        node("decode", "VAEDecode", [1560, 320], [320, 46]),
+        *composite_nodes(1560, 420),
+        save_image([1940, 0], "concept_inpaint"),
+    ],
+    "links": [
+        ("clip", "CLIP", "concepts", "clip"),
+        ("clip", "CLIP", "prompt", "clip"),
+        *saliency_links(),
+        *mask_links(),
+        ("prompt", "CONDITIONING", "guidance", "conditioning"),
+        ("prompt", "CONDITIONING", "negative", "conditioning"),
+        *masked_latent_links(),
+        ("unet", "MODEL", "sampler", "model"),
+        ("guidance", "CONDITIONING", "sampler", "positive"),
+        ("negative", "CONDITIONING", "sampler", "negative"),
+        ("noise_mask", "LATENT", "sampler", "latent_image"),
+        *decode_links(),
+        *composite_links(),
+    ],
+    "groups": _groups(1180, "2. inpaint inside the mask", [800, 660]),
+    # the thumbnail: the picture, its regions, the map of the masked concept, the mask
+    "thumbnail": {"picture": "image", "saliency": "saliency", "concept": "dog", "mask": "mask_preview"},
+}
+
+FLUX_GENERATE_INSPECT = {
+    "name": "flux_generate_and_inspect_concept_maps",
+    "file": "Flux.1 Generation Concept Maps",
+    "title": "Flux.1: generate a picture and see where each concept went",
+    "nodes": [
+        note(FLUX_GENERATE_INSPECT_NOTE, [-620, 0], (560, 760)),
+        *_flux_loaders(),
+        concept_list("dragon, sun, mountains, sky, clouds", [380, 0]),
+        node("patch", "ConceptAttentionPatchModel", [380, 220], [320, 260],
+             layers="last 10", start_percent=0.0, end_percent=1.0),
+        node("prompt", "CLIPTextEncode", [760, 0], [340, 150],
+             text="a red dragon flying over snowy mountains at sunset, the sun low on the horizon, dramatic clouds"),
+        node("guidance", "FluxGuidance", [760, 200], [340, 58], guidance=3.5),
+        node("negative", "ConditioningZeroOut", [760, 310], [340, 26]),
+        node("latent", "EmptySD3LatentImage", [760, 390], [340, 106], width=1024, height=1024, batch_size=1),
+        sampler([1160, 0], seed=42, steps=20, cfg=1.0),
+        node("decode", "VAEDecode", [1160, 320], [320, 46]),
+        *sampling_maps_nodes(1160, "concept_saliency/dragon"),
+        save_image([1540, 0], "concept_generation"),
+        node("heatmaps", "PreviewImage", [1540, 520], [400, 400]),
+    ],
+    "links": [
+        ("clip", "CLIP", "concepts", "clip"),
+        ("clip", "CLIP", "prompt", "clip"),
+        ("unet", "MODEL", "patch", "model"),
+        ("concepts", "concepts", "patch", "concepts"),
+        ("prompt", "CONDITIONING", "guidance", "conditioning"),
+        ("prompt", "CONDITIONING", "negative", "conditioning"),
+        ("patch", "model", "sampler", "model"),
+        ("guidance", "CONDITIONING", "sampler", "positive"),
+        ("negative", "CONDITIONING", "sampler", "negative"),
+        ("latent", "LATENT", "sampler", "latent_image"),
+        *decode_links(),
+        ("decode", "IMAGE", "save", "images"),
+        *sampling_maps_links(),
+        ("maps", "preview", "heatmaps", "images"),
+        ("maps", "saliency", "save_maps", "saliency"),
+    ],
+    "groups": [],
+    "thumbnail": {"picture": "save", "saliency": "maps", "concept": "dragon"},
+}
+
+SD35_CHECKPOINT = ("ckpt", "MODEL")
+SD35_VAE = ("ckpt", "VAE")
+
+SD35_REGIONAL_EDIT = {
+    "name": "sd35_concept_mask_regional_edit",
+    "file": "SD3.5 Regional Edit by Concept",
+    "title": "SD3.5: concept mask as the region of a regional prompt",
+    "nodes": [
+        note(SD35_REGIONAL_EDIT_NOTE, [-620, 0], (560, 860)),
+        node("ckpt", "CheckpointLoaderSimple", [0, 0], [320, 98], ckpt_name="sd3.5_large.safetensors"),
+        # clip_g is in the gated repository: no link for it (the Note says where it comes from)
+        node("clip", "TripleCLIPLoader", [0, 150], [320, 106],
+             properties=models(*((f, f"{FLUX_TEXT_ENCODERS}/{f}", "text_encoders")
+                                 for f in ("clip_l.safetensors", "t5xxl_fp16.safetensors"))),
+             clip_name1="clip_l.safetensors", clip_name2="clip_g.safetensors", clip_name3="t5xxl_fp16.safetensors"),
+        _load_image([0, 310]),
+        concept_list("person, shirt, hair, background", [380, 0]),
+        node("base_prompt", "CLIPTextEncode", [380, 220], [320, 130], text="a photo of a person, natural light"),
+        node("region_prompt", "CLIPTextEncode", [380, 400], [320, 130], text="a red leather jacket"),
+        node("negative", "CLIPTextEncode", [380, 580], [320, 110], text="blurry, low quality"),
+        *find_concept_nodes("shirt", "otsu", 8, 12.0),
+        node("set_mask", "ConditioningSetMask", [1560, 0], [320, 106], strength=1.0, set_cond_area="default"),
+        node("combine", "ConditioningCombine", [1560, 160], [320, 46]),
+        node("encode", "VAEEncode", [1560, 260], [320, 46]),
+        node("noise_mask", "SetLatentNoiseMask", [1560, 360], [320, 46]),
+        sampler([1940, 0], seed=0, steps=28, cfg=4.5, sampler_name="dpmpp_2m", scheduler="sgm_uniform",
+                denoise=0.8),
+        node("decode", "VAEDecode", [1940, 320], [320, 46]),
+        save_image([2320, 0], "concept_regional_edit"),
+    ],
+    "links": [
+        *(("clip", "CLIP", prompt, "clip") for prompt in ("concepts", "base_prompt", "region_prompt", "negative")),
+        *saliency_links(model=SD35_CHECKPOINT, vae=SD35_VAE, conditioning="base_prompt"),
+        *mask_links(),
+        ("region_prompt", "CONDITIONING", "set_mask", "conditioning"),
+        ("mask", "mask", "set_mask", "mask"),
+        ("base_prompt", "CONDITIONING", "combine", "conditioning_1"),
+        ("set_mask", "CONDITIONING", "combine", "conditioning_2"),
+        *masked_latent_links(vae=SD35_VAE),
+        (*SD35_CHECKPOINT, "sampler", "model"),
+        ("combine", "CONDITIONING", "sampler", "positive"),
+        ("negative", "CONDITIONING", "sampler", "negative"),
+        ("noise_mask", "LATENT", "sampler", "latent_image"),
+        *decode_links(vae=SD35_VAE),
+        ("decode", "IMAGE", "save", "images"),
+    ],
+    "groups": [],
+    "thumbnail": {"picture": "image", "saliency": "saliency", "concept": "shirt", "mask": "mask_preview"},
+}
+
+# One Saliency to Mask (argmax) and its Preview Mask per segment: (key suffix, concepts).
+ARGMAX_SEGMENTS = (("a", "person"), ("b", "hair, shirt"), ("c", "background"))
+
+FLUX_ARGMAX_SEGMENTATION = {
+    "name": "flux_multi_concept_segmentation_argmax",
+    "file": "Flux.1 Argmax Segmentation",
+    "title": "Flux.1: split a picture into concepts (argmax segmentation)",
+    "nodes": [
+        note(FLUX_ARGMAX_NOTE, [-620, 0], (560, 800)),
+        *_flux_loaders(),
+        _load_image([0, 430]),
+        concept_list("person, hair, shirt, background", [380, 0], width=340),
+        saliency_node([380, 220], samples=2),
+        *(node(f"mask_{s}", "ConceptAttentionSaliencyToMask", [780, 360 * i], [320, 300], concepts=c, method="argmax")
+          for i, (s, c) in enumerate(ARGMAX_SEGMENTS)),
+        *(node(f"preview_{s}", "MaskPreview", [1160, 360 * i], [300, 300]) for i, (s, _) in enumerate(ARGMAX_SEGMENTS)),
+        node("heatmaps", "PreviewImage", [1520, 0], [340, 340]),
+    ],
+    "links": [
+        ("clip", "CLIP", "concepts", "clip"),
+        *saliency_links(),
+        ("saliency", "preview", "heatmaps", "images"),
+        *(("saliency", "saliency", f"mask_{s}", "saliency") for s, _ in ARGMAX_SEGMENTS),
+        *(("image", "IMAGE", f"mask_{s}", "image") for s, _ in ARGMAX_SEGMENTS),
+        *((f"mask_{s}", "mask", f"preview_{s}", "mask") for s, _ in ARGMAX_SEGMENTS),
+    ],
+    "groups": [],
+    "thumbnail": {"picture": "image", "saliency": "saliency", "concept": "person", "mask": "preview_a"},
+}
+
+
+def _edit_links(prompt_inputs: list[tuple]) -> list[tuple]:
+    """Klein's and Qwen-Image-Edit's first steps: the picture scaled, the concept found and masked, the
+    edit prompt's inputs."""
+    return [("image", "IMAGE", "scale", "image"), ("clip", "CLIP", "concepts", "clip"),
+            *saliency_links(picture="scale"), *mask_links(picture="scale"), *prompt_inputs]
+
+
+FLUX2_KLEIN_MASK_EDIT = {
+    "name": "flux2_klein_concept_mask_edit",
+    "file": "Flux.2 Klein Concept Mask Edit",
+    "title": "Flux.2 Klein: mask a concept in an image and edit it",
+    "nodes": [
+        note(FLUX2_KLEIN_MODELS_NOTE, [-620, 0], (560, 860)),
+        *loaders("flux-2-klein-4b.safetensors", "qwen_3_4b.safetensors", "flux2", "flux2-vae.safetensors", {
+            "flux-2-klein-4b.safetensors": f"{KLEIN_REPO}/diffusion_models/flux-2-klein-4b.safetensors",
+            "qwen_3_4b.safetensors": f"{KLEIN_REPO}/text_encoders/qwen_3_4b.safetensors",
+            "flux2-vae.safetensors": FLUX2_VAE_URL}),
+        _load_image([0, 400]),
+        # Klein's templates scale with ImageScaleToTotalPixels, which needs kornia (one of ComfyUI's
+        # optional requirements); this stock node needs nothing and also keeps the picture near 1 MP.
+        node("scale", "ImageScaleToMaxDimension", [0, 820], [320, 82], upscale_method="lanczos", largest_size=1024),
+        # 1. find the concept. Nothing below Concept Saliency: it grows after a run (legend + maps).
+        concept_list("cat, sofa, cushion, wall", [380, 0], width=340),
+        *find_concept_nodes("cat", "mean", 24, 8.0),
+        # 2. edit inside the mask: Klein's reference-latent edit, sampled as ComfyUI's Klein templates do.
+        node("prompt", "CLIPTextEncode", [1560, 0], [340, 150], title="Edit prompt",
+             text="Replace the cat with a sleeping corgi puppy. Keep the sofa, the light and the style of the photo."),
+        node("negative", "ConditioningZeroOut", [1560, 210], [340, 26]),
+        node("encode", "VAEEncode", [1560, 290], [340, 46]),
+        node("reference", "ReferenceLatent", [1560, 390], [340, 46]),
+        node("negative_reference", "ReferenceLatent", [1560, 490], [340, 46]),
+        node("noise_mask", "SetLatentNoiseMask", [1560, 590], [340, 46]),
+        node("size", "GetImageSize", [1560, 690], [340, 66]),
+        node("noise", "RandomNoise", [1960, 0], [320, 82], noise_seed=0),
+        node("sampler_select", "KSamplerSelect", [1960, 130], [320, 58], sampler_name="euler"),
+        node("scheduler", "Flux2Scheduler", [1960, 240], [320, 106], steps=4),
+        node("guider", "CFGGuider", [1960, 400], [320, 98], cfg=1.0),
+        node("sampler", "SamplerCustomAdvanced", [1960, 550], [320, 106]),
+        node("decode", "VAEDecode", [1960, 710], [320, 46]),
+        *composite_nodes(1960, 810),
+        save_image([2340, 0], "concept_klein_edit"),
+    ],
+    "links": [
+        *_edit_links([("clip", "CLIP", "prompt", "clip"), ("prompt", "CONDITIONING", "negative", "conditioning")]),
+        ("scale", "IMAGE", "encode", "pixels"),
+        ("vae", "VAE", "encode", "vae"),
+        ("prompt", "CONDITIONING", "reference", "conditioning"),
+        ("encode", "LATENT", "reference", "latent"),
+        ("negative", "CONDITIONING", "negative_reference", "conditioning"),
+        ("encode", "LATENT", "negative_reference", "latent"),
+        ("encode", "LATENT", "noise_mask", "samples"),
+        ("mask", "mask", "noise_mask", "mask"),
+        ("scale", "IMAGE", "size", "image"),
+        ("size", "width", "scheduler", "width"),
+        ("size", "height", "scheduler", "height"),
+        ("unet", "MODEL", "guider", "model"),
+        ("reference", "CONDITIONING", "guider", "positive"),
+        ("negative_reference", "CONDITIONING", "guider", "negative"),
+        ("noise", "NOISE", "sampler", "noise"),
+        ("guider", "GUIDER", "sampler", "guider"),
+        ("sampler_select", "SAMPLER", "sampler", "sampler"),
+        ("scheduler", "SIGMAS", "sampler", "sigmas"),
+        ("noise_mask", "LATENT", "sampler", "latent_image"),
+        *decode_links(sampled=("sampler", "output")),
+        *composite_links(picture="scale"),
+    ],
+    "groups": _groups(1150, "2. edit inside the mask (Klein reference edit)", [1200, 1050]),
+}
+
+QWEN_IMAGE_EDIT_MASK_EDIT = {
+    "name": "qwen_image_edit_concept_mask",
+    "file": "Qwen-Image Edit Concept Mask",
+    "title": "Qwen-Image-Edit: mask a concept in an image and edit it",
+    "nodes": [
+        note(QWEN_IMAGE_EDIT_NOTE, [-620, 0], (560, 600)),
+        *loaders(QWEN_IMAGE_EDIT_FILE, QWEN_IMAGE_TE_FILE, "qwen_image", QWEN_IMAGE_VAE_FILE, {
+            QWEN_IMAGE_EDIT_FILE: f"{QWEN_IMAGE_EDIT_REPO}/diffusion_models/{QWEN_IMAGE_EDIT_FILE}",
+            QWEN_IMAGE_TE_FILE: f"{QWEN_IMAGE_REPO}/text_encoders/{QWEN_IMAGE_TE_FILE}",
+            QWEN_IMAGE_VAE_FILE: f"{QWEN_IMAGE_REPO}/vae/{QWEN_IMAGE_VAE_FILE}"}),
+        # 1. find the concept. Nothing below Concept Saliency: it grows after a run (legend + maps).
+        concept_list("cat, sofa, cushion, wall", [380, 0], width=340),
+        _load_image([380, 220], (340, 380)),
+        # As ComfyUI's Qwen-Image-Edit templates do: the nearest of the model's preferred sizes.
+        node("scale", "FluxKontextImageScale", [380, 660], [340, 26], title="Scale for Qwen-Image-Edit"),
+        *find_concept_nodes("cat", "mean", 24, 8.0),
+        # 2. edit inside the mask: Qwen-Image-Edit's conditioning (prompt + the picture as reference), sampled
+        # as ComfyUI's Qwen-Image-Edit templates do, on the masked latent of the picture.
+        node("prompt", "TextEncodeQwenImageEditPlus", [1560, 0], [400, 250], title="Edit prompt",
+             prompt="Replace the cat with a sleeping corgi puppy, keeping the sofa, the light and the "
+                    "style of the photo consistent."),
+        node("negative", "TextEncodeQwenImageEditPlus", [1560, 310], [400, 200], title="Negative prompt", prompt=""),
+        node("encode", "VAEEncode", [1560, 570], [400, 46]),
+        node("noise_mask", "SetLatentNoiseMask", [1560, 670], [400, 46]),
+        node("model_sampling", "ModelSamplingAuraFlow", [1560, 770], [400, 58], shift=3.1),
+        node("cfg_norm", "CFGNorm", [1560, 880], [400, 82], strength=1.0),
+        sampler([2020, 0], seed=0, steps=20, cfg=4.0),
+        node("decode", "VAEDecode", [2020, 330], [320, 46]),
+        *composite_nodes(2020, 430),
+        save_image([2400, 0], "concept_qwen_image_edit"),
+    ],
+    "links": [
+        *_edit_links([link for prompt in ("prompt", "negative") for link in (
+            ("clip", "CLIP", prompt, "clip"), ("vae", "VAE", prompt, "vae"), ("scale", "IMAGE", prompt, "image1"))]),
+        *masked_latent_links(picture="scale"),
+        ("unet", "MODEL", "model_sampling", "model"),
+        ("model_sampling", "MODEL", "cfg_norm", "model"),
+        ("cfg_norm", "MODEL", "sampler", "model"),
+        ("prompt", "CONDITIONING", "sampler", "positive"),
+        ("negative", "CONDITIONING", "sampler", "negative"),
+        ("noise_mask", "LATENT", "sampler", "latent_image"),
+        *decode_links(),
+        *composite_links(picture="scale"),
+    ],
+    "groups": _groups(1170, "2. edit inside the mask (Qwen-Image-Edit)", [1260, 1070]),
+}
+
+
+def _cogvideox_loaders() -> list[dict]:
+    # No link for the diffusion model: ComfyUI reads CogVideoX in its own single-file layout (the Note says so).
+    return loaders(COGVIDEOX_MODEL_FILE, COGVIDEOX_TE_FILE, "cogvideox", COGVIDEOX_VAE_FILE, {
+        COGVIDEOX_TE_FILE: f"{FLUX_TEXT_ENCODERS}/{COGVIDEOX_TE_FILE}", COGVIDEOX_VAE_FILE: COGVIDEOX_VAE_URL})
+
+
+COGVIDEOX_GENERATE_MASK_VIDEO = {
+    "name": "cogvideox_concept_mask_video",
+    "file": "CogVideoX Concept Mask Video",
+    "title": "CogVideoX: generate a clip and save a concept mask video next to it",
+    "nodes": [
+        note(COGVIDEOX_GENERATE_NOTE, [-620, 0], (560, 860)),
+        *_cogvideox_loaders(),
+        concept_list("fox, snow, trees, sky", [380, 0]),
+        node("patch", "ConceptAttentionPatchModel", [380, 220], [320, 260],
+             layers="last 10", start_percent=0.0, end_percent=1.0),
+        node("prompt", "CLIPTextEncode", [760, 0], [340, 150],
+             text="a red fox trotting through fresh snow between tall pine trees, soft morning light, "
+                  "clear blue sky, the camera follows the fox"),
+        node("negative", "CLIPTextEncode", [760, 200], [340, 110], text="blurry, low quality, distorted, flickering"),
+        node("latent", "EmptyHunyuanLatentVideo", [760, 360], [340, 130], width=720, height=480, length=49,
+             batch_size=1),
+        sampler([1160, 0], seed=42, steps=30, cfg=6.0),
+        node("decode", "VAEDecode", [1160, 320], [320, 46]),
+        *sampling_maps_nodes(1160, "concept_saliency/fox_clip"),
+        node("clip_video", "CreateVideo", [1540, 0], [340, 82], fps=8.0),
+        node("save_clip", "SaveVideo", [1540, 200], [400, 420], filename_prefix="cogvideox/fox"),
+        *mask_video_nodes(2000, {"concepts": "fox", "method": "mean"}, 8.0, "cogvideox/fox_mask"),
+    ],
+    "links": [
+        *(("clip", "CLIP", to, "clip") for to in ("concepts", "prompt", "negative")),
+        ("unet", "MODEL", "patch", "model"),
+        ("concepts", "concepts", "patch", "concepts"),
+        ("patch", "model", "sampler", "model"),
+        ("prompt", "CONDITIONING", "sampler", "positive"),
+        ("negative", "CONDITIONING", "sampler", "negative"),
+        ("latent", "LATENT", "sampler", "latent_image"),
+        *decode_links(),
+        ("decode", "IMAGE", "clip_video", "images"),
+        ("clip_video", "VIDEO", "save_clip", "video"),
+        *sampling_maps_links(),
+        ("maps", "saliency", "save_maps", "saliency"),
+        ("maps", "saliency", "mask", "saliency"),
+        ("decode", "IMAGE", "mask", "image"),
+        *mask_video_links(),
+    ],
+    "groups": [],
+    "thumbnail": {"saliency": "maps", "concept": "fox"},
+}
+
+COGVIDEOX_CLIP_MASK = {
+    "name": "cogvideox_clip_concept_mask",
+    "file": "CogVideoX Clip Concept Mask",
+    "title": "CogVideoX: mask a concept in an existing clip (a mask video)",
+    "nodes": [
+        note(COGVIDEOX_CLIP_NOTE, [-620, 0], (560, 820)),
+        *_cogvideox_loaders(),
+        node("load", "LoadVideo", [0, 400], [320, 420], file="example.mp4"),
+        concept_list("dog, person, grass, sky", [380, 0], width=340),
+        node("components", "GetVideoComponents", [380, 220], [340, 130]),
+        node("frames", "ImageFromBatch", [380, 410], [340, 82], batch_index=0, length=49),
+        node("scale", "ImageScale", [380, 550], [340, 130], upscale_method="lanczos", width=720, height=480,
+             crop="center"),
+        saliency_node([760, 0]),
+        *mask_video_nodes(1160, {"concepts": "dog", "method": "mean", "grow": 4, "feather": 2.0}, None,
+                          "cogvideox/clip_mask"),
+    ],
+    "links": [
+        ("clip", "CLIP", "concepts", "clip"),
+        ("load", "VIDEO", "components", "video"),
+        ("components", "images", "frames", "image"),
+        ("frames", "IMAGE", "scale", "image"),
+        *saliency_links(picture="scale"),
+        *mask_links(picture="scale", shown_in=None, heatmaps=False),
+        *mask_video_links(fps_from=("components", "fps")),
+    ],
+    "groups": [],
+    "thumbnail": {"saliency": "saliency", "concept": "dog"},
+}
+
+EXAMPLES = [FLUX_MASK_INPAINT, FLUX_GENERATE_INSPECT, SD35_REGIONAL_EDIT, FLUX_ARGMAX_SEGMENTATION,
+            FLUX2_KLEIN_MASK_EDIT, QWEN_IMAGE_EDIT_MASK_EDIT, COGVIDEOX_GENERATE_MASK_VIDEO, COGVIDEOX_CLIP_MASK]
+
+FLUX_FILES = {"flux1-dev.safetensors", "ae.safetensors", "t5xxl_fp16.safetensors", "clip_l.safetensors"}
+# The loaders name their files with a download URL and the models/ folder they go to.
+FLUX_MODELS = {"UNETLoader": ("flux1-dev.safetensors", "diffusion_models"),
+               "DualCLIPLoader": [("t5xxl_fp16.safetensors", "text_encoders"), ("clip_l.safetensors", "text_encoders")],
+               "VAELoader": ("ae.safetensors", "vae")}
+FIND_CONCEPT_TYPES = {"ConceptAttentionConceptList", "ConceptAttentionSaliency", "ConceptAttentionSaliencyToMask"}
+SAMPLING_TYPES = {"ConceptAttentionConceptList", "ConceptAttentionPatchModel", "ConceptAttentionSamplingSaliency"}
+SINGLE_CLIP_LOADERS = {"UNETLoader", "CLIPLoader", "VAELoader"}
+COGVIDEOX_MODELS = {"CLIPLoader": (COGVIDEOX_TE_FILE, "text_encoders"), "VAELoader": (COGVIDEOX_VAE_FILE, "vae")}
+
+# What the browser tier checks in each saved workflow's prompt (graphToPrompt): pack node types
+# that must be there, and widget values that define the example. "saliency_room": Concept Saliency
+# grows after a run (legend + maps): nothing sits that far below it in its column.
+EXPECTED = {
+    "flux_concept_mask_inpaint": {
+        "types": FIND_CONCEPT_TYPES | {"UNETLoader", "DualCLIPLoader", "VAELoader", "SetLatentNoiseMask", "KSampler"},
+        "files": FLUX_FILES, "models": FLUX_MODELS,
+    },
+    "flux_generate_and_inspect_concept_maps": {
+        "types": SAMPLING_TYPES | {"KSampler", "UNETLoader", "DualCLIPLoader"},
+        "files": FLUX_FILES, "models": FLUX_MODELS,
+    },
+    "sd35_concept_mask_regional_edit": {
+        "types": FIND_CONCEPT_TYPES | {"ConditioningSetMask", "TripleCLIPLoader", "CheckpointLoaderSimple"},
+        "files": {"sd3.5_large.safetensors", "clip_l.safetensors", "clip_g.safetensors", "t5xxl_fp16.safetensors"},
+        # The public text encoders carry their links; the checkpoint and clip_g are gated (the Note says so).
+        "models": {"TripleCLIPLoader": [("clip_l.safetensors", "text_encoders"),
+                                        ("t5xxl_fp16.safetensors", "text_encoders")]},
+        "gated": ["sd3.5_large.safetensors", "clip_g.safetensors"],
+    },
+    "flux_multi_concept_segmentation_argmax": {
+        "types": FIND_CONCEPT_TYPES, "files": FLUX_FILES, "mask_method": "argmax", "models": FLUX_MODELS,
+    },
+    "flux2_klein_concept_mask_edit": {
+        "types": FIND_CONCEPT_TYPES | SINGLE_CLIP_LOADERS | {
+            "LoadImage", "ReferenceLatent", "SetLatentNoiseMask", "SamplerCustomAdvanced", "SaveImage"},
+        "files": {"flux-2-klein-4b.safetensors", "qwen_3_4b.safetensors", "flux2-vae.safetensors"},
+        "widgets": {"CLIPLoader": {"type": "flux2"}},
+        "models": {"UNETLoader": ("flux-2-klein-4b.safetensors", "diffusion_models"),
+                   "CLIPLoader": ("qwen_3_4b.safetensors", "text_encoders"),
+                   "VAELoader": ("flux2-vae.safetensors", "vae")},
+        "saliency_room": 600,
+    },
+    "qwen_image_edit_concept_mask": {
+        "types": FIND_CONCEPT_TYPES | SINGLE_CLIP_LOADERS | {
+            "LoadImage", "TextEncodeQwenImageEditPlus", "SetLatentNoiseMask", "KSampler", "ImageCompositeMasked",
+            "SaveImage"},
+        "files": {QWEN_IMAGE_EDIT_FILE, QWEN_IMAGE_TE_FILE, QWEN_IMAGE_VAE_FILE},
+        "widgets": {"CLIPLoader": {"type": "qwen_image"}},
+        "models": {"UNETLoader": (QWEN_IMAGE_EDIT_FILE, "diffusion_models"),
+                   "CLIPLoader": (QWEN_IMAGE_TE_FILE, "text_encoders"),
+                   "VAELoader": (QWEN_IMAGE_VAE_FILE, "vae")},
+        "saliency_room": 600,
+    },
+    # The diffusion model file has no public link (the Note says why): only the linked files are listed.
+    "cogvideox_concept_mask_video": {
+        "types": SAMPLING_TYPES | SINGLE_CLIP_LOADERS | {
+            "ConceptAttentionSaliencyToMask", "EmptyHunyuanLatentVideo", "KSampler", "VAEDecode", "MaskToImage",
+            "CreateVideo", "SaveVideo"},
+        "files": {COGVIDEOX_TE_FILE, COGVIDEOX_VAE_FILE},
+        "widgets": {"CLIPLoader": {"type": "cogvideox"}, "EmptyHunyuanLatentVideo": {"length": 49}},
+        "models": COGVIDEOX_MODELS,
+    },
+    "cogvideox_clip_concept_mask": {
+        "types": FIND_CONCEPT_TYPES | SINGLE_CLIP_LOADERS | {
+            "LoadVideo", "GetVideoComponents", "MaskToImage", "CreateVideo", "SaveVideo"},
+        "files": {COGVIDEOX_TE_FILE, COGVIDEOX_VAE_FILE},
+        "widgets": {"CLIPLoader": {"type": "cogvideox"}},
+        "models": COGVIDEOX_MODELS,
+        "saliency_room": 600,
+    },
+}
+
+
+def file_stem(spec: dict) -> str:
+    """The example's file name without .json: the template browser's title for it."""
+    return spec.get("file", spec["name"])
