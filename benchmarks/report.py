@@ -45,31 +45,39 @@ def table(title, header, align, rows):
     return "\n".join([f"#### {title}", "", header, align, *rows])
 
 
+GEN_HEADER = ("| model | image (latent) | mode | ms/step (median) | per-repeat ms/step | step overhead | peak VRAM MiB | "
+              "peak overhead | activation peak MiB | activation overhead |", "|---|---|---|---:|---|---:|---:|---:|---:|---:|")
+ENCODE_HEADER = ("| model | layers (stop after) | encode ms (median) | all | plain forward stopped after same block ms | "
+                 "encode vs stopped | full forward ms | encode vs full |", "|---|---|---:|---|---:|---:|---:|---:|")
+
+
+def gen_row(results, fam, res, g, name, v):
+    lat = "x".join(str(x) for x in g["latent"][-2:])
+    return (f"| {NAMES.get(fam, fam)} (cfg {results['models'][fam]['cfg']}) | {res} ({lat}) | {variant_label(name)} | "
+            f"{v['step_ms_median']:.1f} | {', '.join(f'{x:.1f}' for x in v['step_ms_all'])} | "
+            f"{pc(v['step_overhead_pct'])} | {v['peak_mib']:.0f} | {pc(v['peak_overhead_pct'])} | "
+            f"{v['activation_peak_mib']:.0f} | {pc(v['activation_peak_overhead_pct'], '{:+.1f}%')} |")
+
+
+def encode_row(results, fam, res, e, label, c):
+    return (f"| {NAMES.get(fam, fam)} | {label} | {c['encode_ms']:.1f} | "
+            f"{', '.join(f'{x:.0f}' for x in c['encode_ms_all'])} | {c['plain_stopped_ms']:.1f} | "
+            f"{c['encode_vs_stopped_pct']:+.1f}% | {e['full_forward_ms']:.1f} | {c['encode_vs_full_pct']:+.1f}% |")
+
+
+def result_table(results, title, prefix, part, header, row):
+    """One row per (family, result with this key prefix, entry of its `part`)."""
+    rows = [row(results, fam, res, entry, name, item) for fam, res, entry in entries(results, prefix)
+            for name, item in entry[part].items()]
+    return table(title, *header, rows)
+
+
 def gen_table(results, title):
-    rows = []
-    for fam, res, g in entries(results, "gen_"):
-        lat = "x".join(str(v) for v in g["latent"][-2:])
-        cfg = results["models"][fam]["cfg"]
-        rows += [f"| {NAMES.get(fam, fam)} (cfg {cfg}) | {res} ({lat}) | {variant_label(name)} | "
-                 f"{v['step_ms_median']:.1f} | {', '.join(f'{x:.1f}' for x in v['step_ms_all'])} | "
-                 f"{pc(v['step_overhead_pct'])} | {v['peak_mib']:.0f} | {pc(v['peak_overhead_pct'])} | "
-                 f"{v['activation_peak_mib']:.0f} | {pc(v['activation_peak_overhead_pct'], '{:+.1f}%')} |"
-                 for name, v in g["variants"].items()]
-    return table(title, "| model | image (latent) | mode | ms/step (median) | per-repeat ms/step | step overhead | "
-                        "peak VRAM MiB | peak overhead | activation peak MiB | activation overhead |",
-                 "|---|---|---|---:|---|---:|---:|---:|---:|---:|", rows)
+    return result_table(results, title, "gen_", "variants", GEN_HEADER, gen_row)
 
 
 def encode_table(results, title):
-    rows = []
-    for fam, _, e in entries(results, "encode_"):
-        rows += [f"| {NAMES.get(fam, fam)} | {label} | {c['encode_ms']:.1f} | "
-                 f"{', '.join(f'{x:.0f}' for x in c['encode_ms_all'])} | {c['plain_stopped_ms']:.1f} | "
-                 f"{c['encode_vs_stopped_pct']:+.1f}% | {e['full_forward_ms']:.1f} | {c['encode_vs_full_pct']:+.1f}% |"
-                 for label, c in e["choices"].items()]
-    return table(title, "| model | layers (stop after) | encode ms (median) | all | plain forward stopped after same "
-                        "block ms | encode vs stopped | full forward ms | encode vs full |",
-                 "|---|---|---:|---|---:|---:|---:|---:|", rows)
+    return result_table(results, title, "encode_", "choices", ENCODE_HEADER, encode_row)
 
 
 def sync_table(results):

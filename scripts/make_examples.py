@@ -30,7 +30,10 @@ from pathlib import Path
 TESTS = Path(__file__).resolve().parent.parent / "tests"
 sys.path.insert(0, str(TESTS))
 import conftest  # noqa: E402,F401  (registers concept_attention_tests.* and finds ComfyUI)
+from concept_attention_examples.parts import mask_links, node, saliency_links  # noqa: E402  (registered by browser_session)
+from concept_attention_examples.specs import EXAMPLES, file_stem  # noqa: E402
 
+from concept_attention_tests.browser import example_runs  # noqa: E402
 from concept_attention_tests.browser.browser_session import (  # noqa: E402
     EXAMPLE_WORKFLOWS_DIR,
     FIXTURE_NODES_DIR,
@@ -39,9 +42,6 @@ from concept_attention_tests.browser.browser_session import (  # noqa: E402
     launch_chromium,
     open_comfy,
 )
-from concept_attention_tests.browser import example_runs  # noqa: E402
-from concept_attention_examples.parts import mask_links, node, saliency_links  # noqa: E402  (registered by browser_session)
-from concept_attention_examples.specs import EXAMPLES, file_stem  # noqa: E402
 from concept_attention_tests.server.comfy_server import start_comfy_server  # noqa: E402
 
 DOCS_IMAGES = REPO_ROOT / "docs" / "images"
@@ -229,9 +229,8 @@ def write_random_sd3_vae(path: Path, seed: int = 4) -> Path:
     builds the encoder at full width whatever the file holds; the decoder takes its width from the file,
     so it is made small."""
     import torch
-    from safetensors.torch import save_file
-
     from comfy.ldm.models.autoencoder import AutoencodingEngine
+    from safetensors.torch import save_file
 
     encoder = {"double_z": True, "z_channels": 16, "resolution": 256, "in_channels": 3, "out_ch": 3, "ch": 128,
                "ch_mult": [1, 2, 4, 4], "num_res_blocks": 2, "attn_resolutions": [], "dropout": 0.0}
@@ -333,9 +332,8 @@ def main() -> None:
     args = parser.parse_args()
     write_examples = bool(args.example) or not args.docs
     write_docs = not args.only_examples and (bool(args.docs) or not args.example)
-    from playwright.sync_api import sync_playwright
-
     from conftest import COMFYUI_PATH
+    from playwright.sync_api import sync_playwright
 
     with tempfile.TemporaryDirectory() as tmp:
         base = Path(tmp) / "server"

@@ -11,6 +11,8 @@ import re
 import urllib.parse
 
 import pytest
+from concept_attention_examples.specs import EXAMPLES as EXAMPLE_SPECS  # registered by browser_session
+from concept_attention_examples.specs import EXPECTED, file_stem
 
 from concept_attention_tests.browser import example_runs, tiny_graphs
 from concept_attention_tests.browser.browser_session import (
@@ -20,8 +22,6 @@ from concept_attention_tests.browser.browser_session import (
     REPO_ROOT,
     build_graph,
 )
-from concept_attention_examples.specs import EXAMPLES as EXAMPLE_SPECS  # registered by browser_session
-from concept_attention_examples.specs import EXPECTED, file_stem
 
 PACK_NODES = {
     "ConceptAttentionConceptList", "ConceptAttentionSaliency", "ConceptAttentionPatchModel",
@@ -479,7 +479,7 @@ def test_legend_of_concept_saliency_from_sampling(comfy):
     legend = comfy.evaluate(LEGEND_JS, maps)
     assert [i["name"] for i in legend["items"]] == concepts
     assert legend["label"] is None  # one picture: no picture arrows
-    comfy.page.click(f"[data-ca-legend] .ca-legend-item[data-index='2']")
+    comfy.page.click("[data-ca-legend] .ca-legend-item[data-index='2']")
     comfy.page.wait_for_timeout(200)
     assert comfy.evaluate(LEGEND_JS, maps)["imageIndex"] == 1 + 2
     comfy.screenshot("sampling_legend", clip_nodes=[maps, ids["mask"]])

@@ -4,8 +4,9 @@ and the README screenshots."""
 
 from __future__ import annotations
 
-from concept_attention_tests.browser import browser_session  # noqa: F401  (registers concept_attention_examples)
 from concept_attention_examples.parts import node
+
+from concept_attention_tests.browser import browser_session  # noqa: F401  (registers concept_attention_examples)
 
 TINY_FLUX = "ConceptAttentionTestTinyFlux"
 TINY_CLIP = "ConceptAttentionTestTinyFluxClip"

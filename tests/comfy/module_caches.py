@@ -37,7 +37,7 @@ def cached_clip_and_concepts(build_clip, concepts):
     cleared_after_module."""
     clip = functools.lru_cache(maxsize=None)(build_clip)
 
-    @functools.lru_cache(maxsize=None)
+    @functools.cache
     def encoded():
         from concept_attention.concept_patch.text.encoding import encode_concepts
 

@@ -14,16 +14,16 @@ import functools
 import pytest
 import torch
 
-from concept_attention.concept_patch.text.encoding import encode_concepts
-from concept_attention.concept_patch.encode import encode_saliency
 from concept_attention.concept_patch.checks.errors import ConceptAttentionError
-from concept_attention.concept_patch.stream.options import SaliencyOptions
+from concept_attention.concept_patch.encode import encode_saliency
 from concept_attention.concept_patch.generation import install_concept_attention
-from concept_attention_tests.comfy.references import reference_concept_attention as ref
-from concept_attention_tests.comfy.tiny import tiny_cogvideox, tiny_models
+from concept_attention.concept_patch.stream.options import SaliencyOptions
+from concept_attention.concept_patch.text.encoding import encode_concepts
 from concept_attention_tests.comfy.module_caches import cached_clip_and_concepts, cleared_after_module
+from concept_attention_tests.comfy.references import reference_concept_attention as ref
 from concept_attention_tests.comfy.references.reference_cogvideox import COGVIDEOX_DEVIATIONS, cogvideox_reference
 from concept_attention_tests.comfy.sampling import sample
+from concept_attention_tests.comfy.tiny import tiny_cogvideox, tiny_models
 
 DTYPES = [torch.float32, torch.bfloat16, torch.float16]
 CONCEPTS = ["dog", "green grass", "sky"]
@@ -36,7 +36,7 @@ REFERENCE_VARIANTS = ("2b", "5b", "5b-i2v", "1.5", "1.5-i2v")
 _clip, _concepts = cached_clip_and_concepts(tiny_cogvideox.cogvideox_clip, CONCEPTS)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _reference_model(variant):
     return tiny_cogvideox.cogvideox_model(variant, seed=41)
 

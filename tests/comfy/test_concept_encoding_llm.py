@@ -17,8 +17,8 @@ from dataclasses import dataclass
 import pytest
 import torch
 
-from concept_attention.concept_patch.text.encoding import encode_concepts
 from concept_attention.concept_patch.checks.errors import ConceptAttentionError
+from concept_attention.concept_patch.text.encoding import encode_concepts
 from concept_attention_tests.comfy.tiny import tiny_text_encoders as tte
 
 
@@ -258,8 +258,8 @@ def test_llm_and_unknown_encoders_are_refused_by_name_by_a_flux1_model(klein_4b_
     import comfy.sd1_clip
     import comfy.supported_models_base
 
-    from concept_attention.concept_patch.stream.options import SaliencyOptions
     from concept_attention.concept_patch.generation import install_concept_attention
+    from concept_attention.concept_patch.stream.options import SaliencyOptions
     from concept_attention_tests.comfy.tiny import tiny_models
 
     flux = tiny_models.flux_model(depth=2)

@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from concept_attention.concept_patch.text.encoding import encode_concepts
-from concept_attention.concept_patch.stream.options import SaliencyOptions
 from concept_attention.concept_patch.generation import install_concept_attention
-from concept_attention_tests.comfy.tiny import tiny_models
+from concept_attention.concept_patch.stream.options import SaliencyOptions
+from concept_attention.concept_patch.text.encoding import encode_concepts
 from concept_attention_tests.comfy.sampling import sample
+from concept_attention_tests.comfy.tiny import tiny_models
 
 DTYPES = [torch.float32, torch.bfloat16, torch.float16]
 

@@ -15,10 +15,10 @@ import functools
 import pytest
 import torch
 
+from concept_attention_tests.comfy.model_inputs import Setup, recorded_inputs
+from concept_attention_tests.comfy.module_caches import cleared_after_module
 from concept_attention_tests.comfy.references import reference_concept_attention as ref
 from concept_attention_tests.comfy.tiny import tiny_models, tiny_text_encoders
-from concept_attention_tests.comfy.module_caches import cleared_after_module
-from concept_attention_tests.comfy.model_inputs import Setup, recorded_inputs
 
 CONCEPTS = ["dog", "green grass", "sky"]
 PROMPT = "a dog on the grass under the sky"
@@ -28,8 +28,10 @@ RTOL, ATOL = 1e-5, 3e-6  # the fp32 floor of these tiny models, as for Flux.1 (t
 BUILDERS = {
     # name: (model, text encoder, layers, latent shape)
     "flux2_dev": (lambda: tiny_models.flux2_model("dev", seed=21), tiny_text_encoders.flux2_dev_clip, (0, 2), (2, 128, 4, 5)),
-    "klein_4b": (lambda: tiny_models.flux2_model("klein4b", seed=22), lambda: tiny_text_encoders.klein_clip("4b"), (1, 2), (2, 128, 5, 3)),
-    "klein_8b": (lambda: tiny_models.flux2_model("klein8b", seed=23), lambda: tiny_text_encoders.klein_clip("8b"), (2,), (1, 128, 3, 3)),
+    "klein_4b": (lambda: tiny_models.flux2_model("klein4b", seed=22), lambda: tiny_text_encoders.klein_clip("4b"),
+                 (1, 2), (2, 128, 5, 3)),
+    "klein_8b": (lambda: tiny_models.flux2_model("klein8b", seed=23), lambda: tiny_text_encoders.klein_clip("8b"),
+                 (2,), (1, 128, 3, 3)),
     "longcat": (lambda: tiny_models.longcat_model(seed=24), tiny_text_encoders.longcat_clip, (0, 2), (2, 16, 7, 10)),
     "ovis": (lambda: tiny_models.ovis_model(seed=25), tiny_text_encoders.ovis_clip, (0, 2), (2, 16, 7, 10)),
     # 36 pixels: ceil(36/16) = 3 token rows (Flux's rounding would give 2)
@@ -43,12 +45,12 @@ FAMILY_NAMES = {"flux2": "Flux.2", "klein": "Flux.2", "longcat": "LongCat-Image"
                 "radiance": "Chroma Radiance"}
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _clip(name):
     return BUILDERS[name][1]()
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def setup_for(name: str) -> Setup:
     from concept_attention.concept_patch.text.encoding import encode_concepts
 

@@ -16,15 +16,15 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from concept_attention.concept_patch.text.encoding import encode_concepts
 from concept_attention.concept_patch.checks.errors import ConceptAttentionError
-from concept_attention.concept_patch.stream.options import SaliencyOptions
 from concept_attention.concept_patch.generation import install_concept_attention
-from concept_attention_tests.comfy.references import reference_hunyuan_video as ref
-from concept_attention_tests.comfy.tiny import tiny_hunyuan_video, tiny_text_encoders
+from concept_attention.concept_patch.stream.options import SaliencyOptions
+from concept_attention.concept_patch.text.encoding import encode_concepts
 from concept_attention_tests.comfy.module_caches import cleared_after_module
+from concept_attention_tests.comfy.references import reference_hunyuan_video as ref
 from concept_attention_tests.comfy.references.reference_concept_attention import SPACES
 from concept_attention_tests.comfy.sampling import sample
+from concept_attention_tests.comfy.tiny import tiny_hunyuan_video, tiny_text_encoders
 
 DTYPES = [torch.float32, torch.bfloat16, torch.float16]
 CONCEPTS = ["dog", "green grass", "sky"]
@@ -36,17 +36,17 @@ _CLIPS = {"hv1": tiny_text_encoders.hunyuan_video_clip, "hv15": tiny_text_encode
           "hi21": tiny_text_encoders.hunyuan_image21_clip}
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _clip(name):
     return _CLIPS[name]()
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _concepts(name):
     return encode_concepts(_clip(name), CONCEPTS)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _reference_model(name):
     build = {"hv1": tiny_hunyuan_video.hunyuan_video_model, "hv15": tiny_hunyuan_video.hunyuan_video15_model,
              "hi21": tiny_hunyuan_video.hunyuan_image21_model}[name]

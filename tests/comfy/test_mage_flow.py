@@ -14,15 +14,16 @@ import functools
 import pytest
 import torch
 
-from concept_attention.concept_patch.text.encoding import encode_concepts
-from concept_attention.concept_patch.stream.options import SaliencyOptions
 from concept_attention.concept_patch.generation import install_concept_attention
-from concept_attention_tests.comfy.references import reference_concept_attention as ref
-from concept_attention_tests.comfy.tiny import tiny_models, tiny_text_encoders
+from concept_attention.concept_patch.stream.options import SaliencyOptions
+from concept_attention.concept_patch.text.encoding import encode_concepts
 from concept_attention_tests.comfy.module_caches import cached_clip_and_concepts, cleared_after_module
+from concept_attention_tests.comfy.references import reference_concept_attention as ref
 from concept_attention_tests.comfy.sampling import ModelInputs, sample
+
 # the Qwen-Image tests' tolerance
 from concept_attention_tests.comfy.test_qwen_image_and_hidream import ATOL, _assert_close
+from concept_attention_tests.comfy.tiny import tiny_models, tiny_text_encoders
 
 DTYPES = [torch.float32, torch.bfloat16, torch.float16]
 CONCEPTS = ["dog", "green grass", "sky"]
@@ -32,7 +33,7 @@ LAYERS = (0, 2)
 _clip, _concepts = cached_clip_and_concepts(tiny_text_encoders.mage_flow_clip, CONCEPTS)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _reference_model():
     return tiny_models.mage_flow_model(seed=35)
 

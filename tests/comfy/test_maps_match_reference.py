@@ -23,10 +23,11 @@ import functools
 import pytest
 import torch
 
+from concept_attention_tests.comfy.model_inputs import ModelCall, Setup, recorded_inputs
+from concept_attention_tests.comfy.model_inputs import clone as _clone
+from concept_attention_tests.comfy.module_caches import cleared_after_module
 from concept_attention_tests.comfy.references import reference_concept_attention as ref
 from concept_attention_tests.comfy.tiny import tiny_models
-from concept_attention_tests.comfy.model_inputs import ModelCall, Setup, clone as _clone, recorded_inputs
-from concept_attention_tests.comfy.module_caches import cleared_after_module
 
 RTOL = 1e-5
 # Worst |product - fp64 reference| / max(1, max|reference|) over the 96 matrix cases:
@@ -48,12 +49,12 @@ SWITCHES = [(True, True), (False, True), (True, False), (False, False)]  # (self
 # ---------------------------------------------------------------------------------------------
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _clip(kind):
     return tiny_models.flux_clip() if kind in ("flux", "chroma") else tiny_models.sd3_clip()
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def setup_for(name: str) -> Setup:
     from concept_attention.concept_patch.text.encoding import encode_concepts
 

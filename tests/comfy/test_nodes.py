@@ -15,8 +15,8 @@ from concept_attention.nodes.concept_saliency import ConceptSaliency
 from concept_attention.nodes.generation import ConceptAttentionPatch, SamplingSaliency
 from concept_attention.nodes.saliency_files import LoadSaliency, SaveSaliency
 from concept_attention.nodes.saliency_to_mask import SaliencyToMask
-from concept_attention_tests.comfy.tiny import tiny_models
 from concept_attention_tests.comfy.sampling import sample
+from concept_attention_tests.comfy.tiny import tiny_models
 
 
 @pytest.fixture(scope="module")
@@ -293,10 +293,9 @@ def test_saliency_file_errors_name_the_right_folder_and_no_server_path(flux, con
 
 
 def test_stock_advanced_samplers_record_maps(flux, flux_clip, concepts):
-    import nodes as comfy_nodes
-    from comfy_extras.nodes_custom_sampler import (BasicScheduler, CFGGuider, KSamplerSelect, RandomNoise,
-                                                   SamplerCustomAdvanced)
+    from comfy_extras.nodes_custom_sampler import BasicScheduler, CFGGuider, KSamplerSelect, RandomNoise, SamplerCustomAdvanced
 
+    import nodes as comfy_nodes
     from concept_attention_tests.comfy.sampling import conditioning
 
     patched = ConceptAttentionPatch.execute(model=flux, concepts=concepts, layers="all", start_percent=0.0,

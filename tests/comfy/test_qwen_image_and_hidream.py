@@ -13,25 +13,25 @@ import functools
 import pytest
 import torch
 
-from concept_attention.concept_patch.text.encoding import encode_concepts
-from concept_attention.concept_patch.stream.options import SaliencyOptions
 from concept_attention.concept_patch.generation import install_concept_attention
-from concept_attention_tests.comfy.references import reference_concept_attention as ref
-from concept_attention_tests.comfy.tiny import tiny_models, tiny_text_encoders
+from concept_attention.concept_patch.stream.options import SaliencyOptions
+from concept_attention.concept_patch.text.encoding import encode_concepts
 from concept_attention_tests.comfy.module_caches import cleared_after_module
+from concept_attention_tests.comfy.references import reference_concept_attention as ref
 from concept_attention_tests.comfy.sampling import ModelInputs, sample
+from concept_attention_tests.comfy.tiny import tiny_models, tiny_text_encoders
 
 DTYPES = [torch.float32, torch.bfloat16, torch.float16]
 CONCEPTS = ["dog", "green grass", "sky"]
 RTOL, ATOL = 1e-5, 3e-6
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _clip(name):
     return tiny_text_encoders.qwen_image_clip() if name == "qwen" else tiny_models.hidream_clip()
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _concepts(name):
     return encode_concepts(_clip(name), CONCEPTS)
 
@@ -110,7 +110,7 @@ def _assert_close(product, expected, what):
     assert (diff <= atol + RTOL * expected.abs()).all(), f"{what}: max |product - reference| = {diff.max():.3e}"
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _qwen_model():
     return tiny_models.qwen_image_model(seed=31)
 
@@ -143,7 +143,7 @@ def test_qwen_image_comparison_catches_plausible_mistakes(deviation):
     assert (saliency.maps.double() - wrong).abs().max() > 30 * ATOL
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _hidream_reference_model():
     # No MoE in the image FFN: it acts on image tokens only, which the method leaves to the model; the
     # reference then needs no router. The bit-identity tests above run the MoE.

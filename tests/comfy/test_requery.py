@@ -8,14 +8,18 @@ import functools
 import pytest
 import torch
 
-from concept_attention.concept_patch.requery import cache as image_stream_cache
-from concept_attention.concept_patch.text.encoding import encode_concepts
 from concept_attention.concept_patch.encode import encode_saliency
+from concept_attention.concept_patch.requery import cache as image_stream_cache
 from concept_attention.concept_patch.stream.options import SaliencyOptions
-from concept_attention_tests.comfy.tiny import (
-    tiny_cogvideox, tiny_hunyuan_video, tiny_models, tiny_single_stream, tiny_text_encoders,
-)
+from concept_attention.concept_patch.text.encoding import encode_concepts
 from concept_attention_tests.comfy.module_caches import cleared_after_module
+from concept_attention_tests.comfy.tiny import (
+    tiny_cogvideox,
+    tiny_hunyuan_video,
+    tiny_models,
+    tiny_single_stream,
+    tiny_text_encoders,
+)
 
 BUDGET = 1 << 30
 FIRST = ["dog", "grass", "sky"]
@@ -51,7 +55,7 @@ FAMILIES = {
 TEXT_PREPROCESSING = ("context_refiner.", "txtfusion.", "txt_in.")
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _setup(family):
     build, clip_builder, shape = FAMILIES[family]
     clip = clip_builder()

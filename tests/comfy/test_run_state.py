@@ -7,13 +7,13 @@ from dataclasses import dataclass
 import pytest
 import torch
 
-from concept_attention.concept_patch.text.encoding import encode_concepts
-from concept_attention.concept_patch.encode import encode_saliency
 from concept_attention.concept_patch.checks.errors import ConceptAttentionError, UnsupportedModelError
-from concept_attention.concept_patch.stream.options import SaliencyOptions
+from concept_attention.concept_patch.encode import encode_saliency
 from concept_attention.concept_patch.generation import install_concept_attention
-from concept_attention_tests.comfy.tiny import tiny_models
+from concept_attention.concept_patch.stream.options import SaliencyOptions
+from concept_attention.concept_patch.text.encoding import encode_concepts
 from concept_attention_tests.comfy.sampling import sample
+from concept_attention_tests.comfy.tiny import tiny_models
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +60,8 @@ def route(request, flux, flux_clip, concepts):
 def test_encode_mode_runs_no_block_after_the_last_selected(route):
     calls = []  # blocks entered (pre-hooks: the object-patched hook stops inside the last block's call)
     hooks = [b.register_forward_pre_hook(lambda m, i, n=f"double{k}": calls.append(n)) for k, b in enumerate(route.dual_blocks)]
-    hooks += [b.register_forward_pre_hook(lambda m, i, n=f"single{k}": calls.append(n)) for k, b in enumerate(route.single_blocks)]
+    hooks += [b.register_forward_pre_hook(lambda m, i, n=f"single{k}": calls.append(n))
+              for k, b in enumerate(route.single_blocks)]
     final = route.final_layer.register_forward_pre_hook(lambda m, i: calls.append("final"))
     try:
         saliency = encode_saliency(route.model, route.concepts, torch.randn(1, 16, 6, 6), SaliencyOptions(layers=(1,)))

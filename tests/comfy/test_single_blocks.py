@@ -14,11 +14,11 @@ import functools
 import pytest
 import torch
 
-from concept_attention_tests.comfy.references import reference_single_blocks as single_ref
-from concept_attention_tests.comfy.tiny import tiny_models, tiny_text_encoders
-from concept_attention_tests.comfy.module_caches import cleared_after_module
-from concept_attention_tests.comfy.sampling import sample
 from concept_attention_tests.comfy.model_inputs import recorded_inputs
+from concept_attention_tests.comfy.module_caches import cleared_after_module
+from concept_attention_tests.comfy.references import reference_single_blocks as single_ref
+from concept_attention_tests.comfy.sampling import sample
+from concept_attention_tests.comfy.tiny import tiny_models, tiny_text_encoders
 
 CONCEPTS = ["dog", "green grass", "sky"]
 PROMPT = "a dog on the grass under the sky"
@@ -45,12 +45,12 @@ BUILDERS = {
 }
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _clip(name):
     return BUILDERS[name][1]()
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _setup(name):
     from concept_attention.concept_patch.text.encoding import encode_concepts
 
@@ -186,8 +186,8 @@ def test_dual_stream_layer_maps_are_unchanged_by_the_option(monkeypatch):
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
 @pytest.mark.parametrize("name", list(BUILDERS))
 def test_picture_bit_identical_with_single_layers(name, dtype):
-    from concept_attention.concept_patch.text.encoding import encode_concepts
     from concept_attention.concept_patch.generation import install_concept_attention
+    from concept_attention.concept_patch.text.encoding import encode_concepts
 
     build, _, shape = BUILDERS[name]
     clip = _clip(name)
@@ -265,9 +265,9 @@ def test_requery_over_single_layers_equals_a_full_run(name):
 
 
 def test_single_layer_errors_name_the_block_counts(sd3_clip):
-    from concept_attention.concept_patch.text.encoding import encode_concepts
     from concept_attention.concept_patch.checks.errors import ConceptAttentionError
     from concept_attention.concept_patch.generation import install_concept_attention
+    from concept_attention.concept_patch.text.encoding import encode_concepts
 
     model, _, concepts, _, _ = _setup("Flux.1")
     with pytest.raises(ConceptAttentionError, match=r"single-stream layer 3 .* 2 dual-stream blocks \(0-1\) and "
@@ -283,7 +283,7 @@ def test_single_layer_errors_name_the_block_counts(sd3_clip):
 # ---------------------------------------------------------------------------------------------
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _hidream():
     from concept_attention.concept_patch.text.encoding import encode_concepts
 
@@ -370,9 +370,9 @@ def test_nodes_read_single_parts_of_the_layer_text():
 
 
 def test_hidream_requery_over_single_layers_equals_a_full_run():
+    from concept_attention.concept_patch.encode import encode_saliency
     from concept_attention.concept_patch.requery import cache as image_stream_cache
     from concept_attention.concept_patch.text.encoding import encode_concepts
-    from concept_attention.concept_patch.encode import encode_saliency
 
     model, clip, concepts, cond = _hidream()
     other = encode_concepts(clip, ["dog", "collar"], pooling="first")

@@ -14,14 +14,14 @@ import functools
 import pytest
 import torch
 
-from concept_attention.concept_patch.text.encoding import encode_concepts
-from concept_attention.concept_patch.stream.options import SaliencyOptions
 from concept_attention.concept_patch.generation import install_concept_attention
-from concept_attention_tests.comfy.references import reference_single_stream as ref
-from concept_attention_tests.comfy.tiny import tiny_single_stream, tiny_text_encoders
+from concept_attention.concept_patch.stream.options import SaliencyOptions
+from concept_attention.concept_patch.text.encoding import encode_concepts
 from concept_attention_tests.comfy.module_caches import cleared_after_module
+from concept_attention_tests.comfy.references import reference_single_stream as ref
 from concept_attention_tests.comfy.references.reference_concept_attention import SPACES, ConceptSwitches
 from concept_attention_tests.comfy.sampling import ModelInputs, conditioning, sample
+from concept_attention_tests.comfy.tiny import tiny_single_stream, tiny_text_encoders
 
 DTYPES = [torch.float32, torch.bfloat16, torch.float16]
 FAMILIES = ["z_image", "lumina2", "krea2"]
@@ -56,7 +56,7 @@ def _cond_extra(name):
     return {"pooled_output": pooled}
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _encoder(name):
     return CLIPS[name]()
 
@@ -65,12 +65,12 @@ def _clip(name):
     return _encoder(ENCODER.get(name, name))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _concepts(name):
     return encode_concepts(_clip(name), CONCEPTS)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _reference_model(name):
     return MODELS[name](seed=41)
 

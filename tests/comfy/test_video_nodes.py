@@ -18,8 +18,8 @@ from concept_attention.nodes.concept_saliency import ConceptSaliency
 from concept_attention.nodes.generation import ConceptAttentionPatch, SamplingSaliency
 from concept_attention.nodes.saliency_files import LoadSaliency, SaveSaliency
 from concept_attention.nodes.saliency_to_mask import SaliencyToMask
-from concept_attention_tests.comfy.tiny import tiny_cogvideox
 from concept_attention_tests.comfy.module_caches import cleared_after_module
+from concept_attention_tests.comfy.tiny import tiny_cogvideox
 
 CONCEPTS = "dog, grass, sky"
 NAMES = ["dog", "grass", "sky"]
@@ -29,22 +29,22 @@ HEIGHT, WIDTH = 8 * LATENT_H, 8 * LATENT_W
 LATENT_FRAMES = [1, 2, 3, 4]
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _model():
     return tiny_cogvideox.cogvideox_model("5b", depth=2, seed=3)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _clip():
     return tiny_cogvideox.cogvideox_clip()
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _vae():
     return tiny_cogvideox.cogvideox_vae()
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _concepts():
     return ConceptList.execute(clip=_clip(), concepts=CONCEPTS, pooling="mean").result[0]
 
@@ -253,8 +253,9 @@ def test_generation_mode_masks_one_per_decoded_frame(length):
     """Concept Attention (Generation) -> stock KSampler on Empty HunyuanVideo Latent (CogVideoX's latent: 16 channels,
     4x time, 8x space) -> VAE Decode and Concept Saliency from Sampling -> Saliency to Mask: the clip is exactly the
     unpatched model's, and there is one mask per frame the VAE decodes the sampled latent to."""
-    import nodes
     from comfy_extras.nodes_hunyuan import EmptyHunyuanLatentVideo
+
+    import nodes
 
     latent = EmptyHunyuanLatentVideo.execute(width=WIDTH, height=HEIGHT, length=length, batch_size=1).result[0]
     latent_frames = (length - 1) // 4 + 1

@@ -20,9 +20,9 @@ import time
 import urllib.error
 import urllib.request
 import uuid
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 # The folder name users get from `git clone .../ComfyUI-ConceptAttention` in custom_nodes/.
@@ -351,7 +351,7 @@ def _wait_until_ready(server: ComfyServer, timeout: float) -> None:
             status, _ = server.request("GET", "/system_stats", timeout=5)
             if status == 200:
                 return
-        except (urllib.error.URLError, ConnectionError, socket.timeout, OSError):
+        except (TimeoutError, urllib.error.URLError, ConnectionError, OSError):
             pass
         if time.monotonic() - started > timeout:
             raise TimeoutError(

@@ -12,7 +12,6 @@ mask video has exactly as many frames as the clip, and the masks are the saved m
 
 from __future__ import annotations
 
-
 import numpy as np
 import pytest
 import torch

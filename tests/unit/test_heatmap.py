@@ -19,9 +19,9 @@ from concept_attention.concept_patch.maps.colors import (
     concept_colors_u8,
 )
 from concept_attention.concept_patch.maps.labels import strip_height
+from concept_attention.concept_patch.maps.legend import concept_legend
 from concept_attention.concept_patch.maps.panels import PREVIEW_MAX_SIDE, PREVIEW_PIXEL_BUDGET, panel_size
 from concept_attention.concept_patch.maps.preview import render_preview
-from concept_attention.concept_patch.maps.legend import concept_legend
 from concept_attention.concept_patch.maps.saliency_maps import SaliencyMaps
 from concept_attention_tests.unit.allocations import torch_cpu_peak_bytes
 from concept_attention_tests.unit.preview_helpers import heatmap_png_bytes, normalize_maps, overlay_maps, segmentation_preview

@@ -98,7 +98,8 @@ def test_step_range_ok(start, end):
     assert parse_step_range(start, end) == (float(start), float(end))
 
 
-@pytest.mark.parametrize("start, end", [(0.5, 0.5), (0.6, 0.4), (-0.1, 0.5), (0.0, 1.1), (float("nan"), 1.0), (0.0, float("inf"))])
+@pytest.mark.parametrize("start, end", [(0.5, 0.5), (0.6, 0.4), (-0.1, 0.5), (0.0, 1.1), (float("nan"), 1.0),
+                                        (0.0, float("inf"))])
 def test_step_range_errors(start, end):
     with pytest.raises(ValueError, match="step range"):
         parse_step_range(start, end)

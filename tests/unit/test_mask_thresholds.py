@@ -59,7 +59,8 @@ def test_otsu_constant_map_gives_empty_mask():
     assert threshold_masks(torch.full((1, 4, 4), 0.25), "otsu").sum() == 0
 
 
-@pytest.mark.parametrize("percent, n, expected", [(10, 64, 6), (25, 64, 16), (100, 64, 64), (0.1, 64, 1), (30, 10, 3), (12.5, 4, 1), (50, 7, 4)])
+@pytest.mark.parametrize("percent, n, expected", [(10, 64, 6), (25, 64, 16), (100, 64, 64), (0.1, 64, 1), (30, 10, 3),
+                                                  (12.5, 4, 1), (50, 7, 4)])
 def test_top_count(percent, n, expected):
     assert top_count(percent, n) == expected
 

@@ -16,8 +16,7 @@ MAX_LINES = 400
 
 def _modules():
     for top in PRODUCT:
-        for path in sorted((REPO / top).rglob("*.py")):
-            yield path
+        yield from sorted((REPO / top).rglob("*.py"))
 
 
 def _package(path: Path) -> tuple[str, ...]:

@@ -8,10 +8,10 @@ import torch
 from PIL import Image
 from safetensors.torch import save_file
 
+from concept_attention.concept_patch.checks.errors import ConceptAttentionError
 from concept_attention.concept_patch.files.load import load_saliency
 from concept_attention.concept_patch.files.paths import resolve_inside, sanitize_filename_part
 from concept_attention.concept_patch.files.save import save_saliency
-from concept_attention.concept_patch.checks.errors import ConceptAttentionError
 from concept_attention.concept_patch.maps.saliency_maps import SaliencyMaps
 from concept_attention_tests.unit.allocations import python_peak_bytes, torch_cpu_peak_bytes
 from concept_attention_tests.unit.saliency_files import write_saliency_file as _write

@@ -187,7 +187,8 @@ def test_error_guide_size_names_both_sizes_and_the_fix():
 
 
 def test_error_guide_batch():
-    with pytest.raises(ValueError, match=r"guide image batch has 3 pictures but the saliency maps have 2; pass 1 picture \(used for all\) or 2"):
+    with pytest.raises(ValueError, match=r"guide image batch has 3 pictures but the saliency maps have 2; "
+                                         r"pass 1 picture \(used for all\) or 2"):
         saliency_to_mask(_saliency(), ["dog"], guide_image=torch.rand(3, 96, 160, 3))
 
 

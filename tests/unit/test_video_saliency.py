@@ -13,13 +13,13 @@ import torch.nn.functional as F
 from PIL import Image
 
 from concept_attention.concept_patch.checks.errors import ConceptAttentionError
-from concept_attention.concept_patch.maps.colors import colorize, concept_colors
-from concept_attention.concept_patch.maps.panels import PREVIEW_PIXEL_BUDGET, sheet_layout
-from concept_attention.concept_patch.maps.preview import render_preview
-from concept_attention.concept_patch.maps.legend import concept_legend
-from concept_attention.concept_patch.maps.masks import MASK_METHODS, saliency_to_mask
 from concept_attention.concept_patch.files.load import load_saliency
 from concept_attention.concept_patch.files.save import save_saliency
+from concept_attention.concept_patch.maps.colors import colorize, concept_colors
+from concept_attention.concept_patch.maps.legend import concept_legend
+from concept_attention.concept_patch.maps.masks import MASK_METHODS, saliency_to_mask
+from concept_attention.concept_patch.maps.panels import PREVIEW_PIXEL_BUDGET, sheet_layout
+from concept_attention.concept_patch.maps.preview import render_preview
 from concept_attention.concept_patch.maps.saliency_maps import SaliencyMaps
 from concept_attention_tests.unit.allocations import torch_cpu_peak_bytes
 from concept_attention_tests.unit.preview_helpers import segmentation_preview

@@ -31,10 +31,10 @@ import torch
 
 from concept_attention_tests.comfy.references.reference_concept_attention import (
     ConceptSwitches,
+    Ops,
     ReferenceResult,
     concept_attention,
     layer_scores,
-    Ops,
 )
 
 # Deliberate, plausible mistakes the reference makes on request, to show the comparison tells them apart.

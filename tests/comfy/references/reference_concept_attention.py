@@ -108,14 +108,14 @@ class Ops:
     @staticmethod
     def flat(x):
         """[B, H, L, D] -> [B, L, H*D] (heads concatenated)."""
-        b, h, l, d = x.shape
-        return x.permute(0, 2, 1, 3).reshape(b, l, h * d)
+        b, h, length, d = x.shape
+        return x.permute(0, 2, 1, 3).reshape(b, length, h * d)
 
     @staticmethod
     def heads(x, num_heads):
         """[B, L, H*D] -> [B, H, L, D]."""
-        b, l, hd = x.shape
-        return x.reshape(b, l, num_heads, hd // num_heads).permute(0, 2, 1, 3)
+        b, length, hd = x.shape
+        return x.reshape(b, length, num_heads, hd // num_heads).permute(0, 2, 1, 3)
 
     def sinusoidal(self, t, dim, max_period=10000.0):
         """[cos(t w_j) ; sin(t w_j)], w_j = max_period^(-j/half), j < half.

@@ -28,7 +28,14 @@ from __future__ import annotations
 import torch
 
 from concept_attention_tests.comfy.references.reference_concept_attention import (
-    ConceptSwitches, ReferenceResult, apply_rope, concept_attention, finish, flux_rope_tables, layer_scores, Ops,
+    ConceptSwitches,
+    Ops,
+    ReferenceResult,
+    apply_rope,
+    concept_attention,
+    finish,
+    flux_rope_tables,
+    layer_scores,
 )
 
 LUMINA_DEVIATIONS = (

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from concept_attention_tests.comfy.tiny.tiny_models import randomize, patcher
+from concept_attention_tests.comfy.tiny.tiny_models import patcher, randomize
 from concept_attention_tests.comfy.tiny.tiny_text_encoders import (
     HUNYUAN_QWEN_CONTEXT_DIM,
     HUNYUAN_VIDEO_CONTEXT_DIM,

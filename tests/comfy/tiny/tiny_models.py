@@ -105,9 +105,9 @@ def flux_clip(seed=1):
     import comfy.model_management
     import comfy.sd
     import comfy.sd1_clip
+    import comfy.supported_models_base
     import comfy.text_encoders.flux
     import comfy.text_encoders.t5
-    import comfy.supported_models_base
 
     class TinyFluxClipModel(comfy.text_encoders.flux.FluxClipModel):
         def __init__(self, device="cpu", dtype=None, model_options={}):

@@ -11,7 +11,10 @@ import torch
 
 from concept_attention_tests.comfy.tiny.tiny_models import from_config
 from concept_attention_tests.comfy.tiny.tiny_text_encoders import (
-    KREA2_TEXT_DIM, KREA2_TEXT_LAYERS, LUMINA2_CONTEXT_DIM, ZIMAGE_CONTEXT_DIM,
+    KREA2_TEXT_DIM,
+    KREA2_TEXT_LAYERS,
+    LUMINA2_CONTEXT_DIM,
+    ZIMAGE_CONTEXT_DIM,
 )
 
 NEWBIE_POOLED_DIM = 16  # NewBie's pooled Jina CLIP width (1024 in the release)
