@@ -392,12 +392,22 @@ def concept_set(r, dim, seed=0, family=None):
                       pooling="mean", encoder="random", empty_prompt=None, **extra)
 
 
+def other_name(module: str, flat_module: str, name: str):
+    """`name` of the --compare-with pack's concept_patch, in the folder layout or the older flat one."""
+    import importlib
+
+    try:
+        return getattr(importlib.import_module(f"concept_attention_other.concept_patch.{module}"), name)
+    except ImportError:
+        return getattr(importlib.import_module(f"concept_attention_other.concept_patch.{flat_module}"), name)
+
+
 def other_pack_model(model, n_blocks, ctx, family=None):
     """`model` patched by the pack at --compare-with (8 concepts, all blocks), for an A/B in one process."""
     import_pack("concept_attention_other", os.path.abspath(ARGS.compare_with))
-    from concept_attention_other.concept_patch.generation import install_concept_attention as other_install
-    from concept_attention_other.concept_patch.stream.options import SaliencyOptions as OtherOptions
-    from concept_attention_other.concept_patch.text.concepts import ConceptSet as OtherConceptSet
+    other_install = other_name("generation", "session", "install_concept_attention")
+    OtherOptions = other_name("stream.options", "options", "SaliencyOptions")
+    OtherConceptSet = other_name("text.concepts", "concepts", "ConceptSet")
 
     mine = concept_set(8, ctx, family=family)
     extra = {k: getattr(mine, k) for k in ("positions", "cond_lengths") if getattr(mine, k, None) is not None}

@@ -1,0 +1,1 @@
+"""Saving SALIENCY to the output folder and loading it back, with every field of a file checked."""
