@@ -26,6 +26,8 @@ from dataclasses import dataclass
 
 import torch
 
+from ..stream.sampling_run import SamplingRun
+
 # Graphs kept per recorded forward (one per concept count and options): each holds a small memory pool.
 MAX_GRAPHS_PER_FORWARD = 4
 _UNUSABLE = "eager"  # a key whose capture failed or did not reproduce the eager maps
@@ -135,8 +137,6 @@ def _capture(session, diffusion_model, recorded, device, expected=None) -> Captu
     """Capture the concept stream of `recorded` for the session's concepts (its input buffers hold them, so a
     replay gives their maps); _UNUSABLE where it cannot be captured, or where `expected` (the eager pass's
     summed maps) is given and a replay does not reproduce it exactly."""
-    from ..stream.sampling_run import SamplingRun
-
     # The same family and options; the concepts' values live in the graph's input buffers, and what the family
     # derives from them (session.cached) is computed inside the graph from those buffers.
     graph_session = session.with_concepts(_static_concepts(session.concepts, device, recorded.dtype))
