@@ -1,11 +1,11 @@
 """What the family registry (concept_patch/families/registry.py) writes outside the code.
 
-    python scripts/families.py readme          rewrites the README's table of supported models
+    python scripts/families.py readme          rewrites the README's table and list of supported models
     python scripts/families.py readme --check  exit 1 when README.md is not what the registry makes
     python scripts/families.py compat          the pytest -k expression of scripts/test.sh's ComfyUI 0.3.x run:
                                                the tests of families 0.3.x cannot run left out
 
-The table sits between the markers below; tests/unit/test_family_registry.py fails when it differs.
+Each block sits between its markers (BLOCKS); tests/unit/test_family_registry.py fails when one differs.
 """
 
 from __future__ import annotations
@@ -16,7 +16,15 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 README = REPO / "README.md"
-START, END = "<!-- supported-models:start (scripts/families.py readme) -->", "<!-- supported-models:end -->"
+# The README's blocks the registry writes: marker name -> the registry function that makes the block.
+BLOCKS = {"supported-models": "readme_table", "supported-models-list": "readme_model_list"}
+
+
+def markers(name: str) -> tuple[str, str]:
+    return f"<!-- {name}:start (scripts/families.py readme) -->", f"<!-- {name}:end -->"
+
+
+START, END = markers("supported-models")
 
 
 def registry():
@@ -32,10 +40,19 @@ def registry():
     return families_registry
 
 
-def with_table(readme: str, table: str) -> str:
-    """The README text with the block between the markers replaced by `table`."""
-    start, end = readme.index(START) + len(START), readme.index(END)
+def with_table(readme: str, table: str, name: str = "supported-models") -> str:
+    """The README text with the block between `name`'s markers replaced by `table`."""
+    start_marker, end_marker = markers(name)
+    start, end = readme.index(start_marker) + len(start_marker), readme.index(end_marker)
     return readme[:start] + "\n" + table + "\n" + readme[end:]
+
+
+def with_registry_blocks(readme: str) -> str:
+    """The README text with every block the registry writes made anew."""
+    families = registry()
+    for name, function in BLOCKS.items():
+        readme = with_table(readme, getattr(families, function)(), name)
+    return readme
 
 
 # Tests of the LLM text encoders, which ComfyUI 0.3.x lacks whatever the family.
@@ -55,7 +72,7 @@ def main(argv: list[str]) -> int:
         print(__doc__)
         return 2
     text = README.read_text(encoding="utf-8")
-    wanted = with_table(text, registry().readme_table())
+    wanted = with_registry_blocks(text)
     if "--check" in argv:
         if wanted != text:
             print("README.md's supported-models table differs from the registry: run python scripts/families.py readme")

@@ -99,6 +99,22 @@ def encoder_names() -> dict[str, str]:
     return {e.space: e.name for f in FAMILIES for e in f.encoders}
 
 
+def readme_model_list() -> str:
+    """The README's opening list of families: pictures, video, then the single-stream extension."""
+    def listed(names):
+        return ", ".join(names[:-1]) + " and " + names[-1] if len(names) > 1 else "".join(names)
+
+    pictures = [f.name for f in FAMILIES if not f.video and not f.extension]
+    video = [f.name for f in FAMILIES if f.video and not f.extension]
+    extension = [f.name for f in FAMILIES if f.extension]
+    text = ", ".join(pictures)
+    if video:
+        text += f", the video models {listed(video)} with a map per frame"
+    if extension:
+        text += f"; and, as an extension through their shared weights, the single-stream {listed(extension)}"
+    return text + "."
+
+
 def readme_table() -> str:
     """The README's table of supported models (docs/adding-a-family.md: regenerate it with
     `scripts/families.py readme`)."""

@@ -28,6 +28,17 @@ def test_readme_table_is_the_registrys():
     readme = (REPO / "README.md").read_text(encoding="utf-8")
     assert script.with_table(readme, registry.readme_table()) == readme, (
         "README.md's supported-models table differs from the family registry: run python scripts/families.py readme")
+    assert script.with_registry_blocks(readme) == readme
+
+
+def test_readme_opening_list_is_the_registrys(monkeypatch):
+    script = _families_script()
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    assert script.with_table(readme, registry.readme_model_list(), "supported-models-list") == readme
+    for family in registry.FAMILIES:
+        assert family.name in registry.readme_model_list()
+    monkeypatch.setattr(registry, "FAMILIES", (*registry.FAMILIES, _NewFamily()))
+    assert script.with_table(readme, registry.readme_model_list(), "supported-models-list") != readme
 
 
 class _NewFamily(ModelFamily):
