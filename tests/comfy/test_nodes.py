@@ -179,13 +179,16 @@ def test_preview_costs_what_a_preview_needs(comfy_dirs):
 def test_masks_have_meaning(flux, concepts):
     latents = {"samples": torch.randn(2, 16, 6, 10, generator=torch.Generator().manual_seed(3))}
     saliency = _saliency(flux, concepts, latent=latents).result[0]
-    # on the token grid itself, the paper's mean threshold is exactly map > mean(map)
+    # on the token grid itself, the paper's mean threshold (relative_mean) is exactly map > mean(map)
     on_grid = SaliencyMaps(saliency.maps, saliency.names, image_size=saliency.grid)
     dog = saliency.maps[:, 0]
     expected = (dog > dog.mean(dim=(1, 2), keepdim=True)).float()
-    assert torch.equal(_mask(on_grid, "dog"), expected)
+    assert torch.equal(_mask(on_grid, "dog", method="relative_mean"), expected)
+    # the default mean: the same where dog wins a token of the picture, empty where it wins none
+    present = (saliency.maps.argmax(dim=1) == 0).flatten(1).any(dim=1)
+    assert torch.equal(_mask(on_grid, "dog"), expected * present.view(-1, 1, 1))
     # at picture resolution, non-square, one mask per image, and the two images differ
-    mask = _mask(saliency, "dog")
+    mask = _mask(saliency, "dog", method="relative_mean")
     assert mask.shape == (2, 48, 80) and mask.dtype == torch.float32
     assert set(mask.unique().tolist()) <= {0.0, 1.0}
     assert not torch.equal(mask[0], mask[1])
@@ -196,7 +199,7 @@ def test_masks_have_meaning(flux, concepts):
     assert torch.equal(_mask(saliency, "dog, grass", method="argmax"), parts[0] + parts[1])
     soft = _mask(saliency, "grass", method="soft")
     assert soft.min() >= 0 and soft.max() <= 1 and len(soft.unique()) > 2
-    assert torch.equal(_mask(saliency, "dog", invert=True), 1 - mask)
+    assert torch.equal(_mask(saliency, "dog", method="relative_mean", invert=True), 1 - mask)
 
 
 def test_mask_errors(flux, concepts):
