@@ -6,6 +6,7 @@
 //   picture: each region in its winning concept's colour). Clicking "All concepts" shows that view
 //   large, clicking a concept shows its map large; clicking again goes back to the grid of all
 //   panels. With a batch, arrows step through the pictures (and the shares follow the picture).
+//   Above it, how the run went (ui.concept_run): a model run or a re-query, and the node's time.
 // * Saliency to Mask: the concept names of the upstream Concept List (or of the file a Load
 //   Saliency read) are offered as buttons; clicking one adds it to (or removes it from) the
 //   `concepts` text. A chosen name the list no longer has is shown as missing. What the last run
@@ -100,6 +101,8 @@ function addStyles() {
   color: var(--descrip-text, #999); font-style: italic; padding: 2px;
   white-space: nowrap; overflow: hidden; text-overflow: ellipsis;
 }
+.ca-legend-run { color: var(--descrip-text, #aaa); font-variant-numeric: tabular-nums; white-space: nowrap;
+  overflow: hidden; text-overflow: ellipsis; }
 .ca-legend-bar { display: flex; height: 8px; border-radius: 4px; overflow: hidden; margin: 2px 0 4px; }
 .ca-legend-bar > span { display: block; height: 100%; }
 .ca-legend-nav { display: flex; align-items: center; gap: 6px; margin-bottom: 3px; }
@@ -139,10 +142,12 @@ const LEGEND_ROW_PX = 23;
 // more than LEGEND_MAX_ROWS rows plus the preview room below.
 export const LEGEND_MAX_ROWS = 7;
 const PREVIEW_ROOM_PX = 240;
+const RUN_LINE_PX = 18;
 
 function legendState(node) {
   node.__conceptAttention ??= {
     legend: [], batch: 1, images: [], selected: null, imageNo: 0, applied: true, segmentation: false, unit: "picture",
+    run: "",
   };
   return node.__conceptAttention;
 }
@@ -152,7 +157,7 @@ function legendHeight(node) {
   // DOM widgets lose their margin (10 px) on each side.
   if (!state.legend.length) return 48;
   const rows = Math.min(state.legend.length + (state.segmentation ? 1 : 0), LEGEND_MAX_ROWS);
-  return 36 + rows * LEGEND_ROW_PX + (state.batch > 1 ? 26 : 0);
+  return 36 + rows * LEGEND_ROW_PX + (state.batch > 1 ? 26 : 0) + (state.run ? RUN_LINE_PX : 0);
 }
 
 /** The share of `entry` in the picture on screen (per-picture shares; the batch's as a fallback). */
@@ -194,6 +199,12 @@ function renderLegend(node) {
   if (!state.legend.length) {
     root.appendChild(el("div", "ca-legend-empty", "Run to see the concepts here."));
     return;
+  }
+  if (state.run) {
+    const run = el("div", "ca-legend-run", state.run);
+    run.title = "How this node's last run went: a re-query runs only the concepts over what the model computed "
+      + "for this picture before (requery_cache_mb)";
+    root.appendChild(run);
   }
   const bar = el("div", "ca-legend-bar");
   bar.title = `Share of the ${state.unit} where each concept wins`;
@@ -411,6 +422,7 @@ export function showLegend(node, output) {
   state.unit = output.animated?.[0] === true ? "clip" : "picture";
   state.segmentation = output.concept_segmentation?.[0] === true;
   state.images = Array.isArray(output.images) ? output.images : [];
+  state.run = Array.isArray(output.concept_run) ? String(output.concept_run[0] ?? "") : "";
   state.imageNo = Math.min(state.imageNo, batch - 1);
   if (state.selected === REGIONS && !state.segmentation) state.selected = null;
   if (typeof state.selected === "number" && state.selected >= legend.length) state.selected = null;

@@ -690,3 +690,32 @@ def test_legend_of_a_video_shows_the_clicked_concepts_animation(comfy, name):
     comfy.page.wait_for_timeout(300)
     assert comfy.evaluate(ANIMATION_JS, sal)["shown"] == files[0]
     assert comfy.extension_problems() == []
+
+
+RUN_JS_TEXT = """(id) => app.graph.getNodeById(id).widgets.find(w => w.name === 'concept_legend').element
+  .querySelector('.ca-legend-run')?.textContent ?? null"""
+
+
+def test_concept_saliency_shows_a_requery_and_its_time(comfy):
+    """A picture given as IMAGE + VAE: the first run runs the model; new concepts on it are a re-query, and the
+    legend says so with the node's time."""
+    ids = build_graph(comfy, tiny_graphs.encode_graph(vae=True))
+    _show(comfy)
+    sal = ids["saliency"]
+    # the tiny loaders' seeds: the front end would draw new ones (new models) after each run
+    comfy.evaluate("() => app.graph.nodes.forEach(n => n.widgets?.forEach(w => {"
+                   " if (w.name === 'control_after_generate') w.value = 'fixed'; }))")
+    result = example_runs.run(comfy)
+    assert result["kind"] == "execution_success", result
+    example_runs.wait_for_previews(comfy, result)
+    first = comfy.evaluate(RUN_JS_TEXT, sal)
+    assert re.fullmatch(r"Model run: \d+\.\d\d s", first or ""), first
+    comfy.evaluate("""(id) => { app.graph.getNodeById(id).widgets.find(w => w.name === 'concepts').value = 'cat, tree';
+                      }""", ids["concepts"])
+    result = example_runs.run(comfy)
+    assert result["kind"] == "execution_success", result
+    comfy.page.wait_for_function("(id) => app.graph.getNodeById(id).__conceptAttention.legend.length === 2", arg=sal)
+    second = comfy.evaluate(RUN_JS_TEXT, sal)
+    assert re.fullmatch(r"Re-query: \d+\.\d\d s \(model not run\)", second or ""), second
+    comfy.screenshot("legend_requery", clip_nodes=[sal])
+    assert comfy.extension_problems() == []

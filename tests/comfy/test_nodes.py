@@ -330,3 +330,29 @@ def test_stock_advanced_samplers_record_maps(flux, flux_clip, concepts):
         assert maps.maps.shape == (1, 3, 3, 3) and torch.isfinite(maps.maps).all()
         # KSamplerAdvanced stopped after 3 of 4 steps: 3 conditional model calls were read
         assert maps.metadata["model_calls_used"] == 3, run.__name__
+
+
+def test_a_requery_of_a_picture_runs_neither_the_vae_nor_the_model_and_says_so(flux, flux_clip, vae):
+    """Concept-only changes on a picture given as IMAGE + VAE: the second run is a re-query, and its picture's
+    latent is the one kept from the first run (the VAE ran once); the node shows which it was and how long it took."""
+    from concept_attention.concept_patch.requery import cache as requery_cache
+
+    requery_cache.CACHE.clear()
+    image = torch.rand(1, 48, 80, 3, generator=torch.Generator().manual_seed(7))
+    encodes = []
+    original = vae.encode
+    vae.encode = lambda pixels: encodes.append(pixels.shape) or original(pixels)
+    try:
+        first = _saliency(flux, ConceptList.execute(clip=flux_clip, concepts="dog, grass", pooling="mean").result[0],
+                          image=image, vae=vae, requery_cache_mb=64)
+        other = ConceptList.execute(clip=flux_clip, concepts="dog, sky, tree", pooling="mean").result[0]
+        second = _saliency(flux, other, image=image, vae=vae, requery_cache_mb=64)
+        off = _saliency(flux, other, image=image, vae=vae, requery_cache_mb=0)
+    finally:
+        del vae.encode
+        requery_cache.CACHE.clear()
+    assert first.result[0].metadata["requery"] is False and second.result[0].metadata["requery"] is True
+    assert len(encodes) == 2  # the first run and the run without a cache; not the re-query
+    assert first.ui["concept_run"][0].startswith("Model run: ") and first.ui["concept_run"][0].endswith(" s")
+    assert second.ui["concept_run"][0].startswith("Re-query: ") and "(model not run)" in second.ui["concept_run"][0]
+    assert off.ui["concept_run"][0].startswith("Model run: ")
