@@ -101,7 +101,7 @@ function addStyles() {
   color: var(--descrip-text, #999); font-style: italic; padding: 2px;
   white-space: nowrap; overflow: hidden; text-overflow: ellipsis;
 }
-.ca-legend-run { color: var(--descrip-text, #aaa); font-variant-numeric: tabular-nums; white-space: nowrap;
+.ca-legend-run { color: var(--descrip-text, #aaa); font: 11px/15px Inter, Arial, sans-serif; height: 15px; white-space: nowrap;
   overflow: hidden; text-overflow: ellipsis; }
 .ca-legend-bar { display: flex; height: 8px; border-radius: 4px; overflow: hidden; margin: 2px 0 4px; }
 .ca-legend-bar > span { display: block; height: 100%; }
@@ -125,7 +125,8 @@ function addStyles() {
 .ca-chip[aria-pressed="true"] { background: var(--p-primary-color, #4a90e2); color: #fff; }
 .ca-chip.ca-chip-missing { background: #6b2b2b; color: #fff; text-decoration: line-through; }
 .ca-mask-note {
-  margin-top: 4px; padding: 3px 6px; border-radius: 4px; background: #5a4a1a; color: #fff; white-space: normal;
+  margin-top: 4px; padding: 1px 6px; border-radius: 4px; background: #5a4a1a; color: #fff; white-space: nowrap;
+  overflow: hidden; text-overflow: ellipsis;
 }
 .ca-mask-note:empty { display: none; }
 .ca-swatch-regions { background: conic-gradient(#1f77b4 0 25%, #ff7f0e 0 50%, #2ca02c 0 75%, #d62728 0); }
@@ -142,7 +143,8 @@ const LEGEND_ROW_PX = 23;
 // more than LEGEND_MAX_ROWS rows plus the preview room below.
 export const LEGEND_MAX_ROWS = 7;
 const PREVIEW_ROOM_PX = 240;
-const RUN_LINE_PX = 18;
+// One line of 11 px text: the laid-out example workflows keep this much room under their legends.
+const RUN_LINE_PX = 15;
 
 function legendState(node) {
   node.__conceptAttention ??= {
@@ -544,9 +546,10 @@ function toggleConcept(node, name) {
   refreshPicker(node);
 }
 
-// Rough wrap estimate of a text block at the default node width: ~44 characters, 16 px a line.
+// The note is one line (its headline; the whole text is its tooltip), so it fits the room the laid-out
+// example workflows leave under the node.
 function noteHeight(text) {
-  return text ? 10 + 16 * Math.ceil(text.length / 44) : 0;
+  return text ? 22 : 0;
 }
 
 function pickerHeight(node) {
@@ -643,8 +646,10 @@ export function showMaskNote(node, output) {
   const picker = node.__conceptAttentionPicker;
   if (!picker || !Array.isArray(output?.concept_mask_note)) return;
   const text = String(output.concept_mask_note[0] ?? "");
-  if (picker.note.textContent === text) return;
-  picker.note.textContent = text;
+  if (picker.note.title === text) return;
+  // The headline (up to the first colon) on the node; the whole note, with its reason, as the tooltip.
+  picker.note.textContent = text.split(": ")[0];
+  picker.note.title = text;
   const minSize = node.computeSize?.();
   if (minSize && node.size[1] < minSize[1]) node.setSize([node.size[0], minSize[1]]);
   node.setDirtyCanvas?.(true, true);

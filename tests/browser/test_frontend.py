@@ -597,7 +597,8 @@ MASK_PIXELS_JS = """async (id) => {
   return lit / (data.length / 4);
 }"""
 NOTE_JS = """(id) => { const n = app.graph.getNodeById(id).widgets.find(w => w.name === 'concept_suggestions').element
-  .querySelector('.ca-mask-note'); return n ? {text: n.textContent, shown: n.getBoundingClientRect().height > 0} : null; }"""
+  .querySelector('.ca-mask-note');
+  return n ? {text: n.title, headline: n.textContent, shown: n.getBoundingClientRect().height > 0} : null; }"""
 
 
 def test_mask_of_an_absent_concept_is_empty_by_default_and_the_node_says_so(comfy, browser_server):
@@ -624,12 +625,13 @@ def test_mask_of_an_absent_concept_is_empty_by_default_and_the_node_says_so(comf
     mask = ids["mask"]
     assert comfy.evaluate("(id) => app.graph.getNodeById(id).widgets.find(w => w.name === 'method').value",
                           mask) == "mean"  # the default
-    assert comfy.evaluate(NOTE_JS, mask) == {"text": "", "shown": False}
+    assert comfy.evaluate(NOTE_JS, mask) == {"text": "", "headline": "", "shown": False}
     result = example_runs.run(comfy)
     assert result["kind"] == "execution_success", result
     comfy.page.wait_for_function(f"(id) => ({NOTE_JS})(id)?.text", arg=mask, timeout=10_000)
     note = comfy.evaluate(NOTE_JS, mask)
-    assert note["shown"] and note["text"].startswith("Empty mask for 'dog' in this picture"), note
+    assert note["shown"] and note["text"].startswith("Empty mask for 'dog' in this picture: "), note
+    assert note["headline"] == "Empty mask for 'dog' in this picture"
     assert "relative_mean" in note["text"]
     comfy.page.wait_for_function("(id) => app.graph.getNodeById(id).imgs?.[0]?.complete", arg=ids["preview"],
                                  timeout=10_000)
