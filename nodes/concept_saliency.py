@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import comfy.utils
 from comfy_api.latest import io
 
@@ -9,6 +11,7 @@ from ..concept_patch.checks.errors import ConceptAttentionError
 from ..concept_patch.checks.input_limits import check_latent_fits, check_picture_for_vae, check_seed_range
 from ..concept_patch.encode import encode_saliency
 from ..concept_patch.generation import family_and_options
+from ..concept_patch.requery.cache import CACHE
 from .preview import PREVIEW_TOOLTIP, saliency_preview
 from .schema import pack_schema
 from .types import Saliency, advanced, layer_inputs, method_inputs, model_inputs
@@ -20,8 +23,11 @@ def latent_scale(model) -> int:
     return int(getattr(latent_format, "spacial_downscale_ratio", 8))
 
 
-def latent_for(image, vae, latent, scale: int = 8, model=None):
+def latent_for(image, vae, latent, scale: int = 8, model=None, keep: bool = False):
     """The latent to encode and the picture size, from a LATENT or an IMAGE + VAE.
+
+    keep: the IMAGE's latent is kept with the re-query cache (by the picture's content and the VAE object),
+    so a re-query does not run the VAE again.
 
     scale: pixels per latent cell, to check that an IMAGE and a LATENT given together are one picture.
     model: when given, a picture larger than the model takes (SD3's position table) is refused here,
@@ -47,7 +53,8 @@ def latent_for(image, vae, latent, scale: int = 8, model=None):
     size = (int(image.shape[1]), int(image.shape[2]))
     check_picture_for_vae(size, vae)
     check_latent_fits(diffusion_model, (size[0] // scale, size[1] // scale), scale)
-    return vae.encode(image[:, :, :, :3]), size
+    encode = lambda: vae.encode(image[:, :, :, :3])  # noqa: E731
+    return (CACHE.encoded(image, vae, encode) if keep else encode()), size
 
 
 class ConceptSaliency(io.ComfyNode):
@@ -100,13 +107,14 @@ class ConceptSaliency(io.ComfyNode):
     def execute(cls, model, concepts, layers, noise_level, samples, seed, space, softmax,
                 concept_self_attention=True, concept_cross_attention=True, requery_cache_mb=-1,
                 image=None, vae=None, latent=None, conditioning=None) -> io.NodeOutput:
+        started = time.perf_counter()
         family, options = family_and_options(
             model, layers, space=space, softmax=softmax, concept_self_attention=concept_self_attention,
             concept_cross_attention=concept_cross_attention,
         )
         check_seed_range(seed, samples)
         scale = latent_scale(model)
-        samples_latent, image_size = latent_for(image, vae, latent, scale, model)
+        samples_latent, image_size = latent_for(image, vae, latent, scale, model, keep=requery_cache_mb != 0)
         progress = comfy.utils.ProgressBar(samples)
         saliency = encode_saliency(
             model, concepts, samples_latent, options, conditioning=conditioning, noise_level=noise_level,
@@ -115,4 +123,10 @@ class ConceptSaliency(io.ComfyNode):
             cache_budget=None if requery_cache_mb < 0 else requery_cache_mb << 20, family=family,
         )
         preview, payload = saliency_preview(saliency, image, cls)
+        payload["concept_run"] = [run_text(saliency.metadata.get("requery") is True, time.perf_counter() - started)]
         return io.NodeOutput(saliency, preview, ui=payload)
+
+
+def run_text(requery: bool, seconds: float) -> str:
+    """What the node shows of its run: a re-query (concepts only) or a model run, and the node's time."""
+    return f"Re-query: {seconds:.2f} s (model not run)" if requery else f"Model run: {seconds:.2f} s"

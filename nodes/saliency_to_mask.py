@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from comfy_api.latest import io
 
-from ..concept_patch.maps.masks import saliency_to_mask
+from ..concept_patch.maps.masks import saliency_to_mask_and_note
 from ..concept_patch.maps.thresholds import DEFAULT_MASK_METHOD, MASK_METHODS
 from ..concept_patch.text.concepts import split_names
 from .schema import pack_schema
@@ -29,9 +29,12 @@ class SaliencyToMask(io.ComfyNode):
                 ),
                 io.Combo.Input(
                     "method", options=list(MASK_METHODS), default=DEFAULT_MASK_METHOD,
-                    tooltip="mean: above the map's mean (the paper's); otsu: automatic two-class threshold; value: "
-                            "above 'threshold'; top_percent: the 'threshold' percent strongest area; argmax: where these "
-                            "concepts beat all others (multi-concept segmentation); soft: the continuous map.",
+                    tooltip="mean: above the map's mean (the paper's), and an empty mask where the concepts win no "
+                            "part of the picture (0 % in the legend; for a video: in no frame); relative_mean: above "
+                            "the map's mean even then (always about half the picture); otsu: automatic two-class "
+                            "threshold; value: above 'threshold'; top_percent: the 'threshold' percent strongest area; "
+                            "argmax: where these concepts beat all others (multi-concept segmentation); soft: the "
+                            "continuous map.",
                 ),
                 io.Float.Input(
                     "threshold", default=0.5, min=0.0, max=100.0, step=0.01,
@@ -56,8 +59,9 @@ class SaliencyToMask(io.ComfyNode):
 
     @classmethod
     def execute(cls, saliency, concepts, method, threshold, grow, feather, invert, image=None) -> io.NodeOutput:
-        mask = saliency_to_mask(
+        mask, note = saliency_to_mask_and_note(
             saliency, split_names(concepts), method=method, threshold=threshold, grow=grow, feather=feather,
             invert=invert, guide_image=image,
         )
-        return io.NodeOutput(mask)
+        # The web extension shows the note on the node (an empty one clears the last run's).
+        return io.NodeOutput(mask, ui={"concept_mask_note": [note]})

@@ -6,9 +6,12 @@
 //   picture: each region in its winning concept's colour). Clicking "All concepts" shows that view
 //   large, clicking a concept shows its map large; clicking again goes back to the grid of all
 //   panels. With a batch, arrows step through the pictures (and the shares follow the picture).
+//   Above it, how the run went (ui.concept_run): a model run or a re-query, and the node's time.
 // * Saliency to Mask: the concept names of the upstream Concept List (or of the file a Load
 //   Saliency read) are offered as buttons; clicking one adds it to (or removes it from) the
-//   `concepts` text. A chosen name the list no longer has is shown as missing.
+//   `concepts` text. A chosen name the list no longer has is shown as missing. What the last run
+//   has to say (ui.concept_mask_note: e.g. an empty mask because the concept is absent) is shown
+//   under the buttons.
 //
 // Only the public extension API is used: `app` from scripts/app.js (a shim over
 // window.comfyAPI.app), `api` from scripts/api.js, app.registerExtension with the
@@ -34,6 +37,8 @@ const PICKER_WIDGET = "concept_suggestions";
 const HEX_COLOR = /^#[0-9a-fA-F]{6}$/;
 const MAX_TRACE_DEPTH = 64;
 const REGIONS = "regions"; // the legend entry of the segmentation view
+// The front end plays an animated output (a video's panels) in this DOM widget, always its first image.
+const ANIMATION_WIDGET = "$$comfy_animation_preview";
 
 // ------------------------------------------------------------------------------------------
 // small helpers
@@ -96,6 +101,8 @@ function addStyles() {
   color: var(--descrip-text, #999); font-style: italic; padding: 2px;
   white-space: nowrap; overflow: hidden; text-overflow: ellipsis;
 }
+.ca-legend-run { color: var(--descrip-text, #aaa); font: 11px/15px Inter, Arial, sans-serif; height: 15px; white-space: nowrap;
+  overflow: hidden; text-overflow: ellipsis; }
 .ca-legend-bar { display: flex; height: 8px; border-radius: 4px; overflow: hidden; margin: 2px 0 4px; }
 .ca-legend-bar > span { display: block; height: 100%; }
 .ca-legend-nav { display: flex; align-items: center; gap: 6px; margin-bottom: 3px; }
@@ -117,6 +124,11 @@ function addStyles() {
 .ca-chip { padding: 1px 8px; border-radius: 10px; }
 .ca-chip[aria-pressed="true"] { background: var(--p-primary-color, #4a90e2); color: #fff; }
 .ca-chip.ca-chip-missing { background: #6b2b2b; color: #fff; text-decoration: line-through; }
+.ca-mask-note {
+  margin-top: 4px; padding: 1px 6px; border-radius: 4px; background: #5a4a1a; color: #fff; white-space: nowrap;
+  overflow: hidden; text-overflow: ellipsis;
+}
+.ca-mask-note:empty { display: none; }
 .ca-swatch-regions { background: conic-gradient(#1f77b4 0 25%, #ff7f0e 0 50%, #2ca02c 0 75%, #d62728 0); }
 `;
   document.head.appendChild(style);
@@ -131,10 +143,13 @@ const LEGEND_ROW_PX = 23;
 // more than LEGEND_MAX_ROWS rows plus the preview room below.
 export const LEGEND_MAX_ROWS = 7;
 const PREVIEW_ROOM_PX = 240;
+// One line of 11 px text: the laid-out example workflows keep this much room under their legends.
+const RUN_LINE_PX = 15;
 
 function legendState(node) {
   node.__conceptAttention ??= {
     legend: [], batch: 1, images: [], selected: null, imageNo: 0, applied: true, segmentation: false, unit: "picture",
+    run: "",
   };
   return node.__conceptAttention;
 }
@@ -144,7 +159,7 @@ function legendHeight(node) {
   // DOM widgets lose their margin (10 px) on each side.
   if (!state.legend.length) return 48;
   const rows = Math.min(state.legend.length + (state.segmentation ? 1 : 0), LEGEND_MAX_ROWS);
-  return 36 + rows * LEGEND_ROW_PX + (state.batch > 1 ? 26 : 0);
+  return 36 + rows * LEGEND_ROW_PX + (state.batch > 1 ? 26 : 0) + (state.run ? RUN_LINE_PX : 0);
 }
 
 /** The share of `entry` in the picture on screen (per-picture shares; the batch's as a fallback). */
@@ -186,6 +201,12 @@ function renderLegend(node) {
   if (!state.legend.length) {
     root.appendChild(el("div", "ca-legend-empty", "Run to see the concepts here."));
     return;
+  }
+  if (state.run) {
+    const run = el("div", "ca-legend-run", state.run);
+    run.title = "How this node's last run went: a re-query runs only the concepts over what the model computed "
+      + "for this picture before (requery_cache_mb)";
+    root.appendChild(run);
   }
   const bar = el("div", "ca-legend-bar");
   bar.title = `Share of the ${state.unit} where each concept wins`;
@@ -300,6 +321,7 @@ function applySelection(node) {
     ? null
     : panelIndex(state.imageNo, state.selected, state.legend.length, state.segmentation);
   state.applied = true;
+  showSelectedAnimation(node);
   node.setDirtyCanvas?.(true, true);
 }
 
@@ -316,6 +338,40 @@ function stepImage(node, delta) {
   if (state.selected === null && state.legend.length) state.selected = state.segmentation ? REGIONS : 0;
   updateLegendSelection(node);
   applySelection(node);
+}
+
+/** The preview image on screen: the selected panel, or the first (the segmentation view) for all panels. */
+function shownImage(node) {
+  const state = node.__conceptAttention;
+  const index = state?.selected === null || state?.selected === undefined
+    ? 0
+    : panelIndex(state.imageNo, state.selected, state.legend.length, state.segmentation);
+  return node.imgs?.[index] ?? null;
+}
+
+/**
+ * A video's panels are animated WebPs, which the front end plays one at a time in its animation
+ * widget: the first image, put back on every draw. So that widget is told to show the selected panel
+ * instead (its replaceChildren swaps in ours), or the legend could not pick a concept of a video.
+ */
+function showSelectedAnimation(node) {
+  const state = node.__conceptAttention;
+  if (state?.unit !== "clip" || !previewsLoaded(node)) return;
+  const host = node.widgets?.find((w) => w.name === ANIMATION_WIDGET)?.element;
+  if (!host) return;
+  if (!host.__conceptAttention) {
+    const replace = host.replaceChildren.bind(host);
+    host.__conceptAttention = (...children) => {
+      const wanted = shownImage(node);
+      if (!wanted || !node.imgs?.includes(children[0])) return replace(...children);
+      wanted.className = children[0].className;
+      wanted.style.pointerEvents = "none";
+      if (host.childElementCount !== 1 || host.firstElementChild !== wanted) replace(wanted);
+    };
+    host.replaceChildren = host.__conceptAttention;
+  }
+  const first = host.firstElementChild;
+  if (first && first !== shownImage(node)) host.replaceChildren(first);
 }
 
 /** Keeps the legend in step with the canvas preview (its × button and arrow keys). */
@@ -368,6 +424,7 @@ export function showLegend(node, output) {
   state.unit = output.animated?.[0] === true ? "clip" : "picture";
   state.segmentation = output.concept_segmentation?.[0] === true;
   state.images = Array.isArray(output.images) ? output.images : [];
+  state.run = Array.isArray(output.concept_run) ? String(output.concept_run[0] ?? "") : "";
   state.imageNo = Math.min(state.imageNo, batch - 1);
   if (state.selected === REGIONS && !state.segmentation) state.selected = null;
   if (typeof state.selected === "number" && state.selected >= legend.length) state.selected = null;
@@ -489,20 +546,29 @@ function toggleConcept(node, name) {
   refreshPicker(node);
 }
 
+// The note is one line (its headline; the whole text is its tooltip), so it fits the room the laid-out
+// example workflows leave under the node.
+function noteHeight(text) {
+  return text ? 22 : 0;
+}
+
 function pickerHeight(node) {
   const picker = node.__conceptAttentionPicker;
+  const note = noteHeight(picker?.note.textContent ?? "");
   const shown = [...(picker?.names ?? []), ...(picker?.missing ?? []).map((n) => `${n} (missing)`)];
-  if (!shown.length) return 58;
+  if (!shown.length) return 58 + note;
   // Rough wrap estimate: ~40 characters of chips per row at the default node width.
   const chars = shown.reduce((sum, n) => sum + Math.min(n.length, 40) + 4, 0);
   const rows = Math.max(1, Math.ceil(chars / 40));
-  return 46 + 26 * rows;
+  return 46 + 26 * rows + note;
 }
 
 function addPickerWidget(node) {
   const root = el("div", "ca-picker");
   root.dataset.caPicker = "";
-  node.__conceptAttentionPicker = { names: [], missing: [], key: null, root };
+  const note = el("div", "ca-mask-note");
+  note.setAttribute("role", "status");
+  node.__conceptAttentionPicker = { names: [], missing: [], key: null, root, note };
   const widget = addPanelWidget(node, PICKER_WIDGET, "concept-suggestions", root, pickerHeight);
   root.addEventListener("pointerenter", () => refreshPicker(node));
   refreshPicker(node);
@@ -561,6 +627,7 @@ export function refreshPicker(node) {
       }
       root.appendChild(chips);
     }
+    root.appendChild(picker.note);
     const minSize = node.computeSize?.();
     if (minSize && (node.size[1] < minSize[1] || node.size[0] < minSize[0])) {
       node.setSize([Math.max(node.size[0], minSize[0]), Math.max(node.size[1], minSize[1])]);
@@ -572,6 +639,20 @@ export function refreshPicker(node) {
     const pressed = String(chosen.has(chip.dataset.concept.toLowerCase()));
     if (chip.getAttribute("aria-pressed") !== pressed) chip.setAttribute("aria-pressed", pressed);
   }
+}
+
+/** Shows what Saliency to Mask's last run said (ui.concept_mask_note); an empty note clears it. */
+export function showMaskNote(node, output) {
+  const picker = node.__conceptAttentionPicker;
+  if (!picker || !Array.isArray(output?.concept_mask_note)) return;
+  const text = String(output.concept_mask_note[0] ?? "");
+  if (picker.note.title === text) return;
+  // The headline (up to the first colon) on the node; the whole note, with its reason, as the tooltip.
+  picker.note.textContent = text.split(": ")[0];
+  picker.note.title = text;
+  const minSize = node.computeSize?.();
+  if (minSize && node.size[1] < minSize[1]) node.setSize([node.size[0], minSize[1]]);
+  node.setDirtyCanvas?.(true, true);
 }
 
 // ------------------------------------------------------------------------------------------
@@ -608,6 +689,7 @@ app.registerExtension({
       });
       chain(nodeType.prototype, "onDrawForeground", function () {
         syncFromCanvas(this);
+        showSelectedAnimation(this);
       });
     } else if (name === MASK_NODE) {
       chain(nodeType.prototype, "onNodeCreated", function () {
@@ -618,6 +700,9 @@ app.registerExtension({
       });
       chain(nodeType.prototype, "onConfigure", function () {
         refreshPicker(this);
+      });
+      chain(nodeType.prototype, "onExecuted", function (output) {
+        showMaskNote(this, output);
       });
       chain(nodeType.prototype, "onDrawForeground", function () {
         refreshPicker(this);
@@ -637,9 +722,10 @@ app.registerExtension({
   // Outputs restored without a run (reopening a workflow tab, reloading the page).
   onNodeOutputsUpdated(nodeOutputs) {
     for (const [locatorId, output] of Object.entries(nodeOutputs ?? {})) {
-      if (!output?.concept_legend) continue;
+      if (!output?.concept_legend && !output?.concept_mask_note) continue;
       const node = findNode(locatorId);
       if (node && SALIENCY_NODES.has(comfyClassOf(node))) showLegend(node, output);
+      if (node && comfyClassOf(node) === MASK_NODE) showMaskNote(node, output);
     }
   },
 });

@@ -24,6 +24,7 @@ import torch
 from ..checks.errors import ConceptAttentionError
 from .image_batch import check_clip_frames, picture_of
 from .morphology import check_feather, check_grow, edit_masks
+from .presence import absence_note, present_clips
 from .resample import frame_chunks, frames_between, resize_pictures, upsample
 from .saliency_maps import SaliencyMaps
 from .thresholds import (
@@ -36,7 +37,7 @@ from .thresholds import (
     unknown_method,
 )
 
-__all__ = ["DEFAULT_MASK_METHOD", "MASK_METHODS", "saliency_to_mask"]
+__all__ = ["DEFAULT_MASK_METHOD", "MASK_METHODS", "saliency_to_mask", "saliency_to_mask_and_note"]
 
 
 def _validate_threshold(method: str, threshold: float, softmax: bool) -> None:
@@ -82,11 +83,30 @@ def saliency_to_mask(
     guide_image: torch.Tensor | None = None,
     output_size: tuple[int, int] | None = None,
 ) -> torch.Tensor:
-    """MASK [B·F, H, W] float32 in [0, 1] for the chosen concept(s): one per pixel frame, clips one
+    """saliency_to_mask_and_note's mask."""
+    return saliency_to_mask_and_note(saliency, concepts, method, threshold, grow, feather, invert, guide_image,
+                                     output_size)[0]
+
+
+def saliency_to_mask_and_note(
+    saliency: SaliencyMaps,
+    concepts: Sequence[str] | str,
+    method: str = DEFAULT_MASK_METHOD,
+    threshold: float = 0.5,
+    grow: int = 0,
+    feather: float = 0.0,
+    invert: bool = False,
+    guide_image: torch.Tensor | None = None,
+    output_size: tuple[int, int] | None = None,
+) -> tuple[torch.Tensor, str]:
+    """(MASK, note): the note says which clips got an empty mask because the concepts are absent
+    ("" when none did). MASK [B·F, H, W] float32 in [0, 1] for the chosen concept(s): one per pixel frame, clips one
     after another as ComfyUI stores video frames; a picture is a clip of one frame, so pictures give
     [B, H, W].
 
-    method: one of MASK_METHODS (thresholds.threshold_masks / argmax_masks explain each); threshold is
+    method: one of MASK_METHODS (thresholds.threshold_masks / argmax_masks explain each); "mean" (the
+    default) gives an empty mask in a clip the concepts are absent from (presence.py), before invert,
+    where "relative_mean" cuts at the mean anyway; threshold is
     the value for "value" and the percent for "top_percent", ignored otherwise. Several concepts are
     combined by summing their maps (argmax: any of them wins). guide_image (the picture the maps
     were made from, one or one per map; for a video all B·F decoded frames) makes the mask edges
@@ -116,12 +136,16 @@ def saliency_to_mask(
     if guide_image is not None:
         guide_frames = check_clip_frames(guide_image, saliency, role="guide image")
     out = torch.empty(saliency.batch_size * saliency.clip_frames, *size, dtype=torch.float32)
+    present = present_clips(saliency, selected) if method == "mean" else [True] * saliency.batch_size
     for b in range(saliency.batch_size):
-        _clip_masks(saliency, maps[b], selected, method, threshold, guide_frames, out, b)
+        if present[b]:
+            _clip_masks(saliency, maps[b], selected, method, threshold, guide_frames, out, b)
+        else:
+            out[b * saliency.clip_frames : (b + 1) * saliency.clip_frames] = 0.0
     for start, stop in frame_chunks(out.shape[0], size[0] * size[1]):
         target = out[start:stop]
         target.copy_(edit_masks(target, grow, feather, invert))
-    return out
+    return out, absence_note(saliency, [saliency.names[i] for i in selected], present)
 
 
 def _clip_masks(saliency: SaliencyMaps, clip_maps: torch.Tensor, selected: list[int], method: str,
@@ -140,7 +164,7 @@ def _clip_masks(saliency: SaliencyMaps, clip_maps: torch.Tensor, selected: list[
         if method == "soft":
             scores = normalize_per_image(scores.unsqueeze(0))[0]
     cut = None
-    if method in ("mean", "otsu", "value"):
+    if method in ("mean", "relative_mean", "otsu", "value"):
         cut = cut_values(scores.unsqueeze(0), method, threshold)[0]
     per_frame = size[0] * size[1] * (r if method == "argmax" else 1)
     for start, stop in frame_chunks(frames, per_frame):

@@ -13,9 +13,11 @@ import torch
 
 from ..checks.errors import ConceptAttentionError
 
-MASK_METHODS = ("mean", "otsu", "value", "top_percent", "argmax", "soft")
+# mean: above the map's mean where the concepts are present (presence.py), else empty; relative_mean: above
+# the mean whatever the picture shows (the paper's rule: always about half the map).
+MASK_METHODS = ("mean", "relative_mean", "otsu", "value", "top_percent", "argmax", "soft")
 DEFAULT_MASK_METHOD = "mean"
-THRESHOLD_METHODS = ("mean", "otsu", "value", "top_percent", "soft")  # methods on one combined score map
+THRESHOLD_METHODS = ("mean", "relative_mean", "otsu", "value", "top_percent", "soft")  # methods on one combined score map
 OTSU_BINS = 256
 
 
@@ -49,7 +51,7 @@ def cut_values(scores: torch.Tensor, method: str, threshold: float = 0.5) -> tor
     (k = top_count); scores tied at the cut fall outside, so ties can give fewer than k.
     """
     flat = scores.flatten(1).float()
-    if method == "mean":
+    if method in ("mean", "relative_mean"):  # the same cut; "mean" also empties absent concepts' masks (masks.py)
         return flat.mean(dim=1)
     if method == "otsu":
         return otsu_cuts(flat)
@@ -62,7 +64,7 @@ def cut_values(scores: torch.Tensor, method: str, threshold: float = 0.5) -> tor
         if k >= n:
             return torch.full((flat.shape[0],), -math.inf, device=flat.device)
         return (ordered[:, k - 1] + ordered[:, k]) / 2
-    raise unknown_method(method, ("mean", "otsu", "value", "top_percent"))
+    raise unknown_method(method, ("mean", "relative_mean", "otsu", "value", "top_percent"))
 
 
 def top_cut(flat: torch.Tensor, percent: float) -> float:

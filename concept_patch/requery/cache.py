@@ -36,6 +36,9 @@ DEFAULT_BUDGET_FRACTION = 0.25
 DEFAULT_BUDGET_CAP = 8 << 30
 # Entries stay on the GPU only while it keeps this much free memory besides (else they go to system RAM).
 GPU_MARGIN_FRACTION = 0.2
+# Pictures' VAE latents kept besides (small next to an image stream): a re-query of a picture given as an IMAGE
+# would otherwise pay the VAE again, which on a full-size model costs as much as the concept stream or more.
+MAX_ENCODED = 4
 
 
 @dataclass
@@ -52,6 +55,24 @@ class ImageStreamCache:
     def __init__(self):
         self.entries: OrderedDict = OrderedDict()
         self.budget = 0
+        self.latents: OrderedDict = OrderedDict()  # (picture digest, id(vae)) -> (weakref to the VAE, latent)
+
+    def encoded(self, image: torch.Tensor, vae, encode):
+        """The latent of `image` by this very VAE object: kept from an earlier run, or encode() now (and kept)."""
+        key = (tensor_digest(image), id(vae))
+        kept = self.latents.get(key)
+        if kept is not None and kept[0]() is vae:
+            self.latents.move_to_end(key)
+            return kept[1]
+        latent = encode()
+        try:
+            ref = weakref.ref(vae)
+        except TypeError:
+            return latent
+        self.latents[key] = (ref, latent)
+        while len(self.latents) > MAX_ENCODED:
+            self.latents.popitem(last=False)
+        return latent
 
     @property
     def nbytes(self) -> int:
@@ -97,6 +118,7 @@ class ImageStreamCache:
 
     def clear(self):
         self.entries.clear()
+        self.latents.clear()
 
     def _evict_to(self, allowed: int):
         while self.entries and self.nbytes > allowed:

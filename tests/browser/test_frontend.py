@@ -581,3 +581,143 @@ def test_mask_node_fed_by_load_saliency_lists_the_files_concepts_after_a_run(com
     assert state["chips"] == [["cat", "false"], ["dog", "true"], ["sky", "false"]] and state["missing"] == []
     comfy.screenshot("mask_from_load_saliency", clip_nodes=[ids["load"], ids["mask"]])
     assert comfy.extension_problems() == []
+
+
+MASK_PIXELS_JS = """async (id) => {
+  const node = app.graph.getNodeById(id);
+  const img = node.imgs[0];
+  await img.decode();
+  const canvas = document.createElement('canvas');
+  canvas.width = img.naturalWidth; canvas.height = img.naturalHeight;
+  const ctx = canvas.getContext('2d');
+  ctx.drawImage(img, 0, 0);
+  const data = ctx.getImageData(0, 0, canvas.width, canvas.height).data;
+  let lit = 0;
+  for (let i = 0; i < data.length; i += 4) if (data[i] > 127) lit++;
+  return lit / (data.length / 4);
+}"""
+NOTE_JS = """(id) => { const n = app.graph.getNodeById(id).widgets.find(w => w.name === 'concept_suggestions').element
+  .querySelector('.ca-mask-note');
+  return n ? {text: n.title, headline: n.textContent, shown: n.getBoundingClientRect().height > 0} : null; }"""
+
+
+def test_mask_of_an_absent_concept_is_empty_by_default_and_the_node_says_so(comfy, browser_server):
+    """'dog' wins no token of the picture (0 % in the legend): the default method gives an empty mask and the
+    node says why; relative_mean still masks the upper half of its map, as the paper's mean cut did."""
+    import torch
+    from safetensors.torch import save_file
+
+    file_name = "maps_without_a_dog.safetensors"
+    maps = torch.rand(1, 3, 8, 8).softmax(1)
+    maps[:, 1] = maps[:, [0, 2]].amin(1) * 0.5  # dog: under cat and sky everywhere, yet a varied map
+    save_file({"maps": maps / maps.sum(1, keepdim=True)}, str(browser_server.input_dir / file_name), metadata={
+        "format": "concept_attention.saliency", "format_version": "1", "names": json.dumps(["cat", "dog", "sky"]),
+        "image_size": json.dumps([64, 64]), "softmax": "true", "metadata": "{}"})
+    ids = build_graph(comfy, {"nodes": [
+        {"key": "load", "type": "ConceptAttentionLoadSaliency", "pos": [0, 0], "size": [320, 90]},
+        {"key": "mask", "type": "ConceptAttentionSaliencyToMask", "pos": [380, 0], "size": [320, 320],
+         "values": {"concepts": "dog"}},
+        {"key": "preview", "type": "MaskPreview", "pos": [760, 0], "size": [300, 300]},
+    ], "links": [("load", "saliency", "mask", "saliency"), ("mask", "mask", "preview", "mask")]})
+    comfy.evaluate("([id, file]) => { app.graph.getNodeById(id).widgets.find(w => w.name === 'file').value = file; }",
+                   [ids["load"], file_name])
+    _show(comfy)
+    mask = ids["mask"]
+    assert comfy.evaluate("(id) => app.graph.getNodeById(id).widgets.find(w => w.name === 'method').value",
+                          mask) == "mean"  # the default
+    assert comfy.evaluate(NOTE_JS, mask) == {"text": "", "headline": "", "shown": False}
+    result = example_runs.run(comfy)
+    assert result["kind"] == "execution_success", result
+    comfy.page.wait_for_function(f"(id) => ({NOTE_JS})(id)?.text", arg=mask, timeout=10_000)
+    note = comfy.evaluate(NOTE_JS, mask)
+    assert note["shown"] and note["text"].startswith("Empty mask for 'dog' in this picture: "), note
+    assert note["headline"] == "Empty mask for 'dog' in this picture"
+    assert "relative_mean" in note["text"]
+    comfy.page.wait_for_function("(id) => app.graph.getNodeById(id).imgs?.[0]?.complete", arg=ids["preview"],
+                                 timeout=10_000)
+    assert comfy.evaluate(MASK_PIXELS_JS, ids["preview"]) == 0
+    comfy.screenshot("mask_of_an_absent_concept", clip_nodes=[mask, ids["preview"]])
+
+    comfy.evaluate("(id) => { app.graph.getNodeById(id).widgets.find(w => w.name === 'method').value = "
+                   "'relative_mean'; }", mask)
+    result = example_runs.run(comfy)
+    assert result["kind"] == "execution_success", result
+    comfy.page.wait_for_function(f"(id) => ({NOTE_JS})(id)?.text === ''", arg=mask, timeout=10_000)
+    comfy.page.wait_for_function(f"async (id) => ({MASK_PIXELS_JS})(id).then(v => v > 0.2)", arg=ids["preview"],
+                                 timeout=10_000)
+    assert comfy.extension_problems() == []
+
+
+VIDEO_EXAMPLES = [spec["name"] for spec in EXAMPLE_SPECS if "cogvideox" in spec["name"]]
+ANIMATION_JS = """(id) => {
+  const node = app.graph.getNodeById(id);
+  const host = node.widgets?.find(w => w.name === '$$comfy_animation_preview')?.element;
+  const img = host?.querySelector('img');
+  return {count: host?.querySelectorAll('img').length ?? 0,
+          shown: img ? new URL(img.src).searchParams.get('filename') : null,
+          playing: img ? img.complete && img.naturalWidth > 0 && img.getBoundingClientRect().height > 0 : false};
+}"""
+
+
+@pytest.mark.parametrize("name", VIDEO_EXAMPLES)
+def test_legend_of_a_video_shows_the_clicked_concepts_animation(comfy, name):
+    """A video's panels are animated WebPs that the front end plays one at a time (the first); clicking a concept
+    in the legend plays that concept's animated map, 'All concepts' the regions, and clicking again goes back."""
+    assert VIDEO_EXAMPLES
+    example_runs.load_with_tiny_models(comfy, _workflow(name))
+    result = example_runs.run(comfy)
+    assert result["kind"] == "execution_success", result
+    example_runs.wait_for_previews(comfy, result)
+    [sal] = comfy.evaluate("() => app.graph.nodes.filter(n => n.widgets?.some(w => w.name === 'concept_legend'))"
+                           ".map(n => n.id)")
+    comfy.evaluate("(id) => { const n = app.graph.getNodeById(id); app.canvas.ds.scale = 0.8;"
+                   " app.canvas.ds.offset = [40 - n.pos[0] * 0.8, 80 - n.pos[1] * 0.8]; app.canvas.setDirty(true, true); }",
+                   sal)
+    state = comfy.evaluate(LEGEND_JS, sal)["state"]
+    assert state["unit"] == "clip" and state["segmentation"] is True
+    files = [img["filename"] for img in state["images"]]
+    assert len(files) == len(state["legend"]) + 1 and all(f.endswith(".webp") for f in files)
+    comfy.page.wait_for_function(f"(id) => ({ANIMATION_JS})(id).shown !== null", arg=sal, timeout=10_000)
+    assert comfy.evaluate(ANIMATION_JS, sal)["shown"] == files[0]  # before a click: the regions
+
+    for index in range(len(state["legend"])):
+        comfy.page.click(f"[data-ca-legend] .ca-legend-item[data-index='{index}']")
+        comfy.page.wait_for_timeout(300)  # several frames drawn: the front end puts its first image back on each
+        shown = comfy.evaluate(ANIMATION_JS, sal)
+        assert shown["shown"] == files[1 + index] and shown["count"] == 1, (index, shown, files)
+        assert shown["playing"], shown
+        assert comfy.evaluate(LEGEND_JS, sal)["state"]["selected"] == index
+    comfy.screenshot(f"video_legend_concept_{name}", clip_nodes=[sal])
+    comfy.page.click(f"[data-ca-legend] .ca-legend-item[data-index='{len(state['legend']) - 1}']")  # again: all panels
+    comfy.page.wait_for_timeout(300)
+    assert comfy.evaluate(ANIMATION_JS, sal)["shown"] == files[0]
+    assert comfy.extension_problems() == []
+
+
+RUN_JS_TEXT = """(id) => app.graph.getNodeById(id).widgets.find(w => w.name === 'concept_legend').element
+  .querySelector('.ca-legend-run')?.textContent ?? null"""
+
+
+def test_concept_saliency_shows_a_requery_and_its_time(comfy):
+    """A picture given as IMAGE + VAE: the first run runs the model; new concepts on it are a re-query, and the
+    legend says so with the node's time."""
+    ids = build_graph(comfy, tiny_graphs.encode_graph(vae=True))
+    _show(comfy)
+    sal = ids["saliency"]
+    # the tiny loaders' seeds: the front end would draw new ones (new models) after each run
+    comfy.evaluate("() => app.graph.nodes.forEach(n => n.widgets?.forEach(w => {"
+                   " if (w.name === 'control_after_generate') w.value = 'fixed'; }))")
+    result = example_runs.run(comfy)
+    assert result["kind"] == "execution_success", result
+    example_runs.wait_for_previews(comfy, result)
+    first = comfy.evaluate(RUN_JS_TEXT, sal)
+    assert re.fullmatch(r"Model run: \d+\.\d\d s", first or ""), first
+    comfy.evaluate("""(id) => { app.graph.getNodeById(id).widgets.find(w => w.name === 'concepts').value = 'cat, tree';
+                      }""", ids["concepts"])
+    result = example_runs.run(comfy)
+    assert result["kind"] == "execution_success", result
+    comfy.page.wait_for_function("(id) => app.graph.getNodeById(id).__conceptAttention.legend.length === 2", arg=sal)
+    second = comfy.evaluate(RUN_JS_TEXT, sal)
+    assert re.fullmatch(r"Re-query: \d+\.\d\d s \(model not run\)", second or ""), second
+    comfy.screenshot("legend_requery", clip_nodes=[sal])
+    assert comfy.extension_problems() == []

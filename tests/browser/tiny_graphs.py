@@ -27,12 +27,14 @@ def mask_nodes(x: int, concept: str, method: str, preview_size=(320, 320)) -> li
             node("mask_preview", "MaskPreview", [x, 380], list(preview_size))]
 
 
-def encode_graph(*, batch: int = 1, size: int = 64, concepts=CONCEPTS, image_node: dict | None = None) -> dict:
-    """Concept List + Concept Saliency (encode mode) + Saliency to Mask -> mask preview."""
+def encode_graph(*, batch: int = 1, size: int = 64, concepts=CONCEPTS, image_node: dict | None = None,
+                 vae: bool = False) -> dict:
+    """Concept List + Concept Saliency (encode mode) + Saliency to Mask -> mask preview. vae: the picture
+    goes in as IMAGE + a tiny VAE (no LATENT), as a stock graph gives it."""
     image = image_node or node("image", "EmptyImage", [0, 340], width=size, height=size, batch_size=batch,
                                color=0x4477AA)
     model, clip, concept_list = _tiny_flux(concepts)
-    return {
+    graph = {
         "nodes": [
             model, clip, image,
             node("latent", "EmptySD3LatentImage", [0, 720], width=size, height=size, batch_size=batch),
@@ -50,6 +52,10 @@ def encode_graph(*, batch: int = 1, size: int = 64, concepts=CONCEPTS, image_nod
             ("mask", "mask", "mask_preview", "mask"),
         ],
     }
+    if vae:
+        graph["nodes"][3] = node("vae", "ConceptAttentionTestTinyVAE", [0, 720], seed=0)
+        graph["links"][4] = ("vae", "VAE", "saliency", "vae")
+    return graph
 
 
 def sampling_graph(*, size: int = 64, concepts=CONCEPTS, steps: int = 2) -> dict:

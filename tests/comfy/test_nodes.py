@@ -179,13 +179,16 @@ def test_preview_costs_what_a_preview_needs(comfy_dirs):
 def test_masks_have_meaning(flux, concepts):
     latents = {"samples": torch.randn(2, 16, 6, 10, generator=torch.Generator().manual_seed(3))}
     saliency = _saliency(flux, concepts, latent=latents).result[0]
-    # on the token grid itself, the paper's mean threshold is exactly map > mean(map)
+    # on the token grid itself, the paper's mean threshold (relative_mean) is exactly map > mean(map)
     on_grid = SaliencyMaps(saliency.maps, saliency.names, image_size=saliency.grid)
     dog = saliency.maps[:, 0]
     expected = (dog > dog.mean(dim=(1, 2), keepdim=True)).float()
-    assert torch.equal(_mask(on_grid, "dog"), expected)
+    assert torch.equal(_mask(on_grid, "dog", method="relative_mean"), expected)
+    # the default mean: the same where dog wins a token of the picture, empty where it wins none
+    present = (saliency.maps.argmax(dim=1) == 0).flatten(1).any(dim=1)
+    assert torch.equal(_mask(on_grid, "dog"), expected * present.view(-1, 1, 1))
     # at picture resolution, non-square, one mask per image, and the two images differ
-    mask = _mask(saliency, "dog")
+    mask = _mask(saliency, "dog", method="relative_mean")
     assert mask.shape == (2, 48, 80) and mask.dtype == torch.float32
     assert set(mask.unique().tolist()) <= {0.0, 1.0}
     assert not torch.equal(mask[0], mask[1])
@@ -196,7 +199,7 @@ def test_masks_have_meaning(flux, concepts):
     assert torch.equal(_mask(saliency, "dog, grass", method="argmax"), parts[0] + parts[1])
     soft = _mask(saliency, "grass", method="soft")
     assert soft.min() >= 0 and soft.max() <= 1 and len(soft.unique()) > 2
-    assert torch.equal(_mask(saliency, "dog", invert=True), 1 - mask)
+    assert torch.equal(_mask(saliency, "dog", method="relative_mean", invert=True), 1 - mask)
 
 
 def test_mask_errors(flux, concepts):
@@ -327,3 +330,29 @@ def test_stock_advanced_samplers_record_maps(flux, flux_clip, concepts):
         assert maps.maps.shape == (1, 3, 3, 3) and torch.isfinite(maps.maps).all()
         # KSamplerAdvanced stopped after 3 of 4 steps: 3 conditional model calls were read
         assert maps.metadata["model_calls_used"] == 3, run.__name__
+
+
+def test_a_requery_of_a_picture_runs_neither_the_vae_nor_the_model_and_says_so(flux, flux_clip, vae):
+    """Concept-only changes on a picture given as IMAGE + VAE: the second run is a re-query, and its picture's
+    latent is the one kept from the first run (the VAE ran once); the node shows which it was and how long it took."""
+    from concept_attention.concept_patch.requery import cache as requery_cache
+
+    requery_cache.CACHE.clear()
+    image = torch.rand(1, 48, 80, 3, generator=torch.Generator().manual_seed(7))
+    encodes = []
+    original = vae.encode
+    vae.encode = lambda pixels: encodes.append(pixels.shape) or original(pixels)
+    try:
+        first = _saliency(flux, ConceptList.execute(clip=flux_clip, concepts="dog, grass", pooling="mean").result[0],
+                          image=image, vae=vae, requery_cache_mb=64)
+        other = ConceptList.execute(clip=flux_clip, concepts="dog, sky, tree", pooling="mean").result[0]
+        second = _saliency(flux, other, image=image, vae=vae, requery_cache_mb=64)
+        off = _saliency(flux, other, image=image, vae=vae, requery_cache_mb=0)
+    finally:
+        del vae.encode
+        requery_cache.CACHE.clear()
+    assert first.result[0].metadata["requery"] is False and second.result[0].metadata["requery"] is True
+    assert len(encodes) == 2  # the first run and the run without a cache; not the re-query
+    assert first.ui["concept_run"][0].startswith("Model run: ") and first.ui["concept_run"][0].endswith(" s")
+    assert second.ui["concept_run"][0].startswith("Re-query: ") and "(model not run)" in second.ui["concept_run"][0]
+    assert off.ui["concept_run"][0].startswith("Model run: ")

@@ -100,7 +100,7 @@ def _webp_masks(path) -> np.ndarray:
 def _expected_masks(saliency, concept: str) -> np.ndarray:
     from concept_attention.concept_patch.maps.masks import saliency_to_mask
 
-    return np.clip(255.0 * saliency_to_mask(saliency, concept, method="mean").numpy(), 0, 255).astype(np.uint8)
+    return np.clip(255.0 * saliency_to_mask(saliency, concept, method="relative_mean").numpy(), 0, 255).astype(np.uint8)
 
 
 def _check_mask_files(comfy_server, result, saliency, frames: int) -> None:
@@ -148,7 +148,7 @@ def test_generated_clip_and_its_concept_mask_video(comfy_server, cogvideox_file)
         "maps": node("ConceptAttentionSamplingSaliency", model=link("patch"), latent=link("sampler"),
                      image=link("decode")),
         "save_maps": node("ConceptAttentionSaveSaliency", saliency=link("maps"), filename_prefix=prefix + "_maps"),
-        "mask": to_mask_node(saliency="maps", concepts="dog", method="mean"),
+        "mask": to_mask_node(saliency="maps", concepts="dog", method="relative_mean"),
         **_mask_outputs("mask", prefix),
     }
     result = require_ok(comfy_server.run_prompt(prompt, timeout=300), comfy_server)
@@ -195,7 +195,7 @@ def test_concept_mask_video_of_an_existing_clip(comfy_server, cogvideox_file):
                              concept_cross_attention=True),
             "save_maps": node("ConceptAttentionSaveSaliency", saliency=link("saliency"),
                               filename_prefix=prefix + "_maps"),
-            "mask": to_mask_node(concepts="dog", method="mean"),
+            "mask": to_mask_node(concepts="dog", method="relative_mean"),
             **_mask_outputs("mask", prefix, fps=link("components", 2)),
         }
         graph["concepts"]["inputs"]["concepts"] = concepts

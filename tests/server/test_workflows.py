@@ -74,7 +74,7 @@ def test_sd3_encode_mode_mask_drives_inpainting(comfy_server):
         "latent": empty_latent(),
         "saliency": saliency_node(seed=7, layers="all"),
         "save_maps": node("ConceptAttentionSaveSaliency", saliency=link("saliency"), filename_prefix=prefix + "_maps"),
-        "mask": to_mask_node(concepts="dog", method="mean"),
+        "mask": to_mask_node(concepts="dog", method="relative_mean"),
         "grow": node("GrowMask", mask=link("mask"), expand=GROW_PIXELS, tapered_corners=True),
         "noise_mask": node("SetLatentNoiseMask", samples=link("latent"), mask=link("grow")),
         **prompt_nodes(),
@@ -100,7 +100,7 @@ def test_sd3_encode_mode_mask_drives_inpainting(comfy_server):
 
     from concept_attention.concept_patch.maps.masks import saliency_to_mask
 
-    thresholded = saliency_to_mask(saliency, "dog", method="mean")
+    thresholded = saliency_to_mask(saliency, "dog", method="relative_mean")
     grown = GrowMask.execute(thresholded, GROW_PIXELS, True).result[0]
     assert not torch.equal(grown, thresholded), "grow should change a mask that is neither empty nor full"
     np.testing.assert_array_equal(pixels, mask_as_png_values(grown))
@@ -309,7 +309,7 @@ def _encode_inpainting(comfy_server, tag: str, loaders: dict, latent: dict, cfg:
         "latent": latent,
         "saliency": saliency_node(seed=5, layers="all"),
         "save_maps": node("ConceptAttentionSaveSaliency", saliency=link("saliency"), filename_prefix=prefix + "_maps"),
-        "mask": to_mask_node(concepts="dog", method="mean"),
+        "mask": to_mask_node(concepts="dog", method="relative_mean"),
         "noise_mask": node("SetLatentNoiseMask", samples=link("latent"), mask=link("mask")),
         **prompt_nodes(text="a red fox on the grass under the sky"),
         "sampler": ksampler_node(latent="noise_mask", seed=3, steps=3, cfg=cfg),
@@ -324,7 +324,7 @@ def _encode_inpainting(comfy_server, tag: str, loaders: dict, latent: dict, cfg:
 
     from concept_attention.concept_patch.maps.masks import saliency_to_mask
 
-    expected = saliency_to_mask(saliency, "dog", method="mean")
+    expected = saliency_to_mask(saliency, "dog", method="relative_mean")
     [mask_png] = output_files(comfy_server, result, "save_mask")
     pixels = read_mask_png(mask_png)
     assert pixels.shape == (HEIGHT, WIDTH)

@@ -127,7 +127,7 @@ def patch_node(model="unet", concepts="concepts", layers: str = "all") -> dict:
                 concept_self_attention=True, concept_cross_attention=True)
 
 
-def to_mask_node(saliency="saliency", concepts: str = "dog", method: str = "mean", grow: int = 0,
+def to_mask_node(saliency="saliency", concepts: str = "dog", method: str = "relative_mean", grow: int = 0,
                  image: str | None = None) -> dict:
     inputs = dict(saliency=link(saliency), concepts=concepts, method=method, threshold=0.5, grow=grow,
                   feather=0.0, invert=False)

@@ -107,7 +107,8 @@ def test_soft_is_per_image_min_max():
 
 
 def test_unknown_method():
-    with pytest.raises(ValueError, match=r"unknown mask method 'median'; accepted: mean, otsu, value, top_percent, soft"):
+    accepted = "mean, relative_mean, otsu, value, top_percent, soft"
+    with pytest.raises(ValueError, match=rf"unknown mask method 'median'; accepted: {accepted}"):
         threshold_masks(_scores(), "median")
 
 

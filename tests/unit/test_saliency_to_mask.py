@@ -18,7 +18,7 @@ def _saliency(batch=2, grid=(6, 10), image_size=(96, 160), softmax=True, seed=0)
 
 
 def test_methods_exported():
-    assert MASK_METHODS == ("mean", "otsu", "value", "top_percent", "argmax", "soft")
+    assert MASK_METHODS == ("mean", "relative_mean", "otsu", "value", "top_percent", "argmax", "soft")
     assert DEFAULT_MASK_METHOD == "mean"
 
 
@@ -157,7 +157,8 @@ def test_error_unknown_concept_lists_available():
 
 
 def test_error_unknown_method_lists_accepted():
-    with pytest.raises(ValueError, match=r"unknown mask method 'kmeans'; accepted: mean, otsu, value, top_percent, argmax, soft"):
+    accepted = "mean, relative_mean, otsu, value, top_percent, argmax, soft"
+    with pytest.raises(ValueError, match=rf"unknown mask method 'kmeans'; accepted: {accepted}"):
         saliency_to_mask(_saliency(), ["dog"], "kmeans")
 
 
@@ -226,3 +227,38 @@ def test_error_non_finite_maps():
 def test_error_guide_not_a_tensor():
     with pytest.raises(ValueError, match=r"guide image must be an IMAGE tensor"):
         saliency_to_mask(_saliency(), ["dog"], guide_image=[[0.5]])
+
+
+def _absent_dog(batch=2, grid=(6, 10), softmax=True) -> SaliencyMaps:
+    """Maps where 'dog' wins no token in picture 0 (grass or sky everywhere) and wins some in picture 1."""
+    s = _saliency(batch=batch, grid=grid, softmax=softmax)
+    maps = s.maps.clone()
+    maps[0, 0] = maps[0, 1:].amin(dim=0) * 0.5  # under every other concept, yet not constant
+    return SaliencyMaps(maps=maps, names=list(NAMES), image_size=s.image_size, softmax=softmax)
+
+
+def test_mean_gives_an_empty_mask_where_the_concept_wins_no_token_and_says_so():
+    from concept_attention.concept_patch.maps.masks import saliency_to_mask_and_note
+
+    s = _absent_dog()
+    mask, note = saliency_to_mask_and_note(s, ["dog"])  # the default method
+    assert mask[0].sum() == 0 and mask[1].sum() > 0
+    assert "'dog'" in note and "picture 1 of 2" in note and "relative_mean" in note
+    # relative_mean keeps the paper's relative cut: about half of the absent concept's map
+    relative = saliency_to_mask(s, ["dog"], "relative_mean")
+    assert relative[0].mean() > 0.2 and torch.equal(relative[1], mask[1])
+    # a concept present everywhere gives no note; with another that is present, the union is present
+    assert saliency_to_mask_and_note(s, ["dog", "grass"])[1] == ""
+    assert saliency_to_mask_and_note(s, ["dog"], invert=True)[0][0].min() == 1  # invert last: all but nothing
+
+
+def test_one_concept_has_no_evidence_above_chance_under_softmax():
+    from concept_attention.concept_patch.maps.masks import saliency_to_mask_and_note
+
+    one = SaliencyMaps(maps=torch.ones(1, 1, 4, 4), names=["dog"], image_size=(32, 32), softmax=True)
+    mask, note = saliency_to_mask_and_note(one, ["dog"])
+    assert mask.sum() == 0 and "nothing to win against" in note and "this picture" in note
+    raw = torch.linspace(-1, 1, 16).view(1, 1, 4, 4)
+    assert saliency_to_mask(SaliencyMaps(maps=raw, names=["dog"], image_size=(4, 4), softmax=False), ["dog"]).sum() > 0
+    below = SaliencyMaps(maps=raw - 2, names=["dog"], image_size=(4, 4), softmax=False)
+    assert saliency_to_mask(below, ["dog"]).sum() == 0

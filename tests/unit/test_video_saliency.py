@@ -448,3 +448,14 @@ def test_a_picture_masks_as_a_clip_of_one_frame(method, threshold):
         mask = saliency_to_mask(pictures, ["ball", "sky"], method, threshold, **kwargs)
         assert mask.shape == (3, 64, 96)
         assert torch.equal(mask, saliency_to_mask(clips, ["ball", "sky"], method, threshold, **kwargs))
+
+
+def test_mean_mask_of_a_clip_is_empty_only_where_the_concept_wins_in_no_frame():
+    from concept_attention.concept_patch.maps.masks import saliency_to_mask_and_note
+
+    ball = torch.full((2, 3, 4, 4), 0.25)  # [clips, token frames, h, w]: grass wins everywhere ...
+    ball[0, 2, 1:3, 1:3] = 0.75  # ... but in clip 0's last token frame, where the ball shows
+    s = SaliencyMaps(torch.stack([ball, 1.0 - ball], dim=1), ["ball", "grass"], (4, 4), frames=5)
+    mask, note = saliency_to_mask_and_note(s, ["ball"])
+    assert mask[:5].sum() > 0 and mask[5:].sum() == 0
+    assert note.startswith("Empty mask for 'ball' in clip 2 of 2") and "in any frame" in note
