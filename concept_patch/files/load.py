@@ -11,7 +11,7 @@ from safetensors import SafetensorError, safe_open
 
 from ..checks.errors import ConceptAttentionError
 from ..maps.saliency_maps import SaliencyMaps
-from ..text.concepts import MAX_CONCEPTS
+from ..text.concepts import MAX_CONCEPTS, MAX_METADATA_CHARS, MAX_NAME_CHARS
 from .save import FORMAT_NAME, FORMAT_VERSION
 
 MAX_IMAGE_SIDE = 16384  # ComfyUI's MAX_RESOLUTION: the largest picture its own nodes make
@@ -22,9 +22,7 @@ MAX_CELL_PIXELS = 32
 # Pixel frames per token frame of a video: 4 on causal video VAEs, 8 with a temporal patch of 2; twice
 # that is accepted. Like MAX_CELL_PIXELS it bounds what a small file can claim (a MASK per frame).
 MAX_FRAMES_PER_TOKEN_FRAME = 16
-MAX_METADATA_CHARS = 65536  # per metadata field
 MAX_JSON_DEPTH = 16
-MAX_NAME_CHARS = 256
 _FLOAT_DTYPES = {"F16", "BF16", "F32", "F64"}
 
 

@@ -307,3 +307,56 @@ def test_resolve_inside_error_names_path_and_folder_but_not_where_it_is(tmp_path
         with pytest.raises(ConceptAttentionError, match="input folder") as info:
             resolve_inside(str(tmp_path), relative, "input folder")
         assert "output" not in str(info.value) and str(tmp_path) not in str(info.value)
+
+
+# ---------------------------------------------------------------------------------------------
+# what Concept List accepts, Save Saliency writes and Load Saliency reads: one set of limits
+# ---------------------------------------------------------------------------------------------
+
+
+def _longest_names():
+    """MAX_CONCEPTS names of MAX_NAME_CHARS characters, full of what JSON escapes or stores wide."""
+    from concept_attention.concept_patch.text.concepts import MAX_CONCEPTS, MAX_NAME_CHARS
+
+    names = []
+    for k in range(MAX_CONCEPTS):
+        head = f'{k:02d} "dog" \\ café 🐶 '
+        names.append((head + 'é"\\' * MAX_NAME_CHARS)[:MAX_NAME_CHARS])
+    return names
+
+
+def test_the_longest_names_and_most_concepts_concept_list_takes_round_trip(tmp_path):
+    from concept_attention.concept_patch.text.concepts import MAX_CONCEPTS, MAX_NAME_CHARS, parse_concept_names
+
+    names = parse_concept_names("\n".join(_longest_names()))
+    assert len(names) == MAX_CONCEPTS and {len(n) for n in names} == {MAX_NAME_CHARS}
+    maps = torch.rand(1, len(names), 2, 3).softmax(dim=1)
+    s = SaliencyMaps(maps=maps, names=names, image_size=(32, 48), softmax=True)
+    loaded = load_saliency(save_saliency(s, str(tmp_path), "longest", heatmaps=True)[0])
+    assert loaded.names == names and torch.equal(loaded.maps, s.maps)
+
+
+@pytest.mark.parametrize("length", [257, 319, 10_000])
+def test_concept_list_refuses_a_name_longer_than_a_file_holds(length):
+    from concept_attention.concept_patch.text.concepts import parse_concept_names
+
+    with pytest.raises(ConceptAttentionError, match=f"is {length} characters long; at most 256 are accepted"):
+        parse_concept_names("dog, " + "g" * length)
+
+
+def test_concept_list_refuses_names_whose_file_field_would_be_too_long():
+    """64 names of 256 control characters fit each limit on its own but JSON writes each as 6 characters."""
+    from concept_attention.concept_patch.text.concepts import parse_concept_names
+
+    text = "\n".join(f"{k:02d}" + "\x01" * 254 for k in range(64))
+    with pytest.raises(ConceptAttentionError, match="take 97920 characters in a saliency file; at most 65536"):
+        parse_concept_names(text)
+
+
+@pytest.mark.parametrize("names", [["dog", "g" * 319], [f"{k} " + "g" * 1100 for k in range(64)]],
+                         ids=["one-long-name", "64-long-names"])
+def test_save_saliency_refuses_names_load_saliency_would_refuse(tmp_path, names):
+    s = SaliencyMaps(maps=torch.rand(1, len(names), 2, 3).softmax(dim=1), names=names, image_size=(32, 48))
+    with pytest.raises(ConceptAttentionError, match="characters long; at most 256 are accepted"):
+        save_saliency(s, str(tmp_path), "too_long")
+    assert not any(tmp_path.iterdir())  # nothing written
