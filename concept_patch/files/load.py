@@ -11,7 +11,7 @@ from safetensors import SafetensorError, safe_open
 
 from ..checks.errors import ConceptAttentionError
 from ..maps.saliency_maps import SaliencyMaps
-from ..text.concepts import MAX_CONCEPTS, MAX_METADATA_CHARS, MAX_NAME_CHARS
+from ..text.concepts import MAX_CONCEPTS, MAX_METADATA_CHARS, MAX_NAME_CHARS, concept_key
 from .save import FORMAT_NAME, FORMAT_VERSION
 
 MAX_IMAGE_SIDE = 16384  # ComfyUI's MAX_RESOLUTION: the largest picture its own nodes make
@@ -87,7 +87,7 @@ def _check_names(names, refuse: _Refusal) -> list[str]:
             raise refuse(field, "include an empty name")
         if len(n) > MAX_NAME_CHARS:
             raise refuse(field, f"include a name of {len(n)} characters; at most {MAX_NAME_CHARS} are accepted")
-        key = n.strip().casefold()
+        key = concept_key(n)
         if key in seen:
             raise refuse(field, f"list {n.strip()!r} twice; each concept must be unique")
         seen.add(key)

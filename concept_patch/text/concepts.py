@@ -26,7 +26,7 @@ def split_names(text: str) -> list[str]:
 def parse_concept_names(text: str) -> list[str]:
     """Split comma- or newline-separated concept names, trimmed, empty entries dropped.
 
-    Duplicates (case-insensitive) are rejected: two identical concept streams would split
+    Duplicates (regardless of case and spacing) are rejected: two identical concept streams would split
     every softmax map between them and make masks ambiguous.
     """
     names = split_names(text)
@@ -36,6 +36,11 @@ def parse_concept_names(text: str) -> list[str]:
         )
     check_concept_names(names)
     return names
+
+
+def concept_key(name: str) -> str:
+    """What two names must differ in to be two concepts: case and spacing (any Unicode space) never do."""
+    return " ".join(name.casefold().split())
 
 
 def names_json(names: list[str]) -> str:
@@ -61,7 +66,7 @@ def check_concept_names(names: list[str]) -> None:
         )
     seen: dict[str, str] = {}
     for n in names:
-        key = n.casefold()
+        key = concept_key(n)
         if key in seen:
             raise ConceptAttentionError(
                 f"concept {n!r} is listed twice (as {seen[key]!r} and {n!r}); each concept must be unique"
