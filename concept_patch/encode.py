@@ -14,6 +14,7 @@ import logging
 import torch
 
 from .checks.errors import ConceptAttentionError
+from .checks.finite import check_finite_input, check_finite_maps
 from .families import ModelFamily
 from .generation import family_for
 from .maps.saliency_maps import SaliencyMaps
@@ -62,10 +63,12 @@ def encode_saliency(model, concepts: ConceptSet, latent: torch.Tensor, options: 
         recorded = requery_cache.CACHE.lookup(key, options.last_block_order)
         if recorded is not None:
             maps = requery_maps(model, session, recorded, on_sample)
+            check_finite_maps(maps, latent, "latent", inference_dtype(model.model))
             logger.info("ConceptAttention: re-query of a picture already analysed; the model's image stream did not run")
             return session.saliency(maps, tuple(latent.shape), {**metadata, "requery": True}, image_size)
 
     maps, recorded = _sampled_maps(model, session, latent, positive, noise_level, samples, seed, on_sample)
+    check_finite_maps(maps, latent, "latent", inference_dtype(model.model))
     if key is not None and len(recorded) == samples:
         if requery_cache.CACHE.store(key, recorded, options.last_block_order, model):
             requery_cache.drop_with_model(model)
@@ -150,6 +153,7 @@ def _checked_latent(model, latent: torch.Tensor) -> torch.Tensor:
             f"expected an image latent [batch, channels, height, width] or a video latent [batch, channels, frames, "
             f"height, width], got shape {tuple(latent.shape)}"
         )
+    check_finite_input(latent, "latent")
     return latent
 
 

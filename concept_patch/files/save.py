@@ -16,6 +16,7 @@ import torch
 from safetensors.torch import save_file
 
 from ..checks.errors import ConceptAttentionError
+from ..checks.finite import check_finite_saliency
 from ..maps.colors import ColorScale
 from ..maps.panels import FILE_MAX_SIDE, FILE_PIXEL_BUDGET, PREVIEW_MIN_SIDE, panel_size
 from ..maps.saliency_maps import SaliencyMaps
@@ -45,6 +46,7 @@ def save_saliency(
     """
     if not isinstance(saliency, SaliencyMaps):
         raise ConceptAttentionError(f"expected SALIENCY (SaliencyMaps), got {type(saliency).__name__}")
+    check_finite_saliency(saliency.maps, "Load Saliency could not read a file of them; nothing was written")
     check_concept_names(list(saliency.names))  # Load Saliency's limits: never write a file it refuses
     target_dir, name, folder_part = output_target(directory, filename_prefix, folder)
     base = numbered_base(target_dir, name)

@@ -360,3 +360,12 @@ def test_save_saliency_refuses_names_load_saliency_would_refuse(tmp_path, names)
     with pytest.raises(ConceptAttentionError, match="characters long; at most 256 are accepted"):
         save_saliency(s, str(tmp_path), "too_long")
     assert not any(tmp_path.iterdir())  # nothing written
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf")])
+def test_save_saliency_refuses_non_finite_maps_and_writes_nothing(tmp_path, value):
+    s = _saliency()
+    s.maps[1, 2, 3, 4] = value
+    with pytest.raises(ConceptAttentionError, match="NaN or infinite values, so Load Saliency could not read"):
+        save_saliency(s, str(tmp_path), "nan")
+    assert not any(tmp_path.iterdir())
