@@ -10,6 +10,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 
 from ..checks.errors import ConceptAttentionError
+from ..checks.input_limits import output_pixels_problem
 from ..maps.saliency_maps import SaliencyMaps
 from ..text.concepts import MAX_CONCEPTS, MAX_METADATA_CHARS, MAX_NAME_CHARS, concept_key
 from .save import FORMAT_NAME, FORMAT_VERSION
@@ -191,6 +192,9 @@ def load_saliency(path: str, label: str | None = None) -> SaliencyMaps:
             shape = list(maps_slice.get_shape())
             _check_maps_shape(shape, str(maps_slice.get_dtype()), names, image_size, refuse)
             _check_frames(shape, frames, refuse)
+            too_large = output_pixels_problem(shape[0], frames or 0, image_size)
+            if too_large:  # refused before the maps are read: the budget does not grow with the file's claims
+                raise refuse("sizes ('maps' batch, 'frames', 'image_size')", too_large)
             maps = f.get_tensor("maps")
     except ConceptAttentionError:
         raise

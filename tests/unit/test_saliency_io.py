@@ -369,3 +369,46 @@ def test_save_saliency_refuses_non_finite_maps_and_writes_nothing(tmp_path, valu
     with pytest.raises(ConceptAttentionError, match="NaN or infinite values, so Load Saliency could not read"):
         save_saliency(s, str(tmp_path), "nan")
     assert not any(tmp_path.iterdir())
+
+
+# ---------------------------------------------------------------------------------------------
+# what nodes make from maps is bounded by one budget, whatever the file claims or the pack computed
+# ---------------------------------------------------------------------------------------------
+
+
+def test_a_32_kb_file_claiming_256_frames_of_1024_squared_is_refused_before_reading(tmp_path):
+    """Every per-field limit passes (16 token frames x 16 pixel frames, 32 pixels per cell), but its MASK would be
+    256x1024x1024 fp32, 1 GiB: refused with the numbers, before the maps are read."""
+    path = tmp_path / "claim.safetensors"
+    maps = torch.full((1, 1, 16, 32, 32), 1.0, dtype=torch.float16)
+    _write(path, maps, names=json.dumps(["a"]), image_size=json.dumps([1024, 1024]), frames="256")
+    assert path.stat().st_size < 40_000
+
+    def refused():
+        with pytest.raises(ConceptAttentionError, match=r"describe 1 clip\(s\) x 256 frames of 1024x1024 pixels, "
+                                                         r"268,435,456 pixels in all.*at most 134,217,728"):
+            load_saliency(str(path))
+
+    torch_peak, _ = torch_cpu_peak_bytes(refused)
+    assert torch_peak < 2**16, torch_peak
+
+
+@pytest.mark.parametrize("shape, image_size, frames", [
+    ((1, 3, 31, 45, 80), (720, 1280), 121),  # a 121-frame 1280x720 clip (CogVideoX 1.5 / HunyuanVideo)
+    ((8, 3, 256, 256), (4096, 4096), 0),  # eight 4096² pictures
+    ((1, 2, 512, 1024), (8192, 16384), 0),  # half of ComfyUI's largest picture
+])
+def test_real_work_fits_the_budget_and_round_trips(tmp_path, shape, image_size, frames):
+    s = SaliencyMaps(_probabilities(*shape), ["dog", "sky", "grass"][:shape[1]], image_size, frames=frames)
+    loaded = load_saliency(save_saliency(s, str(tmp_path), "real", heatmaps=False)[0])
+    assert loaded.image_size == image_size and loaded.clip_frames == s.clip_frames
+
+
+@pytest.mark.parametrize("shape, image_size, frames, message", [
+    ((9, 1, 256, 256), (4096, 4096), 0, r"describe 9 picture\(s\) of 4096x4096 pixels, 150,994,944 pixels"),
+    ((1, 1, 16384 // 16, 16384 // 16), (16384, 16384), 0, r"describe 1 picture\(s\) of 16384x16384 pixels"),
+    ((2, 1, 31, 45, 80), (720, 1280), 121, r"describe 2 clip\(s\) x 121 frames of 1280x720 pixels, 223,027,200"),
+])
+def test_maps_beyond_the_budget_are_refused_whoever_made_them(shape, image_size, frames, message):
+    with pytest.raises(ConceptAttentionError, match=message):
+        SaliencyMaps(torch.zeros(shape), ["dog"], image_size, frames=frames)
