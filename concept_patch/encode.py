@@ -53,6 +53,7 @@ def encode_saliency(model, concepts: ConceptSet, latent: torch.Tensor, options: 
     session = new_session(model, family, concepts, options, stop_early=True,
                           keep_image_stream=budget // max(1, samples))
     _check_frames(session, model, latent)
+    _check_latent_layout(session, model, latent)
     metadata = {"mode": "encode", "noise_level": noise_level, "samples": samples, "seed": seed}
 
     key = None
@@ -147,14 +148,41 @@ def _checked_latent(model, latent: torch.Tensor) -> torch.Tensor:
     (Qwen-Image) get one; then it must be a picture's or a video's latent."""
     import comfy.sample
 
-    latent = comfy.sample.fix_empty_latent_channels(model, latent)
     if latent.ndim not in (4, 5):
         raise ConceptAttentionError(
             f"expected an image latent [batch, channels, height, width] or a video latent [batch, channels, frames, "
             f"height, width], got shape {tuple(latent.shape)}"
         )
+    if latent.numel() == 0:
+        axes = ("batch", "channels", "frames", "height", "width") if latent.ndim == 5 else (
+            "batch", "channels", "height", "width")
+        empty = [axis for axis, size in zip(axes, latent.shape) if size == 0]
+        raise ConceptAttentionError(
+            f"the latent has shape {tuple(latent.shape)}: its {' and '.join(empty)} "
+            f"{'size is' if len(empty) == 1 else 'sizes are'} 0, so there is nothing to make maps of; give a latent "
+            "of at least one picture (or frame) of at least one cell"
+        )
+    latent = comfy.sample.fix_empty_latent_channels(model, latent)
     check_finite_input(latent, "latent")
     return latent
+
+
+def _check_latent_layout(session: ConceptSession, model, latent) -> None:
+    """The latent the model's own latent format describes (its channels, and a frame axis or none), as the stock
+    sampler needs it too: refused here with what the model takes, not a reshape or convolution error."""
+    latent_format = model.get_model_object("latent_format")
+    channels, dims = latent_format.latent_channels, latent_format.latent_dimensions
+    takes = f"[batch, {channels}, {'frames, ' if dims == 3 else ''}height, width]"
+    if latent.ndim != 2 + dims:
+        raise ConceptAttentionError(
+            f"this latent has shape {tuple(latent.shape)}, but {session.family.name} takes a latent {takes}"
+            + (": a picture's latent has no frame axis" if dims == 2 else "")
+        )
+    if latent.shape[1] != channels:
+        raise ConceptAttentionError(
+            f"this latent has {latent.shape[1]} channels (shape {tuple(latent.shape)}), but {session.family.name} "
+            f"takes {channels}, {takes}: encode the picture with this model's VAE"
+        )
 
 
 def _check_frames(session: ConceptSession, model, latent) -> None:
