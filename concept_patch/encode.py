@@ -14,6 +14,7 @@ import logging
 import torch
 
 from .checks.errors import ConceptAttentionError
+from .checks.finite import check_finite_input, check_finite_maps
 from .families import ModelFamily
 from .generation import family_for
 from .maps.saliency_maps import SaliencyMaps
@@ -52,6 +53,7 @@ def encode_saliency(model, concepts: ConceptSet, latent: torch.Tensor, options: 
     session = new_session(model, family, concepts, options, stop_early=True,
                           keep_image_stream=budget // max(1, samples))
     _check_frames(session, model, latent)
+    _check_latent_layout(session, model, latent)
     metadata = {"mode": "encode", "noise_level": noise_level, "samples": samples, "seed": seed}
 
     key = None
@@ -62,10 +64,12 @@ def encode_saliency(model, concepts: ConceptSet, latent: torch.Tensor, options: 
         recorded = requery_cache.CACHE.lookup(key, options.last_block_order)
         if recorded is not None:
             maps = requery_maps(model, session, recorded, on_sample)
+            check_finite_maps(maps, latent, "latent", inference_dtype(model.model))
             logger.info("ConceptAttention: re-query of a picture already analysed; the model's image stream did not run")
             return session.saliency(maps, tuple(latent.shape), {**metadata, "requery": True}, image_size)
 
     maps, recorded = _sampled_maps(model, session, latent, positive, noise_level, samples, seed, on_sample)
+    check_finite_maps(maps, latent, "latent", inference_dtype(model.model))
     if key is not None and len(recorded) == samples:
         if requery_cache.CACHE.store(key, recorded, options.last_block_order, model):
             requery_cache.drop_with_model(model)
@@ -144,13 +148,41 @@ def _checked_latent(model, latent: torch.Tensor) -> torch.Tensor:
     (Qwen-Image) get one; then it must be a picture's or a video's latent."""
     import comfy.sample
 
-    latent = comfy.sample.fix_empty_latent_channels(model, latent)
     if latent.ndim not in (4, 5):
         raise ConceptAttentionError(
             f"expected an image latent [batch, channels, height, width] or a video latent [batch, channels, frames, "
             f"height, width], got shape {tuple(latent.shape)}"
         )
+    if latent.numel() == 0:
+        axes = ("batch", "channels", "frames", "height", "width") if latent.ndim == 5 else (
+            "batch", "channels", "height", "width")
+        empty = [axis for axis, size in zip(axes, latent.shape) if size == 0]
+        raise ConceptAttentionError(
+            f"the latent has shape {tuple(latent.shape)}: its {' and '.join(empty)} "
+            f"{'size is' if len(empty) == 1 else 'sizes are'} 0, so there is nothing to make maps of; give a latent "
+            "of at least one picture (or frame) of at least one cell"
+        )
+    latent = comfy.sample.fix_empty_latent_channels(model, latent)
+    check_finite_input(latent, "latent")
     return latent
+
+
+def _check_latent_layout(session: ConceptSession, model, latent) -> None:
+    """The latent the model's own latent format describes (its channels, and a frame axis or none), as the stock
+    sampler needs it too: refused here with what the model takes, not a reshape or convolution error."""
+    latent_format = model.get_model_object("latent_format")
+    channels, dims = latent_format.latent_channels, latent_format.latent_dimensions
+    takes = f"[batch, {channels}, {'frames, ' if dims == 3 else ''}height, width]"
+    if latent.ndim != 2 + dims:
+        raise ConceptAttentionError(
+            f"this latent has shape {tuple(latent.shape)}, but {session.family.name} takes a latent {takes}"
+            + (": a picture's latent has no frame axis" if dims == 2 else "")
+        )
+    if latent.shape[1] != channels:
+        raise ConceptAttentionError(
+            f"this latent has {latent.shape[1]} channels (shape {tuple(latent.shape)}), but {session.family.name} "
+            f"takes {channels}, {takes}: encode the picture with this model's VAE"
+        )
 
 
 def _check_frames(session: ConceptSession, model, latent) -> None:

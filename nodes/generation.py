@@ -5,8 +5,10 @@ from __future__ import annotations
 from comfy_api.latest import io
 
 from ..concept_patch.checks.errors import ConceptAttentionError
+from ..concept_patch.checks.finite import check_finite_input, check_finite_maps
 from ..concept_patch.generation import family_and_options, find_sessions, install_concept_attention
 from ..concept_patch.stream.layer_spec import parse_step_range
+from ..concept_patch.stream.wrappers import inference_dtype
 from .preview import PREVIEW_TOOLTIP, saliency_preview
 from .schema import pack_schema
 from .types import Saliency, layer_inputs, method_inputs, model_inputs
@@ -72,6 +74,8 @@ class SamplingSaliency(io.ComfyNode):
                 "this MODEL has no ConceptAttention patch: connect the model output of 'Concept Attention (Generation)' "
                 "that the sampler used"
             )
+        # a NaN latent equals no run's output (NaN != NaN): say what is wrong with it instead
+        check_finite_input(latent["samples"], "sampler's LATENT")
         for session in reversed(sessions):
             record = session.find_record(latent["samples"])
             if record is not None:
@@ -87,5 +91,6 @@ class SamplingSaliency(io.ComfyNode):
                 "Widen start_percent/end_percent so the range holds a step, and give the sampler a conditioning "
                 "that covers the whole picture (area-conditioned crops are not read)"
             )
+        check_finite_maps(record.saliency.maps, latent["samples"], "sampler's LATENT", inference_dtype(model.model))
         preview, payload = saliency_preview(record.saliency, image, cls)
         return io.NodeOutput(record.saliency, preview, ui=payload)

@@ -7,6 +7,34 @@ from .errors import ConceptAttentionError
 
 MAX_SEED = 0xFFFFFFFFFFFFFFFF  # the seed widgets' maximum; torch's generator takes no more
 
+# One budget for what any node makes from maps at picture resolution, whoever made the maps (this pack, or a
+# file claiming a size): a MASK holds every pixel of every frame of every clip (its concepts are combined into
+# it), while previews and heatmap files are preview-sized within budgets of their own over all concepts and
+# frames (maps/panels.py). ComfyUI's largest picture, MAX_RESOLUTION² = 16384² = 2^28 pixels, is 1 GiB as a
+# MASK and 3 GiB as an IMAGE, and no supported model makes maps for it (a million tokens). Half of it, 2^27
+# pixels (a 512 MiB MASK), holds the largest real work: a 121-frame 1280x720 clip (111.5 M), eight 4096²
+# pictures (2^27), a 16384x8192 picture; and it does not grow with what a file claims.
+MAX_OUTPUT_PIXELS = 2**27
+
+
+def output_pixels_problem(clips: int, frames: int, image_size: tuple[int, int]) -> str | None:
+    """Why maps of `clips` clips of `frames` pixel frames (1 for pictures) of image_size (height, width) are beyond
+    MAX_OUTPUT_PIXELS, with the numbers; None when they fit."""
+    height, width = (int(s) for s in image_size)
+    total = int(clips) * max(1, int(frames)) * height * width
+    if total <= MAX_OUTPUT_PIXELS:
+        return None
+    what = f"{clips} clip(s) x {frames} frames" if frames else f"{clips} picture(s)"
+    return (f"describe {what} of {width}x{height} pixels, {total:,} pixels in all; masks, previews and heatmaps "
+            f"are made for at most {MAX_OUTPUT_PIXELS:,} pixels in all (e.g. 121 frames of 1280x720, or eight "
+            f"4096x4096 pictures)")
+
+
+def check_output_pixels(clips: int, frames: int, image_size: tuple[int, int]) -> None:
+    problem = output_pixels_problem(clips, frames, image_size)
+    if problem:
+        raise ConceptAttentionError(f"these saliency maps {problem}: use fewer pictures, frames or pixels")
+
 
 def check_seed_range(seed: int, samples: int) -> None:
     """Noise sample k uses seed + k: the last one must still be a seed torch takes."""

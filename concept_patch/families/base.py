@@ -278,6 +278,17 @@ class ModelFamily:
         whose model shifts text positions (e.g. left padding) maps them the same way."""
         return concepts.positions
 
+    def required_text_positions(self, diffusion_model: torch.nn.Module, concepts) -> torch.Tensor:
+        """concept_text_positions for a model that places text by position: concepts without positions (a
+        CONCEPTS value built by other code, or before positions existed) are refused by name, not crashed on."""
+        positions = self.concept_text_positions(diffusion_model, concepts)
+        if positions is None:
+            raise ConceptAttentionError(
+                f"this {self.name} model places text tokens by position, but these concepts carry no positions; "
+                "rebuild the Concept List with this model's text encoder"
+            )
+        return positions
+
     def text_id_axes(self, diffusion_model: torch.nn.Module, block_args: dict) -> list[int]:
         """The RoPE axes on which the model numbers its text tokens (none: text ids are zero)."""
         return []

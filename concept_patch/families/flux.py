@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import torch
 
-from ..checks.errors import ConceptAttentionError
 from ..stream.options import SINGLE_BLOCK
 from .base import ModelClass, ModelFamily, TextEncoder, TokenGrid
 from .modulation import modulated_layer_norm, split_modulation
@@ -159,12 +158,7 @@ class FluxFamily(ModelFamily):
             return None
 
         def build():
-            positions = self.concept_text_positions(diffusion_model, forward.session.concepts)
-            if positions is None:
-                raise ConceptAttentionError(
-                    f"this {self.name} model places text tokens by position, but these concepts carry no positions; "
-                    "rebuild the Concept List with this model's text encoder"
-                )
+            positions = self.required_text_positions(diffusion_model, forward.session.concepts)
             # Built where the positions are (on the device inside a re-query's CUDA graph: no host copy).
             ids = torch.zeros((1, positions.shape[0], len(diffusion_model.params.axes_dim)), dtype=torch.float32,
                               device=positions.device)

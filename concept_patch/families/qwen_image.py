@@ -88,7 +88,7 @@ class QwenImageFamily(ModelFamily):
             return None
 
         def build():
-            positions = self.concept_text_positions(diffusion_model, forward.session.concepts)
+            positions = self.required_text_positions(diffusion_model, forward.session.concepts)
             ids = (start + positions.to(torch.float32)).reshape(1, -1, 1).repeat(1, 1, 3)
             return diffusion_model.pe_embedder(ids.to(forward.device)).to(forward.dtype).contiguous()
 

@@ -10,8 +10,9 @@ import torch
 from safetensors import SafetensorError, safe_open
 
 from ..checks.errors import ConceptAttentionError
+from ..checks.input_limits import output_pixels_problem
 from ..maps.saliency_maps import SaliencyMaps
-from ..text.concepts import MAX_CONCEPTS
+from ..text.concepts import MAX_CONCEPTS, MAX_METADATA_CHARS, MAX_NAME_CHARS, concept_key
 from .save import FORMAT_NAME, FORMAT_VERSION
 
 MAX_IMAGE_SIDE = 16384  # ComfyUI's MAX_RESOLUTION: the largest picture its own nodes make
@@ -22,9 +23,7 @@ MAX_CELL_PIXELS = 32
 # Pixel frames per token frame of a video: 4 on causal video VAEs, 8 with a temporal patch of 2; twice
 # that is accepted. Like MAX_CELL_PIXELS it bounds what a small file can claim (a MASK per frame).
 MAX_FRAMES_PER_TOKEN_FRAME = 16
-MAX_METADATA_CHARS = 65536  # per metadata field
 MAX_JSON_DEPTH = 16
-MAX_NAME_CHARS = 256
 _FLOAT_DTYPES = {"F16", "BF16", "F32", "F64"}
 
 
@@ -89,7 +88,7 @@ def _check_names(names, refuse: _Refusal) -> list[str]:
             raise refuse(field, "include an empty name")
         if len(n) > MAX_NAME_CHARS:
             raise refuse(field, f"include a name of {len(n)} characters; at most {MAX_NAME_CHARS} are accepted")
-        key = n.strip().casefold()
+        key = concept_key(n)
         if key in seen:
             raise refuse(field, f"list {n.strip()!r} twice; each concept must be unique")
         seen.add(key)
@@ -193,6 +192,9 @@ def load_saliency(path: str, label: str | None = None) -> SaliencyMaps:
             shape = list(maps_slice.get_shape())
             _check_maps_shape(shape, str(maps_slice.get_dtype()), names, image_size, refuse)
             _check_frames(shape, frames, refuse)
+            too_large = output_pixels_problem(shape[0], frames or 0, image_size)
+            if too_large:  # refused before the maps are read: the budget does not grow with the file's claims
+                raise refuse("sizes ('maps' batch, 'frames', 'image_size')", too_large)
             maps = f.get_tensor("maps")
     except ConceptAttentionError:
         raise

@@ -16,9 +16,11 @@ import torch
 from safetensors.torch import save_file
 
 from ..checks.errors import ConceptAttentionError
+from ..checks.finite import check_finite_saliency
 from ..maps.colors import ColorScale
 from ..maps.panels import FILE_MAX_SIDE, FILE_PIXEL_BUDGET, PREVIEW_MIN_SIDE, panel_size
 from ..maps.saliency_maps import SaliencyMaps
+from ..text.concepts import check_concept_names, names_json
 from .paths import numbered_base, output_target, sanitize_filename_part
 from .pictures import heatmap_extension, heatmap_file_bytes
 
@@ -44,12 +46,14 @@ def save_saliency(
     """
     if not isinstance(saliency, SaliencyMaps):
         raise ConceptAttentionError(f"expected SALIENCY (SaliencyMaps), got {type(saliency).__name__}")
+    check_finite_saliency(saliency.maps, "Load Saliency could not read a file of them; nothing was written")
+    check_concept_names(list(saliency.names))  # Load Saliency's limits: never write a file it refuses
     target_dir, name, folder_part = output_target(directory, filename_prefix, folder)
     base = numbered_base(target_dir, name)
     metadata = {
         "format": FORMAT_NAME,
         "format_version": FORMAT_VERSION,
-        "names": json.dumps(list(saliency.names), ensure_ascii=False),
+        "names": names_json(saliency.names),
         "image_size": json.dumps([int(s) for s in saliency.image_size]),
         "softmax": "true" if saliency.softmax else "false",
         "metadata": json.dumps(saliency.metadata, ensure_ascii=False, default=str),

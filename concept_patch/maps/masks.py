@@ -22,6 +22,7 @@ from collections.abc import Sequence
 import torch
 
 from ..checks.errors import ConceptAttentionError
+from ..checks.finite import check_finite_saliency
 from .image_batch import check_clip_frames, picture_of
 from .morphology import check_feather, check_grow, edit_masks
 from .presence import absence_note, present_clips
@@ -129,8 +130,7 @@ def saliency_to_mask_and_note(
     check_grow(grow)
     check_feather(feather)
     maps = saliency.clips.float()
-    if not torch.isfinite(maps).all():
-        raise ConceptAttentionError("the saliency maps contain NaN or infinite values; recompute them (e.g. in fp32)")
+    check_finite_saliency(maps, "no mask can be cut from them")
     size = _output_size(saliency, output_size)
     guide_frames = None
     if guide_image is not None:

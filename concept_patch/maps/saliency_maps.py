@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 import torch
 
 from ..checks.errors import ConceptAttentionError
+from ..checks.input_limits import check_output_pixels
 
 
 @dataclass
@@ -43,6 +44,8 @@ class SaliencyMaps:
             )
         if self.maps.shape[1] != len(self.names):
             raise ConceptAttentionError(f"{self.maps.shape[1]} maps but {len(self.names)} concept names")
+        # whatever made the maps, what nodes make from them stays within one budget
+        check_output_pixels(self.maps.shape[0], self.frames if self.maps.ndim == 5 else 0, self.image_size)
 
     @property
     def batch_size(self) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass, field
 
@@ -9,7 +10,11 @@ import torch
 
 from ..checks.errors import ConceptAttentionError
 
+# One set of limits for Concept List, Save Saliency and Load Saliency (files/load.py imports them): what the
+# user may type is what a file may hold, so what is saved loads.
 MAX_CONCEPTS = 64
+MAX_NAME_CHARS = 256
+MAX_METADATA_CHARS = 65536  # per metadata field of a saliency file, the concept names' JSON among them
 POOLING_MODES = ("mean", "first")
 
 
@@ -21,7 +26,7 @@ def split_names(text: str) -> list[str]:
 def parse_concept_names(text: str) -> list[str]:
     """Split comma- or newline-separated concept names, trimmed, empty entries dropped.
 
-    Duplicates (case-insensitive) are rejected: two identical concept streams would split
+    Duplicates (regardless of case and spacing) are rejected: two identical concept streams would split
     every softmax map between them and make masks ambiguous.
     """
     names = split_names(text)
@@ -29,17 +34,44 @@ def parse_concept_names(text: str) -> list[str]:
         raise ConceptAttentionError(
             "no concepts given: write one or more words separated by commas or new lines, e.g. 'dog, grass, sky'"
         )
+    check_concept_names(names)
+    return names
+
+
+def concept_key(name: str) -> str:
+    """What two names must differ in to be two concepts: case and spacing (any Unicode space) never do."""
+    return " ".join(name.casefold().split())
+
+
+def names_json(names: list[str]) -> str:
+    """The concept names as a saliency file's 'names' field holds them."""
+    return json.dumps(list(names), ensure_ascii=False)
+
+
+def check_concept_names(names: list[str]) -> None:
+    """The limits every node holds names to: count, length of each, the file field they fill, each unique."""
     if len(names) > MAX_CONCEPTS:
         raise ConceptAttentionError(f"{len(names)} concepts given; at most {MAX_CONCEPTS} are accepted")
+    for n in names:
+        if len(n) > MAX_NAME_CHARS:
+            raise ConceptAttentionError(
+                f"concept {n[:40]!r}... is {len(n)} characters long; at most {MAX_NAME_CHARS} are accepted "
+                "(a concept is a word or short phrase)"
+            )
+    field = len(names_json(names))
+    if field > MAX_METADATA_CHARS:  # only names full of characters JSON escapes get here
+        raise ConceptAttentionError(
+            f"the concept names take {field} characters in a saliency file; at most {MAX_METADATA_CHARS} are "
+            "accepted: use fewer or shorter names, without control characters"
+        )
     seen: dict[str, str] = {}
     for n in names:
-        key = n.casefold()
+        key = concept_key(n)
         if key in seen:
             raise ConceptAttentionError(
                 f"concept {n!r} is listed twice (as {seen[key]!r} and {n!r}); each concept must be unique"
             )
         seen[key] = n
-    return names
 
 
 @dataclass

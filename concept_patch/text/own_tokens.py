@@ -71,6 +71,10 @@ class TokenKinds:
         # ComfyUI's own BPE tokenizer (tekken) exposes its special tokens only through decode
         return self._decode([token], True) == "" and self._decode([token], False) != ""
 
+    def is_unknown(self, token) -> bool:
+        """The token for text the vocabulary lacks (T5's <unk>: emoji, Hebrew, braces)."""
+        return self._unknown is not None and isinstance(token, Integral) and int(token) == self._unknown
+
     def is_blank(self, token) -> bool:
         return isinstance(token, Integral) and not self.is_special(token) and self.text(token).strip() == ""
 

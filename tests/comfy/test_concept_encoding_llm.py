@@ -205,12 +205,83 @@ def test_t5_and_clip_positions_and_lengths(request, kind):
             assert concepts.positions[i].item() == pytest.approx(expected)
 
 
-def test_weighted_t5_concept_pools_its_weighted_own_token(flux_clip):
-    concepts = encode_concepts(flux_clip, ["(dog:1.5)", "dog"], pooling="first")
-    cond = flux_clip.encode_from_tokens(flux_clip.tokenize("(dog:1.5)"))
-    torch.testing.assert_close(concepts.embeddings[0], cond[0, 0].float(), rtol=1e-5, atol=1e-6)
-    assert concepts.positions.tolist() == [0.0, 0.0]
-    assert (concepts.embeddings[0] - concepts.embeddings[1]).abs().max() > 1e-3  # the weight was applied
+# Prompt weights are refused (issue 24; they used to be applied, and nan, inf or 1e30 made NaN vectors): a
+# concept's map is relative to the other concepts', so a weight has no meaning there.
+WEIGHTED = ["(dog:nan)", "(dog:inf)", "(dog:1e30)", "(dog:100)", "(dog:1.5)", "(dog)", "green (grass:0.5)"]
+
+
+def _video_clip(which: str):
+    from concept_attention_tests.comfy.tiny import tiny_cogvideox
+
+    return {"cogvideox": tiny_cogvideox.cogvideox_clip, "hunyuan_video": tte.hunyuan_video_clip}[which]()
+
+
+@pytest.fixture(scope="module", params=["flux", "cogvideox", "hunyuan_video"])
+def t5_and_llama_clip(request, flux_clip):
+    return flux_clip if request.param == "flux" else _video_clip(request.param)
+
+
+@pytest.mark.parametrize("name", WEIGHTED)
+def test_prompt_weights_are_refused_naming_the_concept(t5_and_llama_clip, name):
+    with pytest.raises(ConceptAttentionError, match=rf"concept {re.escape(repr(name))} carries a prompt weight"):
+        encode_concepts(t5_and_llama_clip, ["sky", name])
+
+
+def test_escaped_brackets_are_the_concepts_own_text(flux_clip):
+    concepts = encode_concepts(flux_clip, [r"\(dog\)", "dog"], pooling="mean")
+    assert torch.isfinite(concepts.embeddings).all()
+    assert not torch.equal(concepts.embeddings[0], concepts.embeddings[1])  # the brackets are read as text
+
+
+def test_a_non_finite_concept_vector_is_refused_naming_the_concept(flux_clip, monkeypatch):
+    real = flux_clip.encode_from_tokens
+
+    def overflowing(tokens, *args, **kwargs):
+        out = real(tokens, *args, **kwargs)
+        return out * float("inf") if any(tok[0] == 5956 for tok in tokens["t5xxl"][0]) else out  # '▁grass'
+
+    monkeypatch.setattr(flux_clip, "encode_from_tokens", overflowing)
+    with pytest.raises(ConceptAttentionError, match="gives concept 'grass' a vector with NaN or infinite values"):
+        encode_concepts(flux_clip, ["dog", "grass"])
+
+
+@pytest.mark.parametrize("clip_name", ["flux", "cogvideox"])
+@pytest.mark.parametrize("names, first, second", [
+    (["green grass", "green  grass"], "green grass", "green  grass"),
+    (["sky", "green grass", "green\u00a0grass"], "green grass", "green\u00a0grass"),
+    (["dog", "ｄｏｇ"], "dog", "ｄｏｇ"),  # full-width letters: T5 normalises them (NFKC) to the same tokens
+])
+def test_concepts_t5_reads_as_the_same_tokens_are_refused_naming_both(flux_clip, clip_name, names, first, second):
+    clip = flux_clip if clip_name == "flux" else _video_clip(clip_name)
+    with pytest.raises(ConceptAttentionError,
+                       match=rf"concepts {re.escape(repr(first))} and {re.escape(repr(second))} are the same to "
+                             r"the text encoder \(.*T5-XXL.*\)"):
+        encode_concepts(clip, names)
+
+
+def test_concepts_that_differ_in_spacing_are_one_concept_at_concept_list(t5_and_llama_clip):
+    """Spacing never makes a second concept, whatever the encoder (a Llama tokenizer reads two spaces apart)."""
+    from concept_attention.nodes.concept_list import ConceptList
+
+    for text in ["green grass, green  grass", "green grass\ngreen\u00a0grass", "dog, Dog "]:
+        with pytest.raises(ConceptAttentionError, match="listed twice"):
+            ConceptList.execute(clip=t5_and_llama_clip, concepts=text, pooling="mean")
+
+
+@pytest.mark.parametrize("name", ["🐶", "🌱", "☁️", "שלום", "{}"])
+def test_a_concept_t5_cannot_read_is_refused_naming_the_encoder(flux_clip, name):
+    tokenizer = flux_clip.tokenizer.t5xxl.tokenizer
+    unknown = tokenizer.unk_token_id
+    # the real T5 tokenizer reads each as nothing but its unknown token (after a blank '▁')
+    assert unknown in tokenizer(name, add_special_tokens=False)["input_ids"]
+    with pytest.raises(ConceptAttentionError, match=rf"concept {re.escape(repr(name))} is nothing but characters the "
+                                                    r"text encoder \(.*T5-XXL.*\) cannot read"):
+        encode_concepts(flux_clip, ["dog", name])
+
+
+def test_a_concept_with_a_readable_word_and_an_unknown_character_is_kept(flux_clip):
+    concepts = encode_concepts(flux_clip, ["dog", "dog 🐶"])
+    assert not torch.equal(concepts.embeddings[0], concepts.embeddings[1])
 
 
 def test_sd3_clip_with_t5_finds_clip_rows_in_the_longer_conditioning(sd3_clip):

@@ -119,6 +119,21 @@ def test_saliency_input_errors(flux, concepts):
         _saliency(flux, concepts, latent={"samples": torch.randn(1, 16, 6, 6)}, layers="5")
 
 
+@pytest.mark.parametrize("value, message", [
+    (float("nan"), r"the latent holds 1 NaN or infinite values \(of 576\)"),
+    (float("-inf"), r"the latent holds 1 NaN or infinite values \(of 576\)"),
+    (1e30, r"NaN or infinite maps for the latent: its largest value is 1e\+30, far beyond what a VAE makes"),
+])
+def test_a_non_finite_or_absurd_latent_is_refused_naming_the_latent(flux, concepts, value, message):
+    samples = torch.randn(1, 16, 6, 6, generator=torch.Generator().manual_seed(4))
+    samples[0, 3, 2, 1] = value
+    with pytest.raises(ConceptAttentionError, match=message) as refused:
+        _saliency(flux, concepts, latent={"samples": samples}, requery_cache_mb=0)
+    assert "fp32" not in str(refused.value) and "dtype" not in str(refused.value)  # a wider dtype would not help
+    samples[0, 3, 2, 1] = 0.0  # the model goes on working
+    assert torch.isfinite(_saliency(flux, concepts, latent={"samples": samples}).result[0].maps).all()
+
+
 def test_seed_with_samples_past_the_largest_seed_is_explained(flux, concepts):
     latent = {"samples": torch.randn(1, 16, 4, 4)}
     top = 0xFFFFFFFFFFFFFFFF
@@ -226,6 +241,10 @@ def test_generation_mode_nodes(flux, flux_clip, concepts):
     assert not torch.equal(maps1.maps, maps2.maps)
     with pytest.raises(ConceptAttentionError, match="no sampling run"):
         SamplingSaliency.execute(model=patched, latent={"samples": first + 1})
+    diverged = first.clone()
+    diverged[0, 0, 0, :2] = float("nan")
+    with pytest.raises(ConceptAttentionError, match=r"the sampler's LATENT holds 2 NaN or infinite values \(of 768\)"):
+        SamplingSaliency.execute(model=patched, latent={"samples": diverged})
     # a patch applied later that skips block 1 on every call leaves the run with nothing readable
     skipping = patched.clone()
     skipping.set_model_patch_replace(lambda args, extra: args, "dit", "double_block", 1)

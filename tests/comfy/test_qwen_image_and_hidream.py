@@ -8,6 +8,7 @@ Concepts come from each family's real ComfyUI text encoder with tiny configs: Qw
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 
 import pytest
@@ -269,3 +270,23 @@ def test_qwen_image_encode_takes_a_four_dimensional_latent_as_the_samplers_do():
     five, _ = _encode(model, "qwen", latent)
     four, _ = _encode(model, "qwen", latent[:, :, 0])
     assert torch.equal(five.maps, four.maps)
+
+
+def test_concepts_without_positions_are_refused_clearly_on_qwen_image():
+    """Qwen-Image places the concepts on its text diagonal: a CONCEPTS value without positions (built by other
+    code) is refused by name, not an AttributeError from deep in the RoPE table."""
+    from concept_attention.concept_patch.checks.errors import ConceptAttentionError
+
+    model = _qwen_model()
+    latent = torch.randn(1, 16, 1, 6, 8, generator=torch.Generator().manual_seed(13))
+    bare = dataclasses.replace(_concepts("qwen"), positions=None)
+    with pytest.raises(ConceptAttentionError, match="places text tokens by position.*carry no positions"):
+        _encode_with(model, "qwen", bare, latent)
+
+
+def _encode_with(model, name, concepts, latent):
+    from concept_attention.concept_patch.encode import encode_saliency
+
+    clip = _clip(name)
+    cond = clip.encode_from_tokens_scheduled(clip.tokenize("a dog on the grass under the sky"))
+    return encode_saliency(model, concepts, latent, SaliencyOptions(layers=(0, 2)), conditioning=cond)

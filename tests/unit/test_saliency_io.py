@@ -307,3 +307,108 @@ def test_resolve_inside_error_names_path_and_folder_but_not_where_it_is(tmp_path
         with pytest.raises(ConceptAttentionError, match="input folder") as info:
             resolve_inside(str(tmp_path), relative, "input folder")
         assert "output" not in str(info.value) and str(tmp_path) not in str(info.value)
+
+
+# ---------------------------------------------------------------------------------------------
+# what Concept List accepts, Save Saliency writes and Load Saliency reads: one set of limits
+# ---------------------------------------------------------------------------------------------
+
+
+def _longest_names():
+    """MAX_CONCEPTS names of MAX_NAME_CHARS characters, full of what JSON escapes or stores wide."""
+    from concept_attention.concept_patch.text.concepts import MAX_CONCEPTS, MAX_NAME_CHARS
+
+    names = []
+    for k in range(MAX_CONCEPTS):
+        head = f'{k:02d} "dog" \\ café 🐶 '
+        names.append((head + 'é"\\' * MAX_NAME_CHARS)[:MAX_NAME_CHARS])
+    return names
+
+
+def test_the_longest_names_and_most_concepts_concept_list_takes_round_trip(tmp_path):
+    from concept_attention.concept_patch.text.concepts import MAX_CONCEPTS, MAX_NAME_CHARS, parse_concept_names
+
+    names = parse_concept_names("\n".join(_longest_names()))
+    assert len(names) == MAX_CONCEPTS and {len(n) for n in names} == {MAX_NAME_CHARS}
+    maps = torch.rand(1, len(names), 2, 3).softmax(dim=1)
+    s = SaliencyMaps(maps=maps, names=names, image_size=(32, 48), softmax=True)
+    loaded = load_saliency(save_saliency(s, str(tmp_path), "longest", heatmaps=True)[0])
+    assert loaded.names == names and torch.equal(loaded.maps, s.maps)
+
+
+@pytest.mark.parametrize("length", [257, 319, 10_000])
+def test_concept_list_refuses_a_name_longer_than_a_file_holds(length):
+    from concept_attention.concept_patch.text.concepts import parse_concept_names
+
+    with pytest.raises(ConceptAttentionError, match=f"is {length} characters long; at most 256 are accepted"):
+        parse_concept_names("dog, " + "g" * length)
+
+
+def test_concept_list_refuses_names_whose_file_field_would_be_too_long():
+    """64 names of 256 control characters fit each limit on its own but JSON writes each as 6 characters."""
+    from concept_attention.concept_patch.text.concepts import parse_concept_names
+
+    text = "\n".join(f"{k:02d}" + "\x01" * 254 for k in range(64))
+    with pytest.raises(ConceptAttentionError, match="take 97920 characters in a saliency file; at most 65536"):
+        parse_concept_names(text)
+
+
+@pytest.mark.parametrize("names", [["dog", "g" * 319], [f"{k} " + "g" * 1100 for k in range(64)]],
+                         ids=["one-long-name", "64-long-names"])
+def test_save_saliency_refuses_names_load_saliency_would_refuse(tmp_path, names):
+    s = SaliencyMaps(maps=torch.rand(1, len(names), 2, 3).softmax(dim=1), names=names, image_size=(32, 48))
+    with pytest.raises(ConceptAttentionError, match="characters long; at most 256 are accepted"):
+        save_saliency(s, str(tmp_path), "too_long")
+    assert not any(tmp_path.iterdir())  # nothing written
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf")])
+def test_save_saliency_refuses_non_finite_maps_and_writes_nothing(tmp_path, value):
+    s = _saliency()
+    s.maps[1, 2, 3, 4] = value
+    with pytest.raises(ConceptAttentionError, match="NaN or infinite values, so Load Saliency could not read"):
+        save_saliency(s, str(tmp_path), "nan")
+    assert not any(tmp_path.iterdir())
+
+
+# ---------------------------------------------------------------------------------------------
+# what nodes make from maps is bounded by one budget, whatever the file claims or the pack computed
+# ---------------------------------------------------------------------------------------------
+
+
+def test_a_32_kb_file_claiming_256_frames_of_1024_squared_is_refused_before_reading(tmp_path):
+    """Every per-field limit passes (16 token frames x 16 pixel frames, 32 pixels per cell), but its MASK would be
+    256x1024x1024 fp32, 1 GiB: refused with the numbers, before the maps are read."""
+    path = tmp_path / "claim.safetensors"
+    maps = torch.full((1, 1, 16, 32, 32), 1.0, dtype=torch.float16)
+    _write(path, maps, names=json.dumps(["a"]), image_size=json.dumps([1024, 1024]), frames="256")
+    assert path.stat().st_size < 40_000
+
+    def refused():
+        with pytest.raises(ConceptAttentionError, match=r"describe 1 clip\(s\) x 256 frames of 1024x1024 pixels, "
+                                                         r"268,435,456 pixels in all.*at most 134,217,728"):
+            load_saliency(str(path))
+
+    torch_peak, _ = torch_cpu_peak_bytes(refused)
+    assert torch_peak < 2**16, torch_peak
+
+
+@pytest.mark.parametrize("shape, image_size, frames", [
+    ((1, 3, 31, 45, 80), (720, 1280), 121),  # a 121-frame 1280x720 clip (CogVideoX 1.5 / HunyuanVideo)
+    ((8, 3, 256, 256), (4096, 4096), 0),  # eight 4096² pictures
+    ((1, 2, 512, 1024), (8192, 16384), 0),  # half of ComfyUI's largest picture
+])
+def test_real_work_fits_the_budget_and_round_trips(tmp_path, shape, image_size, frames):
+    s = SaliencyMaps(_probabilities(*shape), ["dog", "sky", "grass"][:shape[1]], image_size, frames=frames)
+    loaded = load_saliency(save_saliency(s, str(tmp_path), "real", heatmaps=False)[0])
+    assert loaded.image_size == image_size and loaded.clip_frames == s.clip_frames
+
+
+@pytest.mark.parametrize("shape, image_size, frames, message", [
+    ((9, 1, 256, 256), (4096, 4096), 0, r"describe 9 picture\(s\) of 4096x4096 pixels, 150,994,944 pixels"),
+    ((1, 1, 16384 // 16, 16384 // 16), (16384, 16384), 0, r"describe 1 picture\(s\) of 16384x16384 pixels"),
+    ((2, 1, 31, 45, 80), (720, 1280), 121, r"describe 2 clip\(s\) x 121 frames of 1280x720 pixels, 223,027,200"),
+])
+def test_maps_beyond_the_budget_are_refused_whoever_made_them(shape, image_size, frames, message):
+    with pytest.raises(ConceptAttentionError, match=message):
+        SaliencyMaps(torch.zeros(shape), ["dog"], image_size, frames=frames)

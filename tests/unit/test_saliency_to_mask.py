@@ -220,8 +220,22 @@ def test_error_not_saliency():
 def test_error_non_finite_maps():
     s = _saliency()
     s.maps[0, 0, 0, 0] = float("nan")
-    with pytest.raises(ValueError, match="NaN or infinite"):
+    with pytest.raises(ValueError, match="NaN or infinite") as refused:
         saliency_to_mask(s, ["dog"])
+    # the pack's nodes refuse such maps where they are made: recomputing is the fix, not a dtype
+    assert "recompute them with Concept Saliency" in str(refused.value) and "fp32" not in str(refused.value)
+
+
+def test_maps_that_came_out_non_finite_name_the_fix():
+    from concept_attention.concept_patch.checks.finite import check_finite_maps
+
+    maps = torch.full((1, 2, 3, 3), float("nan"))
+    with pytest.raises(ValueError, match=r"overflowed in torch.float16; load the model in a wider dtype"):
+        check_finite_maps(maps, torch.randn(1, 16, 6, 6), "latent", torch.float16)
+    with pytest.raises(ValueError, match=r"largest value is 5e\+04, far beyond what a VAE makes") as refused:
+        check_finite_maps(maps, torch.full((1, 16, 6, 6), 5e4), "latent", torch.float16)
+    assert "dtype" not in str(refused.value)
+    check_finite_maps(torch.rand(1, 2, 3, 3), torch.full((1, 16, 6, 6), 5e4), "latent", torch.float16)  # finite: fine
 
 
 def test_error_guide_not_a_tensor():

@@ -4,8 +4,8 @@ Every folder (or .py file) in tests/server/fixture_nodes/ is copied into the ses
 custom_nodes/ (see the `comfy_server_extra_custom_nodes` fixture). Node ids start with
 "ConceptAttentionTest" so they never collide with the pack's own.
 
-Besides a node that fails on purpose, this pack hands out tiny random-weight models that the
-stock loaders cannot make small:
+Besides a node that fails on purpose and one that reports the pack's re-query cache, this pack hands out tiny
+random-weight models that the stock loaders cannot make small:
   ConceptAttentionTestTinyFlux      MODEL  Flux.1 dev (hidden 64, 3 double + 1 single block),
                                            built from comfy.supported_models.Flux like ComfyUI's loader
   ConceptAttentionTestTinyFluxClip  CLIP   ComfyUI's Flux text encoder (CLIP-L + T5) with tiny configs
@@ -95,6 +95,27 @@ class ConceptAttentionTestRaise:
 
     def run(self, message):
         raise RuntimeError(message)
+
+
+class ConceptAttentionTestRequeryCache:
+    """An output node that reports the pack's re-query cache (entries, bytes, budget) after a saliency: the
+    server tier checks eviction from outside. The pack's module is found by the name ComfyUI gave it (its
+    folder's path), so nothing in the pack exists for the tests' sake."""
+
+    CATEGORY = "testing"
+    FUNCTION = "run"
+    OUTPUT_NODE = True
+    RETURN_TYPES = ()
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"saliency": ("SALIENCY",)}}
+
+    def run(self, saliency):
+        [cache] = [m for name, m in list(sys.modules.items()) if name.endswith(".concept_patch.requery.cache")]
+        state = {"entries": len(cache.CACHE.entries), "bytes": cache.CACHE.nbytes, "budget": cache.CACHE.budget,
+                 "entry_bytes": [e.nbytes for e in cache.CACHE.entries.values()]}
+        return {"ui": {"requery_cache": [state]}}
 
 
 class _SeededBuilder:
@@ -210,6 +231,7 @@ class ConceptAttentionTestTinyCogVideoXVAE(_SeededBuilder):
 
 NODE_CLASS_MAPPINGS = {
     "ConceptAttentionTestRaise": ConceptAttentionTestRaise,
+    "ConceptAttentionTestRequeryCache": ConceptAttentionTestRequeryCache,
     "ConceptAttentionTestTinyFlux": ConceptAttentionTestTinyFlux,
     "ConceptAttentionTestTinyFluxClip": ConceptAttentionTestTinyFluxClip,
     "ConceptAttentionTestTinyKleinClip": ConceptAttentionTestTinyKleinClip,
@@ -222,6 +244,7 @@ NODE_CLASS_MAPPINGS = {
 }
 NODE_DISPLAY_NAME_MAPPINGS = {
     "ConceptAttentionTestRaise": "Raise (ConceptAttention tests)",
+    "ConceptAttentionTestRequeryCache": "Re-query cache state (ConceptAttention tests)",
     "ConceptAttentionTestTinyFlux": "Tiny Flux.1 (ConceptAttention tests)",
     "ConceptAttentionTestTinyFluxClip": "Tiny Flux CLIP (ConceptAttention tests)",
     "ConceptAttentionTestTinyKleinClip": "Tiny Flux.2 Klein CLIP (ConceptAttention tests)",
