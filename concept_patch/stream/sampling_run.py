@@ -22,8 +22,13 @@ def _step_sigma_bounds(sigmas: list[float], start: float, end: float) -> tuple[f
 class SamplingRun:
     """Maps of one run, summed on the device in fp32 and divided once at the end."""
 
-    def __init__(self, session, latent_shape, sigmas):
+    def __init__(self, session, latent_shape, sigmas, stream_shapes=None):
         self.session = session
+        # A packed multi-stream latent (ComfyUI's latent_shapes, e.g. MiniMax H3's [video, audio]): the model is
+        # called on the flat pack [B, 1, n], and the maps are of the first stream, whose shape the rest reads.
+        self.packed_shape = tuple(latent_shape) if stream_shapes and len(stream_shapes) > 1 else None
+        if self.packed_shape is not None:
+            latent_shape = tuple(stream_shapes[0])
         self.batch_size = latent_shape[0]
         self.latent_hw = tuple(latent_shape[-2:])
         # Latent frames of a video latent [B, C, T, h, w] (1 for pictures, also Qwen-Image's [B, C, 1, h, w]).
@@ -41,7 +46,10 @@ class SamplingRun:
 
     def begin_forward(self, diffusion_model, x, sigma, transformer_options, dtype) -> ForwardState | None:
         """A ForwardState for a full-frame call with conditional rows, else None (call runs untouched)."""
-        if tuple(x.shape[-2:]) != self.latent_hw or (x.ndim == 5 and x.shape[2] != self.latent_frames):
+        if self.packed_shape is not None:
+            if tuple(x.shape[1:]) != self.packed_shape[1:]:
+                return None  # not the whole pack
+        elif tuple(x.shape[-2:]) != self.latent_hw or (x.ndim == 5 and x.shape[2] != self.latent_frames):
             return None  # an area-conditioning crop: not the whole picture
         chunks = transformer_options.get("cond_or_uncond") or [0]
         if x.shape[0] % len(chunks) or x.shape[0] // len(chunks) != self.batch_size:
