@@ -97,7 +97,7 @@ class MiniMaxH3Family(SingleStreamFamily):
     name = "MiniMax H3"
     variants = ("text-to-video", "image-to-video (first/last frame guides)", "reference-to-video (with audio)")
     model = ModelClass("comfy.ldm.minimax.model", "MiniMaxH3Model")
-    encoders = (TextEncoder("qwen3vl_32b", "Qwen3-VL 32B", "CLIPLoader, `minimax_h3`",
+    encoders = (TextEncoder("qwen3vl_32b", "Qwen3-VL 32B", "CLIPLoader, `minimax`",
                             note="layer-50 states, raw prompt text (no template)"),)
     blocks = (MiniMaxBlocks("blocks"),)
     grid = TokenGrid("patch_size", time_patch="patch_size")
@@ -105,7 +105,8 @@ class MiniMaxH3Family(SingleStreamFamily):
     extension = False  # the text has an adaLN share of its own, as CogVideoX's
     position = ("RoPE axis t at the concept's own tokens' index in its conditioning, h = w = 0, as the text's tokens "
                 "are numbered")
-    modulation = ("text, video and audio share every block weight; the concepts take the text rows' share of each "
+    modulation = ("the paper's method, not an extension: text, video and audio share every block weight but the "
+                  "text has an adaLN share of its own, which the concepts take: the text rows' share of each "
                   "block's per-segment adaLN (the text-tag row at the video timestep), not the video's or the audio's. "
                   "Concepts pass `condition_proj` and the token refiner once per run. Maps are `[batch, concepts, "
                   "frames, h, w]` over the target video; condition rows, references and audio are not in them")

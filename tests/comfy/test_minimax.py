@@ -16,6 +16,8 @@ import torch
 from concept_attention.concept_patch.generation import install_concept_attention
 from concept_attention.concept_patch.stream.options import SaliencyOptions
 from concept_attention_tests.comfy.module_caches import cached_clip_and_concepts, cleared_after_module
+from concept_attention_tests.comfy.references import reference_concept_attention as ref
+from concept_attention_tests.comfy.references.reference_minimax import MINIMAX_DEVIATIONS, minimax_reference
 from concept_attention_tests.comfy.tiny import tiny_minimax
 
 DTYPES = [torch.float32, torch.bfloat16, torch.float16]
@@ -66,3 +68,80 @@ def test_t2v_video_and_audio_bit_identical(dtype):
     assert torch.isfinite(saliency.maps).all()
     assert saliency.frames == 9
     assert saliency.metadata["model_family"] == "MiniMax H3"
+
+
+# ---------------------------------------------------------------------------------------------
+# maps == the independent reference
+# ---------------------------------------------------------------------------------------------
+
+
+class _Calls:
+    """The diffusion model's own inputs on each call, recorded with a forward pre-hook."""
+
+    def __init__(self, dm):
+        self.dm = dm
+        self.calls = []
+
+    def __enter__(self):
+        def hook(module, args, kwargs):
+            call = dict(zip(("x", "timestep", "context"), args))
+            call.update({k: v for k, v in kwargs.items() if k in ("x", "timestep", "context", "transformer_options",
+                                                                  "minimax_payload")})
+            self.calls.append(call)
+        self.handle = self.dm.register_forward_pre_hook(hook, with_kwargs=True)
+        return self
+
+    def __exit__(self, *exc):
+        self.handle.remove()
+
+
+def _prompt_states():
+    clip = _clip()
+    return clip.encode_from_tokens_scheduled(clip.tokenize(PROMPT))[0][0]
+
+
+def _reference(model, call, layers, **kw):
+    payload = call.get("minimax_payload") or {}
+    video, audio = call["x"]
+    return minimax_reference(model.model.diffusion_model, video, audio, call["timestep"], _prompt_states(),
+                             _concepts().embeddings, _concepts().positions, layers,
+                             audio_scale=float(payload.get("audio_scale", 1.0)), **kw)
+
+
+def _assert_close(product, expected, what):
+    atol = ATOL * max(1.0, float(expected.abs().max()))
+    diff = (product.double() - expected).abs()
+    assert tuple(product.shape) == tuple(expected.shape)
+    assert (diff <= atol + RTOL * expected.abs()).all(), f"{what}: max |product - reference| = {diff.max():.3e}"
+
+
+def _generation(layers=(1, 2), steps=3, **option_kw):
+    model = _reference_model()
+    latent = tiny_minimax.empty_av_latent(frames=3, height=6, width=8)
+    patched, session = install_concept_attention(model, _concepts(), SaliencyOptions(layers=layers, **option_kw))
+    with _Calls(model.model.diffusion_model) as calls:
+        _sample(patched, latent, steps=steps, cfg=2.5)
+    cond = [c for c in calls.calls if c["transformer_options"]["cond_or_uncond"] == [0]]
+    assert len(cond) == steps and len(calls.calls) == 2 * steps  # batch size 1: cond and uncond in calls of their own
+    return session.records[-1].saliency, cond
+
+
+@pytest.mark.parametrize("softmax", [True, False], ids=["softmax", "raw"])
+@pytest.mark.parametrize("space", ref.SPACES)
+def test_generation_maps_match_reference(space, softmax):
+    """Maps of a sampling run are the mean over its conditional model calls of the reference's maps."""
+    saliency, calls = _generation(space=space, softmax=softmax)
+    expected = [_reference(_reference_model(), call, (1, 2), space=space, softmax=softmax).maps for call in calls]
+    assert saliency.maps.shape == (1, 3, 3, 3, 4)
+    _assert_close(saliency.maps, sum(expected) / len(expected), f"{space} softmax={softmax}")
+
+
+@pytest.mark.parametrize("deviation", MINIMAX_DEVIATIONS)
+def test_comparison_catches_plausible_mistakes(deviation):
+    """The video rows' modulation for the concepts, the audio rows among the picture's keys, or every concept at
+    position 0: each moves the maps well outside the tolerance."""
+    saliency, calls = _generation(steps=1)
+    right = _reference(_reference_model(), calls[0], (1, 2)).maps
+    _assert_close(saliency.maps, right, "the reference itself")
+    wrong = _reference(_reference_model(), calls[0], (1, 2), deviation=deviation).maps
+    assert (saliency.maps.double() - wrong).abs().max() > 30 * ATOL

@@ -1,0 +1,205 @@
+"""An independent re-implementation of ConceptAttention on MiniMax H3, from the equations, for the tests.
+
+Nothing here imports or calls the product. It reads the parameters of ComfyUI's MiniMaxH3Model and runs the
+text-to-video forward op by op in float64:
+
+* text: Qwen3-VL states through condition_proj and the token refiner (blocks of x + attn(rms(x)), x + mlp(rms(x)),
+  q/k RMS-normed per head, no positions; a final RMSNorm);
+* the packed sequence [text (L) ; audio (2 channels x A frames, channel-major) ; video (T x h x w of 1x2x2
+  patches)], each row embedded by its projection (the latents as the network gets them: the audio undone from the
+  sampler's carried scale);
+* timesteps: sigma_v = timestep / 1000, t_v = 1 - sigma_v; the audio's sigma is the video's mapped from shift 12 to
+  shift 3 (sigma = s b / (1 + (s - 1) b) of a base b), t_a = 1 - sigma_a. Each block's adaLN gives, per timestep,
+  three rows of (shift, scale, gate) x 2: video (tag 0), text (1), audio (2); video rows take t_v's video row,
+  text rows t_v's text row, audio rows t_a's audio row;
+* positions (t, h, w): text (i, 0, 0); audio frame j of either channel (L + j, 0, w_lo / w_hi), w_lo and w_hi the
+  video columns' extremes; video frame k at t = L + the sum of the spans of the frames before it (5/3 x 1, 4, 4,
+  4, 4, ... pixel frames per latent frame), (h, w) on an area-normalised grid; RoPE rotates the first 3 x 2F
+  channels of each head as split halves (pair i: channels i and i + 3F), by angles pos_axis x inv_freq;
+* each block: x + g1 x out_proj(attention(rope(rms_head(q)), rope(rms_head(k)), v) of rms(x)(1 + s1) + b1),
+  then x + g2 x fc2(silu(a) * u) of rms(x)(1 + s2) + b2, (a, u) = fc1(.) halves.
+
+The concept stream: c0 = refiner(condition_proj(e)) (one sequence of all concepts); per block the concepts take the
+TEXT rows' modulation at t_v and the text position (p, 0, 0), p = the position of the concept's tokens in its
+conditioning; o_c = softmax(q_c [k_video ; k_c]^T / sqrt(d)) [v_video ; v_c] (keys after RoPE). Maps per selected
+layer: softmax over concepts of (video attention output . o_c) (or keys . concept queries, values . concept values),
+averaged over the layers, on the (T, h, w) token grid: [1, r, T, h, w].
+
+The sinusoidal timestep features and the RoPE angles are evaluated in float32, as ComfyUI evaluates them for every
+dtype (part of the model's definition, not of the method).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from concept_attention_tests.comfy.references.reference_concept_attention import (
+    ConceptSwitches,
+    Ops,
+    ReferenceResult,
+    concept_attention,
+    layer_scores,
+)
+
+MINIMAX_DEVIATIONS = (
+    "video_modulation_for_concepts",  # concepts take the video rows' adaLN share, not the text's
+    "audio_in_maps",                  # the audio rows counted as picture tokens: concepts attend to them too
+    "concepts_at_position_zero",      # every concept at text position 0 instead of its own tokens' position
+)
+FRAME_PER_TOKEN = (1, 4, 4, 4, 4)
+FRAME_RESCALE = 5.0 / 3.0
+
+
+def _shift(sigma, from_shift, to_shift):
+    base = sigma / (from_shift + sigma * (1.0 - from_shift))
+    return to_shift * base / (1.0 + (to_shift - 1.0) * base)
+
+
+def _axis(dim, sqrt_area):
+    n = dim // 2
+    ratio = dim / sqrt_area
+    return (torch.arange(n, dtype=torch.float64) * (ratio / n) + (1.0 - ratio) / 2.0) * 32.0
+
+
+def positions(text_len, frames, lat_h, lat_w, audio_frames):
+    """[S, 3] (t, h, w) of the packed text-to-video sequence."""
+    area = math.sqrt(lat_h * lat_w)
+    rows, cols = _axis(lat_h, area), _axis(lat_w, area)
+    text = torch.zeros(text_len, 3, dtype=torch.float64)
+    text[:, 0] = torch.arange(text_len)
+    audio = torch.zeros(2 * audio_frames, 3, dtype=torch.float64)
+    audio[:, 0] = (text_len + torch.arange(audio_frames, dtype=torch.float64)).repeat(2)
+    audio[:audio_frames, 2] = cols[0]
+    audio[audio_frames:, 2] = cols[-1]
+    starts = [float(text_len)]
+    for k in range(frames - 1):
+        starts.append(starts[-1] + FRAME_RESCALE * FRAME_PER_TOKEN[k % 5])
+    tt, hh, ww = torch.meshgrid(torch.tensor(starts, dtype=torch.float64), rows, cols, indexing="ij")
+    video = torch.stack([tt.reshape(-1), hh.reshape(-1), ww.reshape(-1)], dim=-1)
+    return torch.cat([text, audio, video])
+
+
+def _rope(dm, pos):
+    """cos, sin [S, F3] (F3 = 3F pairs) of the model's split-half RoPE, angles in float32."""
+    inv = dm.rope.inv_freq.detach().float()
+    angles = torch.cat([pos[:, a].float()[:, None] * inv[None] for a in range(3)], dim=-1)
+    return torch.cos(angles.double()), torch.sin(angles.double())
+
+
+def _rotate(x, cos, sin):
+    """Split-half rotation of [B, H, S, D] on its first 2 x F3 channels."""
+    half = cos.shape[-1]
+    a, b, rest = x[..., :half], x[..., half:2 * half], x[..., 2 * half:]
+    return torch.cat([a * cos - b * sin, a * sin + b * cos, rest], dim=-1)
+
+
+def _time_embedding(ops, dm, t):
+    te = dm.time_embedder
+    half = te.freq_dim // 2
+    freqs = torch.exp(-math.log(10000.0) * torch.arange(half, dtype=torch.float32) / half)
+    args = torch.tensor([t], dtype=torch.float32)[:, None] * freqs[None]
+    features = torch.cat([torch.cos(args), torch.sin(args)], dim=-1).to(ops.dtype)
+    return ops.linear(te.proj_out, ops.silu(ops.linear(te.proj_in, features)))[0]
+
+
+def _qkv(ops, attn, x):
+    """Heads-first q, k (RMS-normed per head), v of rows x [B, S, hidden]."""
+    q, k, v = ops.linear(attn.qkv_proj, x).split(attn.heads * attn.head_dim, dim=-1)
+    q = ops.rms_norm(ops.heads(q, attn.heads), attn.q_norm.weight, attn.q_norm.eps)
+    k = ops.rms_norm(ops.heads(k, attn.heads), attn.k_norm.weight, attn.k_norm.eps)
+    return q, k, ops.heads(v, attn.heads)
+
+
+def _mlp(ops, mlp, x):
+    gate, up = ops.linear(mlp.fc1, x).chunk(2, dim=-1)
+    return ops.linear(mlp.fc2, ops.silu(gate) * up)
+
+
+def refine(ops, dm, states):
+    """condition_proj, then the token refiner, of Qwen3-VL states [B, L, text_dim]."""
+    x = ops.linear(dm.condition_proj, states)
+    for blk in dm.token_refiner.blocks:
+        q, k, v = _qkv(ops, blk.attn, ops.rms_norm(x, blk.norm1.weight, blk.norm1.eps))
+        x = x + ops.linear(blk.attn.out_proj, ops.flat(ops.attention(q, k, v)))
+        x = x + _mlp(ops, blk.mlp, ops.rms_norm(x, blk.norm2.weight, blk.norm2.eps))
+    return ops.rms_norm(x, dm.token_refiner.final_norm.weight, dm.token_refiner.final_norm.eps)
+
+
+def minimax_reference(dm, video, audio, timestep, text_states, concept_embeddings, concept_positions, layers,
+                      space="output", softmax=True, switches: ConceptSwitches | None = None, audio_scale=1.0,
+                      deviation: str | None = None, dtype=torch.float64) -> ReferenceResult:
+    """ConceptAttention maps [1, r, T, h, w] of a ComfyUI MiniMax H3 model for a text-to-video call: video [1, 24, T,
+    H, W] and audio [1, 32, 2, A] as the model's forward gets them (the audio still carrying the sampler's scale),
+    timestep [1], the prompt's Qwen3-VL states [1, L, text_dim], concept embeddings [r, text_dim] at positions [r]."""
+    switches = switches or ConceptSwitches()
+    assert deviation in (None,) + MINIMAX_DEVIATIONS, deviation
+    ops = Ops(dtype)
+    layers = sorted(set(layers))
+    sigma_v = max(float(timestep.flatten()[0].float()) / 1000.0, 1e-6)
+    sigma_a = _shift(sigma_v, dm.sigma_shift_video, dm.sigma_shift_audio)
+    t_v, t_a = 1.0 - sigma_v, 1.0 - sigma_a
+    if audio_scale != 1.0:
+        audio = audio.double() * (sigma_a / sigma_v)  # the stream's own latent, undone from the sampler's carry
+
+    # tokens
+    T, H, W = video.shape[2:]
+    assert H % 2 == 0 and W % 2 == 0, "the reference takes whole 2x2 patches"
+    h, w = H // 2, W // 2
+    patches = video.to(dtype).reshape(24, T, 1, h, 2, w, 2).permute(1, 3, 5, 0, 2, 4, 6).reshape(T * h * w, -1)
+    img = ops.linear(dm.video_patch_proj, patches)
+    A = audio.shape[-1]
+    aud = ops.linear(dm.audio_patch_proj, audio.to(dtype)[0].permute(1, 2, 0).reshape(2 * A, -1))
+    txt = refine(ops, dm, text_states.to(dtype))[0]
+    L, n = txt.shape[0], img.shape[0]
+    x = torch.cat([txt, aud, img])[None]
+    cos, sin = _rope(dm, positions(L, T, H, W, A))
+
+    concepts = refine(ops, dm, concept_embeddings.to(dtype)[None])
+    c_pos = torch.zeros(concepts.shape[1], 3, dtype=torch.float64)
+    if deviation != "concepts_at_position_zero":
+        c_pos[:, 0] = concept_positions.double()
+    c_cos, c_sin = _rope(dm, c_pos)
+
+    emb_v, emb_a = _time_embedding(ops, dm, t_v), _time_embedding(ops, dm, t_a)
+    result = ReferenceResult(maps=None, grid=(T, h, w))
+    for i in range(layers[-1] + 1):
+        blk = dm.blocks[i]
+
+        def rows(emb, tag, blk=blk):
+            out = ops.linear(blk.adaln_proj.linear, ops.silu(emb)).reshape(3, -1)[tag]
+            return out.chunk(6)
+
+        video_m, text_m, audio_m = rows(emb_v, 0), rows(emb_v, 1), rows(emb_a, 2)
+        concept_m = video_m if deviation == "video_modulation_for_concepts" else text_m
+        seg = (L, 2 * A, n)
+
+        def per_rows(j):
+            return torch.cat([m[j].expand(s, -1) for m, s in zip((text_m, audio_m, video_m), seg)])
+
+        def modulated(norm, stream, shift, scale):
+            return ops.rms_norm(stream, norm.weight, norm.eps) * (1 + scale) + shift
+
+        q, k, v = _qkv(ops, blk.attn, modulated(blk.norm1, x, per_rows(0), per_rows(1)))
+        q, k = _rotate(q, cos, sin), _rotate(k, cos, sin)
+        o = ops.attention(q, k, v)
+        q_c, k_c, v_c = _qkv(ops, blk.attn, modulated(blk.norm1, concepts, concept_m[0], concept_m[1]))
+        q_c, k_c = _rotate(q_c, c_cos, c_sin), _rotate(k_c, c_cos, c_sin)
+        first = L if deviation == "audio_in_maps" else L + 2 * A
+        o_c = concept_attention(ops, q_c, k_c, v_c, k[:, :, first:], v[:, :, first:], switches)
+        o_x, k_x, v_x = o[:, :, L + 2 * A:], k[:, :, L + 2 * A:], v[:, :, L + 2 * A:]
+        if i in layers:
+            result.layer_scores[i] = layer_scores(ops, space, softmax, o_x, o_c, k_x, q_c, v_x, v_c)
+            result.concept_out[i] = ops.flat(o_c)
+        x = x + per_rows(2) * ops.linear(blk.attn.out_proj, ops.flat(o))
+        x = x + per_rows(5) * _mlp(ops, blk.mlp, modulated(blk.norm2, x, per_rows(3), per_rows(4)))
+        concepts = concepts + concept_m[2] * ops.linear(blk.attn.out_proj, ops.flat(o_c))
+        concepts = concepts + concept_m[5] * _mlp(ops, blk.mlp, modulated(blk.norm2, concepts, concept_m[3],
+                                                                          concept_m[4]))
+        result.block_img.append(x)
+        result.concepts.append(concepts)
+
+    total = sum(result.layer_scores[i] for i in layers) / len(layers)
+    result.maps = total.reshape(1, T, h, w, -1).permute(0, 4, 1, 2, 3).contiguous()
+    return result
