@@ -13,8 +13,10 @@ import functools
 import pytest
 import torch
 
+from concept_attention.concept_patch.encode import encode_saliency
 from concept_attention.concept_patch.generation import install_concept_attention
 from concept_attention.concept_patch.stream.options import SaliencyOptions
+from concept_attention.concept_patch.text.encoding import encode_concepts
 from concept_attention_tests.comfy.module_caches import cached_clip_and_concepts, cleared_after_module
 from concept_attention_tests.comfy.references import reference_concept_attention as ref
 from concept_attention_tests.comfy.references.reference_minimax import MINIMAX_DEVIATIONS, minimax_reference
@@ -145,3 +147,45 @@ def test_comparison_catches_plausible_mistakes(deviation):
     _assert_close(saliency.maps, right, "the reference itself")
     wrong = _reference(_reference_model(), calls[0], (1, 2), deviation=deviation).maps
     assert (saliency.maps.double() - wrong).abs().max() > 30 * ATOL
+
+
+# ---------------------------------------------------------------------------------------------
+# encode mode: Concept Saliency on a video (+ audio) latent
+# ---------------------------------------------------------------------------------------------
+
+
+def _encode(latent, budget=0, concepts=None, layers=(1, 2), **option_kw):
+    model = _reference_model()
+    clip = _clip()
+    cond = clip.encode_from_tokens_scheduled(clip.tokenize(PROMPT))
+    with _Calls(model.model.diffusion_model) as calls:
+        saliency = encode_saliency(model, concepts or _concepts(), latent, SaliencyOptions(layers=layers, **option_kw),
+                                   conditioning=cond, cache_budget=budget, seed=2)
+    return saliency, calls.calls
+
+
+@pytest.mark.parametrize("softmax", [True, False], ids=["softmax", "raw"])
+@pytest.mark.parametrize("space", ref.SPACES)
+def test_encode_maps_match_reference(space, softmax):
+    """One forward of the noised [video, audio] latent (noise level 0.5); the maps are the video's, per latent
+    frame, and equal the reference's of that forward."""
+    latent = tiny_minimax.empty_av_latent(frames=3, height=6, width=8, seed=4)
+    saliency, calls = _encode(latent, space=space, softmax=softmax)
+    assert len(calls) == 1
+    assert saliency.maps.shape == (1, 3, 3, 3, 4)
+    assert saliency.frames == 9 and saliency.image_size == (96, 128) and saliency.metadata["mode"] == "encode"
+    assert float(calls[0]["timestep"][0]) == pytest.approx(500.0)
+    _assert_close(saliency.maps, _reference(_reference_model(), calls[0], (1, 2), space=space, softmax=softmax).maps,
+                  f"encode {space} softmax={softmax}")
+
+
+def test_encode_requery_equals_a_full_run():
+    """New concepts on an AV latent already analysed run the concept stream only and give a full run's maps."""
+    latent = tiny_minimax.empty_av_latent(frames=2, height=6, width=8, seed=6)
+    second = encode_concepts(_clip(), ["dog", "collar", "green grass"], pooling="first")
+    first = _encode(latent, budget=1 << 30)[0]
+    assert first.metadata["requery"] is False
+    requery, calls = _encode(latent, budget=1 << 30, concepts=second, layers=(1,), space="value")
+    assert requery.metadata["requery"] is True and not calls
+    fresh, _ = _encode(latent, budget=0, concepts=second, layers=(1,), space="value")
+    assert torch.equal(requery.maps, fresh.maps)
