@@ -132,6 +132,12 @@ class ConceptSession:
 
     def find_record(self, latent: torch.Tensor) -> RunRecord | None:
         """The newest run whose output equals this LATENT (a sampler output is matched by value)."""
+        if getattr(latent, "is_nested", False):
+            # A multi-stream LATENT (ComfyUI's NestedTensor, e.g. MiniMax H3's [video, audio]): the run recorded the
+            # flat pack the sampler ran on, which ComfyUI unpacks into these streams.
+            from comfy.utils import pack_latents
+
+            latent = pack_latents(latent.unbind())[0]
         wanted = latent.detach().to("cpu", torch.float32)
         for record in reversed(self.records):
             if record.latent is not None and record.latent.shape == wanted.shape and torch.equal(record.latent, wanted):

@@ -189,3 +189,46 @@ def test_encode_requery_equals_a_full_run():
     assert requery.metadata["requery"] is True and not calls
     fresh, _ = _encode(latent, budget=0, concepts=second, layers=(1,), space="value")
     assert torch.equal(requery.maps, fresh.maps)
+
+
+# ---------------------------------------------------------------------------------------------
+# the nodes: stock KSampler on Empty MiniMax H3 AV Latent, and Concept Saliency on its LATENT
+# ---------------------------------------------------------------------------------------------
+
+
+def test_nodes_generation_and_encode_on_an_av_latent():
+    """Concept Attention (Generation) -> stock KSampler on Empty MiniMax H3 AV Latent -> Concept Saliency from
+    Sampling: the video and audio are the unpatched model's, and the sampler's nested LATENT finds its run; Concept
+    Saliency on that LATENT gives maps of the same grid (16x space, 4x time: 9 frames for 3 latent frames)."""
+    from comfy_extras.nodes_minimax_h3 import EmptyMiniMaxH3LatentAV
+
+    import nodes
+    from concept_attention.nodes.concept_list import ConceptList
+    from concept_attention.nodes.concept_saliency import ConceptSaliency
+    from concept_attention.nodes.generation import ConceptAttentionPatch, SamplingSaliency
+
+    model = tiny_minimax.minimax_model(depth=2, seed=3)
+    latent = EmptyMiniMaxH3LatentAV.execute(width=128, height=96, length=9).result[0]
+    video, audio = latent["samples"].unbind()
+    frames = video.shape[2]
+    concepts = ConceptList.execute(clip=_clip(), concepts="dog, grass, sky", pooling="mean").result[0]
+    positive = nodes.CLIPTextEncode().encode(_clip(), PROMPT)[0]
+    negative = nodes.CLIPTextEncode().encode(_clip(), NEGATIVE)[0]
+    patched = ConceptAttentionPatch.execute(model=model, concepts=concepts, layers="all", start_percent=0.0,
+                                            end_percent=1.0, space="output", softmax=True).result[0]
+
+    def generate(m):
+        return nodes.common_ksampler(m, 7, 2, 3.0, "euler", "simple", positive, negative, latent)[0]
+
+    sampled = generate(patched)
+    plain = generate(model)
+    for a, b in zip(sampled["samples"].unbind(), plain["samples"].unbind()):
+        assert torch.equal(a, b), "the patch must not change the video or the audio"
+    saliency, _ = SamplingSaliency.execute(model=patched, latent=sampled).result
+    assert tuple(saliency.maps.shape) == (1, 3, frames, 3, 4)
+    assert saliency.frames == 1 + 4 * (frames - 1) and saliency.image_size == (96, 128)
+
+    encoded, _ = ConceptSaliency.execute(model=model, concepts=concepts, layers="all", noise_level=0.5, samples=1,
+                                         seed=0, space="output", softmax=True, latent=sampled,
+                                         conditioning=positive).result
+    assert tuple(encoded.maps.shape) == (1, 3, frames, 3, 4) and torch.isfinite(encoded.maps).all()
