@@ -19,8 +19,8 @@ had in its conditioning (their mean, for several).
 Token order: text first; the target video is the last segment, its rows frame by frame ((frames, h, w) of 1x2x2
 patches); the condition rows, reference blocks and the audio come before it and are not in the maps.
 Latent: ComfyUI samples the packed [video, audio] latent (latent_shapes); the maps are the video's, per latent
-frame. MiniMax's VAE decodes T latent frames to 1 + 4(T - 1) pictures (FRAME_PER_TOKEN 1, 4, 4, ...), the
-default causal rule.
+frame. MiniMax's VAE decodes latent frame k to FRAME_PER_TOKEN[k % 5] = 1, 4, 4, 4, 4 pictures (pixel_frames):
+7 latent frames are 22 pictures, not the default causal rule's 25.
 """
 
 from __future__ import annotations
@@ -112,6 +112,13 @@ class MiniMaxH3Family(SingleStreamFamily):
                   "frames, h, w]` over the target video; condition rows, references and audio are not in them")
     test_ids = ("minimax",)
     runs_on_comfyui_0_3 = False
+
+    def pixel_frames(self, latent_frames, temporal_downscale):
+        # MiniMax's VAE decodes latent frame k to FRAME_PER_TOKEN[k % 5] pictures (1, 4, 4, 4, 4, then again 1, ...):
+        # 2 latent frames give 5 pictures, 7 give 22 (the 17k + 5 grid of its latent nodes).
+        from comfy.ldm.minimax.model import FRAME_PER_TOKEN
+
+        return sum(FRAME_PER_TOKEN[k % len(FRAME_PER_TOKEN)] for k in range(latent_frames))
 
     def context_dim(self, diffusion_model):
         return diffusion_model.condition_proj.in_features

@@ -199,8 +199,9 @@ def test_encode_requery_equals_a_full_run():
 def test_nodes_generation_and_encode_on_an_av_latent():
     """Concept Attention (Generation) -> stock KSampler on Empty MiniMax H3 AV Latent -> Concept Saliency from
     Sampling: the video and audio are the unpatched model's, and the sampler's nested LATENT finds its run; Concept
-    Saliency on that LATENT gives maps of the same grid (16x space, 4x time: 9 frames for 3 latent frames)."""
-    from comfy_extras.nodes_minimax_h3 import EmptyMiniMaxH3LatentAV
+    Saliency on that LATENT gives maps of the same grid (16x space; 7 latent frames are the 22 frames the node
+    snapped the length to: 1, 4, 4, 4, 4, 1, 4 pictures per latent frame)."""
+    from comfy_extras.nodes_minimax_h3 import EmptyMiniMaxH3LatentAV, temporal_shape
 
     import nodes
     from concept_attention.nodes.concept_list import ConceptList
@@ -226,7 +227,8 @@ def test_nodes_generation_and_encode_on_an_av_latent():
         assert torch.equal(a, b), "the patch must not change the video or the audio"
     saliency, _ = SamplingSaliency.execute(model=patched, latent=sampled).result
     assert tuple(saliency.maps.shape) == (1, 3, frames, 3, 4)
-    assert saliency.frames == 1 + 4 * (frames - 1) and saliency.image_size == (96, 128)
+    assert frames == 7  # 9 frames snap to 22, MiniMax's 17k + 5 grid
+    assert saliency.frames == temporal_shape(9)[0] == 22 and saliency.image_size == (96, 128)
 
     encoded, _ = ConceptSaliency.execute(model=model, concepts=concepts, layers="all", noise_level=0.5, samples=1,
                                          seed=0, space="output", softmax=True, latent=sampled,
