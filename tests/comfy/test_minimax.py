@@ -234,3 +234,41 @@ def test_nodes_generation_and_encode_on_an_av_latent():
                                          seed=0, space="output", softmax=True, latent=sampled,
                                          conditioning=positive).result
     assert tuple(encoded.maps.shape) == (1, 3, frames, 3, 4) and torch.isfinite(encoded.maps).all()
+
+
+# ---------------------------------------------------------------------------------------------
+# image to video: keyframe condition rows, a picture in the prompt
+# ---------------------------------------------------------------------------------------------
+
+
+def _i2v_positive(height=6, width=10, last_index=None):
+    """What MiniMax H3 Image to Video puts on the conditioning: the prompt tokenized with its picture (a vision block
+    whose rows take the video modality tag) and keyframes with their encoded latents (a VAE's output, here random)."""
+    import node_helpers
+
+    clip = _clip()
+    g = torch.Generator().manual_seed(8)
+    picture = torch.rand(1, 64, 64, 3, generator=g)
+    with torch.no_grad():  # as ComfyUI runs its nodes (the vision tower's DeepStack adds refuse autograd)
+        cond = clip.encode_from_tokens_scheduled(clip.tokenize(PROMPT, images=[picture]))
+    keyframes = [{"resolved_frame_index": 0, "latent": torch.randn(1, 24, 1, height, width, generator=g)}]
+    if last_index is not None:
+        keyframes.append({"resolved_frame_index": last_index, "latent": torch.randn(1, 24, 1, height, width,
+                                                                                     generator=g)})
+    return node_helpers.conditioning_set_values(cond, {"minimax_keyframes": keyframes})
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+def test_i2v_video_and_audio_bit_identical(dtype):
+    """First and last frame keyframes (condition rows between the text and the audio), a picture in the prompt."""
+    model = tiny_minimax.minimax_model(dtype=dtype)
+    latent = tiny_minimax.empty_av_latent(frames=3, height=6, width=10)
+    positive = _i2v_positive(last_index=8)
+    assert (positive[0][1]["minimax_token_tags"] == 0).any()  # the picture's rows take the video tag
+    plain = _sample(model, latent, positive=positive).unbind()
+    patched, session = install_concept_attention(model, _concepts(), SaliencyOptions(layers=(0, 1, 2)))
+    out = _sample(patched, latent, positive=positive).unbind()
+    assert all(torch.isfinite(t).all() for t in plain)
+    assert torch.equal(plain[0], out[0]) and torch.equal(plain[1], out[1])
+    maps = session.records[-1].saliency.maps
+    assert maps.shape == (1, 3, 3, 3, 5) and torch.isfinite(maps).all()
