@@ -102,12 +102,11 @@ def _prompt_states():
     return clip.encode_from_tokens_scheduled(clip.tokenize(PROMPT))[0][0]
 
 
-def _reference(model, call, layers, **kw):
-    payload = call.get("minimax_payload") or {}
+def _reference(model, call, layers, states=None, **kw):
     video, audio = call["x"]
-    return minimax_reference(model.model.diffusion_model, video, audio, call["timestep"], _prompt_states(),
-                             _concepts().embeddings, _concepts().positions, layers,
-                             audio_scale=float(payload.get("audio_scale", 1.0)), **kw)
+    return minimax_reference(model.model.diffusion_model, video, audio, call["timestep"],
+                             _prompt_states() if states is None else states, _concepts().embeddings,
+                             _concepts().positions, layers, payload=call.get("minimax_payload"), **kw)
 
 
 def _assert_close(product, expected, what):
@@ -272,3 +271,19 @@ def test_i2v_video_and_audio_bit_identical(dtype):
     assert torch.equal(plain[0], out[0]) and torch.equal(plain[1], out[1])
     maps = session.records[-1].saliency.maps
     assert maps.shape == (1, 3, 3, 3, 5) and torch.isfinite(maps).all()
+
+
+@pytest.mark.parametrize("space", ref.SPACES)
+def test_i2v_generation_maps_match_reference(space):
+    """With keyframe condition rows (noised by the run's seed, at their own timestep, before the audio) and a
+    picture's video-tagged rows in the prompt, the maps are still the reference's over the target video alone."""
+    model = _reference_model()
+    latent = tiny_minimax.empty_av_latent(frames=3, height=6, width=8)
+    positive = _i2v_positive(height=6, width=8, last_index=8)
+    patched, session = install_concept_attention(model, _concepts(), SaliencyOptions(layers=(0, 2), space=space))
+    with _Calls(model.model.diffusion_model) as calls:
+        _sample(patched, latent, steps=2, cfg=2.5, positive=positive)
+    cond = [c for c in calls.calls if c["transformer_options"]["cond_or_uncond"] == [0]]
+    assert len(cond) == 2 and all(len(c["minimax_payload"]["keyframes"]) == 2 for c in cond)
+    expected = [_reference(model, call, (0, 2), states=positive[0][0], space=space).maps for call in cond]
+    _assert_close(session.records[-1].saliency.maps, sum(expected) / len(expected), f"i2v {space}")

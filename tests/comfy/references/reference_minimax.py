@@ -63,22 +63,23 @@ def _axis(dim, sqrt_area):
     return (torch.arange(n, dtype=torch.float64) * (ratio / n) + (1.0 - ratio) / 2.0) * 32.0
 
 
-def positions(text_len, frames, lat_h, lat_w, audio_frames):
-    """[S, 3] (t, h, w) of the packed text-to-video sequence."""
+def _video_positions(start, frames, lat_h, lat_w):
+    """[frames*h*w, 3] (t, h, w) of video rows whose first frame sits at t = start."""
     area = math.sqrt(lat_h * lat_w)
     rows, cols = _axis(lat_h, area), _axis(lat_w, area)
-    text = torch.zeros(text_len, 3, dtype=torch.float64)
-    text[:, 0] = torch.arange(text_len)
-    audio = torch.zeros(2 * audio_frames, 3, dtype=torch.float64)
-    audio[:, 0] = (text_len + torch.arange(audio_frames, dtype=torch.float64)).repeat(2)
-    audio[:audio_frames, 2] = cols[0]
-    audio[audio_frames:, 2] = cols[-1]
-    starts = [float(text_len)]
+    starts = [float(start)]
     for k in range(frames - 1):
         starts.append(starts[-1] + FRAME_RESCALE * FRAME_PER_TOKEN[k % 5])
     tt, hh, ww = torch.meshgrid(torch.tensor(starts, dtype=torch.float64), rows, cols, indexing="ij")
-    video = torch.stack([tt.reshape(-1), hh.reshape(-1), ww.reshape(-1)], dim=-1)
-    return torch.cat([text, audio, video])
+    return torch.stack([tt.reshape(-1), hh.reshape(-1), ww.reshape(-1)], dim=-1), cols
+
+
+def _audio_positions(start, audio_frames, cols):
+    audio = torch.zeros(2 * audio_frames, 3, dtype=torch.float64)
+    audio[:, 0] = (start + torch.arange(audio_frames, dtype=torch.float64)).repeat(2)
+    audio[:audio_frames, 2] = cols[0]
+    audio[audio_frames:, 2] = cols[-1]
+    return audio
 
 
 def _rope(dm, pos):
@@ -127,34 +128,71 @@ def refine(ops, dm, states):
     return ops.rms_norm(x, dm.token_refiner.final_norm.weight, dm.token_refiner.final_norm.eps)
 
 
+def _video_rows(video, dtype):
+    """[T*h*w, 24*1*2*2] patches of a video latent [1, 24, T, H, W], frame by frame, row by row."""
+    T, H, W = video.shape[2:]
+    assert H % 2 == 0 and W % 2 == 0, "the reference takes whole 2x2 patches"
+    h, w = H // 2, W // 2
+    return video.to(dtype).reshape(24, T, 1, h, 2, w, 2).permute(1, 3, 5, 0, 2, 4, 6).reshape(T * h * w, -1)
+
+
 def minimax_reference(dm, video, audio, timestep, text_states, concept_embeddings, concept_positions, layers,
-                      space="output", softmax=True, switches: ConceptSwitches | None = None, audio_scale=1.0,
+                      space="output", softmax=True, switches: ConceptSwitches | None = None, payload=None,
                       deviation: str | None = None, dtype=torch.float64) -> ReferenceResult:
-    """ConceptAttention maps [1, r, T, h, w] of a ComfyUI MiniMax H3 model for a text-to-video call: video [1, 24, T,
-    H, W] and audio [1, 32, 2, A] as the model's forward gets them (the audio still carrying the sampler's scale),
-    timestep [1], the prompt's Qwen3-VL states [1, L, text_dim], concept embeddings [r, text_dim] at positions [r]."""
+    """ConceptAttention maps [1, r, T, h, w] of a ComfyUI MiniMax H3 model for a text- or image-to-video call: video
+    [1, 24, T, H, W] and audio [1, 32, 2, A] as the model's forward gets them (the audio still carrying the sampler's
+    scale), timestep [1], the prompt's Qwen3-VL states [1, L, text_dim], concept embeddings [r, text_dim] at
+    positions [r]. payload: the call's minimax_payload, read for the audio scale, the text's modality tags (a picture
+    in the prompt: its rows take the video tag) and the keyframes (image to video): each keyframe latent becomes
+    condition rows after the text, noised by the payload's seed (aug x z + (1 - aug) x noise, aug = 0.999), at
+    timestep max(t_v, aug) with the video tag, positioned at t = L + 5/3 x its frame index."""
     switches = switches or ConceptSwitches()
+    payload = payload or {}
     assert deviation in (None,) + MINIMAX_DEVIATIONS, deviation
+    assert not payload.get("refs"), "the reference covers text and image to video"
     ops = Ops(dtype)
     layers = sorted(set(layers))
     sigma_v = max(float(timestep.flatten()[0].float()) / 1000.0, 1e-6)
     sigma_a = _shift(sigma_v, dm.sigma_shift_video, dm.sigma_shift_audio)
     t_v, t_a = 1.0 - sigma_v, 1.0 - sigma_a
-    if audio_scale != 1.0:
+    if float(payload.get("audio_scale", 1.0)) != 1.0:
         audio = audio.double() * (sigma_a / sigma_v)  # the stream's own latent, undone from the sampler's carry
 
-    # tokens
+    # segments: (embedded rows [n, hidden], positions [n, 3], timestep, modality tag per row [n])
     T, H, W = video.shape[2:]
-    assert H % 2 == 0 and W % 2 == 0, "the reference takes whole 2x2 patches"
     h, w = H // 2, W // 2
-    patches = video.to(dtype).reshape(24, T, 1, h, 2, w, 2).permute(1, 3, 5, 0, 2, 4, 6).reshape(T * h * w, -1)
-    img = ops.linear(dm.video_patch_proj, patches)
+    txt = refine(ops, dm, text_states.to(dtype))[0]
+    L = txt.shape[0]
+    tags = payload.get("text_token_tags")
+    tags = torch.ones(L, dtype=torch.long) if tags is None else tags.reshape(-1).long().cpu()
+    text_pos = torch.zeros(L, 3, dtype=torch.float64)
+    text_pos[:, 0] = torch.arange(L)
+    segments = [(txt, text_pos, t_v, tags)]
+    video_pos, cols = _video_positions(L, T, H, W)
+    aug = float(payload.get("visual_cond_noise_aug", 0.999))
+    for keyframe in payload.get("keyframes") or ():
+        z = keyframe.get("latent")
+        if z is None:
+            continue
+        rows = _video_rows(z.float(), torch.float32)
+        if aug < 1.0:
+            noise = torch.randn(rows.shape, generator=torch.Generator("cpu").manual_seed(int(payload.get("seed", 0))),
+                                dtype=torch.float32)
+            rows = aug * rows.double() + (1.0 - aug) * noise.double()
+        start = L + FRAME_RESCALE * keyframe["resolved_frame_index"]
+        pos, _ = _video_positions(start, z.shape[2], H, W)
+        segments.append((ops.linear(dm.video_patch_proj, rows.to(dtype)), pos, max(t_v, aug),
+                         torch.zeros(rows.shape[0], dtype=torch.long)))
     A = audio.shape[-1]
     aud = ops.linear(dm.audio_patch_proj, audio.to(dtype)[0].permute(1, 2, 0).reshape(2 * A, -1))
-    txt = refine(ops, dm, text_states.to(dtype))[0]
-    L, n = txt.shape[0], img.shape[0]
-    x = torch.cat([txt, aud, img])[None]
-    cos, sin = _rope(dm, positions(L, T, H, W, A))
+    segments.append((aud, _audio_positions(L, A, cols), t_a, torch.full((2 * A,), 2)))
+    img = ops.linear(dm.video_patch_proj, _video_rows(video, dtype))
+    segments.append((img, video_pos, t_v, torch.zeros(img.shape[0], dtype=torch.long)))
+    n = img.shape[0]
+    S = sum(seg[0].shape[0] for seg in segments)
+    first_audio = S - n - 2 * A
+    x = torch.cat([seg[0] for seg in segments])[None]
+    cos, sin = _rope(dm, torch.cat([seg[1] for seg in segments]))
 
     concepts = refine(ops, dm, concept_embeddings.to(dtype)[None])
     c_pos = torch.zeros(concepts.shape[1], 3, dtype=torch.float64)
@@ -162,38 +200,34 @@ def minimax_reference(dm, video, audio, timestep, text_states, concept_embedding
         c_pos[:, 0] = concept_positions.double()
     c_cos, c_sin = _rope(dm, c_pos)
 
-    emb_v, emb_a = _time_embedding(ops, dm, t_v), _time_embedding(ops, dm, t_a)
+    embeddings = {t: _time_embedding(ops, dm, t) for t in {seg[2] for seg in segments}}
     result = ReferenceResult(maps=None, grid=(T, h, w))
     for i in range(layers[-1] + 1):
         blk = dm.blocks[i]
 
-        def rows(emb, tag, blk=blk):
-            out = ops.linear(blk.adaln_proj.linear, ops.silu(emb)).reshape(3, -1)[tag]
-            return out.chunk(6)
+        def modulation(t, blk=blk):
+            """[3 tags, 6, hidden]: (shift, scale, gate) x 2 of each modality row at timestep t."""
+            return ops.linear(blk.adaln_proj.linear, ops.silu(embeddings[t])).reshape(3, 6, -1)
 
-        video_m, text_m, audio_m = rows(emb_v, 0), rows(emb_v, 1), rows(emb_a, 2)
-        concept_m = video_m if deviation == "video_modulation_for_concepts" else text_m
-        seg = (L, 2 * A, n)
-
-        def per_rows(j):
-            return torch.cat([m[j].expand(s, -1) for m, s in zip((text_m, audio_m, video_m), seg)])
+        per_row = torch.cat([modulation(t)[row_tags] for _, _, t, row_tags in segments])  # [S, 6, hidden]
+        concept_m = modulation(t_v)[0 if deviation == "video_modulation_for_concepts" else 1]
 
         def modulated(norm, stream, shift, scale):
             return ops.rms_norm(stream, norm.weight, norm.eps) * (1 + scale) + shift
 
-        q, k, v = _qkv(ops, blk.attn, modulated(blk.norm1, x, per_rows(0), per_rows(1)))
+        q, k, v = _qkv(ops, blk.attn, modulated(blk.norm1, x, per_row[:, 0], per_row[:, 1]))
         q, k = _rotate(q, cos, sin), _rotate(k, cos, sin)
         o = ops.attention(q, k, v)
         q_c, k_c, v_c = _qkv(ops, blk.attn, modulated(blk.norm1, concepts, concept_m[0], concept_m[1]))
         q_c, k_c = _rotate(q_c, c_cos, c_sin), _rotate(k_c, c_cos, c_sin)
-        first = L if deviation == "audio_in_maps" else L + 2 * A
+        first = first_audio if deviation == "audio_in_maps" else S - n
         o_c = concept_attention(ops, q_c, k_c, v_c, k[:, :, first:], v[:, :, first:], switches)
-        o_x, k_x, v_x = o[:, :, L + 2 * A:], k[:, :, L + 2 * A:], v[:, :, L + 2 * A:]
+        o_x, k_x, v_x = o[:, :, S - n:], k[:, :, S - n:], v[:, :, S - n:]
         if i in layers:
             result.layer_scores[i] = layer_scores(ops, space, softmax, o_x, o_c, k_x, q_c, v_x, v_c)
             result.concept_out[i] = ops.flat(o_c)
-        x = x + per_rows(2) * ops.linear(blk.attn.out_proj, ops.flat(o))
-        x = x + per_rows(5) * _mlp(ops, blk.mlp, modulated(blk.norm2, x, per_rows(3), per_rows(4)))
+        x = x + per_row[:, 2] * ops.linear(blk.attn.out_proj, ops.flat(o))
+        x = x + per_row[:, 5] * _mlp(ops, blk.mlp, modulated(blk.norm2, x, per_row[:, 3], per_row[:, 4]))
         concepts = concepts + concept_m[2] * ops.linear(blk.attn.out_proj, ops.flat(o_c))
         concepts = concepts + concept_m[5] * _mlp(ops, blk.mlp, modulated(blk.norm2, concepts, concept_m[3],
                                                                           concept_m[4]))
