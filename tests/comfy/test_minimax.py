@@ -287,3 +287,45 @@ def test_i2v_generation_maps_match_reference(space):
     assert len(cond) == 2 and all(len(c["minimax_payload"]["keyframes"]) == 2 for c in cond)
     expected = [_reference(model, call, (0, 2), states=positive[0][0], space=space).maps for call in cond]
     _assert_close(session.records[-1].saliency.maps, sum(expected) / len(expected), f"i2v {space}")
+
+
+# ---------------------------------------------------------------------------------------------
+# reference to video: reference blocks (a picture, a clip with its soundtrack, an audio) before the targets
+# ---------------------------------------------------------------------------------------------
+
+
+def _r2v_positive():
+    """What MiniMax H3 Reference to Video puts on the conditioning: the prompt presented with its references
+    (<Picture 1>, <Audio 1> <Video 1> with 2-fps frame pairs, <Audio 2>) and the reference blocks with their encoded
+    latents (a VAE's and an audio VAE's output, here random)."""
+    import node_helpers
+
+    clip = _clip()
+    g = torch.Generator().manual_seed(9)
+    picture = torch.rand(1, 64, 64, 3, generator=g)
+    clip_frames = torch.rand(2, 64, 96, 3, generator=g)
+    items = [{"type": "image", "data": picture}, {"type": "audio"},
+             {"type": "video", "data": clip_frames, "timestamps": [0.0, 0.5]}, {"type": "audio"}]
+    blocks = [
+        {"kind": "image", "latent_h": 4, "latent_w": 4, "latent": torch.randn(1, 24, 1, 4, 4, generator=g)},
+        {"kind": "video_audio", "latent_t": 2, "latent_h": 4, "latent_w": 6, "ref_audio_t": 5,
+         "latent": torch.randn(1, 24, 2, 4, 6, generator=g), "audio_latent": torch.randn(1, 32, 2, 5, generator=g)},
+        {"kind": "audio", "ref_audio_t": 4, "audio_latent": torch.randn(1, 32, 2, 4, generator=g)},
+    ]
+    with torch.no_grad():
+        cond = clip.encode_from_tokens_scheduled(clip.tokenize(PROMPT, minimax_ref_items=items))
+    return node_helpers.conditioning_set_values(cond, {"minimax_refs": blocks})
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+def test_r2v_video_and_audio_bit_identical(dtype):
+    model = tiny_minimax.minimax_model(dtype=dtype)
+    latent = tiny_minimax.empty_av_latent(frames=3, height=6, width=10)
+    positive = _r2v_positive()
+    plain = _sample(model, latent, positive=positive).unbind()
+    patched, session = install_concept_attention(model, _concepts(), SaliencyOptions(layers=(0, 1, 2)))
+    out = _sample(patched, latent, positive=positive).unbind()
+    assert all(torch.isfinite(t).all() for t in plain)
+    assert torch.equal(plain[0], out[0]) and torch.equal(plain[1], out[1])
+    maps = session.records[-1].saliency.maps
+    assert maps.shape == (1, 3, 3, 3, 5) and torch.isfinite(maps).all()
