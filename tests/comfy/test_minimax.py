@@ -329,3 +329,19 @@ def test_r2v_video_and_audio_bit_identical(dtype):
     assert torch.equal(plain[0], out[0]) and torch.equal(plain[1], out[1])
     maps = session.records[-1].saliency.maps
     assert maps.shape == (1, 3, 3, 3, 5) and torch.isfinite(maps).all()
+
+
+@pytest.mark.parametrize("space", ref.SPACES)
+def test_r2v_generation_maps_match_reference(space):
+    """With reference blocks between the text and the targets (their own timesteps, positions that push the
+    targets' timeline), the maps are the reference's over the target video alone."""
+    model = _reference_model()
+    latent = tiny_minimax.empty_av_latent(frames=3, height=6, width=8)
+    positive = _r2v_positive()
+    patched, session = install_concept_attention(model, _concepts(), SaliencyOptions(layers=(0, 2), space=space))
+    with _Calls(model.model.diffusion_model) as calls:
+        _sample(patched, latent, steps=2, cfg=2.5, positive=positive)
+    cond = [c for c in calls.calls if c["transformer_options"]["cond_or_uncond"] == [0]]
+    assert len(cond) == 2 and all(len(c["minimax_payload"]["refs"]) == 3 for c in cond)
+    expected = [_reference(model, call, (0, 2), states=positive[0][0], space=space).maps for call in cond]
+    _assert_close(session.records[-1].saliency.maps, sum(expected) / len(expected), f"r2v {space}")

@@ -139,17 +139,21 @@ def _video_rows(video, dtype):
 def minimax_reference(dm, video, audio, timestep, text_states, concept_embeddings, concept_positions, layers,
                       space="output", softmax=True, switches: ConceptSwitches | None = None, payload=None,
                       deviation: str | None = None, dtype=torch.float64) -> ReferenceResult:
-    """ConceptAttention maps [1, r, T, h, w] of a ComfyUI MiniMax H3 model for a text- or image-to-video call: video
+    """ConceptAttention maps [1, r, T, h, w] of a ComfyUI MiniMax H3 model for a text-, image- or reference-to-video
+    call: video
     [1, 24, T, H, W] and audio [1, 32, 2, A] as the model's forward gets them (the audio still carrying the sampler's
     scale), timestep [1], the prompt's Qwen3-VL states [1, L, text_dim], concept embeddings [r, text_dim] at
     positions [r]. payload: the call's minimax_payload, read for the audio scale, the text's modality tags (a picture
     in the prompt: its rows take the video tag) and the keyframes (image to video): each keyframe latent becomes
     condition rows after the text, noised by the payload's seed (aug x z + (1 - aug) x noise, aug = 0.999), at
-    timestep max(t_v, aug) with the video tag, positioned at t = L + 5/3 x its frame index."""
+    timestep max(t_v, aug) with the video tag, positioned at t = L + 5/3 x its frame index; and the reference blocks
+    (reference to video), between the text and the targets in their order, each at the timeline cursor (from L): a
+    picture (1 frame, cursor + 1), an audio (its frames, at the target's w extremes), a clip with its soundtrack's
+    rows first (the clip's own w extremes; cursor + the longer of the two); picture and clip rows as condition rows,
+    audio rows at max(t_a, 1.0) with the audio tag. The target audio and video then start at the cursor."""
     switches = switches or ConceptSwitches()
     payload = payload or {}
     assert deviation in (None,) + MINIMAX_DEVIATIONS, deviation
-    assert not payload.get("refs"), "the reference covers text and image to video"
     ops = Ops(dtype)
     layers = sorted(set(layers))
     sigma_v = max(float(timestep.flatten()[0].float()) / 1000.0, 1e-6)
@@ -168,24 +172,60 @@ def minimax_reference(dm, video, audio, timestep, text_states, concept_embedding
     text_pos = torch.zeros(L, 3, dtype=torch.float64)
     text_pos[:, 0] = torch.arange(L)
     segments = [(txt, text_pos, t_v, tags)]
-    video_pos, cols = _video_positions(L, T, H, W)
     aug = float(payload.get("visual_cond_noise_aug", 0.999))
+    audio_aug = float(payload.get("audio_cond_noise_aug", 1.0))
+    _, cols = _video_positions(L, T, H, W)
+    seed = int(payload.get("seed", 0))
+
+    def condition_video(z, pos):
+        rows = _video_rows(z.float(), torch.float32)
+        if aug < 1.0:  # every condition restarts the same noise stream
+            noise = torch.randn(rows.shape, generator=torch.Generator("cpu").manual_seed(seed), dtype=torch.float32)
+            rows = aug * rows.double() + (1.0 - aug) * noise.double()
+        return (ops.linear(dm.video_patch_proj, rows.to(dtype)), pos, max(t_v, aug),
+                torch.zeros(rows.shape[0], dtype=torch.long))
+
+    def condition_audio(z, pos):
+        rows = z.double()[0].permute(1, 2, 0).reshape(-1, z.shape[1])
+        if audio_aug < 1.0:
+            noise = torch.randn(rows.shape, generator=torch.Generator("cpu").manual_seed(seed + 1),
+                                dtype=torch.float32)
+            rows = audio_aug * rows + (1.0 - audio_aug) * noise.double()
+        return (ops.linear(dm.audio_patch_proj, rows.to(dtype)), pos, max(t_a, audio_aug),
+                torch.full((rows.shape[0],), 2))
+
+    # reference blocks (reference to video) sit between the text and the targets, and push the targets' timeline
+    cursor = float(L)
+    reference_segments = []
+    for block in payload.get("refs") or ():
+        kind = block["kind"]
+        if kind == "image":
+            pos, _ = _video_positions(cursor, 1, block["latent_h"], block["latent_w"])
+            reference_segments.append(condition_video(block["latent"], pos))
+            cursor += 1.0
+        elif kind == "audio":
+            if block["ref_audio_t"] > 0:
+                pos = _audio_positions(cursor, block["ref_audio_t"], cols)
+                reference_segments.append(condition_audio(block["audio_latent"], pos))
+            cursor += float(block["ref_audio_t"])
+        else:  # a clip, with its soundtrack's rows first, both from the block's origin
+            pos, ref_cols = _video_positions(cursor, block["latent_t"], block["latent_h"], block["latent_w"])
+            if block["ref_audio_t"] > 0:
+                reference_segments.append(condition_audio(
+                    block["audio_latent"], _audio_positions(cursor, block["ref_audio_t"], ref_cols)))
+            reference_segments.append(condition_video(block["latent"], pos))
+            spans = sum(FRAME_RESCALE * FRAME_PER_TOKEN[k % 5] for k in range(block["latent_t"]))
+            cursor += max(float(block["ref_audio_t"]), spans)
+    video_pos, _ = _video_positions(cursor, T, H, W)
     for keyframe in payload.get("keyframes") or ():
         z = keyframe.get("latent")
-        if z is None:
-            continue
-        rows = _video_rows(z.float(), torch.float32)
-        if aug < 1.0:
-            noise = torch.randn(rows.shape, generator=torch.Generator("cpu").manual_seed(int(payload.get("seed", 0))),
-                                dtype=torch.float32)
-            rows = aug * rows.double() + (1.0 - aug) * noise.double()
-        start = L + FRAME_RESCALE * keyframe["resolved_frame_index"]
-        pos, _ = _video_positions(start, z.shape[2], H, W)
-        segments.append((ops.linear(dm.video_patch_proj, rows.to(dtype)), pos, max(t_v, aug),
-                         torch.zeros(rows.shape[0], dtype=torch.long)))
+        if z is not None:
+            start = cursor + FRAME_RESCALE * keyframe["resolved_frame_index"]
+            segments.append(condition_video(z, _video_positions(start, z.shape[2], H, W)[0]))
+    segments += reference_segments
     A = audio.shape[-1]
     aud = ops.linear(dm.audio_patch_proj, audio.to(dtype)[0].permute(1, 2, 0).reshape(2 * A, -1))
-    segments.append((aud, _audio_positions(L, A, cols), t_a, torch.full((2 * A,), 2)))
+    segments.append((aud, _audio_positions(cursor, A, cols), t_a, torch.full((2 * A,), 2)))
     img = ops.linear(dm.video_patch_proj, _video_rows(video, dtype))
     segments.append((img, video_pos, t_v, torch.zeros(img.shape[0], dtype=torch.long)))
     n = img.shape[0]
