@@ -18,6 +18,8 @@ Positions: the model numbers its text rows (t, h, w) = (i, 0, 0); a concept take
 had in its conditioning (their mean, for several).
 Token order: text first; the target video is the last segment, its rows frame by frame ((frames, h, w) of 1x2x2
 patches); the condition rows, reference blocks and the audio come before it and are not in the maps.
+Audio shares: the selected layers also score the concepts against the target audio rows (MiniMaxBlocks.side_tokens);
+side_metadata gives a share per audio latent frame in the SALIENCY metadata ("audio_shares").
 Latent: ComfyUI samples the packed [video, audio] latent (latent_shapes); the maps are the video's, per latent
 frame. MiniMax's VAE decodes latent frame k to FRAME_PER_TOKEN[k % 5] = 1, 4, 4, 4, 4 pictures (pixel_frames):
 7 latent frames are 22 pictures, not the default causal rule's 25.
@@ -33,6 +35,7 @@ from .single_stream import SingleStreamFamily
 from .stream_kinds import SharedWeights
 
 TEXT_TAG = 1  # mod_segments rows: 3 · (timestep row) + tag, tags video 0, text 1, audio 2
+AUDIO = "audio"  # the side token group of the target audio (StreamKind.side_tokens)
 
 
 def text_mod_row(mod_segments) -> int:
@@ -61,6 +64,11 @@ class MiniMaxBlocks(SharedWeights):
     def image_tokens(self, block_args, forward):
         end = block_args["img"].shape[0]
         return slice(end - forward.num_image_tokens, end)
+
+    def side_tokens(self, block_args, forward):
+        # The target audio: the segment before the target video, the last two of the block's mod_segments.
+        start, end, _ = block_args["mod_segments"][-2]
+        return {AUDIO: slice(start, end)}
 
     def qkv(self, block, concepts, block_args, forward):
         import comfy.model_management
@@ -119,6 +127,19 @@ class MiniMaxH3Family(SingleStreamFamily):
         from comfy.ldm.minimax.model import FRAME_PER_TOKEN
 
         return sum(FRAME_PER_TOKEN[k % len(FRAME_PER_TOKEN)] for k in range(latent_frames))
+
+    def side_metadata(self, side_scores):
+        """The concepts' shares of the target audio: per audio latent frame (40 per second), the mean over its two
+        stereo rows of the per-row scores (a softmax over the concepts with softmax on, so each frame's shares sum to
+        1), as `audio_shares` [batch][concept][frame] in the SALIENCY metadata (Save/Load Saliency keep it)."""
+        scores = side_scores.get(AUDIO)
+        if scores is None:
+            return {}
+        batch, rows, concepts = scores.shape
+        frames = rows // 2  # channel-major rows: channel 0's frames, then channel 1's
+        per_frame = scores.reshape(batch, 2, frames, concepts).mean(dim=1).permute(0, 2, 1)
+        shares = [[[round(float(v), 6) for v in concept] for concept in clip] for clip in per_frame.tolist()]
+        return {"audio_shares": shares, "audio_frames": frames}
 
     def context_dim(self, diffusion_model):
         return diffusion_model.condition_proj.in_features

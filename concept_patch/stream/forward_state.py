@@ -45,6 +45,7 @@ class ForwardState:
         self.block_key = None  # (kind, index) of the block the concept stream is in
         self.concepts: torch.Tensor | None = None
         self.layer_sum: torch.Tensor | None = None
+        self.side_sums: dict = {}  # side token group -> summed layer scores [Bc, n, r] (StreamKind.side_tokens)
         self.layers_read = 0
         self.blocks_run = 0
         self.complete = True
@@ -91,8 +92,9 @@ class ForwardState:
         if kind == DOUBLE_BLOCK:
             self.main_image_tokens = image
         options = args.get("transformer_options") or {}
+        side = stream.side_tokens(args, self) if key in self.selected_layers else {}
         capture = AttentionCapture(
-            self, key, concept_qkv, image=image, previous=options.get("optimized_attention_override"),
+            self, key, concept_qkv, image=image, previous=options.get("optimized_attention_override"), side=side,
         )
         if self.recorder is not None:
             self.recorder.keep_args(key, self.family.cacheable_block_args(args))
@@ -130,6 +132,10 @@ class ForwardState:
     def add_layer_scores(self, scores: torch.Tensor):
         self.layer_sum = scores if self.layer_sum is None else self.layer_sum + scores
         self.layers_read += 1
+
+    def add_side_scores(self, name: str, scores: torch.Tensor):
+        previous = self.side_sums.get(name)
+        self.side_sums[name] = scores if previous is None else previous + scores
 
     @property
     def has_all_layers(self) -> bool:

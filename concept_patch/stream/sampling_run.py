@@ -39,6 +39,7 @@ class SamplingRun:
         self.grid: tuple[int, ...] | None = None
         self.total: torch.Tensor | None = None
         self.weight: torch.Tensor | None = None
+        self.side_totals: dict = {}  # side token group -> summed scores [B, n, r] (StreamKind.side_tokens)
         self.forwards_seen = 0
         self.forwards_used = 0
         self.latent_shape = tuple(latent_shape)
@@ -103,6 +104,17 @@ class SamplingRun:
             self.weight = torch.zeros((), dtype=torch.float32, device=per_image.device)
         self.total += per_image
         self.weight += count
+        for name, scores in fwd.side_sums.items():
+            side = scores.reshape(chunks, self.batch_size, *scores.shape[1:]).sum(0)
+            if fwd.step_weight is not None:
+                side = side * fwd.step_weight
+            self.side_totals[name] = side if name not in self.side_totals else self.side_totals[name] + side
+
+    def averaged_side_scores(self) -> dict:
+        """Side token group -> [B, n, r] float32 on the CPU, averaged as the maps are (empty when none)."""
+        if self.total is None or float(self.weight) <= 0.0:
+            return {}
+        return {name: (total / self.weight).cpu() for name, total in self.side_totals.items()}
 
     def averaged_maps(self) -> torch.Tensor | None:
         """[B, r, h, w] (video: [B, r, frames, h, w]) float32 on the CPU, or None when no forward contributed."""

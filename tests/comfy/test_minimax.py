@@ -345,3 +345,75 @@ def test_r2v_generation_maps_match_reference(space):
     assert len(cond) == 2 and all(len(c["minimax_payload"]["refs"]) == 3 for c in cond)
     expected = [_reference(model, call, (0, 2), states=positive[0][0], space=space).maps for call in cond]
     _assert_close(session.records[-1].saliency.maps, sum(expected) / len(expected), f"r2v {space}")
+
+
+# ---------------------------------------------------------------------------------------------
+# audio shares: the concepts against the target audio, a share per audio latent frame
+# ---------------------------------------------------------------------------------------------
+
+
+def _shares(saliency):
+    return torch.tensor(saliency.metadata["audio_shares"], dtype=torch.float64)
+
+
+@pytest.mark.parametrize("softmax", [True, False], ids=["softmax", "raw"])
+@pytest.mark.parametrize("space", ref.SPACES)
+def test_audio_shares_match_reference(space, softmax):
+    """Generation: per audio latent frame, the concepts' scores over the target audio rows (mean of the two stereo
+    rows, averaged over layers and conditional calls) are the reference's, to the 6 decimals the metadata keeps;
+    with softmax on, each frame's shares sum to 1."""
+    saliency, calls = _generation(space=space, softmax=softmax)
+    audio_frames = calls[0]["x"][1].shape[-1]
+    expected = sum(_reference(_reference_model(), call, (1, 2), space=space, softmax=softmax).audio_shares
+                   for call in calls) / len(calls)
+    shares = _shares(saliency)
+    assert saliency.metadata["audio_frames"] == audio_frames == 15  # 3 latent frames: 9 pictures, 15 audio frames
+    assert shares.shape == (1, 3, audio_frames)
+    assert (shares - expected).abs().max() <= 1e-6 + 1e-5 * expected.abs().max()
+    if softmax:
+        torch.testing.assert_close(shares.sum(1), torch.ones(1, audio_frames, dtype=torch.float64), atol=1e-5, rtol=0)
+
+
+def test_audio_shares_in_encode_mode_and_with_references():
+    """Encode mode on an AV latent carries them too (reference to video: the reference audio rows are not the
+    target's), and they equal the reference's."""
+    latent = tiny_minimax.empty_av_latent(frames=3, height=6, width=8, seed=4)
+    saliency, calls = _encode(latent)
+    expected = _reference(_reference_model(), calls[0], (1, 2)).audio_shares
+    assert (_shares(saliency) - expected).abs().max() <= 2e-6
+
+    model = _reference_model()
+    positive = _r2v_positive()
+    patched, session = install_concept_attention(model, _concepts(), SaliencyOptions(layers=(0, 2)))
+    with _Calls(model.model.diffusion_model) as calls:
+        _sample(patched, tiny_minimax.empty_av_latent(frames=3, height=6, width=8), steps=1, cfg=2.5,
+                positive=positive)
+    cond = [c for c in calls.calls if c["transformer_options"]["cond_or_uncond"] == [0]]
+    expected = _reference(model, cond[0], (0, 2), states=positive[0][0]).audio_shares
+    assert (_shares(session.records[-1].saliency) - expected).abs().max() <= 2e-6
+
+
+def test_audio_shares_survive_save_and_load(tmp_path):
+    """Save Saliency / Load Saliency keep the audio shares (SALIENCY metadata)."""
+    import os
+    import shutil
+
+    import folder_paths
+
+    from concept_attention.nodes.saliency_files import LoadSaliency, SaveSaliency
+
+    saliency, _ = _generation(steps=1)
+    before = (folder_paths.get_output_directory(), folder_paths.get_input_directory())
+    folder_paths.set_output_directory(str(tmp_path))
+    folder_paths.set_input_directory(str(tmp_path))
+    try:
+        with torch.inference_mode():
+            [saved] = SaveSaliency.execute(saliency=saliency, filename_prefix="minimax/maps").ui["saliency_files"]
+            shutil.copyfile(os.path.join(tmp_path, saved), os.path.join(tmp_path, "av_maps.safetensors"))
+            loaded = LoadSaliency.execute(file="av_maps.safetensors").result[0]
+    finally:
+        folder_paths.set_output_directory(before[0])
+        folder_paths.set_input_directory(before[1])
+    assert torch.equal(loaded.maps, saliency.maps)
+    assert loaded.metadata["audio_shares"] == saliency.metadata["audio_shares"]
+    assert loaded.metadata["audio_frames"] == saliency.metadata["audio_frames"]

@@ -23,7 +23,8 @@ The concept stream: c0 = refiner(condition_proj(e)) (one sequence of all concept
 TEXT rows' modulation at t_v and the text position (p, 0, 0), p = the position of the concept's tokens in its
 conditioning; o_c = softmax(q_c [k_video ; k_c]^T / sqrt(d)) [v_video ; v_c] (keys after RoPE). Maps per selected
 layer: softmax over concepts of (video attention output . o_c) (or keys . concept queries, values . concept values),
-averaged over the layers, on the (T, h, w) token grid: [1, r, T, h, w].
+averaged over the layers, on the (T, h, w) token grid: [1, r, T, h, w]. Audio shares: the same scores of the target
+audio rows, averaged over the layers and over each audio latent frame's two stereo rows: [1, r, A].
 
 The sinusoidal timestep features and the RoPE angles are evaluated in float32, as ComfyUI evaluates them for every
 dtype (part of the model's definition, not of the method).
@@ -241,6 +242,7 @@ def minimax_reference(dm, video, audio, timestep, text_states, concept_embedding
     c_cos, c_sin = _rope(dm, c_pos)
 
     embeddings = {t: _time_embedding(ops, dm, t) for t in {seg[2] for seg in segments}}
+    audio_scores = []  # per selected layer: [1, 2A, r] scores of the target audio rows
     result = ReferenceResult(maps=None, grid=(T, h, w))
     for i in range(layers[-1] + 1):
         blk = dm.blocks[i]
@@ -266,6 +268,9 @@ def minimax_reference(dm, video, audio, timestep, text_states, concept_embedding
         if i in layers:
             result.layer_scores[i] = layer_scores(ops, space, softmax, o_x, o_c, k_x, q_c, v_x, v_c)
             result.concept_out[i] = ops.flat(o_c)
+            audio_rows = slice(first_audio, S - n)
+            audio_scores.append(layer_scores(ops, space, softmax, o[:, :, audio_rows], o_c, k[:, :, audio_rows], q_c,
+                                             v[:, :, audio_rows], v_c))
         x = x + per_row[:, 2] * ops.linear(blk.attn.out_proj, ops.flat(o))
         x = x + per_row[:, 5] * _mlp(ops, blk.mlp, modulated(blk.norm2, x, per_row[:, 3], per_row[:, 4]))
         concepts = concepts + concept_m[2] * ops.linear(blk.attn.out_proj, ops.flat(o_c))
@@ -276,4 +281,8 @@ def minimax_reference(dm, video, audio, timestep, text_states, concept_embedding
 
     total = sum(result.layer_scores[i] for i in layers) / len(layers)
     result.maps = total.reshape(1, T, h, w, -1).permute(0, 4, 1, 2, 3).contiguous()
+    # The concepts' audio shares [1, r, A]: per audio latent frame, the mean over its two stereo rows of the layer-
+    # averaged scores.
+    audio_total = sum(audio_scores) / len(audio_scores)
+    result.audio_shares = audio_total.reshape(1, 2, A, -1).mean(dim=1).permute(0, 2, 1)
     return result
