@@ -117,7 +117,8 @@ class MiniMaxH3Family(SingleStreamFamily):
                   "text has an adaLN share of its own, which the concepts take: the text rows' share of each "
                   "block's per-segment adaLN (the text-tag row at the video timestep), not the video's or the audio's. "
                   "Concepts pass `condition_proj` and the token refiner once per run. Maps are `[batch, concepts, "
-                  "frames, h, w]` over the target video; condition rows, references and audio are not in them")
+                  "frames, h, w]` over the target video; condition rows, references and audio are not in them. The target audio "
+                  "gets the concepts' shares per audio latent frame in the SALIENCY metadata (`audio_shares`)")
     test_ids = ("minimax",)
     runs_on_comfyui_0_3 = False
 
