@@ -417,3 +417,18 @@ def test_audio_shares_survive_save_and_load(tmp_path):
     assert torch.equal(loaded.maps, saliency.maps)
     assert loaded.metadata["audio_shares"] == saliency.metadata["audio_shares"]
     assert loaded.metadata["audio_frames"] == saliency.metadata["audio_frames"]
+
+
+# ---------------------------------------------------------------------------------------------
+# concepts from another encoder
+# ---------------------------------------------------------------------------------------------
+
+
+def test_concepts_of_another_qwen3_vl_are_refused():
+    """Krea 2's Qwen3-VL 4B states are another text space than MiniMax's Qwen3-VL 32B: refused by name."""
+    from concept_attention.concept_patch.checks.errors import ConceptAttentionError
+    from concept_attention_tests.comfy.tiny import tiny_text_encoders
+
+    other = encode_concepts(tiny_text_encoders.krea2_clip(), ["dog"])
+    with pytest.raises(ConceptAttentionError, match=r"qwen3vl_4b states\), but this MiniMax H3 model reads qwen3vl_32b"):
+        install_concept_attention(_reference_model(), other, SaliencyOptions(layers=(0,)))
