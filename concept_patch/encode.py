@@ -61,9 +61,10 @@ def encode_saliency(model, concepts: ConceptSet, latent: torch.Tensor, options: 
                                         inference_dtype(model.model))
         recorded = requery_cache.CACHE.lookup(key, options.last_block_order)
         if recorded is not None:
-            maps = requery_maps(model, session, recorded, on_sample)
+            maps, side = requery_maps(model, session, recorded, on_sample)
             logger.info("ConceptAttention: re-query of a picture already analysed; the model's image stream did not run")
-            return session.saliency(maps, tuple(latent.shape), {**metadata, "requery": True}, image_size)
+            metadata = {**metadata, "requery": True, **family.side_metadata(side)}
+            return session.saliency(maps, tuple(latent.shape), metadata, image_size)
 
     maps, recorded, side = _sampled_maps(model, session, latent, positive, noise_level, samples, seed, on_sample)
     if key is not None and len(recorded) == samples:

@@ -19,9 +19,9 @@ had in its conditioning (their mean, for several).
 Token order: text first; the target video is the last segment, its rows frame by frame ((frames, h, w) of 1x2x2
 patches); the condition rows, reference blocks and the audio come before it and are not in the maps.
 Audio shares: the selected layers also score the concepts against the target audio rows (MiniMaxBlocks.side_tokens);
-side_metadata gives a share per audio latent frame in the SALIENCY metadata ("audio_shares"). A re-query (new
-concepts on an AV latent already analysed, requery/) gives the video maps only: its recording keeps the video's
-image stream, not the audio's, so its SALIENCY has no audio shares.
+side_metadata gives a share per audio latent frame in the SALIENCY metadata ("audio_shares"); an encode's recording
+keeps the audio rows' image stream too, so a re-query (new concepts on an AV latent already analysed) gives them as
+well.
 Latent: ComfyUI samples the packed [video, audio] latent (latent_shapes); the maps are the video's, per latent
 frame. MiniMax's VAE decodes latent frame k to FRAME_PER_TOKEN[k % 5] = 1, 4, 4, 4, 4 pictures (pixel_frames):
 7 latent frames are 22 pictures, not the default causal rule's 25.

@@ -73,8 +73,12 @@ class AttentionCapture:
             view = fwd.recorder.keep(self.layer, view)
         self.concept_out = read_image_stream(fwd, self.layer, (self.concept_q, self.concept_k, self.concept_v), view)
         for name, tokens in self.side.items():
-            fwd.add_side_scores(name, layer_map(fwd.options, stream_of(tokens), self.concept_q, self.concept_v,
-                                                self.concept_out))
+            side_view = stream_of(tokens)
+            if fwd.recorder is not None:
+                side_view = fwd.recorder.keep(self.layer, side_view, side=name)
+            if self.layer in fwd.selected_layers:
+                fwd.add_side_scores(name, layer_map(fwd.options, side_view, self.concept_q, self.concept_v,
+                                                    self.concept_out))
 
 
 @dataclass

@@ -6,7 +6,7 @@ import math
 
 import torch
 
-from .attention_capture import AttentionCapture, read_image_stream
+from .attention_capture import AttentionCapture, layer_map, read_image_stream
 from .options import DOUBLE_BLOCK
 from .recording import StreamRecorder
 
@@ -92,7 +92,8 @@ class ForwardState:
         if kind == DOUBLE_BLOCK:
             self.main_image_tokens = image
         options = args.get("transformer_options") or {}
-        side = stream.side_tokens(args, self) if key in self.selected_layers else {}
+        # Side token groups: scored in the selected layers, and recorded in every block for re-queries.
+        side = stream.side_tokens(args, self) if key in self.selected_layers or self.recorder is not None else {}
         capture = AttentionCapture(
             self, key, concept_qkv, image=image, previous=options.get("optimized_attention_override"), side=side,
         )
@@ -125,6 +126,9 @@ class ForwardState:
         block = stream.block(self.diffusion_model, index)
         concept_qkv, saved = stream.qkv(block, self.concepts, recorded.block_args[key], self)
         concept_out = read_image_stream(self, key, concept_qkv, recorded.blocks[key])
+        if key in self.selected_layers:
+            for name, view in recorded.side.get(key, {}).items():
+                self.add_side_scores(name, layer_map(self.options, view, concept_qkv[0], concept_qkv[2], concept_out))
         if key != self.last_block:
             self.concepts = stream.update(block, self.concepts, concept_out, saved)
         self.blocks_run += 1

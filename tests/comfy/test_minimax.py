@@ -179,7 +179,8 @@ def test_encode_maps_match_reference(space, softmax):
 
 
 def test_encode_requery_equals_a_full_run():
-    """New concepts on an AV latent already analysed run the concept stream only and give a full run's maps."""
+    """New concepts on an AV latent already analysed run the concept stream only and give a full run's maps and
+    audio shares (the recording keeps the audio rows' stream too)."""
     latent = tiny_minimax.empty_av_latent(frames=2, height=6, width=8, seed=6)
     second = encode_concepts(_clip(), ["dog", "collar", "green grass"], pooling="first")
     first = _encode(latent, budget=1 << 30)[0]
@@ -188,6 +189,8 @@ def test_encode_requery_equals_a_full_run():
     assert requery.metadata["requery"] is True and not calls
     fresh, _ = _encode(latent, budget=0, concepts=second, layers=(1,), space="value")
     assert torch.equal(requery.maps, fresh.maps)
+    assert requery.metadata["audio_shares"] == fresh.metadata["audio_shares"]
+    assert len(requery.metadata["audio_shares"][0]) == 3
 
 
 # ---------------------------------------------------------------------------------------------
