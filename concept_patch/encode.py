@@ -63,21 +63,24 @@ def encode_saliency(model, concepts: ConceptSet, latent: torch.Tensor, options: 
                                         inference_dtype(model.model))
         recorded = requery_cache.CACHE.lookup(key, options.last_block_order)
         if recorded is not None:
-            maps = requery_maps(model, session, recorded, on_sample)
+            maps, side = requery_maps(model, session, recorded, on_sample)
             check_finite_maps(maps, latent, "latent", inference_dtype(model.model))
             logger.info("ConceptAttention: re-query of a picture already analysed; the model's image stream did not run")
-            return session.saliency(maps, tuple(latent.shape), {**metadata, "requery": True}, image_size)
+            metadata = {**metadata, "requery": True, **family.side_metadata(side)}
+            return session.saliency(maps, tuple(latent.shape), metadata, image_size)
 
-    maps, recorded = _sampled_maps(model, session, latent, positive, noise_level, samples, seed, on_sample)
+    maps, recorded, side = _sampled_maps(model, session, latent, positive, noise_level, samples, seed, on_sample)
     check_finite_maps(maps, latent, "latent", inference_dtype(model.model))
     if key is not None and len(recorded) == samples:
         if requery_cache.CACHE.store(key, recorded, options.last_block_order, model):
             requery_cache.drop_with_model(model)
-    return session.saliency(maps, tuple(latent.shape), {**metadata, "requery": False}, image_size)
+    metadata = {**metadata, "requery": False, **family.side_metadata(side)}
+    return session.saliency(maps, tuple(latent.shape), metadata, image_size)
 
 
 def _sampled_maps(model, session: ConceptSession, latent, positive, noise_level, samples, seed, on_sample):
-    """(maps averaged over the noise samples, the forwards recorded for re-queries) from one model call each."""
+    """(maps averaged over the noise samples, the forwards recorded for re-queries, side token groups' scores
+    averaged likewise) from one model call each."""
     import comfy.model_management
     import comfy.sample
     import comfy.samplers
@@ -96,7 +99,7 @@ def _sampled_maps(model, session: ConceptSession, latent, positive, noise_level,
     sigma = noise_sigma(model.get_model_object("model_sampling"), noise_level)
     sigmas = torch.tensor([sigma, 0.0], dtype=torch.float32)
 
-    total, recorded = None, []
+    total, recorded, side = None, [], {}
     for k in range(samples):
         comfy.model_management.throw_exception_if_processing_interrupted()
         noise = comfy.sample.prepare_noise(latent, seed + k)
@@ -107,10 +110,12 @@ def _sampled_maps(model, session: ConceptSession, latent, positive, noise_level,
                 "the model produced no concept maps for this input (its forward never reached the selected layers)"
             )
         total = record.maps if total is None else total + record.maps
+        for name, scores in record.side_scores.items():
+            side[name] = scores if name not in side else side[name] + scores
         recorded.extend(record.recorded)
         if on_sample is not None:
             on_sample(k + 1, samples)
-    return total / samples, recorded
+    return total / samples, recorded, {name: scores / samples for name, scores in side.items()}
 
 
 def _one_model_call(model, x, sigmas, extra_args=None, callback=None, disable=None):

@@ -249,6 +249,11 @@ class ModelFamily:
         VAE's (HunyuanVideo's): the first latent frame is one picture, each later one `temporal_downscale`."""
         return (latent_frames - 1) * temporal_downscale + 1
 
+    def side_metadata(self, side_scores: dict) -> dict:
+        """SALIENCY metadata entries from the scores of the side token groups its blocks declare
+        (StreamKind.side_tokens): name -> [B, n, r] averaged over layers and model calls. None by default."""
+        return {}
+
     # ----------------------------------------------------------------- the concept stream
 
     def initial_concepts(self, diffusion_model: torch.nn.Module, embeddings: torch.Tensor) -> torch.Tensor:

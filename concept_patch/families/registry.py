@@ -21,13 +21,14 @@ from .hunyuan_video import HunyuanImage21Family, HunyuanVideo15Family, HunyuanVi
 from .krea2 import Krea2Family
 from .lumina import LuminaFamily, ZImageFamily
 from .mage_flow import MageFlowFamily
+from .minimax import MiniMaxH3Family
 from .qwen_image import QwenImageFamily
 from .sd3 import SD3Family
 
 FAMILIES: tuple[ModelFamily, ...] = (
     FluxFamily(), Flux2Family(), SD3Family(), ChromaFamily(), ChromaRadianceFamily(), LongCatFamily(), OvisFamily(),
     QwenImageFamily(), MageFlowFamily(), HiDreamFamily(), CogVideoXFamily(),
-    HunyuanVideoFamily(), HunyuanVideo15Family(), HunyuanImage21Family(),
+    HunyuanVideoFamily(), HunyuanVideo15Family(), HunyuanImage21Family(), MiniMaxH3Family(),
     ZImageFamily(), LuminaFamily(), Krea2Family(),
 )
 
@@ -40,7 +41,7 @@ UNSUPPORTED = {
     "wan": _CROSS_ATTENTION, "lightricks": _CROSS_ATTENTION, "kandinsky5": _CROSS_ATTENTION,
     "cosmos": _CROSS_ATTENTION, "anima": _CROSS_ATTENTION, "pixart": _CROSS_ATTENTION, "hydit": _CROSS_ATTENTION,
     "omnigen": _SINGLE_STREAM, "ernie": _SINGLE_STREAM,
-    "minimax": _SINGLE_STREAM, "ideogram4": _SINGLE_STREAM,
+    "ideogram4": _SINGLE_STREAM,
     "modules": "a UNet (its text enters by cross-attention only)",
 }
 

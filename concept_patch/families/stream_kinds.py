@@ -70,6 +70,12 @@ class StreamKind:
         device where they are not contiguous."""
         raise NotImplementedError
 
+    def side_tokens(self, block_args: dict, forward) -> dict:
+        """Token groups besides the main picture that the selected layers also score against the concepts, by name:
+        slices of the block's attention sequence (MiniMax H3's target audio). The family turns their scores into
+        SALIENCY metadata (ModelFamily.side_metadata). None by default."""
+        return {}
+
     def qkv(self, block: torch.nn.Module, concepts: torch.Tensor, block_args: dict, forward):
         """Concept q, k, v heads-first [Bc, H, r, D] through the block's modules, plus what update needs."""
         raise NotImplementedError

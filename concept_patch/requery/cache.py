@@ -234,8 +234,10 @@ def model_fingerprint(model) -> tuple:
             fingerprint(model.model_options))
 
 
-def requery_key(model, latent: torch.Tensor, conditioning, noise_level: float, samples: int, seed: int,
+def requery_key(model, latent, conditioning, noise_level: float, samples: int, seed: int,
                 dtype) -> tuple:
     """The key of an encode's recording: everything that changes the image stream (module docstring)."""
-    return (model_fingerprint(model), tensor_digest(latent), fingerprint(conditioning), float(noise_level),
+    # A multi-stream latent (ComfyUI's NestedTensor, e.g. MiniMax H3's [video, audio]) is keyed by every stream.
+    digest = tensor_digest(latent) if torch.is_tensor(latent) else tuple(tensor_digest(t) for t in latent.unbind())
+    return (model_fingerprint(model), digest, fingerprint(conditioning), float(noise_level),
             int(samples), int(seed), str(dtype))

@@ -51,7 +51,8 @@ class CapturedStream:
 def concept_stream(run, session, diffusion_model, recorded, device):
     """The ForwardState of a re-query over `recorded` with the session's concepts, its maps summed
     (from a graph replay where one is kept for these concepts' count and options)."""
-    if not _graph_ready(recorded, device):
+    if not _graph_ready(recorded, device) or recorded.side:
+        # Side token groups' scores (StreamKind.side_tokens) are not graph outputs: those re-queries run eagerly.
         return _eager(run, diffusion_model, recorded, device)
     concepts = session.concepts
     kind = (str(device), session.family.name, concepts.embeddings.shape[1], recorded.dtype, session.options,

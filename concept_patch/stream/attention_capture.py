@@ -26,11 +26,12 @@ def _per_head(t: torch.Tensor, head_dim: int, skip_reshape: bool) -> torch.Tenso
 
 
 class AttentionCapture:
-    def __init__(self, forward, layer: tuple, concept_qkv, image: slice, previous=None):
+    def __init__(self, forward, layer: tuple, concept_qkv, image: slice, previous=None, side=None):
         self.forward = forward
         self.layer = layer
         self.concept_q, self.concept_k, self.concept_v = concept_qkv
         self.image = image  # the main image's tokens in the joint sequence
+        self.side = side or {}  # other token groups this layer also scores (StreamKind.side_tokens)
         self.previous = previous
         # No container_function: ComfyUI then hands this override plain tensors.
         self.concept_out: torch.Tensor | None = None
@@ -54,20 +55,30 @@ class AttentionCapture:
         head_dim = q.shape[-1] if heads_first else q.shape[-1] // heads
         k_rows = fwd.rows(_per_head(k, head_dim, heads_first))
         v_rows = fwd.rows(_per_head(v, head_dim, heads_first))
-        image_out = None
+        out_rows = None
         if fwd.recorder is not None or (self.layer in fwd.selected_layers and fwd.options.space == "output"):
-            out_flat = heads_to_flat(out) if kwargs.get("skip_output_reshape", False) else out
-            image_out = fwd.rows(out_flat)[:, image]
-        view = ImageStream(
-            image_k=k_rows[:, :, image] if heads_first else k_rows[:, image],
-            image_v=v_rows[:, :, image] if heads_first else v_rows[:, image],
-            image_out=image_out,
-            tokens_first=not heads_first,
-        )
+            out_rows = fwd.rows(heads_to_flat(out) if kwargs.get("skip_output_reshape", False) else out)
+
+        def stream_of(tokens):
+            return ImageStream(
+                image_k=k_rows[:, :, tokens] if heads_first else k_rows[:, tokens],
+                image_v=v_rows[:, :, tokens] if heads_first else v_rows[:, tokens],
+                image_out=None if out_rows is None else out_rows[:, tokens],
+                tokens_first=not heads_first,
+            )
+
+        view = stream_of(image)
         if fwd.recorder is not None:
             # Kept for re-queries: copies, and this run reads the same copies so both give equal maps.
             view = fwd.recorder.keep(self.layer, view)
         self.concept_out = read_image_stream(fwd, self.layer, (self.concept_q, self.concept_k, self.concept_v), view)
+        for name, tokens in self.side.items():
+            side_view = stream_of(tokens)
+            if fwd.recorder is not None:
+                side_view = fwd.recorder.keep(self.layer, side_view, side=name)
+            if self.layer in fwd.selected_layers:
+                fwd.add_side_scores(name, layer_map(fwd.options, side_view, self.concept_q, self.concept_v,
+                                                    self.concept_out))
 
 
 @dataclass
@@ -93,11 +104,16 @@ def read_image_stream(forward, layer: tuple, concept_qkv, view: ImageStream) -> 
         tokens_first=view.tokens_first,
     )
     if layer in forward.selected_layers:
-        if opts.space == "output":
-            scores = dot_scores(view.image_out, concept_out)
-        elif opts.space == "cross_attention":
-            scores = head_dot_scores(view.image_k, concept_q, view.tokens_first, heads=concept_q.shape[1])
-        else:
-            scores = head_dot_scores(view.image_v, concept_v, view.tokens_first, heads=concept_q.shape[1])
-        forward.add_layer_scores(to_map(scores, opts.softmax))
+        forward.add_layer_scores(layer_map(opts, view, concept_q, concept_v, concept_out))
     return concept_out
+
+
+def layer_map(opts, view: ImageStream, concept_q, concept_v, concept_out) -> torch.Tensor:
+    """One layer's map [B, n, r] of a token group against the concepts, in the options' space."""
+    if opts.space == "output":
+        scores = dot_scores(view.image_out, concept_out)
+    elif opts.space == "cross_attention":
+        scores = head_dot_scores(view.image_k, concept_q, view.tokens_first, heads=concept_q.shape[1])
+    else:
+        scores = head_dot_scores(view.image_v, concept_v, view.tokens_first, heads=concept_q.shape[1])
+    return to_map(scores, opts.softmax)

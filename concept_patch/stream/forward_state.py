@@ -6,7 +6,7 @@ import math
 
 import torch
 
-from .attention_capture import AttentionCapture, read_image_stream
+from .attention_capture import AttentionCapture, layer_map, read_image_stream
 from .options import DOUBLE_BLOCK
 from .recording import StreamRecorder
 
@@ -45,6 +45,7 @@ class ForwardState:
         self.block_key = None  # (kind, index) of the block the concept stream is in
         self.concepts: torch.Tensor | None = None
         self.layer_sum: torch.Tensor | None = None
+        self.side_sums: dict = {}  # side token group -> summed layer scores [Bc, n, r] (StreamKind.side_tokens)
         self.layers_read = 0
         self.blocks_run = 0
         self.complete = True
@@ -91,8 +92,10 @@ class ForwardState:
         if kind == DOUBLE_BLOCK:
             self.main_image_tokens = image
         options = args.get("transformer_options") or {}
+        # Side token groups: scored in the selected layers, and recorded in every block for re-queries.
+        side = stream.side_tokens(args, self) if key in self.selected_layers or self.recorder is not None else {}
         capture = AttentionCapture(
-            self, key, concept_qkv, image=image, previous=options.get("optimized_attention_override"),
+            self, key, concept_qkv, image=image, previous=options.get("optimized_attention_override"), side=side,
         )
         if self.recorder is not None:
             self.recorder.keep_args(key, self.family.cacheable_block_args(args))
@@ -123,6 +126,9 @@ class ForwardState:
         block = stream.block(self.diffusion_model, index)
         concept_qkv, saved = stream.qkv(block, self.concepts, recorded.block_args[key], self)
         concept_out = read_image_stream(self, key, concept_qkv, recorded.blocks[key])
+        if key in self.selected_layers:
+            for name, view in recorded.side.get(key, {}).items():
+                self.add_side_scores(name, layer_map(self.options, view, concept_qkv[0], concept_qkv[2], concept_out))
         if key != self.last_block:
             self.concepts = stream.update(block, self.concepts, concept_out, saved)
         self.blocks_run += 1
@@ -130,6 +136,10 @@ class ForwardState:
     def add_layer_scores(self, scores: torch.Tensor):
         self.layer_sum = scores if self.layer_sum is None else self.layer_sum + scores
         self.layers_read += 1
+
+    def add_side_scores(self, name: str, scores: torch.Tensor):
+        previous = self.side_sums.get(name)
+        self.side_sums[name] = scores if previous is None else previous + scores
 
     @property
     def has_all_layers(self) -> bool:

@@ -20,6 +20,7 @@ class RecordedForward:
     """What one forward's concept stream read: per block its image stream and the block arguments the family reads."""
 
     blocks: dict = field(default_factory=dict)       # block (kind, index) -> ImageStream
+    side: dict = field(default_factory=dict)         # block (kind, index) -> {side token group -> ImageStream}
     block_args: dict = field(default_factory=dict)   # block (kind, index) -> the family's cacheable block arguments
     family_state: dict = field(default_factory=dict)
     grid: tuple = ()
@@ -36,7 +37,7 @@ class RecordedForward:
                    for t in self.tensors())
 
     def tensors(self):
-        for view in self.blocks.values():
+        for view in list(self.blocks.values()) + [v for groups in self.side.values() for v in groups.values()]:
             yield from (view.image_k, view.image_v, view.image_out)
         for value in list(_flat(self.family_state)) + [v for a in self.block_args.values() for v in _flat(a)]:
             if torch.is_tensor(value) and not value.is_meta:
@@ -48,9 +49,10 @@ class RecordedForward:
 
     def to(self, device) -> RecordedForward:
         move = lambda t: t.to(device) if torch.is_tensor(t) and not t.is_meta else t  # noqa: E731
+        moved = lambda v: ImageStream(move(v.image_k), move(v.image_v), move(v.image_out), v.tokens_first)  # noqa: E731
         return RecordedForward(
-            blocks={i: ImageStream(move(v.image_k), move(v.image_v), move(v.image_out), v.tokens_first)
-                    for i, v in self.blocks.items()},
+            blocks={i: moved(v) for i, v in self.blocks.items()},
+            side={i: {name: moved(v) for name, v in groups.items()} for i, groups in self.side.items()},
             block_args={i: _map_tensors(a, move) for i, a in self.block_args.items()},
             family_state=_map_tensors(self.family_state, move),
             grid=self.grid, cond_ranges=self.cond_ranges, latent_shape=self.latent_shape, dtype=self.dtype,
@@ -69,17 +71,22 @@ class StreamRecorder:
         self.nbytes = 0
         self.overflow = False
 
-    def keep(self, layer: int, view: ImageStream) -> ImageStream:
+    def keep(self, layer: int, view: ImageStream, side: str | None = None) -> ImageStream:
+        """A copy of a block's image stream (or of one of its side token groups, StreamKind.side_tokens), kept."""
         if self.overflow:
             return view
         size = sum(t.numel() * t.element_size() for t in (view.image_k, view.image_v, view.image_out))
         if self.nbytes + size > self.limit:
             self.overflow = True
             self.recorded.blocks.clear()
+            self.recorded.side.clear()
             return view
         self.nbytes += size
         kept = ImageStream(view.image_k.clone(), view.image_v.clone(), view.image_out.clone(), view.tokens_first)
-        self.recorded.blocks[layer] = kept
+        if side is None:
+            self.recorded.blocks[layer] = kept
+        else:
+            self.recorded.side.setdefault(layer, {})[side] = kept
         return kept
 
     def keep_args(self, layer: int, args: dict):

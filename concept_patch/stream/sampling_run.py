@@ -22,8 +22,13 @@ def _step_sigma_bounds(sigmas: list[float], start: float, end: float) -> tuple[f
 class SamplingRun:
     """Maps of one run, summed on the device in fp32 and divided once at the end."""
 
-    def __init__(self, session, latent_shape, sigmas):
+    def __init__(self, session, latent_shape, sigmas, stream_shapes=None):
         self.session = session
+        # A packed multi-stream latent (ComfyUI's latent_shapes, e.g. MiniMax H3's [video, audio]): the model is
+        # called on the flat pack [B, 1, n], and the maps are of the first stream, whose shape the rest reads.
+        self.packed_shape = tuple(latent_shape) if stream_shapes and len(stream_shapes) > 1 else None
+        if self.packed_shape is not None:
+            latent_shape = tuple(stream_shapes[0])
         self.batch_size = latent_shape[0]
         self.latent_hw = tuple(latent_shape[-2:])
         # Latent frames of a video latent [B, C, T, h, w] (1 for pictures, also Qwen-Image's [B, C, 1, h, w]).
@@ -34,6 +39,7 @@ class SamplingRun:
         self.grid: tuple[int, ...] | None = None
         self.total: torch.Tensor | None = None
         self.weight: torch.Tensor | None = None
+        self.side_totals: dict = {}  # side token group -> summed scores [B, n, r] (StreamKind.side_tokens)
         self.forwards_seen = 0
         self.forwards_used = 0
         self.latent_shape = tuple(latent_shape)
@@ -41,7 +47,10 @@ class SamplingRun:
 
     def begin_forward(self, diffusion_model, x, sigma, transformer_options, dtype) -> ForwardState | None:
         """A ForwardState for a full-frame call with conditional rows, else None (call runs untouched)."""
-        if tuple(x.shape[-2:]) != self.latent_hw or (x.ndim == 5 and x.shape[2] != self.latent_frames):
+        if self.packed_shape is not None:
+            if tuple(x.shape[1:]) != self.packed_shape[1:]:
+                return None  # not the whole pack
+        elif tuple(x.shape[-2:]) != self.latent_hw or (x.ndim == 5 and x.shape[2] != self.latent_frames):
             return None  # an area-conditioning crop: not the whole picture
         chunks = transformer_options.get("cond_or_uncond") or [0]
         if x.shape[0] % len(chunks) or x.shape[0] // len(chunks) != self.batch_size:
@@ -95,6 +104,17 @@ class SamplingRun:
             self.weight = torch.zeros((), dtype=torch.float32, device=per_image.device)
         self.total += per_image
         self.weight += count
+        for name, scores in fwd.side_sums.items():
+            side = scores.reshape(chunks, self.batch_size, *scores.shape[1:]).sum(0)
+            if fwd.step_weight is not None:
+                side = side * fwd.step_weight
+            self.side_totals[name] = side if name not in self.side_totals else self.side_totals[name] + side
+
+    def averaged_side_scores(self) -> dict:
+        """Side token group -> [B, n, r] float32 on the CPU, averaged as the maps are (empty when none)."""
+        if self.total is None or float(self.weight) <= 0.0:
+            return {}
+        return {name: (total / self.weight).cpu() for name, total in self.side_totals.items()}
 
     def averaged_maps(self) -> torch.Tensor | None:
         """[B, r, h, w] (video: [B, r, frames, h, w]) float32 on the CPU, or None when no forward contributed."""

@@ -38,12 +38,14 @@ class RunRecord:
     model_calls: int
     model_calls_used: int
     recorded: list = field(default_factory=list)  # image streams of an encode run that keeps them
+    side_scores: dict = field(default_factory=dict)  # side token group -> [B, n, r] (StreamKind.side_tokens)
     _saliency: SaliencyMaps | None = field(default=None, repr=False)
 
     @property
     def saliency(self) -> SaliencyMaps | None:
         if self._saliency is None and self.maps is not None:
-            metadata = {"model_calls": self.model_calls, "model_calls_used": self.model_calls_used}
+            metadata = {"model_calls": self.model_calls, "model_calls_used": self.model_calls_used,
+                        **self.session.family.side_metadata(self.side_scores)}
             self._saliency = self.session.saliency(self.maps, self.latent_shape, metadata)
         return self._saliency
 
@@ -110,7 +112,7 @@ class ConceptSession:
         keep = torch.is_tensor(output_latent) and not self.stop_early  # an encode's output is just its input
         latent = output_latent.detach().to("cpu", torch.float32, copy=True) if keep else None
         record = RunRecord(self, latent, run.averaged_maps(), run.latent_shape, run.forwards_seen, run.forwards_used,
-                           run.recorded)
+                           run.recorded, run.averaged_side_scores())
         self.records.append(record)
         return record
 
@@ -132,6 +134,12 @@ class ConceptSession:
 
     def find_record(self, latent: torch.Tensor) -> RunRecord | None:
         """The newest run whose output equals this LATENT (a sampler output is matched by value)."""
+        if getattr(latent, "is_nested", False):
+            # A multi-stream LATENT (ComfyUI's NestedTensor, e.g. MiniMax H3's [video, audio]): the run recorded the
+            # flat pack the sampler ran on, which ComfyUI unpacks into these streams.
+            from comfy.utils import pack_latents
+
+            latent = pack_latents(latent.unbind())[0]
         wanted = latent.detach().to("cpu", torch.float32)
         for record in reversed(self.records):
             if record.latent is not None and record.latent.shape == wanted.shape and torch.equal(record.latent, wanted):

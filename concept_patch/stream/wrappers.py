@@ -111,12 +111,12 @@ class RunWrapper:
                 "block). Remove the TorchCompileModel node, or use a model that is not compiled, to get maps."
             )
         noise, sigmas = args[0], args[3]
+        run = SamplingRun(self.session, noise.shape, sigmas, kwargs.get("latent_shapes"))
         if patcher is not None:
             # A picture larger than the model's position table: say so before ComfyUI's model asserts.
-            check_latent_fits(patcher.get_model_object("diffusion_model"), tuple(noise.shape[-2:]), self.session.downscale)
+            check_latent_fits(patcher.get_model_object("diffusion_model"), run.latent_hw, self.session.downscale)
             # Copy the concept embeddings to the device now, not inside the denoising loop.
             self.session.embeddings_on(patcher.load_device, inference_dtype(patcher.model))
-        run = SamplingRun(self.session, noise.shape, sigmas)
         saved = guider.model_options
         transformer_options = {**saved.get("transformer_options", {}), self.session.run_key: run}
         guider.model_options = {**saved, "transformer_options": transformer_options}

@@ -114,8 +114,16 @@ def own_token_indices(name: str, chunks, empty_chunks, kinds: TokenKinds, encode
     markup = kinds.markup_in(name)
     if markup:
         raise _markup_error(name, markup, kinds, encoder)
-    concept = [(i, tok[0]) for i, tok in enumerate(_flat(chunks)) if not _inserted_by_comfyui(tok)]
-    empty = [tok[0] for tok in _flat(empty_chunks) if not _inserted_by_comfyui(tok)]
+    flat = _flat(chunks)
+    if flat and all(_inserted_by_comfyui(tok) for tok in flat):
+        # A tokenizer that numbers no word (every word id 0: MiniMax H3's raw-text presentation, no template and
+        # nothing inserted) says nothing through word ids; its tokens are the text's own, and its empty prompt (a
+        # lone pad token standing in for nothing) is no template to strip.
+        concept = [(i, tok[0]) for i, tok in enumerate(flat)]
+        empty = []
+    else:
+        concept = [(i, tok[0]) for i, tok in enumerate(flat) if not _inserted_by_comfyui(tok)]
+        empty = [tok[0] for tok in _flat(empty_chunks) if not _inserted_by_comfyui(tok)]
     start = 0
     while start < min(len(concept), len(empty)) and _same(concept[start][1], empty[start]):
         start += 1

@@ -12,6 +12,7 @@ from concept_attention_tests.comfy.module_caches import cleared_after_module
 from concept_attention_tests.comfy.tiny import (
     tiny_cogvideox,
     tiny_hunyuan_video,
+    tiny_minimax,
     tiny_models,
     tiny_single_stream,
 )
@@ -31,6 +32,7 @@ TINY = {
     "HunyuanVideo": lambda: tiny_hunyuan_video.hunyuan_video_model(depth=1),
     "HunyuanVideo 1.5": lambda: tiny_hunyuan_video.hunyuan_video15_model(depth=1),
     "HunyuanImage 2.1": lambda: tiny_hunyuan_video.hunyuan_image21_model(depth=1),
+    "MiniMax H3": lambda: tiny_minimax.minimax_model(depth=1),
     "Z-Image": lambda: tiny_single_stream.z_image_model(depth=1),
     "Lumina 2": lambda: tiny_single_stream.lumina2_model(depth=1),
     "Krea 2": lambda: tiny_single_stream.krea2_model(depth=1),
