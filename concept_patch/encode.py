@@ -14,7 +14,7 @@ import logging
 import torch
 
 from .checks.errors import ConceptAttentionError
-from .checks.finite import check_finite_input, check_finite_maps
+from .checks.finite import check_finite_input, check_finite_maps, streams
 from .families import ModelFamily
 from .generation import family_for
 from .maps.saliency_maps import SaliencyMaps
@@ -158,12 +158,13 @@ def _checked_latent(model, latent: torch.Tensor) -> torch.Tensor:
             f"expected an image latent [batch, channels, height, width] or a video latent [batch, channels, frames, "
             f"height, width], got shape {tuple(latent.shape)}"
         )
-    if latent.numel() == 0:
-        axes = ("batch", "channels", "frames", "height", "width") if latent.ndim == 5 else (
+    hollow = next((stream for stream in streams(latent) if stream.numel() == 0), None)
+    if hollow is not None:
+        axes = ("batch", "channels", "frames", "height", "width") if hollow.ndim == 5 else (
             "batch", "channels", "height", "width")
-        empty = [axis for axis, size in zip(axes, latent.shape) if size == 0]
+        empty = [axis for axis, size in zip(axes, hollow.shape) if size == 0]
         raise ConceptAttentionError(
-            f"the latent has shape {tuple(latent.shape)}: its {' and '.join(empty)} "
+            f"the latent has shape {tuple(hollow.shape)}: its {' and '.join(empty)} "
             f"{'size is' if len(empty) == 1 else 'sizes are'} 0, so there is nothing to make maps of; give a latent "
             "of at least one picture (or frame) of at least one cell"
         )
@@ -175,6 +176,8 @@ def _checked_latent(model, latent: torch.Tensor) -> torch.Tensor:
 def _check_latent_layout(session: ConceptSession, model, latent) -> None:
     """The latent the model's own latent format describes (its channels, and a frame axis or none), as the stock
     sampler needs it too: refused here with what the model takes, not a reshape or convolution error."""
+    if len(streams(latent)) > 1:
+        return  # a multi-stream latent (video and audio): its format describes the streams together
     latent_format = model.get_model_object("latent_format")
     channels, dims = latent_format.latent_channels, latent_format.latent_dimensions
     takes = f"[batch, {channels}, {'frames, ' if dims == 3 else ''}height, width]"

@@ -12,13 +12,21 @@ from .errors import ConceptAttentionError
 LATENT_PLAUSIBLE_PEAK = 1000.0
 
 
+def streams(latent) -> list[torch.Tensor]:
+    """The tensors of a LATENT: its streams where it holds several (ComfyUI's NestedTensor, e.g. MiniMax H3's
+    [video, audio]), else the one tensor."""
+    return list(latent.unbind()) if getattr(latent, "is_nested", False) else [latent]
+
+
 def check_finite_input(tensor: torch.Tensor, what: str) -> None:
-    """Refuse a tensor with NaN or infinite values, naming the input and how many values are bad."""
-    bad = int((~torch.isfinite(tensor)).sum()) if tensor.is_floating_point() else 0
+    """Refuse a tensor (or every stream of a multi-stream latent) with NaN or infinite values, naming the input and
+    how many values are bad."""
+    parts = streams(tensor)
+    bad = sum(int((~torch.isfinite(t)).sum()) for t in parts if t.is_floating_point())
     if bad:
         raise ConceptAttentionError(
-            f"the {what} holds {bad} NaN or infinite values (of {tensor.numel()}), so no maps can be made from it; "
-            "check the node that made it"
+            f"the {what} holds {bad} NaN or infinite values (of {sum(t.numel() for t in parts)}), so no maps can be "
+            "made from it; check the node that made it"
         )
 
 
@@ -27,7 +35,7 @@ def check_finite_maps(maps: torch.Tensor, latent: torch.Tensor, what: str, dtype
     blame (a latent far outside what a VAE makes overflows any dtype; a plausible one overflows a narrow dtype)."""
     if torch.isfinite(maps).all():
         return
-    peak = float(latent.detach().abs().max()) if latent.numel() else 0.0
+    peak = max((float(t.detach().abs().max()) for t in streams(latent) if t.numel()), default=0.0)
     if peak > LATENT_PLAUSIBLE_PEAK:
         raise ConceptAttentionError(
             f"the model gave NaN or infinite maps for the {what}: its largest value is {peak:.3g}, far beyond what a "
