@@ -73,20 +73,9 @@ def _output_size(saliency: SaliencyMaps, output_size: tuple[int, int] | None) ->
     return size
 
 
-def saliency_to_mask(
-    saliency: SaliencyMaps,
-    concepts: Sequence[str] | str,
-    method: str = DEFAULT_MASK_METHOD,
-    threshold: float = 0.5,
-    grow: int = 0,
-    feather: float = 0.0,
-    invert: bool = False,
-    guide_image: torch.Tensor | None = None,
-    output_size: tuple[int, int] | None = None,
-) -> torch.Tensor:
-    """saliency_to_mask_and_note's mask."""
-    return saliency_to_mask_and_note(saliency, concepts, method, threshold, grow, feather, invert, guide_image,
-                                     output_size)[0]
+def saliency_to_mask(saliency: SaliencyMaps, concepts: Sequence[str] | str, *args, **kwargs) -> torch.Tensor:
+    """The MASK of saliency_to_mask_and_note (the same arguments), without its note."""
+    return saliency_to_mask_and_note(saliency, concepts, *args, **kwargs)[0]
 
 
 def saliency_to_mask_and_note(

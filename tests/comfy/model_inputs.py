@@ -67,3 +67,24 @@ def recorded_inputs(dm):
         yield calls
     finally:
         handle.remove()
+
+
+class Calls:
+    """The diffusion model's own inputs on each call, as given (not copied): the positional `names` in order and
+    those names, `transformer_options` and `extra` by keyword; recorded with a forward pre-hook while entered."""
+
+    def __init__(self, dm, names=("x", "timestep", "context"), extra=()):
+        self.dm, self.names, self.keywords = dm, tuple(names), (*names, "transformer_options", *extra)
+        self.calls = []
+
+    def __enter__(self):
+        def hook(module, args, kwargs):
+            call = dict(zip(self.names, args))
+            call.update({k: v for k, v in kwargs.items() if k in self.keywords})
+            self.calls.append(call)
+
+        self.handle = self.dm.register_forward_pre_hook(hook, with_kwargs=True)
+        return self
+
+    def __exit__(self, *exc):
+        self.handle.remove()

@@ -19,6 +19,7 @@ from concept_attention.concept_patch.encode import encode_saliency
 from concept_attention.concept_patch.generation import install_concept_attention
 from concept_attention.concept_patch.stream.options import SaliencyOptions
 from concept_attention.concept_patch.text.encoding import encode_concepts
+from concept_attention_tests.comfy.model_inputs import Calls
 from concept_attention_tests.comfy.module_caches import cached_clip_and_concepts, cleared_after_module
 from concept_attention_tests.comfy.references import reference_concept_attention as ref
 from concept_attention_tests.comfy.references.reference_cogvideox import COGVIDEOX_DEVIATIONS, cogvideox_reference
@@ -86,24 +87,8 @@ def test_video_bit_identical(variant, dtype):
 # ---------------------------------------------------------------------------------------------
 
 
-class _Calls:
-    """The diffusion model's own inputs on each call, recorded with a forward pre-hook."""
-
-    def __init__(self, dm):
-        self.dm = dm
-        self.calls = []
-
-    def __enter__(self):
-        def hook(module, args, kwargs):
-            names = ("x", "timestep", "context", "ofs")
-            call = dict(zip(names, args))
-            call.update({k: v for k, v in kwargs.items() if k in names + ("transformer_options",)})
-            self.calls.append(call)
-        self.handle = self.dm.register_forward_pre_hook(hook, with_kwargs=True)
-        return self
-
-    def __exit__(self, *exc):
-        self.handle.remove()
+def _recorded_calls(dm):
+    return Calls(dm, names=("x", "timestep", "context", "ofs"))
 
 
 def _reference(model, call, rows=slice(None), layers=(0, 2), **kw):
@@ -116,7 +101,7 @@ def _reference(model, call, rows=slice(None), layers=(0, 2), **kw):
 def _encode(model, latent, cond=None, layers=(0, 2), **option_kw):
     clip = _clip()
     cond = cond or clip.encode_from_tokens_scheduled(clip.tokenize(PROMPT))
-    with _Calls(model.model.diffusion_model) as calls:
+    with _recorded_calls(model.model.diffusion_model) as calls:
         saliency = encode_saliency(model, _concepts(), latent, SaliencyOptions(layers=layers, **option_kw),
                                    conditioning=cond)
     assert len(calls.calls) == 1
@@ -161,7 +146,7 @@ def test_generation_maps_match_reference(variant):
     shape = (2, 16, 3, 4, 6)
     extra = _condition(shape) if variant in CONDITIONED else {}
     patched, session = install_concept_attention(model, _concepts(), SaliencyOptions(layers=(1, 2)))
-    with _Calls(model.model.diffusion_model) as calls:
+    with _recorded_calls(model.model.diffusion_model) as calls:
         sample(patched, _clip(), latent_shape=shape, cfg=2.5, steps=3, prompt=PROMPT, **extra)
     assert len(calls.calls) == 3
     expected = []
@@ -221,7 +206,7 @@ def test_encode_noises_to_the_timestep_of_the_noise_level(noise_level):
     latent = torch.randn(1, 16, 3, 4, 4, generator=torch.Generator().manual_seed(4))
     clip = _clip()
     cond = clip.encode_from_tokens_scheduled(clip.tokenize(PROMPT))
-    with _Calls(model.model.diffusion_model) as calls:
+    with _recorded_calls(model.model.diffusion_model) as calls:
         encode_saliency(model, _concepts(), latent, SaliencyOptions(layers=(0,)), conditioning=cond,
                         noise_level=noise_level, seed=9)
     call = calls.calls[0]
@@ -240,7 +225,7 @@ def test_flow_models_keep_sigma_equal_to_the_noise_level(flux_clip):
 
     model = tiny_models.flux_model(seed=5)
     latent = torch.randn(1, 16, 6, 8, generator=torch.Generator().manual_seed(6))
-    with _Calls(model.model.diffusion_model) as calls:
+    with _recorded_calls(model.model.diffusion_model) as calls:
         encode_saliency(model, encode_concepts(flux_clip, CONCEPTS), latent, SaliencyOptions(layers=(0,)),
                         noise_level=0.37, seed=2)
     noise = comfy.sample.prepare_noise(latent, 2)

@@ -17,6 +17,7 @@ from concept_attention.concept_patch.encode import encode_saliency
 from concept_attention.concept_patch.generation import install_concept_attention
 from concept_attention.concept_patch.stream.options import SaliencyOptions
 from concept_attention.concept_patch.text.encoding import encode_concepts
+from concept_attention_tests.comfy.model_inputs import Calls
 from concept_attention_tests.comfy.module_caches import cached_clip_and_concepts, cleared_after_module
 from concept_attention_tests.comfy.references import reference_concept_attention as ref
 from concept_attention_tests.comfy.references.reference_minimax import MINIMAX_DEVIATIONS, minimax_reference
@@ -77,24 +78,8 @@ def test_t2v_video_and_audio_bit_identical(dtype):
 # ---------------------------------------------------------------------------------------------
 
 
-class _Calls:
-    """The diffusion model's own inputs on each call, recorded with a forward pre-hook."""
-
-    def __init__(self, dm):
-        self.dm = dm
-        self.calls = []
-
-    def __enter__(self):
-        def hook(module, args, kwargs):
-            call = dict(zip(("x", "timestep", "context"), args))
-            call.update({k: v for k, v in kwargs.items() if k in ("x", "timestep", "context", "transformer_options",
-                                                                  "minimax_payload")})
-            self.calls.append(call)
-        self.handle = self.dm.register_forward_pre_hook(hook, with_kwargs=True)
-        return self
-
-    def __exit__(self, *exc):
-        self.handle.remove()
+def _recorded_calls(dm):
+    return Calls(dm, extra=("minimax_payload",))
 
 
 def _prompt_states():
@@ -120,7 +105,7 @@ def _generation(layers=(1, 2), steps=3, **option_kw):
     model = _reference_model()
     latent = tiny_minimax.empty_av_latent(frames=3, height=6, width=8)
     patched, session = install_concept_attention(model, _concepts(), SaliencyOptions(layers=layers, **option_kw))
-    with _Calls(model.model.diffusion_model) as calls:
+    with _recorded_calls(model.model.diffusion_model) as calls:
         _sample(patched, latent, steps=steps, cfg=2.5)
     cond = [c for c in calls.calls if c["transformer_options"]["cond_or_uncond"] == [0]]
     assert len(cond) == steps and len(calls.calls) == 2 * steps  # batch size 1: cond and uncond in calls of their own
@@ -157,7 +142,7 @@ def _encode(latent, budget=0, concepts=None, layers=(1, 2), **option_kw):
     model = _reference_model()
     clip = _clip()
     cond = clip.encode_from_tokens_scheduled(clip.tokenize(PROMPT))
-    with _Calls(model.model.diffusion_model) as calls:
+    with _recorded_calls(model.model.diffusion_model) as calls:
         saliency = encode_saliency(model, concepts or _concepts(), latent, SaliencyOptions(layers=layers, **option_kw),
                                    conditioning=cond, cache_budget=budget, seed=2)
     return saliency, calls.calls
@@ -263,10 +248,15 @@ def _i2v_positive(height=6, width=10, last_index=None):
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
 def test_i2v_video_and_audio_bit_identical(dtype):
     """First and last frame keyframes (condition rows between the text and the audio), a picture in the prompt."""
-    model = tiny_minimax.minimax_model(dtype=dtype)
-    latent = tiny_minimax.empty_av_latent(frames=3, height=6, width=10)
     positive = _i2v_positive(last_index=8)
     assert (positive[0][1]["minimax_token_tags"] == 0).any()  # the picture's rows take the video tag
+    _assert_conditioned_run_bit_identical(dtype, positive)
+
+
+def _assert_conditioned_run_bit_identical(dtype, positive):
+    """Video and audio of a 3-frame 6x10 run equal with the patch on and off; the maps cover the target video."""
+    model = tiny_minimax.minimax_model(dtype=dtype)
+    latent = tiny_minimax.empty_av_latent(frames=3, height=6, width=10)
     plain = _sample(model, latent, positive=positive).unbind()
     patched, session = install_concept_attention(model, _concepts(), SaliencyOptions(layers=(0, 1, 2)))
     out = _sample(patched, latent, positive=positive).unbind()
@@ -284,7 +274,7 @@ def test_i2v_generation_maps_match_reference(space):
     latent = tiny_minimax.empty_av_latent(frames=3, height=6, width=8)
     positive = _i2v_positive(height=6, width=8, last_index=8)
     patched, session = install_concept_attention(model, _concepts(), SaliencyOptions(layers=(0, 2), space=space))
-    with _Calls(model.model.diffusion_model) as calls:
+    with _recorded_calls(model.model.diffusion_model) as calls:
         _sample(patched, latent, steps=2, cfg=2.5, positive=positive)
     cond = [c for c in calls.calls if c["transformer_options"]["cond_or_uncond"] == [0]]
     assert len(cond) == 2 and all(len(c["minimax_payload"]["keyframes"]) == 2 for c in cond)
@@ -322,16 +312,7 @@ def _r2v_positive():
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
 def test_r2v_video_and_audio_bit_identical(dtype):
-    model = tiny_minimax.minimax_model(dtype=dtype)
-    latent = tiny_minimax.empty_av_latent(frames=3, height=6, width=10)
-    positive = _r2v_positive()
-    plain = _sample(model, latent, positive=positive).unbind()
-    patched, session = install_concept_attention(model, _concepts(), SaliencyOptions(layers=(0, 1, 2)))
-    out = _sample(patched, latent, positive=positive).unbind()
-    assert all(torch.isfinite(t).all() for t in plain)
-    assert torch.equal(plain[0], out[0]) and torch.equal(plain[1], out[1])
-    maps = session.records[-1].saliency.maps
-    assert maps.shape == (1, 3, 3, 3, 5) and torch.isfinite(maps).all()
+    _assert_conditioned_run_bit_identical(dtype, _r2v_positive())
 
 
 @pytest.mark.parametrize("space", ref.SPACES)
@@ -342,7 +323,7 @@ def test_r2v_generation_maps_match_reference(space):
     latent = tiny_minimax.empty_av_latent(frames=3, height=6, width=8)
     positive = _r2v_positive()
     patched, session = install_concept_attention(model, _concepts(), SaliencyOptions(layers=(0, 2), space=space))
-    with _Calls(model.model.diffusion_model) as calls:
+    with _recorded_calls(model.model.diffusion_model) as calls:
         _sample(patched, latent, steps=2, cfg=2.5, positive=positive)
     cond = [c for c in calls.calls if c["transformer_options"]["cond_or_uncond"] == [0]]
     assert len(cond) == 2 and all(len(c["minimax_payload"]["refs"]) == 3 for c in cond)
@@ -388,7 +369,7 @@ def test_audio_shares_in_encode_mode_and_with_references():
     model = _reference_model()
     positive = _r2v_positive()
     patched, session = install_concept_attention(model, _concepts(), SaliencyOptions(layers=(0, 2)))
-    with _Calls(model.model.diffusion_model) as calls:
+    with _recorded_calls(model.model.diffusion_model) as calls:
         _sample(patched, tiny_minimax.empty_av_latent(frames=3, height=6, width=8), steps=1, cfg=2.5,
                 positive=positive)
     cond = [c for c in calls.calls if c["transformer_options"]["cond_or_uncond"] == [0]]

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import statistics
 import time
-from pathlib import Path
 
 from concept_attention_tests.server.workflows import (
     empty_latent,
@@ -34,14 +33,6 @@ PICTURES = 16
 SIZE = 512
 RUNS = 50
 DEADLINE_S = 600  # all of a test's runs together
-
-
-def _rss_mib(server) -> float:
-    """Resident memory of the server process, from /proc."""
-    for line in Path(f"/proc/{server.process.pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    raise AssertionError("no VmRSS line for the server process")
 
 
 def _prompt(concepts: str, seed: int, cache_mb: int, tag: str) -> dict:
@@ -75,7 +66,7 @@ def test_requery_cache_evicts_within_its_budget_over_many_pictures(comfy_server)
         assert state["budget"] == budget and state["bytes"] <= budget, state
         [entry] = state["entry_bytes"][-1:]
         assert budget // 5 < entry <= budget // 2, f"an entry of {entry} bytes does not exercise a {budget}-byte budget"
-        rss.append(_rss_mib(comfy_server))
+        rss.append(state["rss_mib"])
     kept = state["entries"]
     assert 2 <= kept < PICTURES, state  # evicted, yet not emptied
 
@@ -112,12 +103,13 @@ def test_resident_memory_stays_bounded_over_50_runs(comfy_server):
                          threshold=0.5, grow=0, feather=0.0, invert=False),
             "mask_image": node("MaskToImage", mask=link("mask")),
             "preview": node("PreviewImage", images=link("mask_image")),
+            "memory": node("ConceptAttentionTestRequeryCache", saliency=link("saliency")),
         }
         result = require_ok(comfy_server.run_prompt(prompt, timeout=240), comfy_server)
         assert "saliency" in nodes_executed(result)  # really ran
-        rss.append(_rss_mib(comfy_server))
-    # medians of five runs, after ten runs (every lazy import and allocator pool settled) and at the end: RSS
-    # moves by some 20 MiB from run to run as the allocator returns memory; a leak of 1 MiB a run shows as 40
+        rss.append(result.outputs["memory"]["requery_cache"][0]["rss_mib"])
+    # medians of five runs, after ten runs (every lazy import and allocator pool settled) and at the end, of the
+    # live memory (after gc and malloc_trim): a leak of 1 MiB a run shows as 40
     warm, last = statistics.median(rss[8:13]), statistics.median(rss[-5:])
     print(f"server RSS over {RUNS} runs (MiB): {[round(r) for r in rss]}")
     assert last - warm < 24, f"server RSS grew from {warm:.0f} MiB (runs 9-13) to {last:.0f} MiB (last 5): {rss}"

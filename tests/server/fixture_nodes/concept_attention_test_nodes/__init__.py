@@ -98,9 +98,11 @@ class ConceptAttentionTestRaise:
 
 
 class ConceptAttentionTestRequeryCache:
-    """An output node that reports the pack's re-query cache (entries, bytes, budget) after a saliency: the
-    server tier checks eviction from outside. The pack's module is found by the name ComfyUI gave it (its
-    folder's path), so nothing in the pack exists for the tests' sake."""
+    """An output node that reports the pack's re-query cache (entries, bytes, budget) after a saliency, and the
+    server's resident memory once garbage is collected and the C allocator has handed its free pages back (so what
+    it reports is live memory, not the allocator's moods): the server tier checks eviction and growth from outside.
+    The pack's module is found by the name ComfyUI gave it (its folder's path), so nothing in the pack exists for
+    the tests' sake."""
 
     CATEGORY = "testing"
     FUNCTION = "run"
@@ -114,8 +116,24 @@ class ConceptAttentionTestRequeryCache:
     def run(self, saliency):
         [cache] = [m for name, m in list(sys.modules.items()) if name.endswith(".concept_patch.requery.cache")]
         state = {"entries": len(cache.CACHE.entries), "bytes": cache.CACHE.nbytes, "budget": cache.CACHE.budget,
-                 "entry_bytes": [e.nbytes for e in cache.CACHE.entries.values()]}
+                 "entry_bytes": [e.nbytes for e in cache.CACHE.entries.values()], "rss_mib": _live_rss_mib()}
         return {"ui": {"requery_cache": [state]}}
+
+
+def _live_rss_mib() -> float:
+    """Resident memory after gc and glibc's malloc_trim (where there is one)."""
+    import ctypes
+    import gc
+
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+    for line in open("/proc/self/status").read().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
 
 
 class _SeededBuilder:
