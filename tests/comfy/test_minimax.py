@@ -270,16 +270,21 @@ def _assert_conditioned_run_bit_identical(dtype, positive):
 def test_i2v_generation_maps_match_reference(space):
     """With keyframe condition rows (noised by the run's seed, at their own timestep, before the audio) and a
     picture's video-tagged rows in the prompt, the maps are still the reference's over the target video alone."""
+    _assert_conditioned_maps_match(space, _i2v_positive(height=6, width=8, last_index=8), "keyframes", 2, "i2v")
+
+
+def _assert_conditioned_maps_match(space, positive, payload_key: str, count: int, label: str):
+    """Generation maps over a 3-frame 6x8 run with conditioning rows (`count` of payload_key on every conditional
+    call) equal the reference's over the target video alone."""
     model = _reference_model()
     latent = tiny_minimax.empty_av_latent(frames=3, height=6, width=8)
-    positive = _i2v_positive(height=6, width=8, last_index=8)
     patched, session = install_concept_attention(model, _concepts(), SaliencyOptions(layers=(0, 2), space=space))
     with _recorded_calls(model.model.diffusion_model) as calls:
         _sample(patched, latent, steps=2, cfg=2.5, positive=positive)
     cond = [c for c in calls.calls if c["transformer_options"]["cond_or_uncond"] == [0]]
-    assert len(cond) == 2 and all(len(c["minimax_payload"]["keyframes"]) == 2 for c in cond)
+    assert len(cond) == 2 and all(len(c["minimax_payload"][payload_key]) == count for c in cond)
     expected = [_reference(model, call, (0, 2), states=positive[0][0], space=space).maps for call in cond]
-    _assert_close(session.records[-1].saliency.maps, sum(expected) / len(expected), f"i2v {space}")
+    _assert_close(session.records[-1].saliency.maps, sum(expected) / len(expected), f"{label} {space}")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -319,16 +324,7 @@ def test_r2v_video_and_audio_bit_identical(dtype):
 def test_r2v_generation_maps_match_reference(space):
     """With reference blocks between the text and the targets (their own timesteps, positions that push the
     targets' timeline), the maps are the reference's over the target video alone."""
-    model = _reference_model()
-    latent = tiny_minimax.empty_av_latent(frames=3, height=6, width=8)
-    positive = _r2v_positive()
-    patched, session = install_concept_attention(model, _concepts(), SaliencyOptions(layers=(0, 2), space=space))
-    with _recorded_calls(model.model.diffusion_model) as calls:
-        _sample(patched, latent, steps=2, cfg=2.5, positive=positive)
-    cond = [c for c in calls.calls if c["transformer_options"]["cond_or_uncond"] == [0]]
-    assert len(cond) == 2 and all(len(c["minimax_payload"]["refs"]) == 3 for c in cond)
-    expected = [_reference(model, call, (0, 2), states=positive[0][0], space=space).maps for call in cond]
-    _assert_close(session.records[-1].saliency.maps, sum(expected) / len(expected), f"r2v {space}")
+    _assert_conditioned_maps_match(space, _r2v_positive(), "refs", 3, "r2v")
 
 
 # ---------------------------------------------------------------------------------------------

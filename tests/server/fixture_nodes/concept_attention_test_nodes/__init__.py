@@ -81,13 +81,15 @@ def tiny_cogvideox():
     return importlib.import_module("concept_attention_tests.comfy.tiny.tiny_cogvideox")
 
 
-class ConceptAttentionTestRaise:
-    """An output node that fails on purpose: exercises the execution_error path."""
-
+class _OutputNode:
     CATEGORY = "testing"
     FUNCTION = "run"
     OUTPUT_NODE = True
     RETURN_TYPES = ()
+
+
+class ConceptAttentionTestRaise(_OutputNode):
+    """An output node that fails on purpose: exercises the execution_error path."""
 
     @classmethod
     def INPUT_TYPES(cls):
@@ -97,17 +99,12 @@ class ConceptAttentionTestRaise:
         raise RuntimeError(message)
 
 
-class ConceptAttentionTestRequeryCache:
+class ConceptAttentionTestRequeryCache(_OutputNode):
     """An output node that reports the pack's re-query cache (entries, bytes, budget) after a saliency, and the
     server's resident memory once garbage is collected and the C allocator has handed its free pages back (so what
     it reports is live memory, not the allocator's moods): the server tier checks eviction and growth from outside.
     The pack's module is found by the name ComfyUI gave it (its folder's path), so nothing in the pack exists for
     the tests' sake."""
-
-    CATEGORY = "testing"
-    FUNCTION = "run"
-    OUTPUT_NODE = True
-    RETURN_TYPES = ()
 
     @classmethod
     def INPUT_TYPES(cls):
