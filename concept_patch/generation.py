@@ -6,7 +6,7 @@ from .families import ModelFamily, detect_family
 from .stream.layer_spec import parse_block_spec
 from .stream.options import SaliencyOptions
 from .stream.session import ConceptSession, new_session
-from .stream.wrappers import find_sessions, offer_block_hooks, patched_model_options
+from .stream.wrappers import find_sessions, offer_block_hooks, offer_shared_casts, patched_model_options
 from .text.concepts import ConceptSet
 
 
@@ -36,6 +36,7 @@ def install_concept_attention(model, concepts: ConceptSet, options: SaliencyOpti
     session = new_session(model, family or family_for(model, options), concepts, options)
     patched = model.clone()
     offer_block_hooks(patched, session)
+    offer_shared_casts(patched, session)
     patched.model_options = patched_model_options(patched.model_options, session)
     return patched, session
 

@@ -104,7 +104,7 @@ if [ $# -eq 1 ] && [ "$1" = tests ]; then
     selection=$("$PY" scripts/families.py compat)
     if ! COMFYUI_PATH="$COMPAT" "$PY" -m pytest -p no:cacheprovider -q tests/comfy/test_maps_match_reference.py \
         tests/comfy/test_exact_images.py tests/comfy/test_run_state.py tests/comfy/test_nodes.py \
-        tests/comfy/test_requery.py -k "$selection" 2>&1 | tee "$ART/pytest-compat.log" | tail -n 3; then
+        tests/comfy/test_requery.py tests/comfy/test_partial_loading.py -k "$selection" 2>&1 | tee "$ART/pytest-compat.log" | tail -n 3; then
       echo "[test] FAILED: the comfy tier fails against $COMPAT (log: $ART/pytest-compat.log)"
       exit 1
     fi

@@ -9,6 +9,7 @@ import torch
 from .attention_capture import AttentionCapture, layer_map, read_image_stream
 from .options import DOUBLE_BLOCK
 from .recording import StreamRecorder
+from .shared_casts import BLOCK
 
 
 class StopForward(Exception):
@@ -85,8 +86,12 @@ class ForwardState:
         if self.concepts is None:
             self.start_concepts()
         key = self.block_key = (kind, index)
+        with self.session.casts.window(BLOCK, key):
+            return self._run_block(key, args, extra, call_block, kind)
+
+    def _run_block(self, key, args: dict, extra: dict, call_block, kind: str):
         stream = self.family.stream_kind(kind)
-        block = stream.block(self.diffusion_model, index)
+        block = stream.block(self.diffusion_model, key[1])
         concept_qkv, saved = stream.qkv(block, self.concepts, args, self)
         image = stream.image_tokens(args, self)
         if kind == DOUBLE_BLOCK:

@@ -16,6 +16,7 @@ import torch
 from ..checks.errors import ConceptAttentionError
 from ..maps.saliency_maps import SaliencyMaps
 from .options import SaliencyOptions
+from .shared_casts import CastSharing
 
 _session_ids = itertools.count(1)
 # The key under which ComfyUI's TorchCompileModel wraps a model.
@@ -77,6 +78,8 @@ class ConceptSession:
         self.records: deque[RunRecord] = deque(maxlen=max_records)
         self._embeddings: dict = {}
         self._per_device: dict = {}
+        # Casts of offloaded weights shared between each block and its concept stream (shared_casts.py).
+        self.casts = CastSharing()
 
     def __deepcopy__(self, memo):
         # A session is the shared record of a patched model's runs: model clones (ComfyUI 0.3.x

@@ -16,6 +16,7 @@ from .forward_state import StopForward
 from .options import DOUBLE_BLOCK
 from .sampling_run import SamplingRun
 from .session import COMPILE_WRAPPER_KEY, ConceptSession
+from .shared_casts import FORWARD, install_shared_casts
 
 WRAPPER_KEY = "concept_attention"
 
@@ -67,7 +68,8 @@ class ForwardWrapper:
             return executor(x, t, c_concat, c_crossattn, control, transformer_options, **kwargs)
         options = {**transformer_options, self.session.forward_key: forward}
         try:
-            out = executor(x, t, c_concat, c_crossattn, control, options, **kwargs)
+            with self.session.casts.window(FORWARD):
+                out = executor(x, t, c_concat, c_crossattn, control, options, **kwargs)
         except StopForward as stop:
             if stop.forward is not forward:
                 raise
@@ -164,6 +166,13 @@ def offer_block_hooks(patcher, session: ConceptSession) -> None:
         count = sum(1 for kind, _ in session.stream_blocks if kind == stream.hook)
         if stream.call is not None and count:
             install_block_hooks(patcher, stream.blocks, stream.hook, stream.call, count)
+
+
+def offer_shared_casts(patcher, session: ConceptSession) -> None:
+    """On a clone: the blocks the concept stream passes share each offloaded weight's cast with it
+    (shared_casts.py), so a partially loaded model moves no weight twice."""
+    blocks = [(session.family.stream_kind(kind).blocks, index) for kind, index in session.stream_blocks]
+    install_shared_casts(patcher, session.casts, blocks, [stream.blocks for stream in session.family.blocks])
 
 
 def needs_block_hooks(session: ConceptSession) -> bool:

@@ -344,7 +344,10 @@ def test_hidream_picture_bit_identical_with_single_layers(dtype):
     plain = sample(model, clip, latent_shape=(2, 16, 6, 10), cfg=3.0, steps=2)
     patched, session = install_concept_attention(model, concepts, _options((1,), (0, 1)))
     objects = sorted(k for k in patched.object_patches if k.startswith("diffusion_model.single_stream_blocks"))
-    assert objects == [f"diffusion_model.single_stream_blocks.{i}.forward" for i in (0, 1)]
+    assert [k for k in objects if k.endswith(".forward")] == \
+        [f"diffusion_model.single_stream_blocks.{i}.forward" for i in (0, 1)]
+    # the other object patches share offloaded weights' casts (stream/shared_casts.py), in those blocks only
+    assert {k.split(".")[2] for k in objects} == {"0", "1"}
     assert torch.equal(plain, sample(patched, clip, latent_shape=(2, 16, 6, 10), cfg=3.0, steps=2))
     assert session.records[-1].saliency.metadata["model_calls_used"] == 2
     # the default (dual-stream layers) object-patches no single-stream block

@@ -1,0 +1,171 @@
+"""Models ComfyUI keeps partly off the compute device: the concept stream moves no weight a second time.
+
+A partially loaded model (ComfyUI's lowvram path: ModelPatcher.load with a memory budget smaller than the model)
+casts the weights of its offloaded modules from their stored copy on every call (comfy.ops.cast_bias_weight). The
+concept stream calls the blocks' modules again; it must reuse the block's casts (stream/shared_casts.py), so each
+stored weight is cast no more often per step than in plain sampling, the picture stays bit-identical and the maps
+are those of the fully loaded model.
+"""
+
+from __future__ import annotations
+
+import collections
+import functools
+
+import pytest
+import torch
+
+from concept_attention.concept_patch.generation import install_concept_attention
+from concept_attention.concept_patch.stream import shared_casts
+from concept_attention.concept_patch.stream.options import SaliencyOptions
+from concept_attention_tests.comfy.module_caches import cached_clip_and_concepts, cleared_after_module
+from concept_attention_tests.comfy.sampling import sample
+from concept_attention_tests.comfy.tiny import tiny_cogvideox, tiny_models, tiny_single_stream, tiny_text_encoders
+
+CONCEPTS = ["dog", "green grass", "sky"]
+
+# family (test id): (model builder, text encoder, latent shape, sampling arguments)
+CASES = {
+    "flux": (tiny_models.flux_model, tiny_models.flux_clip, (1, 16, 6, 8), {"cfg": 1.0}),
+    "z_image": (tiny_single_stream.z_image_model, tiny_text_encoders.z_image_clip, (2, 16, 6, 8), {"cfg": 3.0}),
+    "hidream": (tiny_models.hidream_model, tiny_models.hidream_clip, (1, 16, 6, 8), {"cfg": 1.0}),
+    "cogvideox": (lambda dtype: tiny_cogvideox.cogvideox_model("5b", dtype=dtype), tiny_cogvideox.cogvideox_clip,
+                  (1, 16, 3, 6, 8), {"cfg": 1.0}),
+}
+# Lumina 2 / Z-Image cast their q/k RMS-norm scales by calling comfy.ops.cast_bias_weight themselves, outside the
+# module's forward where a shared cast sits; the concept stream, which uses the model's fused norm+RoPE the same way,
+# casts those scales (head_dim values each) once more a block.
+DIRECT_CASTS = {"z_image": ("attention.q_norm", "attention.k_norm")}
+ENCODERS = {name: cached_clip_and_concepts(case[1], CONCEPTS) for name, case in CASES.items()}
+
+
+@functools.cache
+def _model(name, dtype):
+    return CASES[name][0](dtype=dtype)
+
+
+_module_scope = cleared_after_module(_model, *(cache for pair in ENCODERS.values() for cache in pair))
+
+
+class PartialLoads:
+    """ComfyUI's own lowvram load with a budget of `fraction` of the diffusion model (CPU runs load models whole
+    otherwise), and a count of the casts each module makes from its stored weights."""
+
+    def __init__(self, monkeypatch):
+        import comfy.model_management
+        import comfy.ops
+
+        self.fraction = None
+        self.casts = collections.Counter()
+        load = comfy.model_management.LoadedModel.model_load
+        cast = comfy.ops.cast_bias_weight
+        loads = self
+
+        def partial_load(loaded, lowvram_model_memory=0, force_patch_weights=False):
+            if loads.fraction is not None and hasattr(loaded.model.model, "diffusion_model"):
+                budget = loads.fraction * loaded.model.model_size()
+                lowvram_model_memory = max(budget - loaded.model.loaded_size(), 1)
+            return load(loaded, lowvram_model_memory, force_patch_weights)
+
+        def counted_cast(module, *args, **kwargs):
+            # A cast from the stored weight (a shared cast serves a kept copy, which is no Parameter).
+            if isinstance(module._parameters.get("weight"), torch.nn.Parameter):
+                loads.casts[module] += 1
+            return cast(module, *args, **kwargs)
+
+        monkeypatch.setattr(comfy.model_management.LoadedModel, "model_load", partial_load)
+        monkeypatch.setattr(comfy.ops, "cast_bias_weight", counted_cast)
+
+    def start(self, fraction: float):
+        """Unload every model, so the next run loads the diffusion model with this budget."""
+        import comfy.model_management
+
+        comfy.model_management.unload_all_models()
+        self.fraction = fraction
+
+    def count(self, model, run) -> tuple:
+        """(run's result, casts per module of model's diffusion model during it, by module name)."""
+        self.casts.clear()
+        out = run()
+        names = {module: name for name, module in model.get_model_object("diffusion_model").named_modules()}
+        return out, {names[module]: n for module, n in self.casts.items() if module in names}
+
+
+@pytest.fixture
+def partial_loads(monkeypatch):
+    import comfy.model_management
+
+    comfy.model_management.unload_all_models()
+    try:
+        yield PartialLoads(monkeypatch)
+    finally:
+        # Later tests load their models whole again.
+        comfy.model_management.unload_all_models()
+
+
+def _weight_bytes(model, name):
+    module = model.get_model_object(f"diffusion_model.{name}")
+    return sum(p.nbytes for p in module.parameters(recurse=False))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
+@pytest.mark.parametrize("name", list(CASES))
+def test_concepts_cast_no_stored_weight_twice(name, dtype, partial_loads):
+    model = _model(name, dtype)
+    _, shape, kwargs = CASES[name][1:]
+    clip, concepts = ENCODERS[name]
+    patched, session = install_concept_attention(model, concepts(), SaliencyOptions(layers=(0, 1, 2)))
+
+    def run(m):
+        return sample(m, clip(), latent_shape=shape, steps=2, **kwargs)
+
+    full_picture = run(model)
+    run(patched)
+    full_maps = session.records[-1].saliency.maps
+
+    partial_loads.start(0.5)
+    plain, plain_casts = partial_loads.count(model, lambda: run(model))
+    assert plain_casts, "the model was not partially loaded: nothing cast its weights"
+    for repeat in range(2):  # the first run learns which casts a block shares, the second keeps only those
+        out, concept_casts = partial_loads.count(model, lambda: run(patched))
+        # Never more casts of a stored weight than plain sampling makes (fewer where a block calls a module twice
+        # itself, e.g. CogVideoX's norms over text and video: the shared cast serves the second call too).
+        direct = DIRECT_CASTS.get(name, ())
+        assert concept_casts.keys() == plain_casts.keys()
+        more = {n: (plain_casts[n], c) for n, c in concept_casts.items() if c > plain_casts[n] and not n.endswith(direct)}
+        assert not more, f"run {repeat}: (plain, with concepts) casts {more}"
+        extra = sum((c - plain_casts[n]) * _weight_bytes(model, n) for n, c in concept_casts.items())
+        assert extra <= 1e-3 * sum(c * _weight_bytes(model, n) for n, c in plain_casts.items())
+        assert torch.equal(out, plain)
+        assert torch.equal(plain, full_picture)
+        torch.testing.assert_close(session.records[-1].saliency.maps, full_maps, rtol=0, atol=0)
+
+
+def test_without_shared_casts_the_concept_stream_casts_again(partial_loads, monkeypatch):
+    """The count above sees a second cast: with sharing switched off, the text modules are cast twice a block."""
+    model = _model("flux", torch.float32)
+    clip, concepts = ENCODERS["flux"]
+    patched, _ = install_concept_attention(model, concepts(), SaliencyOptions(layers=(0, 1, 2)))
+    partial_loads.start(0.5)
+
+    def run(m):
+        return sample(m, clip(), latent_shape=(1, 16, 6, 8), cfg=1.0, steps=2)
+
+    _, plain_casts = partial_loads.count(model, lambda: run(model))
+    monkeypatch.setattr(shared_casts, "shares_casts", lambda module: False)
+    _, concept_casts = partial_loads.count(model, lambda: run(patched))
+    twice = [n for n, count in concept_casts.items() if count == 2 * plain_casts.get(n, 0)]
+    assert any(".txt_" in n for n in twice), concept_casts
+
+
+def test_a_resident_model_never_enters_the_shared_cast(monkeypatch):
+    """Fully loaded: no module casts, so the object patches are never called and nothing is kept."""
+    model = _model("flux", torch.float32)
+    clip, concepts = ENCODERS["flux"]
+    patched, session = install_concept_attention(model, concepts(), SaliencyOptions(layers=(0, 1, 2)))
+    assert any(isinstance(p, shared_casts.SharedCast) for p in patched.object_patches.values())
+    calls = collections.Counter()
+    call = shared_casts.SharedCast.__call__
+    monkeypatch.setattr(shared_casts.SharedCast, "__call__", lambda self, *a, **k: calls.update([1]) or call(self, *a, **k))
+    sample(patched, clip(), latent_shape=(1, 16, 6, 8), cfg=1.0, steps=2)
+    assert not calls and session.records
