@@ -10,7 +10,8 @@ the clip: Concept Saliency from Sampling -> Saliency to Mask -> Convert Mask to 
 (the mask video), Concept Soundtrack Curve -> its curve as a picture, and Apply Soundtrack Curve to Audio -> Save
 Audio. The checks read the saved files: the mask video has exactly the clip's frames, the masks are the saved maps'
 masks, the curve is the saved shares, the gated audio is the clip's length, and the preview carries the soundtrack
-strip.
+strip. Maps without a soundtrack (a picture's) or with a malformed one (a crafted file) get a clear error from the curve
+node.
 """
 
 from __future__ import annotations
@@ -21,12 +22,16 @@ import torch
 
 from concept_attention_tests.server.model_files import MINIMAX_FILE, write_tiny_minimax
 from concept_attention_tests.server.workflows import (
+    empty_latent,
+    error_text,
     link,
     node,
     output_files,
     read_mask_png,
     require_ok,
     saliency_file,
+    saliency_node,
+    sd3_loaders,
     to_mask_node,
     unique_prefix,
 )
@@ -183,3 +188,43 @@ def test_generated_clip_with_its_mask_video_and_soundtrack_curve(comfy_server, m
             want = np.clip(255.0 * rendered[index][band].numpy(), 0, 255).astype(np.uint8)
             np.testing.assert_array_equal(saved[band], want)
     assert comfy_server.alive()
+
+
+def _curve_to_preview(saliency: str) -> dict:
+    return {
+        "curve": node("ConceptAttentionSoundtrackCurve", saliency=link(saliency), concept="dog", mode="share",
+                      threshold=0.5, invert=False),
+        "curve_image": node("MaskToImage", mask=link("curve")),
+        "preview": node("PreviewImage", images=link("curve_image")),
+    }
+
+
+def _assert_refused(server, result, *phrases: str) -> None:
+    assert result.status == "error", result.describe()
+    assert result.error.get("node_type") == "ConceptAttentionSoundtrackCurve", result.describe()
+    assert result.error.get("exception_type") == "concept_attention.errors.ConceptAttentionError", result.describe()
+    message = error_text(result)
+    for phrase in phrases:
+        assert phrase in message, f"the error should mention {phrase!r}; it says: {message!r}"
+    assert str(server.base_dir) not in message and "Traceback" not in message, message
+    assert server.alive()
+
+
+def test_soundtrack_curve_of_maps_without_a_soundtrack_is_refused_clearly(comfy_server):
+    """A picture's SALIENCY (the tiny SD3) has no soundtrack: the curve node says so, naming the family that made the
+    maps and the one that makes a soundtrack; a crafted file whose soundtrack is malformed is refused by name."""
+    from safetensors.torch import save_file
+
+    prompt = {**sd3_loaders(), "latent": empty_latent(), "saliency": saliency_node(seed=4),
+              **_curve_to_preview("saliency")}
+    _assert_refused(comfy_server, comfy_server.run_prompt(prompt, timeout=180), "this SALIENCY has no soundtrack",
+                    "(these maps come from SD3", "MiniMax H3")
+
+    name = f"crafted_soundtrack_{unique_prefix('x').split('/')[0]}.safetensors"
+    metadata = {"format": "concept_attention.saliency", "format_version": "1", "names": '["dog", "sky"]',
+                "image_size": "[32, 32]", "softmax": "true", "frames": "5",
+                "metadata": '{"audio_shares": [[[0.5, 0.5], [0.5]]]}'}
+    save_file({"maps": torch.full((1, 2, 2, 2, 2), 0.5)}, str(comfy_server.input_dir / name), metadata=metadata)
+    prompt = {"load": node("ConceptAttentionLoadSaliency", file=name), **_curve_to_preview("load")}
+    _assert_refused(comfy_server, comfy_server.run_prompt(prompt, timeout=180),
+                    "soundtrack ('audio_shares' in its metadata)", "same number of audio frames")
