@@ -10,6 +10,7 @@ from .concept_saliency import ConceptSaliency
 from .generation import ConceptAttentionPatch, SamplingSaliency
 from .saliency_files import LoadSaliency, SaveSaliency
 from .saliency_to_mask import SaliencyToMask
+from .soundtrack import ApplySoundtrackCurve, SoundtrackCurve
 
 NODES: list[type[io.ComfyNode]] = [
     ConceptList,
@@ -19,6 +20,8 @@ NODES: list[type[io.ComfyNode]] = [
     SaliencyToMask,
     SaveSaliency,
     LoadSaliency,
+    SoundtrackCurve,
+    ApplySoundtrackCurve,
 ]
 NODE_IDS = [node.define_schema().node_id for node in NODES]
 

@@ -46,10 +46,10 @@ def saliency_preview(saliency: SaliencyMaps, images, node_cls):
 
 
 def _panel_frames(panels, layout: SheetLayout, clip: int, k: int):
-    """Panel k of one clip in every pixel frame, strip included: [F, h, w, 3]."""
+    """Panel k of one clip in every pixel frame, label strip and soundtrack band included: [F, h, w, 3]."""
     sheets = [layout.sheet(clip, frame, k) for frame in range(layout.frames)]
     y, x = layout.box(k)
-    return panels[sheets, y : y + layout.panel[0] + layout.strip, x : x + layout.panel[1]]
+    return panels[sheets, y : y + layout.cell_height, x : x + layout.panel[1]]
 
 
 def _save_panel(saliency: SaliencyMaps, frames, prefix: str, node_cls) -> dict:

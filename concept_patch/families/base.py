@@ -130,6 +130,9 @@ class ModelFamily:
     extension: bool = False
     #: A video family (maps per token frame).
     video: bool = False
+    #: A family whose side_metadata gives the concepts' shares along a generated soundtrack (maps/soundtrack.py keys:
+    #: per audio latent frame): the preview's soundtrack strip and Concept Soundtrack Curve read them.
+    soundtrack: bool = False
     #: Whether ComfyUI 0.3.x (0.3.64, kept working where cheap) runs this family, and the words that name the family
     #: in test ids: scripts/test.sh's compatibility run leaves out the tests of families 0.3.x lacks.
     runs_on_comfyui_0_3: bool = False

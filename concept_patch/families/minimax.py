@@ -38,6 +38,7 @@ from .stream_kinds import SharedWeights
 
 TEXT_TAG = 1  # mod_segments rows: 3 · (timestep row) + tag, tags video 0, text 1, audio 2
 AUDIO = "audio"  # the side token group of the target audio (StreamKind.side_tokens)
+AUDIO_FRAME_RATE = 40  # audio latent frames a second (the model's 40 Hz stereo audio latents)
 
 
 def text_mod_row(mod_segments) -> int:
@@ -112,6 +113,7 @@ class MiniMaxH3Family(SingleStreamFamily):
     blocks = (MiniMaxBlocks("blocks"),)
     grid = TokenGrid("patch_size", time_patch="patch_size")
     video = True
+    soundtrack = True
     extension = False  # the text has an adaLN share of its own, as CogVideoX's
     position = ("RoPE axis t at the concept's own tokens' index in its conditioning, h = w = 0, as the text's tokens "
                 "are numbered")
@@ -120,7 +122,9 @@ class MiniMaxH3Family(SingleStreamFamily):
                   "block's per-segment adaLN (the text-tag row at the video timestep), not the video's or the audio's. "
                   "Concepts pass `condition_proj` and the token refiner once per run. Maps are `[batch, concepts, "
                   "frames, h, w]` over the target video; condition rows, references and audio are not in them. The target audio "
-                  "gets the concepts' shares per audio latent frame in the SALIENCY metadata (`audio_shares`)")
+                  "gets the concepts' shares per audio latent frame in the SALIENCY metadata (`audio_shares`): the preview "
+                  "draws them as a strip of concept colours under the frames, and Concept Soundtrack Curve turns one "
+                  "concept's into a curve or an audio gain ([what they mean](docs/soundtrack.md))")
     test_ids = ("minimax",)
     runs_on_comfyui_0_3 = False
 
@@ -134,7 +138,8 @@ class MiniMaxH3Family(SingleStreamFamily):
     def side_metadata(self, side_scores):
         """The concepts' shares of the target audio: per audio latent frame (40 per second), the mean over its two
         stereo rows of the per-row scores (a softmax over the concepts with softmax on, so each frame's shares sum to
-        1), as `audio_shares` [batch][concept][frame] in the SALIENCY metadata (Save/Load Saliency keep it)."""
+        1), as `audio_shares` [batch][concept][frame] in the SALIENCY metadata (Save/Load Saliency keep it), with the
+        audio frame rate (maps/soundtrack.py reads these keys)."""
         scores = side_scores.get(AUDIO)
         if scores is None:
             return {}
@@ -142,7 +147,7 @@ class MiniMaxH3Family(SingleStreamFamily):
         frames = rows // 2  # channel-major rows: channel 0's frames, then channel 1's
         per_frame = scores.reshape(batch, 2, frames, concepts).mean(dim=1).permute(0, 2, 1)
         shares = [[[round(float(v), 6) for v in concept] for concept in clip] for clip in per_frame.tolist()]
-        return {"audio_shares": shares, "audio_frames": frames}
+        return {"audio_shares": shares, "audio_frames": frames, "audio_frame_rate": AUDIO_FRAME_RATE}
 
     def context_dim(self, diffusion_model):
         return diffusion_model.condition_proj.in_features

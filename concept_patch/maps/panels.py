@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from ..checks.errors import ConceptAttentionError
 from .labels import strip_height
 from .saliency_maps import SaliencyMaps
+from .soundtrack_band import band_height, shows_soundtrack
 
 # Previews: every panel together holds at most PREVIEW_PIXEL_BUDGET pixels and no panel side is
 # longer than PREVIEW_MAX_SIDE, whatever the picture's size or the concept count (64 concepts of a
@@ -65,10 +66,15 @@ class SheetLayout:
     clips: int = 1
     frames: int = 1
     tiled: bool = True
+    band: int = 0  # rows of the soundtrack band under the label strip (soundtrack_band.py), 0 without one
+
+    @property
+    def cell_height(self) -> int:
+        return self.panel[0] + self.strip + self.band
 
     @property
     def shape(self) -> tuple[int, int]:
-        return self.rows * (self.panel[0] + self.strip), self.cols * self.panel[1]
+        return self.rows * self.cell_height, self.cols * self.panel[1]
 
     @property
     def sheets(self) -> int:
@@ -83,7 +89,7 @@ class SheetLayout:
     def box(self, k: int) -> tuple[int, int]:
         """Top-left corner (y, x) of panel k's cell on its sheet."""
         slot = k if self.tiled else 0
-        return (slot // self.cols) * (self.panel[0] + self.strip), (slot % self.cols) * self.panel[1]
+        return (slot // self.cols) * self.cell_height, (slot % self.cols) * self.panel[1]
 
 
 def sheet_layout(saliency: SaliencyMaps, labels: bool = True, max_side: int = PREVIEW_MAX_SIDE,
@@ -103,8 +109,11 @@ def sheet_layout(saliency: SaliencyMaps, labels: bool = True, max_side: int = PR
     min_side = VIDEO_PREVIEW_MIN_SIDE if video else PREVIEW_MIN_SIDE
     label_min_width = LABEL_MIN_WIDTH if video else 0
 
-    def strip_for(size):
-        return strip_height(size[1]) if labels and size[1] >= label_min_width else 0
+    banded = shows_soundtrack(saliency)
+
+    def strip_for(size):  # what a panel has under it: its label strip, then the soundtrack band where there is one
+        return (strip_height(size[1]) if labels and size[1] >= label_min_width else 0) + (
+            band_height(size) if banded else 0)
 
     size = panel_size(image_size, cells, max_side, budget, min_side=min_side)
     strip = strip_for(size)
@@ -118,5 +127,6 @@ def sheet_layout(saliency: SaliencyMaps, labels: bool = True, max_side: int = PR
             f"than {budget} pixels even with {VIDEO_PREVIEW_MIN_SIDE}-pixel panels; preview fewer concepts or a "
             "shorter clip"
         )
-    return SheetLayout(size, strip, rows, cols, panels, saliency.batch_size,
-                       saliency.clip_frames, tiled=video)
+    band = band_height(size) if banded else 0
+    return SheetLayout(size, strip - band, rows, cols, panels, saliency.batch_size,
+                       saliency.clip_frames, tiled=video, band=band)

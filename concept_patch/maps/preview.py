@@ -17,6 +17,7 @@ from .labels import STRIP_BACKGROUND, heatmap_strip, segmentation_strip
 from .panels import PREVIEW_MAX_SIDE, PREVIEW_PIXEL_BUDGET, sheet_layout
 from .resample import frame_chunks, frames_between, resize_pictures, upsample
 from .saliency_maps import SaliencyMaps
+from .soundtrack_band import draw_soundtracks
 
 DEFAULT_VIDEO_FPS = 8.0
 # Heatmap pixels coloured at once for a file (colouring holds about 50 bytes a pixel).
@@ -73,6 +74,8 @@ def render_preview(saliency: SaliencyMaps, images: torch.Tensor | None = None, l
     labels: a strip under each panel with the concept's name and the colour bar (heatmaps) or the
     colours of the concepts (segmentation). Panels are preview-sized and built one frame and one
     concept at a time: memory is the preview plus one frame's maps, whatever the picture's size.
+    A clip with a soundtrack (MiniMax H3's audio shares) has its soundtrack band under every panel
+    (soundtrack_band.py).
     """
     layout = sheet_layout(saliency, labels, max_side, budget)
     size, strip = layout.panel, layout.strip
@@ -112,6 +115,7 @@ def render_preview(saliency: SaliencyMaps, images: torch.Tensor | None = None, l
                 panel[: size[0]] = heat_colors(panel_maps[j], scale, base)
                 if strip:
                     panel[size[0] :] = strip_of(heatmap_strip, text, scale)
+    draw_soundtracks(out, saliency, layout)
     return out
 
 

@@ -18,6 +18,7 @@ share are built by parts.py.
 
 from __future__ import annotations
 
+from .minimax_spec import MINIMAX_EXPECTED, MINIMAX_I2V_MASK_VIDEO
 from .notes import (
     COGVIDEOX_CLIP_NOTE,
     COGVIDEOX_GENERATE_NOTE,
@@ -517,6 +518,10 @@ EXPECTED = {
         "saliency_room": 600,
     },
 }
+
+# MiniMax H3 (scripts/examples/minimax_spec.py)
+EXAMPLES.append(MINIMAX_I2V_MASK_VIDEO)
+EXPECTED[MINIMAX_I2V_MASK_VIDEO["name"]] = MINIMAX_EXPECTED
 
 
 def file_stem(spec: dict) -> str:

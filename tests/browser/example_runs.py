@@ -25,6 +25,8 @@ SMALL_RUN = {
     "ImageScaleToMaxDimension": {"largest_size": PICTURE_SIZE},
     "EmptyHunyuanLatentVideo": {"width": 64, "height": 64, "length": 9},
     "ImageScale": {"width": 64, "height": 64},
+    "MiniMaxH3ImageToVideo": {"width": 64, "height": 64, "length": 5},
+    "BasicScheduler": {"steps": 2},
 }
 
 # Nodes passed through (bypassed) for a small run: they would scale the picture up to a megapixel.
@@ -33,6 +35,7 @@ BYPASS = ["FluxKontextImageScale"]
 # Loader type -> [(substring of its file widget or "", stand-in type, stand-in widget values)].
 SWAPS = {
     "UNETLoader": [("cogvideox", "ConceptAttentionTestTinyCogVideoX", {"seed": 1}),
+                   ("minimax", "ConceptAttentionTestTinyMiniMax", {"seed": 5}),
                    ("klein", "ConceptAttentionTestTinyKlein", {"seed": 0}),
                    ("qwen_image_edit_2511", "ConceptAttentionTestTinyQwenImage", {"seed": 2, "edit_2511": True}),
                    ("qwen_image", "ConceptAttentionTestTinyQwenImage", {"seed": 2}),
@@ -40,9 +43,12 @@ SWAPS = {
     "DualCLIPLoader": [("", "ConceptAttentionTestTinyFluxClip", {"seed": 1})],
     "CLIPLoader": [("qwen_3", "ConceptAttentionTestTinyKleinClip", {"variant": "4b", "seed": 16}),
                    ("qwen_2.5_vl", "ConceptAttentionTestTinyQwenImageClip", {"seed": 3}),
-                   ("t5xxl", "ConceptAttentionTestTinyCogVideoXClip", {"seed": 21})],
+                   ("t5xxl", "ConceptAttentionTestTinyCogVideoXClip", {"seed": 21}),
+                   ("qwen3vl_32b", "ConceptAttentionTestTinyMiniMaxClip", {"seed": 23})],
     "TripleCLIPLoader": [("", "ConceptAttentionTestTinySD3Clip", {"seed": 0})],
     "VAELoader": [("cogvideox", "ConceptAttentionTestTinyCogVideoXVAE", {"seed": 22}),
+                  ("minimax_h3_video", "ConceptAttentionTestTinyMiniMaxVAE", {"seed": 31}),
+                  ("minimax_h3_audio", "ConceptAttentionTestTinyMiniMaxAudioVAE", {"seed": 32}),
                   ("flux2", "ConceptAttentionTestTinyFlux2VAE", {"seed": 0}),
                   ("qwen_image", "ConceptAttentionTestTinyQwenImageVAE", {"seed": 0}),
                   ("", "ConceptAttentionTestTinyVAE", {"seed": 0})],

@@ -26,7 +26,7 @@ from concept_attention_tests.browser.browser_session import (
 PACK_NODES = {
     "ConceptAttentionConceptList", "ConceptAttentionSaliency", "ConceptAttentionPatchModel",
     "ConceptAttentionSamplingSaliency", "ConceptAttentionSaliencyToMask", "ConceptAttentionSaveSaliency",
-    "ConceptAttentionLoadSaliency",
+    "ConceptAttentionLoadSaliency", "ConceptAttentionSoundtrackCurve", "ConceptAttentionApplySoundtrackCurve",
 }
 EXAMPLES = [spec["name"] for spec in EXAMPLE_SPECS]
 EXAMPLE_FILES = {spec["name"]: EXAMPLE_WORKFLOWS_DIR / f"{file_stem(spec)}.json" for spec in EXAMPLE_SPECS}
@@ -648,7 +648,7 @@ def test_mask_of_an_absent_concept_is_empty_by_default_and_the_node_says_so(comf
     assert comfy.extension_problems() == []
 
 
-VIDEO_EXAMPLES = [spec["name"] for spec in EXAMPLE_SPECS if "cogvideox" in spec["name"]]
+VIDEO_EXAMPLES = [spec["name"] for spec in EXAMPLE_SPECS if "cogvideox" in spec["name"] or "minimax" in spec["name"]]
 ANIMATION_JS = """(id) => {
   const node = app.graph.getNodeById(id);
   const host = node.widgets?.find(w => w.name === '$$comfy_animation_preview')?.element;

@@ -16,6 +16,10 @@ are written at test time (see tests/server/conftest.py, ``comfy_server_prepare``
   0.95 M parameters, ~4 MB) that the stock ``UNETLoader`` loads: ComfyUI's detection fixes the head
   width at 64 and reads the rest from the shapes. Its text input is as wide as the tiny T5 of
   tests/comfy/tiny/tiny_cogvideox.py; text encoder and VAE come from the fixture node pack.
+* :func:`write_tiny_minimax` - a MiniMax H3 DiT (hidden 64 = 2 heads of 32, 2 blocks, 0.3 M parameters) that the stock
+  ``UNETLoader`` loads: ComfyUI reads the whole MiniMax H3 config from the shapes (the ``video_patch_proj`` branch of
+  comfy/model_detection.py). Text encoder and both VAEs come from the fixture node pack (ComfyUI builds them at full
+  size whatever the file holds).
 * :func:`write_random_clip_l` - the state dict of ComfyUI's own CLIP-L text model
   (``comfy.sd1_clip.SDClipModel``, 123.6 M parameters, ~247 MB in fp16) with seeded random values.
   The stock ``CLIPLoader`` with type ``sd3`` turns it into an SD3 text encoder without CLIP-G or T5:
@@ -43,6 +47,7 @@ FLUX2_HIDDEN = 128  # ComfyUI's Flux.2 detection fixes the head width at 128 (ax
 CLIP_L_FILE = "random_clip_l_concept_attention.safetensors"
 COGVIDEOX_FILE = "tiny_cogvideox_5b_concept_attention.safetensors"
 COGVIDEOX_HEADS = 2  # ComfyUI's CogVideoX detection fixes the head width at 64
+MINIMAX_FILE = "tiny_minimax_h3_concept_attention.safetensors"
 
 
 def _seeded_values(name: str, shape, gen: torch.Generator, std: float) -> torch.Tensor:
@@ -135,6 +140,23 @@ def tiny_cogvideox_state_dict(seed: int = 0, depth: int = 3, std: float = 0.08) 
 
 def write_tiny_cogvideox(path: Path, seed: int = 0) -> Path:
     return _save(path, tiny_cogvideox_state_dict(seed))
+
+
+def tiny_minimax_state_dict(seed: int = 0, depth: int = 2, std: float = 0.08) -> dict[str, torch.Tensor]:
+    """The diffusion_model state dict of a tiny MiniMax H3 (tests/comfy/tiny/tiny_minimax.py's config), as UNETLoader
+    files have it, its RoPE inverse frequencies RoPE's usual 1 / 10000^(i/n) (a buffer the checkpoint holds)."""
+    import comfy.supported_models
+
+    from concept_attention_tests.comfy.tiny import tiny_minimax
+
+    state = _random_diffusion_model(comfy.supported_models.MiniMaxH3, tiny_minimax.unet_config(depth), seed, std)
+    n = tiny_minimax.ROPE_FREQS
+    state["rope.inv_freq"] = 1.0 / 10000.0 ** (torch.arange(n, dtype=torch.float32) / n)
+    return state
+
+
+def write_tiny_minimax(path: Path, seed: int = 0) -> Path:
+    return _save(path, tiny_minimax_state_dict(seed))
 
 
 def random_clip_l_state_dict(seed: int = 1, dtype=torch.float16) -> dict[str, torch.Tensor]:

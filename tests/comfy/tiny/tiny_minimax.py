@@ -1,4 +1,5 @@
-"""Tiny random-weight MiniMax H3 models and their Qwen3-VL text encoder, as ComfyUI's loaders build them.
+"""Tiny random-weight MiniMax H3 models, their Qwen3-VL text encoder and their video and audio VAEs, as ComfyUI's loaders
+build them.
 
 The model comes from comfy.supported_models.MiniMaxH3 + model_base.MiniMaxH3 (joint video + audio flow model,
 sigma shift 12 for video and 3 for audio) in a real ModelPatcher, with the unet_config keys ComfyUI's model
@@ -68,3 +69,50 @@ def empty_av_latent(frames: int = 3, height: int = 6, width: int = 8, seed: int 
         return nested
     g = torch.Generator().manual_seed(seed)
     return comfy.nested_tensor.NestedTensor([torch.randn(t.shape, generator=g) for t in nested.unbind()])
+
+
+# The VAEs: ComfyUI builds both MiniMax H3 VAEs at full size whatever a file holds (comfy.sd.VAE's detection names no
+# widths), so the tiny ones are ComfyUI's classes at small widths, served as the stock VAELoader serves them.
+TINY_VIDEO_VAE = {"ch": 32, "ch_mult": (1, 1, 1, 1, 1, 1), "num_res_blocks": 1}  # 6 levels: 16x space, 4x time
+TINY_VIDEO_DECODER = {"num_layers": 1, "heads": 2, "dim_head": 16}
+TINY_AUDIO_VAE = {"encoder_dim": 4, "latent_dim": 32, "decoder_dim": 128}  # 800 samples per latent frame, 32 kHz
+
+
+def _seeded_state(module, seed: int, std: float, keep=()) -> dict:
+    g = torch.Generator().manual_seed(seed)
+    return {name: (torch.randn(t.shape, generator=g) * std if t.is_floating_point() and name not in keep else t)
+            for name, t in module.state_dict().items()}
+
+
+def minimax_video_vae(seed: int = 31):
+    """ComfyUI's MiniMax H3 video VAE (comfy.ldm.minimax.vae.MiniMaxH3VideoVAE: 24 channels, 16x space, latent frame k
+    decodes to 1, 4, 4, 4, 4 pictures) at tiny widths, as a comfy.sd.VAE that ComfyUI's own detection set up: 2 latent
+    frames decode to 5 pictures, 7 to 22."""
+    import functools
+    from unittest import mock
+
+    import comfy.ldm.minimax.vae as video_vae
+    import comfy.sd
+
+    decoder = functools.partial(video_vae.ViT3DDecoder, **TINY_VIDEO_DECODER)
+    tiny = functools.partial(video_vae.MiniMaxH3VideoVAE, **TINY_VIDEO_VAE)
+    with mock.patch.object(video_vae, "ViT3DDecoder", decoder):
+        state = _seeded_state(tiny(), seed, 0.05, keep=("latents_mean", "latents_std"))
+        with mock.patch.object(video_vae, "MiniMaxH3VideoVAE", tiny):
+            return comfy.sd.VAE(sd=state, dtype=torch.float32)
+
+
+def minimax_audio_vae(seed: int = 32):
+    """ComfyUI's MiniMax H3 audio VAE (comfy.ldm.minimax.audio_vae.MiniMaxH3AudioVAE: [B, 32, 2, T] latents, 40 a
+    second, stereo 32 kHz) at tiny widths, as a comfy.sd.VAE that ComfyUI's own detection set up."""
+    import functools
+    from unittest import mock
+
+    import comfy.ldm.minimax.audio_vae as audio_vae
+    import comfy.sd
+
+    tiny = functools.partial(audio_vae.MiniMaxH3AudioVAE, **TINY_AUDIO_VAE)
+    state = _seeded_state(tiny(), seed, 0.05)
+    state["latents_mean"], state["latents_std"] = torch.zeros(AUDIO_CHANNELS), torch.ones(AUDIO_CHANNELS)
+    with mock.patch.object(audio_vae, "MiniMaxH3AudioVAE", tiny):
+        return comfy.sd.VAE(sd=state, dtype=torch.float32)

@@ -28,6 +28,18 @@ random-weight models that the stock loaders cannot make small:
   ConceptAttentionTestTinyCogVideoXVAE
                                     VAE    ComfyUI's CogVideoX VAE (4x time, 8x space, 16 channels) at tiny
                                            widths: VAELoader builds it at full width whatever the file holds
+  ConceptAttentionTestTinyMiniMax   MODEL  MiniMax H3 (hidden 64, 2 blocks), built from comfy.supported_models.MiniMaxH3
+                                           like ComfyUI's loader (the browser tier's example runs; the server tier's
+                                           UNETLoader reads a small file of it)
+  ConceptAttentionTestTinyMiniMaxClip
+                                    CLIP   ComfyUI's MiniMax H3 text encoder (Qwen3-VL with its vision tower) with a
+                                           tiny config: what CLIPLoader type minimax makes of qwen3vl_32b
+  ConceptAttentionTestTinyMiniMaxVAE
+                                    VAE    ComfyUI's MiniMax H3 video VAE (16x space, latent frames of 1, 4, 4, 4, 4
+                                           pictures) at tiny widths
+  ConceptAttentionTestTinyMiniMaxAudioVAE
+                                    VAE    ComfyUI's MiniMax H3 audio VAE (40 latent frames a second, stereo 32 kHz) at
+                                           tiny widths
 The builders are those of tests/comfy/tiny/tiny_models.py, tests/comfy/tiny/tiny_text_encoders.py and
 tests/comfy/tiny/tiny_cogvideox.py, the same models the in-process tests use. (A tiny Flux.2 Klein DiT
 or CogVideoX needs no node on the server tier: the stock UNETLoader reads a small file of either,
@@ -79,6 +91,12 @@ def tiny_cogvideox():
     needs)."""
     tiny_text_encoders()
     return importlib.import_module("concept_attention_tests.comfy.tiny.tiny_cogvideox")
+
+
+def tiny_minimax():
+    """tests/comfy/tiny/tiny_minimax.py, imported like tiny_cogvideox."""
+    tiny_text_encoders()
+    return importlib.import_module("concept_attention_tests.comfy.tiny.tiny_minimax")
 
 
 class _OutputNode:
@@ -244,6 +262,42 @@ class ConceptAttentionTestTinyCogVideoXVAE(_SeededBuilder):
         return (tiny_cogvideox().cogvideox_vae(seed=seed),)
 
 
+class ConceptAttentionTestTinyMiniMax(_SeededBuilder):
+    """A tiny random-weight MiniMax H3 MODEL (video + audio)."""
+
+    RETURN_TYPES = ("MODEL",)
+
+    def build(self, seed):
+        return (tiny_minimax().minimax_model(depth=2, seed=seed),)
+
+
+class ConceptAttentionTestTinyMiniMaxClip(_SeededBuilder):
+    """ComfyUI's MiniMax H3 text encoder (Qwen3-VL) with a tiny config and random weights."""
+
+    RETURN_TYPES = ("CLIP",)
+
+    def build(self, seed):
+        return (tiny_minimax().minimax_clip(seed=seed),)
+
+
+class ConceptAttentionTestTinyMiniMaxVAE(_SeededBuilder):
+    """ComfyUI's MiniMax H3 video VAE with tiny widths and random weights."""
+
+    RETURN_TYPES = ("VAE",)
+
+    def build(self, seed):
+        return (tiny_minimax().minimax_video_vae(seed=seed),)
+
+
+class ConceptAttentionTestTinyMiniMaxAudioVAE(_SeededBuilder):
+    """ComfyUI's MiniMax H3 audio VAE with tiny widths and random weights."""
+
+    RETURN_TYPES = ("VAE",)
+
+    def build(self, seed):
+        return (tiny_minimax().minimax_audio_vae(seed=seed),)
+
+
 NODE_CLASS_MAPPINGS = {
     "ConceptAttentionTestRaise": ConceptAttentionTestRaise,
     "ConceptAttentionTestRequeryCache": ConceptAttentionTestRequeryCache,
@@ -256,6 +310,10 @@ NODE_CLASS_MAPPINGS = {
     "ConceptAttentionTestTinyCogVideoX": ConceptAttentionTestTinyCogVideoX,
     "ConceptAttentionTestTinyCogVideoXClip": ConceptAttentionTestTinyCogVideoXClip,
     "ConceptAttentionTestTinyCogVideoXVAE": ConceptAttentionTestTinyCogVideoXVAE,
+    "ConceptAttentionTestTinyMiniMax": ConceptAttentionTestTinyMiniMax,
+    "ConceptAttentionTestTinyMiniMaxClip": ConceptAttentionTestTinyMiniMaxClip,
+    "ConceptAttentionTestTinyMiniMaxVAE": ConceptAttentionTestTinyMiniMaxVAE,
+    "ConceptAttentionTestTinyMiniMaxAudioVAE": ConceptAttentionTestTinyMiniMaxAudioVAE,
 }
 NODE_DISPLAY_NAME_MAPPINGS = {
     "ConceptAttentionTestRaise": "Raise (ConceptAttention tests)",
@@ -269,4 +327,8 @@ NODE_DISPLAY_NAME_MAPPINGS = {
     "ConceptAttentionTestTinyCogVideoX": "Tiny CogVideoX (ConceptAttention tests)",
     "ConceptAttentionTestTinyCogVideoXClip": "Tiny CogVideoX CLIP (ConceptAttention tests)",
     "ConceptAttentionTestTinyCogVideoXVAE": "Tiny CogVideoX VAE (ConceptAttention tests)",
+    "ConceptAttentionTestTinyMiniMax": "Tiny MiniMax H3 (ConceptAttention tests)",
+    "ConceptAttentionTestTinyMiniMaxClip": "Tiny MiniMax H3 CLIP (ConceptAttention tests)",
+    "ConceptAttentionTestTinyMiniMaxVAE": "Tiny MiniMax H3 VAE (ConceptAttention tests)",
+    "ConceptAttentionTestTinyMiniMaxAudioVAE": "Tiny MiniMax H3 Audio VAE (ConceptAttention tests)",
 }
