@@ -4,6 +4,7 @@
 Builds Flux.1-dev (bf16, hidden 3072, 19 double + 38 single blocks, guidance embed),
 SD3.5-large (bf16, depth 38, hidden 2432) and, with --models flux2dev,klein9b, Flux.2-dev (bf16, hidden
 6144, 8 double + 48 single blocks, ~32 B parameters) and Flux.2-Klein-9B (hidden 4096, 8 + 24 blocks)
+(and the other --models: Qwen-Image, HiDream-I1, CogVideoX-5B, Z-Image, HunyuanVideo 1.5, Krea 2, MiniMax H3)
 through ComfyUI's own classes
 (comfy.supported_models config -> get_model -> model_base), fills the uninitialised weights
 (and float buffers such as SD3's pos_embed) with small random values on the GPU, wraps them in
@@ -19,6 +20,27 @@ Measures, per model and resolution:
   * host-device synchronisations (torch.cuda.set_sync_debug_mode("warn"), each warning
     attributed to the Python file that triggered it);
   * optionally a torch.profiler breakdown of our code (concept qkv, SDPA, scores, update);
+
+MiniMax H3 (--models minimax; ComfyUI 0.33's comfy/ldm/minimax/model.py, a video + audio model): built as
+comfy.model_detection reads the stock video_minimax_h3_i2v template's checkpoint
+(minimax_h3_fl2va_pruned_int8_convrot: 50 single-stream blocks 5376 wide, 56 heads of 128, SwiGLU 14336,
+2-block token refiner, Qwen3-VL states 5120 wide, the "pruned" curve-form adaLN: adaln_t_table [1025, 8]
+instead of the time embedder), in bf16 here (the file is int8): ~20.1 B parameters, ~40 GB of weights, so it
+fits an 80 GB H100 whole. Its latent is ComfyUI's NestedTensor [video [1, 24, T, H/16, W/16], audio
+[1, 32, 2, A]] as EmptyMiniMaxH3LatentAV / MiniMaxH3ImageToVideo make it, timed at the template's defaults
+(1344x768, 124 frames at 24 fps = 37 latent frames, 207 audio frames: 37,296 video + 414 audio + 256 text
+rows), sampled at cfg 1 (the template's BasicGuider: the checkpoint is guidance-distilled). Text to video
+(no first frame, which the template's node allows): image to video would add the first frame's condition rows
+(about one latent frame more, not denoised) to the same packed sequence. The bit-identity check compares
+both streams. Steps use this script's euler/simple, not the template's res_multistep (one model call per
+step either way). Weights ~37.5 GiB + activations (~0.4 GB per 5376-wide row tensor of the 37,966 rows; ComfyUI
+reserves ~8 GiB for the packed latent): ~45 GiB of an H100's 79 GiB. A step is ~3.5 PFLOP (some 60 % of it
+attention over the 38 k rows): expect several seconds a step, so time fewer steps and repeats, and the
+re-query in a command of its own (each stays inside the device's 10 minutes):
+  SKIP_AUTHORS=1 BENCH_BUDGET=450 BENCH_TIMEOUT=580 bash benchmarks/run_device.sh --models minimax \
+      --resolutions 1344x768x124 --concepts 8 --steps 4 --short-steps 2 --repeats 2 --encode-repeats 3 --skip-sync
+  SKIP_AUTHORS=1 BENCH_BUDGET=450 BENCH_TIMEOUT=580 bash benchmarks/run_device.sh --models "" --requery minimax \
+      --resolutions 1344x768x124 --encode-repeats 3
 
 CPU smoke test:   python benchmarks/bench_concept_attention.py --tiny
 GPU (see benchmarks/run_device.sh for the full command).
@@ -57,14 +79,18 @@ def parse_args():
     p.add_argument("--out", default=os.environ.get("OUT") or os.path.join(REPO, "benchmarks", ".cache", "out"))
     p.add_argument("--models", default="flux,sd3",
                    help="comma-separated: flux (Flux.1-dev), sd3 (SD3.5-large), flux2dev (Flux.2-dev), "
-                        "klein9b (Flux.2-Klein-9B), qwen (Qwen-Image), hidream (HiDream-I1 full)")
+                        "klein9b (Flux.2-Klein-9B), qwen (Qwen-Image), hidream (HiDream-I1 full), cogvideox "
+                        "(CogVideoX-5B), zimage (Z-Image), hv15 (HunyuanVideo 1.5), krea2 (Krea 2), minimax "
+                        "(MiniMax H3, video + audio)")
     p.add_argument("--requery", default="",
                    help="comma-separated models (flux, sd3, ...): time re-queries of new concepts on a picture "
                         "already encoded against the encode itself, and the cache's bytes per picture")
     p.add_argument("--flux2-single-blocks", type=int, default=None,
                    help="build Flux.2 models with this many single-stream blocks instead of the checkpoint's "
                         "(48 dev, 24 Klein 9B), for a card too small for the whole model; stated in the results")
-    p.add_argument("--resolutions", default="1024x1024,1536x1024", help="WxH in pixels")
+    p.add_argument("--resolutions", default="1024x1024,1536x1024",
+                   help="WxH in pixels (WxHxF for a clip; video models time their default clip, VIDEO_RESOLUTIONS, "
+                        "and take the first entry's size for encode and re-query)")
     p.add_argument("--concepts", default="4,8,32")
     p.add_argument("--steps", type=int, default=10, help="N: steps of the long run")
     p.add_argument("--short-steps", type=int, default=2, help="M: steps of the short run subtracted")
@@ -136,6 +162,7 @@ from concept_attention.concept_patch.encode import encode_saliency  # noqa: E402
 from concept_attention.concept_patch.families import detect_family  # noqa: E402
 from concept_attention.concept_patch.families.flux import FluxDoubleBlocks, FluxFamily  # noqa: E402
 from concept_attention.concept_patch.families.flux2 import Flux2Family  # noqa: E402
+from concept_attention.concept_patch.families.minimax import MiniMaxBlocks  # noqa: E402
 from concept_attention.concept_patch.families.sd3 import JointBlocks  # noqa: E402
 from concept_attention.concept_patch.generation import install_concept_attention  # noqa: E402
 from concept_attention.concept_patch.requery import cache as image_stream_cache  # noqa: E402
@@ -189,7 +216,7 @@ FLUX2_VARIANTS = {
 FLUX_CLASS = ("flux",) + tuple(FLUX2_VARIANTS)
 NAMES = {"flux": "Flux.1-dev", "sd3": "SD3.5-large", "flux2dev": "Flux.2-dev", "klein9b": "Flux.2-Klein-9B",
          "cogvideox": "CogVideoX-5B", "zimage": "Z-Image", "hv15": "HunyuanVideo-1.5", "krea2": "Krea-2",
-         "qwen": "Qwen-Image", "hidream": "HiDream-I1"}
+         "qwen": "Qwen-Image", "hidream": "HiDream-I1", "minimax": "MiniMax H3"}
 
 
 def flux2_config(variant, tiny):
@@ -289,19 +316,48 @@ def krea2_config(tiny):
             "kvheads": 12, "txtlayers": 12, "txtdim": 2560}
 
 
+def minimax_config(tiny):
+    """What comfy.model_detection derives from the checkpoint of the stock video_minimax_h3_i2v template,
+    minimax_h3_fl2va_pruned_int8_convrot (932 keys): 50 blocks and a 2-block token refiner, hidden 5376
+    (video_patch_proj), 24 video / 32 audio latent channels (the output heads), 56 heads of 128 (q_norm,
+    qkv_proj 21504 rows), SwiGLU 14336 (fc1 28672 rows), Qwen3-VL states 5120 wide (condition_proj), 16 RoPE
+    frequencies per axis (96 of each head's 128 channels rotate), and the "pruned" curve-form adaLN: an
+    adaln_t_table [1025, 8] buffer replaces the time embedder (adaln_curve_grid 1025, time_embed_dim 8: every
+    block's adaln_proj is Linear(8, 6 x 5376 x 3)). The other constructor arguments are the model's defaults
+    (which are the release's transformer/config.json: eps 1e-5, sigma shift 12 video / 3 audio).
+    The released unpruned bf16 form (time embedder, adaLN from 2688) would add ~13 B parameters of adaLN
+    weights that run on a handful of rows per block: the same step time, ~26 GB more weights."""
+    if tiny:
+        # As tests/comfy/tiny/tiny_minimax.py, in the curve form: 2 heads of 32 (RoPE on 3 x 2 x 4 = 24 of 32).
+        return {"image_model": "minimax_h3", "num_layers": 3, "token_refiner_num_layers": 2, "hidden_size": 64,
+                "latents_dim": 24, "audio_latents_dim": 32, "attention_head_dim": 32, "num_attention_heads": 2,
+                "ffn_hidden_size": 96, "text_dim": 64, "adaln_curve_grid": 17, "time_embed_dim": 8,
+                "rope_inv_freq_len": 4}
+    return {"image_model": "minimax_h3", "num_layers": 50, "token_refiner_num_layers": 2, "hidden_size": 5376,
+            "latents_dim": 24, "audio_latents_dim": 32, "attention_head_dim": 128, "num_attention_heads": 56,
+            "ffn_hidden_size": 14336, "text_dim": 5120, "adaln_curve_grid": 1025, "time_embed_dim": 8,
+            "rope_inv_freq_len": 16}
+
+
 OTHER_CONFIGS = {"qwen": (lambda tiny: comfy.supported_models.QwenImage(qwen_config(tiny))),
                  "hidream": (lambda tiny: comfy.supported_models.HiDream(hidream_config(tiny))),
                  "cogvideox": (lambda tiny: comfy.supported_models.CogVideoX_T2V(cogvideox_config(tiny))),
                  "zimage": (lambda tiny: comfy.supported_models.ZImage(zimage_config(tiny))),
                  "hv15": (lambda tiny: comfy.supported_models.HunyuanVideo15(hv15_config(tiny))),
-                 "krea2": (lambda tiny: comfy.supported_models.Krea2(krea2_config(tiny)))}
-# Flux-class models and Z-Image Turbo: cfg 1.
+                 "krea2": (lambda tiny: comfy.supported_models.Krea2(krea2_config(tiny))),
+                 "minimax": (lambda tiny: comfy.supported_models.MiniMaxH3(minimax_config(tiny)))}
+# Flux-class models, Z-Image Turbo and MiniMax H3 (guidance-distilled; its template samples with BasicGuider): cfg 1.
 CFG = {"qwen": 4.0, "hidream": 5.0, "sd3": 4.5, "cogvideox": 6.0, "hv15": 6.0, "krea2": 4.0}
 # Video models: latent (channels, spatial downscale), and the clip each is timed on (WxHxframes, their defaults).
 VIDEO_LATENTS = {"cogvideox": (16, 8), "hv15": (32, 16)}
-VIDEO_RESOLUTIONS = {"cogvideox": "720x480x49", "hv15": "848x480x61"}
+# MiniMax H3: the video_minimax_h3_i2v template's defaults (1344x768, 5 s at 24 fps snapped to the 17k + 5 grid: 124
+# frames); its latent is a [video, audio] NestedTensor (minimax_latent), not VIDEO_LATENTS'.
+VIDEO_RESOLUTIONS = {"cogvideox": "720x480x49", "hv15": "848x480x61", "minimax": "1344x768x124"}
 # Text states per model: (tokens, width) of a prompt's conditioning, no pooled vector.
-TEXT_STATES = {"cogvideox": (226, 4096), "zimage": (128, 2560), "hv15": (128, 3584), "krea2": (128, 12 * 2560)}
+# MiniMax H3: Qwen3-VL layer-50 states of the raw prompt (no template, no padding): 256 tokens, a multi-shot prompt
+# with its audio line as the template's.
+TEXT_STATES = {"cogvideox": (226, 4096), "zimage": (128, 2560), "hv15": (128, 3584), "krea2": (128, 12 * 2560),
+               "minimax": (256, 5120)}
 
 
 @torch.no_grad()
@@ -329,6 +385,11 @@ def build_model(family, tiny):
     config.set_inference_dtype(DTYPE, None)
     model = config.get_model({}, device=DEVICE)
     randomize_(model.diffusion_model)
+    if family == "minimax":
+        # The checkpoint's rope.inv_freq buffer: 10000^(-i/n) (random values would do for speed; these keep the
+        # positions those of the real model).
+        inv = model.diffusion_model.rope.inv_freq
+        inv.copy_(1.0 / 10000.0 ** (torch.arange(inv.shape[0], dtype=torch.float32, device=inv.device) / inv.shape[0]))
     patcher = comfy.model_patcher.ModelPatcher(model, load_device=DEVICE, offload_device=torch.device("cpu"))
     if CUDA:
         # The weights were made on the GPU, so ComfyUI's free-memory estimate at the first sampling call
@@ -358,10 +419,14 @@ def conditioning(family, tiny, seed):
         return [[torch.randn(1, 16 if tiny else 128, 64 if tiny else 3584, generator=g), {}]]
     if family in TEXT_STATES:
         tokens, width = TEXT_STATES[family]
+        tokens = 16 if tiny else tokens
         # HunyuanVideo 1.5's text encoders give no pooled vector, but the model reads the key.
         extras = {"pooled_output": None} if family == "hv15" else {}
+        if family == "minimax":
+            # MiniMax H3's text encoder returns each token's modality tag (1: text; an image prompt's vision pads: 0).
+            extras = {"minimax_token_tags": torch.ones(tokens, dtype=torch.long)}
         tiny_width = 128 if family == "krea2" else 64  # Krea 2 packs its 2 tiny tapped layers of 64
-        return [[torch.randn(1, 16 if tiny else tokens, tiny_width if tiny else width, generator=g), extras]]
+        return [[torch.randn(1, tokens, tiny_width if tiny else width, generator=g), extras]]
     if family == "hidream":
         # T5 states (128 tokens), pooled CLIP-L+G, and Llama-3.1's 32 hidden layers of 128 tokens.
         t5 = torch.randn(1, 128, 64 if tiny else 4096, generator=g)
@@ -380,7 +445,7 @@ def concept_set(r, dim, seed=0, family=None):
     if family == "qwen":
         # Qwen-Image numbers text tokens too: a concept sits where its own tokens sat in its conditioning.
         extra = {"positions": torch.full((r,), 1.0), "cond_lengths": torch.full((r,), 4, dtype=torch.int64)}
-    if family in ("zimage", "krea2", "hv15"):
+    if family in ("zimage", "krea2", "hv15", "minimax"):
         # LLM text encoders: a concept sits where its own tokens sat in its conditioning.
         extra = {"positions": torch.full((r,), 12.0), "cond_lengths": torch.full((r,), 20, dtype=torch.int64)}
     if is_flux2(family or ""):
@@ -573,6 +638,8 @@ def instrument_ours():
         (FluxDoubleBlocks, "qkv", "ca::concept_qkv"),
         (FluxDoubleBlocks, "update", "ca::update"),
         (Flux2Family, "text_modulation", "ca::text_modulation"),
+        (MiniMaxBlocks, "qkv", "ca::concept_qkv"),
+        (MiniMaxBlocks, "update", "ca::update"),
         (JointBlocks, "qkv", "ca::concept_qkv"),
         (JointBlocks, "update", "ca::update"),
         (ca_capture, "concept_attention", "ca::concept_attention"),
@@ -702,11 +769,30 @@ def over_budget():
     return time.monotonic() - T_START > ARGS.budget_s
 
 
+def minimax_latent(w, h, frames):
+    """MiniMax H3's empty latent as comfy_extras.nodes_minimax_h3 makes it (EmptyMiniMaxH3LatentAV,
+    MiniMaxH3ImageToVideo): the frame count snapped up to the 17k + 5 grid at 24 fps, latent frames 1, 4, 4, 4, 4
+    pictures each, 40 audio latent frames a second, stereo: NestedTensor [video [1, 24, T, H/16, W/16], audio
+    [1, 32, 2, A]] (1344x768x124: T 37, 84x48, A 207)."""
+    import comfy.nested_tensor
+
+    frames = max(5, frames)
+    frames += (5 - frames) % 17
+    latent_t = 2 if frames <= 5 else (frames - 5) // 17 * 5 + 2
+    audio_t = round(frames / 24 * 40)
+    return comfy.nested_tensor.NestedTensor((torch.zeros(1, 24, latent_t, h // 16, w // 16),
+                                             torch.zeros(1, 32, 2, audio_t)))
+
+
 def latent_for(res, tiny, family="flux"):
     """The latent of a WxH picture, or of a WxHxF clip (F pixel frames) for a video model."""
     w, h, *frames = (int(v) for v in res.lower().split("x"))
     if tiny:
         w, h = w // 8, h // 8  # 128x128 / 192x128 pixels -> 16x16 / 24x16 latent (Flux.2: 8x8 / 12x8)
+    if family == "minimax":
+        # No frame count: the template's 124. Tiny: at most 22 frames (7 latent frames, 37 audio frames).
+        frames = frames[0] if frames else 124
+        return minimax_latent(w, h, min(frames, 22) if tiny else frames)
     if family in VIDEO_LATENTS:
         channels, down = VIDEO_LATENTS[family]
         t = ((frames[0] if frames else 1) - 1) // 4 + 1  # causal video VAEs: 1 + 4k frames -> 1 + k latents
@@ -717,6 +803,27 @@ def latent_for(res, tiny, family="flux"):
     if family == "qwen":
         return torch.zeros(1, 16, 1, h // 8, w // 8)  # the Wan 2.1 VAE's one-frame latent
     return torch.zeros(1, 16, h // 8, w // 8)
+
+
+def random_latent(res, tiny, family, seed=3):
+    """A random latent (an encoded picture or clip) of latent_for's shape; every stream of a nested one."""
+    latent = latent_for(res, tiny, family)
+    g = torch.Generator().manual_seed(seed)
+    if getattr(latent, "is_nested", False):
+        import comfy.nested_tensor
+
+        return comfy.nested_tensor.NestedTensor([torch.randn(t.shape, generator=g) for t in latent.unbind()])
+    return torch.randn(latent.shape, generator=g)
+
+
+def streams(latent):
+    """The tensors of a latent: the streams of a NestedTensor (MiniMax H3: video, audio), else the latent."""
+    return list(latent.unbind()) if getattr(latent, "is_nested", False) else [latent]
+
+
+def bit_equal(a, b):
+    sa, sb = streams(a), streams(b)
+    return len(sa) == len(sb) and all(torch.equal(x, y) for x, y in zip(sa, sb))
 
 
 def bench_family(family, results, out_dir, save, resolutions, extras):
@@ -731,8 +838,9 @@ def bench_family(family, results, out_dir, save, resolutions, extras):
     fam_res["params"] = params
     fam_res["dual_stream_blocks"] = n_blocks
     dm = model.model.diffusion_model
-    if family in FLUX_CLASS:
-        fam_res["single_stream_blocks"] = len(dm.single_blocks)
+    if family in FLUX_CLASS or family == "minimax":
+        if family in FLUX_CLASS:
+            fam_res["single_stream_blocks"] = len(dm.single_blocks)
         fam_res["unet_config"] = {k: v for k, v in model.model.model_config.unet_config.items()
                                   if isinstance(v, (int, float, str, bool, list, type(None)))}
     fam_res["weights_mib"] = mib(mem_now())
@@ -771,6 +879,8 @@ def bench_family(family, results, out_dir, save, resolutions, extras):
         key = f"gen_{res}"
         gen = fam_res.setdefault(key, {"latent": list(latent.shape), "steps_long": N, "steps_short": M,
                                        "variants": {}})
+        if getattr(latent, "is_nested", False):
+            gen["latent_streams"] = [list(t.shape) for t in latent.unbind()]
         # warm-up: every variant once (first call loads the model and autotunes kernels)
         for name, m in variants.items():
             with diagnostic_mode(name):
@@ -791,7 +901,7 @@ def bench_family(family, results, out_dir, save, resolutions, extras):
                     peaks[name] = (peak, base)
             log(f"{family} {res} rep {rep}: " + ", ".join(f"{n}={1e3 * v[-1]:.2f}ms" for n, v in per_step.items()))
         # The same seed after the warm-up runs: the picture must be the plain one, bit for bit.
-        gen["bit_identical_to_plain"] = {name: bool(torch.equal(out, outputs["plain"]))
+        gen["bit_identical_to_plain"] = {name: bit_equal(out, outputs["plain"])
                                          for name, out in outputs.items() if name != "plain"}
         plain_ms = 1e3 * statistics.median(per_step["plain"])
         plain_peak, plain_base = peaks["plain"]
@@ -810,7 +920,7 @@ def bench_family(family, results, out_dir, save, resolutions, extras):
     # Encode mode vs one forward
     if extras and not ARGS.skip_encode and not over_budget():
         res = ARGS.resolutions.split(",")[0]
-        latent = torch.randn(latent_for(res, tiny, family).shape, generator=torch.Generator().manual_seed(3))
+        latent = random_latent(res, tiny, family)
         concepts8 = concept_set(8, ctx, family=family)
         last_k = min(10, n_blocks)
         choices = {f"last {last_k} ({n_blocks - last_k}-{n_blocks - 1})": list(range(n_blocks - last_k, n_blocks)),
@@ -901,7 +1011,7 @@ def bench_requery(family, results, save):
     model, n_blocks, params = build_model(family, tiny)
     ctx = context_dim(model)
     res = ARGS.resolutions.split(",")[0]
-    latent = torch.randn(latent_for(res, tiny, family).shape, generator=torch.Generator().manual_seed(3))
+    latent = random_latent(res, tiny, family)
     pos = conditioning(family, tiny, 1)
     layers = tuple(parse_block_spec("last 10", n_blocks).layers)
     first, second = concept_set(8, ctx, seed=1, family=family), concept_set(8, ctx, seed=2, family=family)
@@ -981,7 +1091,8 @@ def main():
     models = [f for f in ARGS.models.split(",") if f]
     phases = [(f, resolutions[:1], True) for f in models]
     if len(resolutions) > 1:
-        phases += [(f, resolutions[1:], False) for f in models]
+        # Video models time their one clip (VIDEO_RESOLUTIONS) in the first phase already.
+        phases += [(f, resolutions[1:], False) for f in models if f not in VIDEO_RESOLUTIONS]
     for family, res_list, extras in phases:
         if over_budget():
             log("budget reached: skipping", family, res_list)
