@@ -1,11 +1,12 @@
 """What the family registry (concept_patch/families/registry.py) writes outside the code.
 
-    python scripts/families.py readme          rewrites the README's table and list of supported models
-    python scripts/families.py readme --check  exit 1 when README.md is not what the registry makes
+    python scripts/families.py readme          rewrites the list of supported models in README.md and the
+                                               table of supported models in docs/models.md
+    python scripts/families.py readme --check  exit 1 when either file is not what the registry makes
     python scripts/families.py compat          the pytest -k expression of scripts/test.sh's ComfyUI 0.3.x run:
                                                the tests of families 0.3.x cannot run left out
 
-Each block sits between its markers (BLOCKS); tests/unit/test_family_registry.py fails when one differs.
+Each block sits between its markers in its file (BLOCKS); tests/unit/test_family_registry.py fails when one differs.
 """
 
 from __future__ import annotations
@@ -16,8 +17,10 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 README = REPO / "README.md"
-# The README's blocks the registry writes: marker name -> the registry function that makes the block.
-BLOCKS = {"supported-models": "readme_table", "supported-models-list": "readme_model_list"}
+MODELS_DOC = REPO / "docs" / "models.md"
+# The blocks the registry writes: marker name -> (the file holding it: a path of this module, README or
+# MODELS_DOC, looked up when used; the registry function that makes the block).
+BLOCKS = {"supported-models": ("MODELS_DOC", "readme_table"), "supported-models-list": ("README", "readme_model_list")}
 
 
 def markers(name: str) -> tuple[str, str]:
@@ -40,19 +43,26 @@ def registry():
     return families_registry
 
 
-def with_table(readme: str, table: str, name: str = "supported-models") -> str:
-    """The README text with the block between `name`'s markers replaced by `table`."""
+def with_table(text: str, table: str, name: str = "supported-models") -> str:
+    """The text with the block between `name`'s markers replaced by `table`."""
     start_marker, end_marker = markers(name)
-    start, end = readme.index(start_marker) + len(start_marker), readme.index(end_marker)
-    return readme[:start] + "\n" + table + "\n" + readme[end:]
+    start, end = text.index(start_marker) + len(start_marker), text.index(end_marker)
+    return text[:start] + "\n" + table + "\n" + text[end:]
 
 
-def with_registry_blocks(readme: str) -> str:
-    """The README text with every block the registry writes made anew."""
+def block_files() -> list[Path]:
+    """The files holding the registry's blocks."""
+    return list(dict.fromkeys(globals()[holder] for holder, _ in BLOCKS.values()))
+
+
+def with_registry_blocks(text: str, path: Path | None = None) -> str:
+    """The text of `path` (README.md by default) with every block the registry writes there made anew."""
+    path = README if path is None else path
     families = registry()
-    for name, function in BLOCKS.items():
-        readme = with_table(readme, getattr(families, function)(), name)
-    return readme
+    for name, (holder, function) in BLOCKS.items():
+        if globals()[holder] == path:
+            text = with_table(text, getattr(families, function)(), name)
+    return text
 
 
 # Tests of the LLM text encoders, which ComfyUI 0.3.x lacks whatever the family.
@@ -71,14 +81,19 @@ def main(argv: list[str]) -> int:
     if argv[:1] != ["readme"]:
         print(__doc__)
         return 2
-    text = README.read_text(encoding="utf-8")
-    wanted = with_registry_blocks(text)
-    if "--check" in argv:
-        if wanted != text:
-            print("README.md's supported-models table differs from the registry: run python scripts/families.py readme")
-            return 1
-        return 0
-    README.write_text(wanted, encoding="utf-8")
+    drifted = []
+    for path in block_files():
+        text = path.read_text(encoding="utf-8")
+        wanted = with_registry_blocks(text, path)
+        if wanted == text:
+            continue
+        if "--check" in argv:
+            drifted.append(path.relative_to(REPO).as_posix() if path.is_relative_to(REPO) else str(path))
+        else:
+            path.write_text(wanted, encoding="utf-8")
+    if drifted:
+        print(f"{', '.join(drifted)}: the supported models differ from the registry: run python scripts/families.py readme")
+        return 1
     return 0
 
 

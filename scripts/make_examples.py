@@ -19,6 +19,7 @@ CLIP-L and a random SD3 VAE. Their maps are noise too: they show the UI, not map
 from __future__ import annotations
 
 import argparse
+import importlib
 import io
 import json
 import sys
@@ -30,7 +31,11 @@ from pathlib import Path
 TESTS = Path(__file__).resolve().parent.parent / "tests"
 sys.path.insert(0, str(TESTS))
 import conftest  # noqa: E402,F401  (registers concept_attention_tests.* and finds ComfyUI)
-from concept_attention_examples.parts import mask_links, node, saliency_links  # noqa: E402  (registered by browser_session)
+
+# The browser session registers scripts/examples/ as concept_attention_examples: imported first.
+importlib.import_module("concept_attention_tests.browser.browser_session")
+from concept_attention_examples import thumbnails  # noqa: E402
+from concept_attention_examples.parts import mask_links, node, opening_view, saliency_links  # noqa: E402  (registered by browser_session)
 from concept_attention_examples.specs import EXAMPLES, file_stem  # noqa: E402
 
 from concept_attention_tests.browser import example_runs  # noqa: E402
@@ -45,7 +50,6 @@ from concept_attention_tests.browser.browser_session import (  # noqa: E402
 from concept_attention_tests.server.comfy_server import start_comfy_server  # noqa: E402
 
 DOCS_IMAGES = REPO_ROOT / "docs" / "images"
-THUMBNAIL_SIZE = (640, 480)
 DEMO_IMAGE = "concept_demo.png"
 
 
@@ -84,6 +88,7 @@ def make_examples(comfy, server, only=None) -> None:
     unknown = set(only or ()) - {spec["name"] for spec in EXAMPLES}
     if unknown:
         raise SystemExit(f"no example named {sorted(unknown)}; there are {[s['name'] for s in EXAMPLES]}")
+    degenerate = {}
     for spec in EXAMPLES:
         if only and spec["name"] not in only:
             continue
@@ -91,98 +96,105 @@ def make_examples(comfy, server, only=None) -> None:
         prompt = comfy.evaluate("async () => (await app.graphToPrompt()).output")
         assert any(n["class_type"].startswith("ConceptAttention") for n in prompt.values()), spec["name"]
         workflow = comfy.evaluate("() => app.graph.serialize()")
+        # The columns are laid out from the spec's sizes: a node the front end made larger would overlap the next.
+        sizes = {str(n["id"]): n["size"] for n in workflow["nodes"]}
+        grown = [(n["key"], n["size"], sizes[str(ids[n["key"]])]) for n in spec["nodes"]
+                 if n.get("size") and list(sizes[str(ids[n["key"]])]) != list(n["size"])]
+        if grown:
+            raise SystemExit(f"{spec['name']}: nodes larger than their spec's size (key, spec, real): {grown}")
         workflow.setdefault("extra", {})["info"] = {"title": spec["title"]}
-        workflow["extra"].pop("ds", None)
+        # Opened as a file, the workflow shows all of it, readable (the template browser fits the view itself;
+        # parts.columns keeps that readable too).
+        workflow["extra"]["ds"] = opening_view(workflow["nodes"])
         stem = file_stem(spec)
         path = EXAMPLE_WORKFLOWS_DIR / f"{stem}.json"
         path.write_text(json.dumps(workflow, indent=2) + "\n", encoding="utf-8")
         if stem != spec["name"]:  # the file's earlier name
             for old in (EXAMPLE_WORKFLOWS_DIR / f"{spec['name']}.json", EXAMPLE_WORKFLOWS_DIR / f"{spec['name']}.jpg"):
                 old.unlink(missing_ok=True)
-        thumbnail = result_thumbnail(comfy, server, spec, ids, workflow)
+        thumbnail, problems = result_thumbnail(comfy, server, spec, ids, workflow)
+        if problems:  # the old thumbnail stays; the run fails at the end
+            degenerate[spec["name"]] = problems
+            thumbnail.save(Path(tempfile.gettempdir()) / f"{stem} (degenerate).jpg", "JPEG", quality=88)
+            print(f"wrote {path.relative_to(REPO_ROOT)}; its thumbnail is degenerate: {problems}")
+            continue
         thumbnail.save(EXAMPLE_WORKFLOWS_DIR / f"{stem}.jpg", "JPEG", quality=88, optimize=True)
         print(f"wrote {path.relative_to(REPO_ROOT)} and its thumbnail")
+    if degenerate:
+        raise SystemExit("degenerate thumbnails (one concept's colour over the whole picture, an empty mask), not "
+                         f"written: {degenerate}; choose other tiny-model seeds in the spec's `tiny`")
 
 
-def _fetch_output(server, entry: dict):
-    from PIL import Image
-
+def _fetch(server, entry: dict) -> bytes:
     query = urllib.parse.urlencode({"filename": entry["filename"], "subfolder": entry.get("subfolder", ""),
                                     "type": entry.get("type", "output")})
     with urllib.request.urlopen(f"{server.base_url}/view?{query}", timeout=60) as response:
-        return Image.open(io.BytesIO(response.read())).convert("RGB")
+        return response.read()
 
 
-def _thumbnail_parts(spec: dict) -> dict:
-    """Which nodes' results make the thumbnail: the spec's choice, else found from the node types."""
-    if "thumbnail" in spec:
-        return spec["thumbnail"]
-    by_type = {}
-    for n in spec["nodes"]:
-        by_type.setdefault(n["type"], []).append(n)
-    saliency = (by_type.get("ConceptAttentionSaliency") or by_type["ConceptAttentionSamplingSaliency"])[0]
-    parts = {"saliency": saliency["key"]}
-    if by_type.get("LoadImage"):
-        parts["picture"] = by_type["LoadImage"][0]["key"]
-    if by_type.get("ConceptAttentionSaliencyToMask"):
-        mask = by_type["ConceptAttentionSaliencyToMask"][0]
-        parts["concept"] = mask["values"]["concepts"].split(",")[0].strip()
-    if by_type.get("MaskPreview"):
-        parts["mask"] = by_type["MaskPreview"][0]["key"]
-    return parts
+def _open_picture(source):
+    """A picture file (path or bytes) as an RGB PIL image."""
+    from PIL import Image
+
+    return Image.open(io.BytesIO(source) if isinstance(source, bytes) else source).convert("RGB")
+
+
+def _first_frame(video):
+    """The first frame of a video file (path or bytes) as an RGB PIL image."""
+    import av
+
+    with av.open(io.BytesIO(video) if isinstance(video, bytes) else str(video)) as container:
+        for frame in container.decode(video=0):
+            return frame.to_image().convert("RGB")
+    raise AssertionError("a video without frames")
+
+
+def _node_picture(server, spec: dict, ids: dict, outputs: dict, key: str):
+    """What node `key` gives after the run, as one picture: a Load Image's file, a Load Video's first frame,
+    a Save Image's or Preview Mask's first picture, a Save Video's first frame."""
+    spec_node = next(n for n in spec["nodes"] if n["key"] == key)
+    if spec_node["type"] == "LoadImage":
+        return _open_picture(server.base_dir / "input" / spec_node["values"]["image"])
+    if spec_node["type"] == "LoadVideo":
+        return _first_frame(server.base_dir / "input" / spec_node["values"]["file"])
+    entry = outputs[str(ids[key])]["images"][0]
+    if spec_node["type"] == "SaveVideo":
+        return _first_frame(_fetch(server, entry))
+    return _open_picture(_fetch(server, entry))
+
+
+PICTURE_LABELS = {"LoadImage": "picture", "LoadVideo": "the clip, first frame", "SaveImage": "generated picture",
+                  "SaveVideo": "generated clip, first frame"}
 
 
 def result_thumbnail(comfy, server, spec: dict, ids: dict, workflow: dict):
     """The template card's picture: what a run of the example gives (its picture, the regions in the
     legend's colours, the map of the concept it works on, its mask), from the tiny random-weight
-    models, and saying so."""
-    from PIL import Image, ImageDraw, ImageFont
-
-    swapped = example_runs.load_with_tiny_models(comfy, workflow)
+    models, and saying so (scripts/examples/thumbnails.py); with what is degenerate on it (one concept's colour
+    over the whole picture, an empty mask): such a card is not written (choose other seeds in the spec's `tiny`)."""
+    swapped = example_runs.load_with_tiny_models(comfy, workflow, spec.get("tiny"))
     assert swapped, spec["name"]
     result = example_runs.run(comfy)
     assert result["kind"] == "execution_success", (spec["name"], result)
     example_runs.wait_for_previews(comfy, result)
     outputs = comfy.evaluate("() => app.nodeOutputs")
-    parts = _thumbnail_parts(spec)
-    tiles = []
-    picture_key = parts.get("picture")
-    picture_node = next((n for n in spec["nodes"] if n["key"] == picture_key), None)
-    if picture_node and picture_node["type"] == "LoadImage":
-        tiles.append(("picture", Image.open(server.base_dir / "input" / picture_node["values"]["image"]).convert("RGB")))
-    elif picture_key:
-        tiles.append(("generated picture", _fetch_output(server, outputs[str(ids[picture_key])]["images"][0])))
+    parts = thumbnails.thumbnail_parts(spec)
+    types = {n["key"]: n["type"] for n in spec["nodes"]}
+    tiles = [(PICTURE_LABELS[types[parts["picture"]]], _node_picture(server, spec, ids, outputs, parts["picture"]))]
     saliency = outputs[str(ids[parts["saliency"]])]
     names = [e["name"] for e in saliency["concept_legend"]]
     panels = saliency["images"]
-    tiles.append(("", _fetch_output(server, panels[0])))  # the regions, with their colours in its strip
+    tiles.append(("regions", _open_picture(_fetch(server, panels[0]))))  # in the legend's colours
     concept = parts.get("concept") or names[0]
-    tiles.append(("", _fetch_output(server, panels[1 + names.index(concept)])))
+    tiles.append((f"map: {concept}", _open_picture(_fetch(server, panels[1 + names.index(concept)]))))
     if parts.get("mask"):
-        tiles.append(("mask", _fetch_output(server, outputs[str(ids[parts["mask"]])]["images"][0])))
+        label = "mask video, first frame" if types[parts["mask"]] == "SaveVideo" else f"mask: {concept}"
+        tiles.append((label, _node_picture(server, spec, ids, outputs, parts["mask"])))
     else:
         other = next(n for n in names if n != concept)
-        tiles.append(("", _fetch_output(server, panels[1 + names.index(other)])))
-
-    width, height = THUMBNAIL_SIZE
-    caption_h = 34
-    card = Image.new("RGB", (width, height), (30, 30, 30))
-    draw = ImageDraw.Draw(card)
-    font = ImageFont.load_default(size=15)
-    cell_w, cell_h = width // 2, (height - caption_h) // 2
-    for k, (label, image) in enumerate(tiles[:4]):
-        x0, y0 = (k % 2) * cell_w, (k // 2) * cell_h
-        room_h = cell_h - 8 - (20 if label else 0)
-        scale = min((cell_w - 8) / image.width, room_h / image.height)
-        shown = image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))), Image.LANCZOS)
-        top = y0 + 4 + (20 if label else 0)
-        card.paste(shown, (x0 + (cell_w - shown.width) // 2, top))
-        if label:
-            draw.text((x0 + (cell_w - shown.width) // 2, y0 + 4), label, fill=(220, 220, 220), font=font)
-    draw.rectangle([0, height - caption_h, width, height], fill=(60, 40, 30))
-    draw.text((10, height - caption_h + 8), "Maps from a tiny random-weight test model: noise, not what "
-              "real weights give", fill=(255, 230, 200), font=font)
-    return card
+        tiles.append((f"map: {other}", _open_picture(_fetch(server, panels[1 + names.index(other)]))))
+    card = thumbnails.compose(tiles)
+    return card, thumbnails.card_problems(card, thumbnails.tile_kinds(parts, spec.get("flat_tiny_maps")))
 
 
 def set_zoom(comfy, scale: float, offset=(40, 60)) -> None:
@@ -278,7 +290,7 @@ def stock_encode_graph(concepts=("house", "sun", "hill", "sky")) -> dict:
             node("mask", "ConceptAttentionSaliencyToMask", [1140, 0], [330, 330], concepts=concepts[0], method="mean"),
             node("mask_preview", "MaskPreview", [1140, 390], [330, 390]),
         ],
-        "links": [("clip", "CLIP", "concepts", "clip"), *saliency_links(), *mask_links(heatmaps=False)],
+        "links": [("clip", "CLIP", "concepts", "clip"), *saliency_links(), *mask_links()],
     }
 
 

@@ -3,7 +3,7 @@
 A family adapter is mostly data: its name and variants, the ComfyUI model class it reads (and a predicate that
 tells its variant from others of the same class), the text encoders its concepts come from, the block lists the
 concept stream passes (stream kinds, stream_kinds.py, which hold the block maths), its token grid and the one-line
-descriptions of the concepts' position and modulation that the README's table shows. Methods are where a family
+descriptions of the concepts' position and modulation that docs/models.md's table shows. Methods are where a family
 behaves differently: how concepts enter the model (initial_concepts / forward_concepts), per-forward inputs
 (prepare_forward), the text modulation and positions a block gives them. Adapters are stateless; per-forward
 data lives in the ForwardState (stream/forward_state.py).
@@ -123,7 +123,7 @@ class ModelFamily:
     blocks: tuple[StreamKind, ...] = ()
     #: How a latent becomes the token grid the maps are on.
     grid: TokenGrid | None = None
-    #: The README's one-line descriptions of where the concepts sit and which modulation they take.
+    #: docs/models.md's one-line descriptions of where the concepts sit and which modulation they take.
     position: str = ""
     modulation: str = ""
     #: An extension beyond the paper (concepts through weights the text shares, with no modulation of its own).

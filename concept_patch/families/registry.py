@@ -2,9 +2,9 @@
 
 Families of one ComfyUI model class tell themselves apart by declared predicates (ModelFamily.is_variant) that
 exclude each other; detection takes the one family that claims a model, so the order below is only the order
-lists show. The supported-model messages, the node tooltips, the README's table of supported models and the test
+lists show. The supported-model messages, the node tooltips, the supported models in README.md and docs/models.md and the test
 script's compatibility selection are made from these declarations (tests/unit/test_family_registry.py checks
-the README against them).
+those files against them).
 """
 
 from __future__ import annotations
@@ -117,7 +117,7 @@ def readme_model_list() -> str:
 
 
 def readme_table() -> str:
-    """The README's table of supported models (docs/adding-a-family.md: regenerate it with
+    """docs/models.md's table of supported models (docs/adding-a-family.md: regenerate it with
     `scripts/families.py readme`)."""
     rows = [
         "| family | variants | text encoder (Concept List's `clip`) | concepts' position | concepts' modulation |",

@@ -2,14 +2,14 @@
 carries (the text a user reads first in the workflow)."""
 
 # File names, folders and links as ComfyUI's own templates give them (comfyui-workflow-templates:
-# flux_dev_full_text_to_image.json and flux_fill_inpaint_example.json for Flux.1). The Stable Diffusion
-# 3.5 files are gated on Hugging Face (a licence to accept, then a login): no link can fetch them.
+# flux_dev_full_text_to_image.json and flux_fill_inpaint_example.json for Flux.1; sd3.5_simple_example.json
+# for SD3.5: Comfy-Org's public fp8 checkpoint with its three text encoders and VAE inside).
 FLUX1_DEV_URL = "https://huggingface.co/Comfy-Org/flux1-dev/resolve/main/flux1-dev.safetensors"
 FLUX_TEXT_ENCODERS = "https://huggingface.co/comfyanonymous/flux_text_encoders/resolve/main"
 FLUX_AE_URL = "https://huggingface.co/Comfy-Org/Lumina_Image_2.0_Repackaged/resolve/main/split_files/vae/ae.safetensors"
+SD35_FP8_FILE = "sd3.5_large_fp8_scaled.safetensors"
+SD35_FP8_URL = f"https://huggingface.co/Comfy-Org/stable-diffusion-3.5-fp8/resolve/main/{SD35_FP8_FILE}?download=true"
 SD35_LARGE_PAGE = "https://huggingface.co/stabilityai/stable-diffusion-3.5-large"
-SD35_FP8_URL = ("https://huggingface.co/Comfy-Org/stable-diffusion-3.5-fp8/resolve/main/"
-                "sd3.5_large_fp8_scaled.safetensors")
 
 FLUX_MODELS_NOTE = f"""## Models
 
@@ -29,22 +29,17 @@ Flux.1-schnell, Kontext and Fill work the same: pick their file in Load Diffusio
 
 SD35_MODELS_NOTE = f"""## Models
 
-The Stable Diffusion 3.5 files are **gated**: accept the licence on
-[stabilityai/stable-diffusion-3.5-large]({SD35_LARGE_PAGE}) while logged in to Hugging Face, then
-download them there (no direct link works without your login).
+Put this file in this folder (Load Checkpoint offers to download it when it is missing):
 
-| file | where from | folder |
-|---|---|---|
-| sd3.5_large.safetensors (or sd3.5_medium, sd3.5_large_turbo) | the gated repository | `ComfyUI/models/checkpoints/` |
-| clip_g.safetensors | its `text_encoders/` (gated) | `ComfyUI/models/text_encoders/` |
-| [clip_l.safetensors]({FLUX_TEXT_ENCODERS}/clip_l.safetensors) | public | `ComfyUI/models/text_encoders/` |
-| [t5xxl_fp16.safetensors]({FLUX_TEXT_ENCODERS}/t5xxl_fp16.safetensors) | public | `ComfyUI/models/text_encoders/` |
+| file | folder |
+|---|---|
+| [{SD35_FP8_FILE}]({SD35_FP8_URL}) | `ComfyUI/models/checkpoints/` |
 
-The checkpoint holds the model and its VAE; the three text encoders load in TripleCLIPLoader.
-Without a login: ComfyUI's own SD3.5 templates use
-[sd3.5_large_fp8_scaled.safetensors]({SD35_FP8_URL}) (Comfy-Org/stable-diffusion-3.5-fp8, in
-`models/checkpoints/`), which holds its text encoders too: pick it in Load Checkpoint and connect
-Load Checkpoint's CLIP output where TripleCLIPLoader's goes.
+It is the checkpoint ComfyUI's own SD3.5 templates use: Stable Diffusion 3.5 Large in fp8 with its text
+encoders (CLIP-L, CLIP-G, T5-XXL) and VAE inside, so Load Checkpoint's CLIP output feeds Concept List and the
+prompts. Stability AI's own files ([stabilityai/stable-diffusion-3.5-large]({SD35_LARGE_PAGE}), also
+medium and large turbo) are gated: accept the licence there while logged in to Hugging Face; a checkpoint
+without text encoders then needs its three text encoders (clip_l, clip_g, t5xxl) loaded for its CLIP.
 """
 
 FLUX_MASK_INPAINT_NOTE = """# Flux.1: mask a concept and inpaint it

@@ -96,7 +96,7 @@ def write_example_video(path, picture: Image.Image, frames: int = 9, fps: int = 
         container.mux(stream.encode())
 
 
-LOAD_AND_SWAP_JS = """async ([workflow, swaps, small, bypass]) => {
+LOAD_AND_SWAP_JS = """async ([workflow, swaps, small, bypass, overrides]) => {
   await app.loadGraphData(workflow, true, true, null);
   const graph = app.graph;
   const linkOf = (id) => graph.getLink?.(id) ?? (graph.links instanceof Map ? graph.links.get(id) : graph.links[id]);
@@ -117,7 +117,7 @@ LOAD_AND_SWAP_JS = """async ([workflow, swaps, small, bypass]) => {
     if (!stand) throw new Error('unknown node type ' + type);
     stand.pos = [...node.pos];
     graph.add(stand);
-    for (const [name, value] of Object.entries(values)) {
+    for (const [name, value] of Object.entries({...values, ...(overrides[type] ?? {})})) {
       const widget = stand.widgets?.find(w => w.name === name);
       if (widget) widget.value = value;
     }
@@ -162,9 +162,10 @@ NODE_BOXES_JS = """() => app.graph.nodes.map(n => ({
 }))"""
 
 
-def load_with_tiny_models(comfy, workflow: dict) -> list[dict]:
-    """Loads the workflow through the UI with its loaders swapped for tiny stand-ins; returns the swaps."""
-    return comfy.evaluate(LOAD_AND_SWAP_JS, [workflow, SWAPS, SMALL_RUN, BYPASS])
+def load_with_tiny_models(comfy, workflow: dict, overrides: dict | None = None) -> list[dict]:
+    """Loads the workflow through the UI with its loaders swapped for tiny stand-ins; returns the swaps.
+    overrides: {stand-in type: {widget: value}} over SWAPS' values (an example's `tiny` seeds)."""
+    return comfy.evaluate(LOAD_AND_SWAP_JS, [workflow, SWAPS, SMALL_RUN, BYPASS, overrides or {}])
 
 
 def run(comfy, timeout_ms: int = 300_000) -> dict:

@@ -13,6 +13,7 @@ import urllib.parse
 import pytest
 from concept_attention_examples.specs import EXAMPLES as EXAMPLE_SPECS  # registered by browser_session
 from concept_attention_examples.specs import EXPECTED, file_stem
+from concept_attention_examples.thumbnails import card_problems, thumbnail_parts, tile_kinds
 
 from concept_attention_tests.browser import example_runs, tiny_graphs
 from concept_attention_tests.browser.browser_session import (
@@ -29,6 +30,7 @@ PACK_NODES = {
     "ConceptAttentionLoadSaliency", "ConceptAttentionSoundtrackCurve", "ConceptAttentionApplySoundtrackCurve",
 }
 EXAMPLES = [spec["name"] for spec in EXAMPLE_SPECS]
+SPECS = {spec["name"]: spec for spec in EXAMPLE_SPECS}
 EXAMPLE_FILES = {spec["name"]: EXAMPLE_WORKFLOWS_DIR / f"{file_stem(spec)}.json" for spec in EXAMPLE_SPECS}
 WEB_DIR = REPO_ROOT / "web"
 # A template card shows about this many characters of its title (the file name) before cutting it.
@@ -199,6 +201,7 @@ def test_example_workflow_loads_in_the_ui_and_converts_to_a_prompt(comfy, name):
     types = {n["class_type"] for n in prompt.values()}
     expected = EXPECTED[name]
     assert expected["types"] <= types, expected["types"] - types
+    assert not types & expected.get("absent_types", set()), types & expected["absent_types"]
     values = {v for n in prompt.values() for v in n["inputs"].values() if isinstance(v, str)}
     assert expected["files"] <= values, expected["files"] - values
     if "mask_method" in expected:
@@ -219,7 +222,9 @@ def test_example_workflow_loads_in_the_ui_and_converts_to_a_prompt(comfy, name):
         for entries in models:
             assert [(e["name"], e["directory"]) for e in entries] == wanted, entries
             for entry in entries:
-                assert entry["url"].startswith("https://huggingface.co/") and entry["url"].endswith("/" + entry["name"])
+                url = urllib.parse.urlparse(entry["url"])
+                assert url.scheme == "https" and url.netloc == "huggingface.co", entry
+                assert url.path.endswith("/resolve/main/" + entry["name"]) or url.path.endswith("/" + entry["name"])
     # Every loader file has a link, except gated ones, which the Note says are gated.
     linked = {m["name"] for n in workflow["nodes"] for m in (n.get("properties") or {}).get("models", [])}
     gated = set(expected.get("gated", []))
@@ -262,6 +267,61 @@ def test_example_workflow_nodes_do_not_overlap(name):
         assert below == [], f"nodes within {room} px below Concept Saliency: {below}"
 
 
+# How ComfyUI opens a workflow: from the template browser (openSource "template": the view fitted to the nodes,
+# whatever the file says) or as a file (its saved `extra.ds`). Then the zoom, whether the canvas draws nodes in
+# low quality (no text: below 8 px text, about 0.57 zoom here), and how many nodes lie wholly in view.
+OPEN_WORKFLOW_JS = """async ([workflow, source]) => {
+  await app.loadGraphData(workflow, true, true, null, source ? {openSource: source} : {});
+  for (let i = 0; i < 3; i++) await new Promise((r) => requestAnimationFrame(r));
+  const canvas = app.canvas;
+  canvas.setDirty(true, true); canvas.draw(true, true);
+  const rect = canvas.canvas.getBoundingClientRect();
+  const {scale, offset} = canvas.ds;
+  const view = [-offset[0], -offset[1], -offset[0] + rect.width / scale, -offset[1] + rect.height / scale];
+  const inView = (n) => n.pos[0] >= view[0] && n.pos[1] - LiteGraph.NODE_TITLE_HEIGHT >= view[1]
+    && n.pos[0] + n.size[0] <= view[2] && n.pos[1] + n.size[1] <= view[3];
+  return {scale, lowQuality: canvas.low_quality, nodes: app.graph.nodes.length,
+          outOfView: app.graph.nodes.filter((n) => !inView(n)).map((n) => n.type), canvas: [rect.width, rect.height]};
+}"""
+# Readable: nodes drawn with their text, at 60 % zoom or more.
+READABLE_ZOOM = 0.6
+
+
+@pytest.mark.parametrize("source", ["template", "file"])
+@pytest.mark.parametrize("name", EXAMPLES)
+def test_example_workflow_opens_readable(comfy, name, source):
+    """Opened from the template browser or as a file, on the tier's 1600 x 1000 page, an example shows all its
+    nodes at a zoom where ComfyUI draws them with their text."""
+    workflow = _workflow(name)
+    assert "ds" in workflow["extra"]
+    opened = comfy.evaluate(OPEN_WORKFLOW_JS, [workflow, "template" if source == "template" else None])
+    assert opened["scale"] >= READABLE_ZOOM and opened["lowQuality"] is False, opened
+    assert opened["outOfView"] == [], opened
+    if source == "template":
+        comfy.screenshot(f"workflow_opened_{name}", hide_ui=False)
+
+
+@pytest.mark.parametrize("name", EXAMPLES)
+def test_example_workflow_does_not_repeat_the_saliency_panels(name):
+    """Concept Saliency shows its panels and legend itself: no Preview Image shows its `preview` again."""
+    workflow = _workflow(name)
+    types = {n["id"]: n["type"] for n in workflow["nodes"]}
+    repeated = [(types[link[1]], types[link[3]]) for link in workflow["links"]
+                if types[link[1]] in SALIENCY_TYPES and link[5] == "IMAGE" and types[link[3]] == "PreviewImage"]
+    assert repeated == []
+
+
+@pytest.mark.parametrize("name", EXAMPLES)
+def test_example_thumbnail_shows_what_the_workflow_makes(name):
+    """The template card shows a run's result, not a degenerate one: a picture, regions in at least two
+    concepts' colours, and a mask that is neither empty nor the whole picture (scripts/examples/thumbnails.py)."""
+    from PIL import Image
+
+    card = Image.open(EXAMPLE_FILES[name].with_suffix(".jpg"))
+    assert card.size == (640, 480)
+    assert card_problems(card, tile_kinds(thumbnail_parts(SPECS[name]), SPECS[name].get("flat_tiny_maps"))) == []
+
+
 def _node_names(object_info: dict) -> dict[str, str]:
     """Every name a Note could call a node by (type and display name) -> its type; only names long
     and specific enough not to be ordinary words."""
@@ -294,7 +354,7 @@ def test_example_workflow_run_on_tiny_models_leaves_no_nodes_overlapping(comfy, 
     """Each example runs through the UI on tiny random-weight stand-ins for its loaders; afterwards
     (Concept Saliency with its legend and maps) no two nodes overlap, and the saliency nodes, laid out
     at their size after a run, did not have to grow."""
-    swapped = example_runs.load_with_tiny_models(comfy, _workflow(name))
+    swapped = example_runs.load_with_tiny_models(comfy, _workflow(name), SPECS[name].get("tiny"))
     assert swapped
     before = {b["id"]: b["box"] for b in comfy.evaluate(example_runs.NODE_BOXES_JS)}
     result = example_runs.run(comfy)

@@ -23,12 +23,21 @@ def _families_script():
     return module
 
 
-def test_readme_table_is_the_registrys():
+def _models_doc() -> str:
+    return (REPO / "docs" / "models.md").read_text(encoding="utf-8")
+
+
+def test_models_doc_table_is_the_registrys():
     script = _families_script()
+    assert script.MODELS_DOC == REPO / "docs" / "models.md"
+    doc = _models_doc()
+    assert script.with_table(doc, registry.readme_table()) == doc, (
+        "docs/models.md's supported-models table differs from the family registry: run python scripts/families.py readme")
+    assert script.with_registry_blocks(doc, script.MODELS_DOC) == doc
     readme = (REPO / "README.md").read_text(encoding="utf-8")
-    assert script.with_table(readme, registry.readme_table()) == readme, (
-        "README.md's supported-models table differs from the family registry: run python scripts/families.py readme")
-    assert script.with_registry_blocks(readme) == readme
+    assert script.with_registry_blocks(readme, script.README) == readme
+    # The per-family table is in docs/models.md only: the README keeps its newcomer's list.
+    assert script.START not in readme and script.START in doc
 
 
 def test_readme_opening_list_is_the_registrys(monkeypatch):
@@ -51,33 +60,42 @@ class _NewFamily(ModelFamily):
     modulation = "the text's"
 
 
-def test_a_family_added_without_its_readme_row_fails_the_check(monkeypatch):
+def test_a_family_added_without_its_table_row_fails_the_check(monkeypatch):
     script = _families_script()
-    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    doc = _models_doc()
     monkeypatch.setattr(registry, "FAMILIES", (*registry.FAMILIES, _NewFamily()))
-    assert script.with_table(readme, registry.readme_table()) != readme
+    assert script.with_table(doc, registry.readme_table()) != doc
     assert "Brand-New DiT" in registry.readme_table()
 
 
-def test_a_readme_row_of_a_family_the_registry_lacks_fails_the_check(monkeypatch):
+def test_a_table_row_of_a_family_the_registry_lacks_fails_the_check(monkeypatch):
     script = _families_script()
-    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    doc = _models_doc()
     extra_row = "| Brand-New DiT | base | T5-XXL | zero ids | the text's |\n"
-    edited = readme.replace(script.END, extra_row + script.END)
-    assert edited != readme
+    edited = doc.replace(script.END, extra_row + script.END)
+    assert edited != doc
     assert script.with_table(edited, registry.readme_table()) != edited
 
 
-def test_the_check_command_fails_on_a_drifted_readme(tmp_path):
+def test_the_check_command_fails_on_a_drifted_table_or_list(tmp_path):
     script = _families_script()
     readme = (REPO / "README.md").read_text(encoding="utf-8")
-    drifted = readme.replace("| Mage-Flow |", "| Mage Flow |", 1)
-    assert drifted != readme
-    script.README = tmp_path / "README.md"
-    script.README.write_text(drifted, encoding="utf-8")
-    assert script.main(["readme", "--check"]) == 1
+    doc = _models_doc()
+    script.README, script.MODELS_DOC = tmp_path / "README.md", tmp_path / "models.md"
     script.README.write_text(readme, encoding="utf-8")
+    drifted = doc.replace("| Mage-Flow |", "| Mage Flow |", 1)
+    assert drifted != doc
+    script.MODELS_DOC.write_text(drifted, encoding="utf-8")
+    assert script.main(["readme", "--check"]) == 1
+    script.MODELS_DOC.write_text(doc, encoding="utf-8")
     assert script.main(["readme", "--check"]) == 0
+    script.README.write_text(readme.replace("Mage-Flow, ", "", 1), encoding="utf-8")
+    assert script.main(["readme", "--check"]) == 1
+    # `readme` rewrites both files from the registry
+    assert script.main(["readme"]) == 0
+    assert script.README.read_text(encoding="utf-8") == readme
+    script.MODELS_DOC.write_text(drifted, encoding="utf-8")
+    assert script.main(["readme"]) == 0 and script.MODELS_DOC.read_text(encoding="utf-8") == doc
 
 
 @pytest.mark.parametrize("family", registry.FAMILIES, ids=lambda f: f.name)
