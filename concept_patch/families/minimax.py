@@ -124,7 +124,7 @@ class MiniMaxH3Family(SingleStreamFamily):
                   "frames, h, w]` over the target video; condition rows, references and audio are not in them. The target audio "
                   "gets the concepts' shares per audio latent frame in the SALIENCY metadata (`audio_shares`): the preview "
                   "draws them as a strip of concept colours under the frames, and Concept Soundtrack Curve turns one "
-                  "concept's into a curve or an audio gain ([what they mean](docs/soundtrack.md))")
+                  "concept's into a curve or an audio gain ([what they mean](soundtrack.md))")
     test_ids = ("minimax",)
     runs_on_comfyui_0_3 = False
 
