@@ -12,7 +12,8 @@ import math
 from dataclasses import dataclass
 
 from ..checks.errors import ConceptAttentionError
-from .labels import strip_height
+from .captions import strip_height
+from .panel_captions import PreviewCaptions
 from .saliency_maps import SaliencyMaps
 
 # Previews: every panel together holds at most PREVIEW_PIXEL_BUDGET pixels and no panel side is
@@ -87,7 +88,7 @@ class SheetLayout:
 
 
 def sheet_layout(saliency: SaliencyMaps, labels: bool = True, max_side: int = PREVIEW_MAX_SIDE,
-                 budget: int = PREVIEW_PIXEL_BUDGET) -> SheetLayout:
+                 budget: int = PREVIEW_PIXEL_BUDGET, captions: PreviewCaptions | None = None) -> SheetLayout:
     """The layout of a SALIENCY's preview: every panel of every frame within `budget` pixels together.
 
     Panels start at panel_size and shrink until the cells, strips included, fit the budget: pictures
@@ -102,9 +103,12 @@ def sheet_layout(saliency: SaliencyMaps, labels: bool = True, max_side: int = PR
     image_size = tuple(int(s) for s in saliency.image_size)
     min_side = VIDEO_PREVIEW_MIN_SIDE if video else PREVIEW_MIN_SIDE
     label_min_width = LABEL_MIN_WIDTH if video else 0
+    captions = (captions or PreviewCaptions(saliency)) if labels else None
 
     def strip_for(size):
-        return strip_height(size[1]) if labels and size[1] >= label_min_width else 0
+        if captions is None or size[1] < label_min_width:
+            return 0
+        return strip_height(size[1], captions.lines(size[1]))
 
     size = panel_size(image_size, cells, max_side, budget, min_side=min_side)
     strip = strip_for(size)

@@ -1,0 +1,62 @@
+"""What the label strips of one SALIENCY's preview say: each heatmap's name lines, the key of each clip's
+segmentation view (every concept it colours), the picture's or frame's number, and how many lines the strips
+need at a panel width (the layout gives every strip of a preview the same height)."""
+
+from __future__ import annotations
+
+import torch
+
+from .captions import heatmap_name_lines, key_lines
+from .saliency_maps import SaliencyMaps
+
+
+def nearest_token_frames(saliency: SaliencyMaps) -> torch.Tensor:
+    """The token frame nearest each pixel frame (the segmentation view shows tokens, in time as in space)."""
+    before, after, weight = saliency.pixel_frame_sources()
+    return torch.where(weight > 0.5, after, before)
+
+
+def coloured_concepts(saliency: SaliencyMaps) -> list[tuple[int, ...]]:
+    """Per clip (a picture is a clip of one frame), the concepts its segmentation view colours: those that win a
+    token of a token frame the view shows, in concept order."""
+    frames = nearest_token_frames(saliency).unique()
+    clips = saliency.clips.detach()
+    return [tuple(int(i) for i in clips[b][:, frames].float().argmax(dim=0).unique().tolist())
+            for b in range(saliency.batch_size)]
+
+
+class PreviewCaptions:
+    """The captions of one SALIENCY's preview."""
+
+    def __init__(self, saliency: SaliencyMaps):
+        self.names = list(saliency.names)
+        self.batch = saliency.batch_size
+        self.video = saliency.is_video
+        self.frames = saliency.frames
+        self.coloured = coloured_concepts(saliency)
+
+    def heat_lines(self, width: int) -> list[list[str]]:
+        """The name lines of each concept's heatmap, the same for every picture and frame."""
+        return heatmap_name_lines(self.names, width)
+
+    def number(self, clip: int, frame: int = 0) -> str:
+        """The picture's number in a batch ('(1/2)'), or a video's clip and frame ('clip 1/2 3/9'); '' for one
+        picture."""
+        if self.video:
+            clip_text = f"clip {clip + 1}/{self.batch} " if self.batch > 1 else ""
+            return f"{clip_text}{frame + 1}/{self.frames}"
+        return f"({clip + 1}/{self.batch})" if self.batch > 1 else ""
+
+    def widest_number(self) -> str:
+        return self.number(self.batch - 1, max(0, self.frames - 1))
+
+    def key(self, width: int, clip: int):
+        """The key lines of clip `clip`'s segmentation view (captions.key_lines)."""
+        entries = [(i, self.names[i]) for i in self.coloured[clip]]
+        return key_lines(entries, width, self.widest_number())
+
+    def lines(self, width: int) -> int:
+        """Lines every strip of the preview has at this panel width: the longest heatmap caption and its colour
+        bar, or the longest key."""
+        heat = max((len(lines) for lines in self.heat_lines(width)), default=0) + 1
+        return max([heat] + [len(self.key(width, clip)) for clip in range(self.batch)])
