@@ -59,7 +59,7 @@ def method_inputs() -> list:
                     "method, sharpest maps); 'cross_attention' = concept queries · image keys; 'value' = value vectors.",
         ),
         io.Boolean.Input(
-            "softmax", default=True,
+            "softmax", default=True, **advanced(io.Boolean.Input),
             tooltip="Softmax over concepts at every image token (the paper's default): each token's values sum to 1. "
                     "Off gives raw dot products.",
         ),
