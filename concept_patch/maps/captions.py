@@ -155,11 +155,13 @@ def _told_apart(measure: Measure, wrapped: list[tuple[list[str], bool]], room: i
 
 @dataclass(frozen=True)
 class KeyItem:
-    """One concept in a segmentation view's key: its index (its colour), the text shown, and where it starts."""
+    """A piece of a segmentation view's key: a concept's index (its colour), the text shown, where it starts, and
+    whether a swatch precedes it (a wrapped name's further lines have none)."""
 
     index: int
     text: str
     x: int
+    swatch: bool = True
 
 
 def swatch_size(width: int) -> int:
@@ -168,9 +170,10 @@ def swatch_size(width: int) -> int:
 
 def key_lines(entries: list[tuple[int, str]], width: int, suffix_room: str = "") -> list[list[KeyItem]]:
     """The lines of a segmentation view's key for panels `width` px wide: a swatch and the name of every concept
-    in `entries` ((index, name), in order), flowed over as many lines as they need, each name on one line (a name
-    wider than the panel is cut, and told apart as heatmap captions are). The last line keeps the width of
-    `suffix_room` free at its right end (the picture's or frame's number)."""
+    in `entries` ((index, name), in order), flowed over as many lines as they need. Short names share lines; a name
+    wider than a line wraps onto lines of its own (up to MAX_NAME_LINES, then cut and told apart as heatmap
+    captions are). The last line keeps the width of `suffix_room` free at its right end (the picture's or frame's
+    number)."""
     return [list(line) for line in _key_lines(tuple(entries), int(width), suffix_room)]
 
 
@@ -178,24 +181,22 @@ def key_lines(entries: list[tuple[int, str]], width: int, suffix_room: str = "")
 def _key_lines(entries: tuple[tuple[int, str], ...], width: int, suffix_room: str) -> tuple[tuple[KeyItem, ...], ...]:
     measure = Measure(width)
     swatch = swatch_size(width)
-    room = max(1, width - 2 * measure.pad - swatch - measure.pad)
-    texts = _told_apart(measure, [_one_line(measure, name, room) for _, name in entries], room)
+    indent = measure.pad + swatch + measure.pad
+    room = max(1, width - indent - measure.pad)
+    texts = _told_apart(measure, [measure.wrap(name, room) for _, name in entries], room)
     lines: list[list[KeyItem]] = [[]]
     x = measure.pad
     for (index, _), text in zip(entries, texts):
         need = swatch + measure.pad + measure.text_width(text[0])
-        if lines[-1] and x + need > width - measure.pad:
+        if lines[-1] and (len(text) > 1 or x + need > width - measure.pad):
             lines.append([])
             x = measure.pad
         lines[-1].append(KeyItem(index, text[0], x))
         x += need + 2 * measure.pad
+        for more in text[1:]:
+            lines.append([KeyItem(index, more, indent, swatch=False)])
+            x = width  # the next concept starts on a line of its own
     if suffix_room.strip():
         if x + measure.text_width(suffix_room.strip()) > width - measure.pad and lines[-1]:
             lines.append([])
     return tuple(tuple(line) for line in lines)
-
-
-def _one_line(measure: Measure, name: str, room: int) -> tuple[list[str], bool]:
-    text = measure.drawable(" ".join(name.split()))
-    shown = measure.cut(text, room)
-    return [shown], shown != text

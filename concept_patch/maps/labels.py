@@ -75,8 +75,11 @@ def segmentation_strip(width: int, height: int, lines: tuple[tuple[KeyItem, ...]
     for k, line in enumerate(lines):
         y0 = _line_top(measure, k) + (measure.line - swatch) // 2
         for item in line:
-            draw.rectangle([item.x, y0, item.x + swatch - 1, y0 + swatch - 1], fill=colors[item.index])
-            _text_at(draw, measure, item.x + swatch + measure.pad, k, item.text)
+            if item.swatch:
+                draw.rectangle([item.x, y0, item.x + swatch - 1, y0 + swatch - 1], fill=colors[item.index])
+                _text_at(draw, measure, item.x + swatch + measure.pad, k, item.text)
+            else:
+                _text_at(draw, measure, item.x, k, item.text)
     tail = suffix.strip()
     if tail:
         x = width - measure.pad - measure.text_width(tail)

@@ -100,9 +100,12 @@ def _inputs(node) -> dict:
 @pytest.mark.parametrize("node", [ConceptSaliency, ConceptAttentionPatch])
 def test_the_papers_switches_and_the_cache_size_are_advanced_inputs(node):
     """Hidden until the user asks (the front end's "Show advanced"): the Table-4 switches, softmax, the cache size."""
+    from comfy_api.latest import io
+
     inputs = _inputs(node)
     flagged = {name for name, i in inputs.items() if getattr(i, "advanced", None)}
-    assert flagged == ADVANCED & set(inputs)
+    # ComfyUI 0.3.x's inputs have no advanced flag: there every input stays up front, and the schema still builds
+    assert flagged == (ADVANCED & set(inputs) if advanced(io.Boolean.Input) else set())
     for name in flagged:
         assert inputs[name].as_dict().get("advanced") is True
     everyday = {"layers", "space"} & set(inputs)
@@ -122,3 +125,17 @@ def test_advanced_is_left_out_where_comfyui_inputs_lack_it():
 
     assert advanced(OldInput) == {}
     assert advanced(NewInput) == {"advanced": True}
+
+
+def test_the_preview_says_how_large_a_panel_must_be_shown_for_readable_captions(flux, concepts):
+    """ui.concept_panel: the on-screen [width, height] at which a panel's captions are at least 12 px tall (the web
+    extension makes the node that large), in the panel's own aspect ratio, strip included."""
+    from concept_attention.concept_patch.maps.captions import font_size_for
+
+    out = _encode(flux, concepts, 1, requery_cache_mb=0)
+    [[width, height]] = out.ui["concept_panel"]
+    panels = out.result[1]
+    natural_height, natural_width = panels.shape[1], panels.shape[2]
+    assert width * font_size_for(natural_width) / natural_width >= 12
+    assert width < natural_width  # a preview-sized panel need not be shown full size to be read
+    assert abs(height / width - natural_height / natural_width) < 0.02

@@ -69,7 +69,8 @@ def test_a_name_too_long_for_its_lines_is_cut_but_told_apart():
     assert lines[0] != lines[1]
     assert lines[0][-1].endswith("#1") and lines[1][-1].endswith("#2")
     key = key_lines([(0, left), (1, right)], 128)
-    assert [item.text for line in key for item in line][0] != [item.text for line in key for item in line][1]
+    texts = [[item.text for line in key for item in line if item.index == j] for j in (0, 1)]
+    assert texts[0] != texts[1] and texts[0][-1].endswith("#1") and texts[1][-1].endswith("#2")
 
 
 def test_segmentation_key_lists_every_concept_the_view_colours_per_picture():
@@ -88,9 +89,13 @@ def test_segmentation_key_lists_every_concept_the_view_colours_per_picture():
         assert {colours[i] for i in shown} <= found, picture
         assert not ({colours[i] for i in range(6) if i not in shown} & found), picture
     for width in PANEL_WIDTHS:
-        entries = [(i, names[i]) for i in range(6)]
-        listed = [item.index for line in key_lines(entries, width) for item in line]
-        assert listed == list(range(6)), width
+        entries = [(i, names[i]) for i in range(6)] + [(6, "a red bicycle leaning on the garden wall")]
+        key = key_lines(entries, width)
+        assert [item.index for line in key for item in line if item.swatch] == list(range(7)), width
+        # a name wider than a line wraps onto lines of its own: whole, or cut after MAX_NAME_LINES lines
+        lines = [item.text for line in key for item in line if item.index == 6]
+        assert " ".join(lines) == entries[6][1] or (len(lines) == MAX_NAME_LINES and lines[-1].endswith("...")), width
+        assert width < 128 or " ".join(lines) == entries[6][1], width
 
 
 def test_video_key_names_every_concept_of_the_clip():
