@@ -8,7 +8,8 @@ import torch
 from concept_attention.nodes.concept_list import ConceptList
 from concept_attention.nodes.concept_saliency import ConceptSaliency
 from concept_attention.nodes.generation import ConceptAttentionPatch
-from concept_attention.nodes.types import advanced
+from concept_attention.nodes.saliency_to_mask import SaliencyToMask
+from concept_attention.nodes.types import advanced, extra_options
 from concept_attention_tests.comfy.tiny import tiny_models
 
 ADVANCED = {"concept_self_attention", "concept_cross_attention", "requery_cache_mb", "softmax"}
@@ -139,3 +140,24 @@ def test_the_preview_says_how_large_a_panel_must_be_shown_for_readable_captions(
     assert width * font_size_for(natural_width) / natural_width >= 12
     assert width < natural_width  # a preview-sized panel need not be shown full size to be read
     assert abs(height / width - natural_height / natural_width) < 0.02
+
+
+def test_saliency_to_mask_names_the_methods_that_read_its_threshold():
+    """The web extension shows `threshold` for these methods only; where a ComfyUI's number inputs take no extra
+    options (0.3.x), the definition leaves them out and the extension keeps its own list (value, top_percent)."""
+    from comfy_api.latest import io
+
+    from concept_attention.concept_patch.maps.thresholds import MASK_METHODS, METHODS_READING_THRESHOLD
+
+    threshold = _inputs(SaliencyToMask)["threshold"].as_dict()
+    if extra_options(io.Float.Input):
+        assert threshold["read_by_methods"] == ["value", "top_percent"]
+    else:
+        assert "read_by_methods" not in threshold
+    assert set(METHODS_READING_THRESHOLD) <= set(MASK_METHODS)
+
+    class OldFloat:
+        def __init__(self, id, default=None, tooltip=None):
+            pass
+
+    assert extra_options(OldFloat, read_by_methods=["value"]) == {}
