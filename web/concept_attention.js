@@ -157,9 +157,10 @@ export const LEGEND_MAX_ROWS = 7;
 const PREVIEW_ROOM_PX = 240;
 // One line of 11 px text: the laid-out example workflows keep this much room under their legends.
 const RUN_LINE_PX = 15;
-const NAME_CHARS_PER_ROW = 30;
 // What the front end keeps around the preview grid (its side margins; the image size line some settings draw).
 const PREVIEW_MARGIN_PX = 20;
+// The tallest preview grid a run grows a node to (more panels are shown one at a time, the legend picking them).
+const MAX_GRID_PX = 900;
 
 function legendState(node) {
   node.__conceptAttention ??= {
@@ -173,9 +174,10 @@ function legendHeight(node) {
   const state = legendState(node);
   // DOM widgets lose their margin (10 px) on each side.
   if (!state.legend.length) return 48;
-  // Names wrap: a long one takes a row per NAME_CHARS_PER_ROW characters (at most three).
+  // Names wrap: a long one takes a row per line of about 6 px a character beside its swatch and share.
+  const charsPerRow = Math.max(12, Math.floor(((node.size?.[0] ?? 280) - 100) / 6));
   const nameRows = state.legend.reduce(
-    (sum, e) => sum + Math.min(3, Math.max(1, Math.ceil(e.name.length / NAME_CHARS_PER_ROW))), 0);
+    (sum, e) => sum + Math.min(3, Math.max(1, Math.ceil(e.name.length / charsPerRow))), 0);
   const rows = Math.min(nameRows + (state.segmentation ? 1 : 0), LEGEND_MAX_ROWS);
   return 36 + rows * LEGEND_ROW_PX + (state.batch > 1 ? 26 : 0) + (state.run || state.stale ? RUN_LINE_PX : 0);
 }
@@ -460,17 +462,19 @@ export function showLegend(node, output) {
   renderLegend(node);
   // Room for the legend (at most LEGEND_MAX_ROWS rows) and a preview below it whose panels are shown large enough
   // to read their captions. A node laid out with room for a run's output (PREVIEW_ROOM_PX below its widgets) keeps
-  // its size, so a laid-out workflow stays as it is; where its room is too small for a readable grid of all panels,
-  // it shows the segmentation view alone (its key readable; the legend picks any other panel, and clicking the
-  // pressed entry again shows the grid).
+  // its size, so a laid-out workflow stays as it is; where its room is too small for a readable grid of all panels
+  // (or the grid would be taller than MAX_GRID_PX), it shows the segmentation view alone (its key readable; the
+  // legend picks any other panel, and clicking the pressed entry again shows the grid).
   const minSize = node.computeSize?.() ?? node.size;
   const previewTop = minSize[1] - previewMinHeight(node);
-  const room = readableRoom(state, Math.max(node.size[0], minSize[0], 280));
   const laidOut = node.size[1] - previewTop >= PREVIEW_ROOM_PX;
-  const width = Math.max(node.size[0], minSize[0], 280, laidOut ? 0 : room.width);
-  const height = laidOut ? node.size[1] : Math.max(node.size[1], previewTop + Math.max(PREVIEW_ROOM_PX, room.height));
-  const readable = node.size[1] - previewTop >= room.height && node.size[0] >= room.width;
-  if (laidOut && !readable && state.selected === null && state.unit !== "clip") {
+  const grid = readableRoom(state, Math.max(node.size[0], minSize[0], 280));
+  // A grid taller than MAX_GRID_PX (a batch of many panels) is not grown to: one panel at a time is shown instead.
+  const target = grid.height <= MAX_GRID_PX ? grid : readableRoom({ ...state, unit: "clip" }, node.size[0]);
+  const width = Math.max(node.size[0], minSize[0], 280, laidOut ? 0 : target.width);
+  const height = laidOut ? node.size[1] : Math.max(node.size[1], previewTop + Math.max(PREVIEW_ROOM_PX, target.height));
+  const readable = height - previewTop >= grid.height && width >= grid.width;
+  if (!readable && state.selected === null && state.unit !== "clip") {
     state.selected = state.segmentation ? REGIONS : 0;
     updateLegendSelection(node);
   }

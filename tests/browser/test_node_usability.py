@@ -140,6 +140,30 @@ def test_a_laid_out_node_too_small_for_a_readable_grid_keeps_its_size_and_shows_
     assert comfy.extension_problems() == []
 
 
+def test_a_large_batch_is_shown_one_readable_panel_at_a_time_rather_than_in_a_huge_node(comfy):
+    """Growing a node to show every panel of a large batch readably would make it thousands of pixels tall: it grows
+    to show one panel readably instead (the segmentation view; the legend and arrows pick the others)."""
+    ids = build_graph(comfy, tiny_graphs.encode_graph())
+    sal = ids["saliency"]
+    shown = comfy.evaluate("""async ([id, url]) => {
+        const { showLegend } = await import(url);
+        const node = app.graph.getNodeById(id);
+        const legend = ['a', 'b', 'c', 'd', 'e'].map((name, index) => ({name, color: '#ff0000', shares: [0.2], index}));
+        const run = (pictures) => {
+          node.setSize([330, 300]);
+          node.__conceptAttention.selected = null;
+          const images = Array.from({length: pictures * 6}, (_, k) => ({filename: `p${k}.png`, type: 'temp'}));
+          showLegend(node, {concept_legend: legend, concept_batch: [pictures], concept_segmentation: [true], images,
+                            concept_panel: [[131, 203]]});
+          return {height: node.size[1], selected: node.__conceptAttention.selected};
+        };
+        return {one: run(1), eight: run(8)};
+    }""", [sal, "/extensions/ComfyUI-ConceptAttention/concept_attention.js"])
+    assert shown["one"]["selected"] is None and shown["one"]["height"] >= 3 * 203
+    assert shown["eight"]["selected"] == "regions", shown
+    assert shown["eight"]["height"] < shown["one"]["height"] and shown["eight"]["height"] < 1200, shown
+
+
 STALE_JS = """(id) => { const n = app.graph.getNodeById(id);
   const root = n.widgets.find(w => w.name === 'concept_legend').element;
   const note = root.querySelector('.ca-legend-stale-note');
