@@ -7,10 +7,11 @@
 //   large, clicking a concept shows its map large; clicking again goes back to the grid of all
 //   panels. With a batch, arrows step through the pictures (and the shares follow the picture).
 //   Above it, how the run went (ui.concept_run): a model run or a re-query, and the node's time.
-//   Names wrap, never cut. After a run the node is made large enough that each panel's baked caption is at least
-//   12 px tall at 100 % zoom (ui.concept_panel: the width and height a panel needs on screen for that). When the
-//   upstream Concept List no longer lists the concepts of the last run, the legend and the maps are marked
-//   outdated until the next run.
+//   Names wrap, never cut. After a run a new node grows until each panel's baked caption is at least 12 px tall
+//   at 100 % zoom (ui.concept_panel: the width and height a panel needs on screen for that); a node laid out with
+//   room of its own keeps its size and, where that room is too small for a readable grid, shows the segmentation
+//   view alone. When the upstream Concept List no longer lists the concepts of the last run, the legend and the
+//   maps are marked outdated until the next run.
 // * Saliency to Mask: the concept names of the upstream Concept List (or of the file a Load
 //   Saliency read) are offered as buttons; clicking one adds it to (or removes it from) the
 //   `concepts` text. A chosen name the list no longer has is shown as missing. What the last run

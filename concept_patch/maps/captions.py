@@ -139,15 +139,17 @@ def _heatmap_name_lines(names: tuple[str, ...], width: int, suffix: str) -> tupl
     return tuple(tuple(lines) for lines in _told_apart(measure, wrapped, room))
 
 
-def _told_apart(measure: Measure, wrapped: list[tuple[list[str], bool]], room: int) -> list[list[str]]:
-    """Cut captions equal to another caption end in their concept's number (#1 for the first)."""
+def _told_apart(measure: Measure, wrapped: list[tuple[list[str], bool]], room: int,
+                numbers: list[int] | None = None) -> list[list[str]]:
+    """Cut captions equal to another caption end in their concept's number (#1 for the first; `numbers`: the
+    concepts' indices where the captions are of some concepts only)."""
     seen: dict[tuple[str, ...], int] = {}
     for lines, _ in wrapped:
         seen[tuple(lines)] = seen.get(tuple(lines), 0) + 1
     out = []
     for j, (lines, cut) in enumerate(wrapped):
         if cut and seen[tuple(lines)] > 1:
-            tag = f"{CUT} #{j + 1}"
+            tag = f"{CUT} #{(numbers[j] if numbers else j) + 1}"
             lines = lines[:-1] + [measure.cut(lines[-1].removesuffix(CUT) + tag, room, ending=tag)]
         out.append(lines)
     return out
@@ -168,22 +170,24 @@ def swatch_size(width: int) -> int:
     return max(6, int(round(font_size_for(width) * 0.8)))
 
 
-def key_lines(entries: list[tuple[int, str]], width: int, suffix_room: str = "") -> list[list[KeyItem]]:
+def key_lines(entries: list[tuple[int, str]], width: int, suffix_room: str = "", more: int = 0) -> list[list[KeyItem]]:
     """The lines of a segmentation view's key for panels `width` px wide: a swatch and the name of every concept
     in `entries` ((index, name), in order), flowed over as many lines as they need. Short names share lines; a name
     wider than a line wraps onto lines of its own (up to MAX_NAME_LINES, then cut and told apart as heatmap
-    captions are). The last line keeps the width of `suffix_room` free at its right end (the picture's or frame's
-    number)."""
-    return [list(line) for line in _key_lines(tuple(entries), int(width), suffix_room)]
+    captions are). `more`: concepts left out, said at the end ("+3 more", index -1). The last line keeps the width
+    of `suffix_room` free at its right end (the picture's or frame's number)."""
+    return [list(line) for line in _key_lines(tuple(entries), int(width), suffix_room, int(more))]
 
 
 @lru_cache(maxsize=256)
-def _key_lines(entries: tuple[tuple[int, str], ...], width: int, suffix_room: str) -> tuple[tuple[KeyItem, ...], ...]:
+def _key_lines(entries: tuple[tuple[int, str], ...], width: int, suffix_room: str,
+               more: int) -> tuple[tuple[KeyItem, ...], ...]:
     measure = Measure(width)
     swatch = swatch_size(width)
     indent = measure.pad + swatch + measure.pad
     room = max(1, width - indent - measure.pad)
-    texts = _told_apart(measure, [measure.wrap(name, room) for _, name in entries], room)
+    texts = _told_apart(measure, [measure.wrap(name, room) for _, name in entries], room,
+                        [index for index, _ in entries])
     lines: list[list[KeyItem]] = [[]]
     x = measure.pad
     for (index, _), text in zip(entries, texts):
@@ -193,9 +197,16 @@ def _key_lines(entries: tuple[tuple[int, str], ...], width: int, suffix_room: st
             x = measure.pad
         lines[-1].append(KeyItem(index, text[0], x))
         x += need + 2 * measure.pad
-        for more in text[1:]:
-            lines.append([KeyItem(index, more, indent, swatch=False)])
+        for more_text in text[1:]:
+            lines.append([KeyItem(index, more_text, indent, swatch=False)])
             x = width  # the next concept starts on a line of its own
+    if more:
+        text = f"+{more} more"
+        if lines[-1] and x + measure.text_width(text) > width - measure.pad:
+            lines.append([])
+            x = measure.pad
+        lines[-1].append(KeyItem(-1, text, x, swatch=False))
+        x += measure.text_width(text) + 2 * measure.pad
     if suffix_room.strip():
         if x + measure.text_width(suffix_room.strip()) > width - measure.pad and lines[-1]:
             lines.append([])

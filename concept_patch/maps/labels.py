@@ -79,7 +79,7 @@ def segmentation_strip(width: int, height: int, lines: tuple[tuple[KeyItem, ...]
                 draw.rectangle([item.x, y0, item.x + swatch - 1, y0 + swatch - 1], fill=colors[item.index])
                 _text_at(draw, measure, item.x + swatch + measure.pad, k, item.text)
             else:
-                _text_at(draw, measure, item.x, k, item.text)
+                _text_at(draw, measure, item.x, k, item.text, TEXT if item.index >= 0 else QUIET_TEXT)
     tail = suffix.strip()
     if tail:
         x = width - measure.pad - measure.text_width(tail)

@@ -110,3 +110,28 @@ def test_video_key_names_every_concept_of_the_clip():
     colours = concept_colors_u8(3)
     found = _strip_colours(strip)
     assert colours[0] in found and colours[2] in found and colours[1] not in found
+
+
+def test_a_key_too_long_for_its_lines_keeps_the_largest_regions_and_counts_the_rest():
+    """64 concepts each winning part of a 103 px panel cannot all be named readably: the key keeps to
+    MAX_KEY_LINES lines, names the concepts covering most of the view (in concept order) and says how many more
+    there are; the legend beside the node lists them all."""
+    from concept_attention.concept_patch.maps.panel_captions import MAX_KEY_LINES, PreviewCaptions
+
+    r = 64
+    maps = torch.full((1, r, 16, 16), 0.1)
+    for token in range(256):
+        concept = 0 if token < 64 else 1 + (token - 64) % (r - 1)  # concept 0 wins most tokens
+        maps[0, concept, token // 16, token % 16] = 5.0
+    s = SaliencyMaps(maps.softmax(1), [f"concept {i}" for i in range(r)], (1024, 1024))
+    captions = PreviewCaptions(s)
+    width = sheet_layout(s).panel[1]
+    key = captions.key(width, 0)
+    assert len(key) <= MAX_KEY_LINES
+    named = [item.index for line in key for item in line if item.swatch]
+    [more] = [item.text for line in key for item in line if item.index == -1]
+    assert 0 in named and named == sorted(named)
+    assert more == f"+{r - len(named)} more"
+    few = SaliencyMaps(_columns(6, [[0, 1, 2, 3, 4, 5]]), [f"c{i}" for i in range(6)], (64, 64))
+    assert not [item for line in PreviewCaptions(few).key(sheet_layout(few).panel[1], 0) for item in line
+                if item.index == -1]
