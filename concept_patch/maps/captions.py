@@ -21,6 +21,8 @@ MIN_FONT_PX = 12
 FONT_WIDTH_RATIO = 10
 LINE_SPACING = 1.3
 MAX_NAME_LINES = 3
+# The font size on screen the web extension sizes a node for: 13 px, so that the ink of a caption (ascenders to
+# descenders, about 0.95 of it in PIL's font) is at least 12 px tall.
 CAPTION_MIN_SCREEN_PX = 13
 CUT = "..."
 
