@@ -237,6 +237,37 @@ def test_concept_saliency_from_sampling_is_marked_outdated_through_the_patch(com
     assert comfy.evaluate(STALE_JS, maps)["note"].startswith("Outdated")
 
 
+def test_a_videos_animated_maps_are_marked_outdated_too(comfy):
+    """A video's maps play in the front end's animation widget (a DOM element): it is greyed out while outdated."""
+    import json
+
+    from concept_attention_examples.specs import EXAMPLES, file_stem
+
+    from concept_attention_tests.browser import example_runs
+    from concept_attention_tests.browser.browser_session import EXAMPLE_WORKFLOWS_DIR
+
+    [spec] = [spec for spec in EXAMPLES if "cogvideox" in spec["name"]][:1]
+    workflow = json.loads((EXAMPLE_WORKFLOWS_DIR / f"{file_stem(spec)}.json").read_text(encoding="utf-8"))
+    example_runs.load_with_tiny_models(comfy, workflow)
+    result = example_runs.run(comfy)
+    assert result["kind"] == "execution_success", result
+    example_runs.wait_for_previews(comfy, result)
+    [sal] = comfy.evaluate("() => app.graph.nodes.filter(n => n.widgets?.some(w => w.name === 'concept_legend'))"
+                           ".map(n => n.id)")
+    [concepts] = comfy.evaluate("() => app.graph.nodes.filter(n => n.type === 'ConceptAttentionConceptList')"
+                                ".map(n => n.id)")
+    _zoom(comfy, 0.8, sal)
+    host_js = """(id) => app.graph.getNodeById(id).widgets.find(w => w.name === '$$comfy_animation_preview')
+        ?.element.classList.contains('ca-stale-media') ?? null"""
+    comfy.page.wait_for_function(f"(id) => ({host_js})(id) === false", arg=sal, timeout=10_000)
+    comfy.evaluate("""(id) => { const w = app.graph.getNodeById(id).widgets.find(w => w.name === 'concepts');
+                      w.value = w.value + ', moon'; app.canvas.setDirty(true, true); }""", concepts)
+    comfy.page.wait_for_function(f"(id) => ({STALE_JS})(id).stale && ({host_js})(id) === true", arg=sal,
+                                 timeout=10_000)
+    assert comfy.evaluate(STALE_JS, sal)["shown"]
+    assert comfy.extension_problems() == []
+
+
 PROGRESS_JS = """(id) => new Promise((resolve) => {
   const seen = [];
   const listener = (e) => { if (String(e.detail?.node) === String(id)) seen.push([e.detail.value, e.detail.max]); };
