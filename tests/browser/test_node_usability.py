@@ -7,7 +7,7 @@ One server and one page for the whole module (see conftest.py); each test loads 
 
 from __future__ import annotations
 
-from concept_attention_tests.browser import tiny_graphs
+from concept_attention_tests.browser import example_runs, tiny_graphs
 from concept_attention_tests.browser.browser_session import NODE_BOUNDS_JS, build_graph
 
 ADVANCED = ["concept_self_attention", "concept_cross_attention", "requery_cache_mb", "softmax"]
@@ -225,6 +225,7 @@ def test_maps_are_marked_outdated_after_the_concepts_change_until_the_next_run(c
 def test_concept_saliency_from_sampling_is_marked_outdated_through_the_patch(comfy):
     ids = build_graph(comfy, tiny_graphs.sampling_graph())
     maps = ids["maps"]
+    _zoom(comfy, 0.8, maps)  # on screen: the mark is checked as the node is drawn
     legend = [{"name": n, "color": "#ff0000", "shares": [0.5], "index": i} for i, n in enumerate(tiny_graphs.CONCEPTS)]
     comfy.evaluate("""async ([id, url, legend]) => { const { showLegend } = await import(url);
         showLegend(app.graph.getNodeById(id), {concept_legend: legend, concept_batch: [1], images: []}); }""",
@@ -243,7 +244,6 @@ def test_a_videos_animated_maps_are_marked_outdated_too(comfy):
 
     from concept_attention_examples.specs import EXAMPLES, file_stem
 
-    from concept_attention_tests.browser import example_runs
     from concept_attention_tests.browser.browser_session import EXAMPLE_WORKFLOWS_DIR
 
     [spec] = [spec for spec in EXAMPLES if "cogvideox" in spec["name"]][:1]
@@ -282,10 +282,12 @@ def test_an_encode_reports_progress_in_samples_times_blocks(comfy):
     the end)."""
     ids = build_graph(comfy, tiny_graphs.encode_graph())
     sal = ids["saliency"]
+    _zoom(comfy, 0.8, sal)  # on screen: the front end loads a node's pictures once it is drawn
     comfy.evaluate("(id) => { app.graph.getNodeById(id).widgets.find(w => w.name === 'samples').value = 2; }", sal)
     comfy.evaluate("""async () => { const { api } = await import('/scripts/api.js'); window.__caApi = api; }""")
     comfy.evaluate(PROGRESS_JS.replace("api.addEventListener", "window.__caApi.addEventListener"), sal)
-    comfy.evaluate("() => app.queuePrompt(0, 1)")
+    result = example_runs.run(comfy)
+    assert result["kind"] == "execution_success", result
     _legend_ready(comfy, sal, len(tiny_graphs.CONCEPTS) + 1)
     seen = comfy.evaluate("() => window.__caProgress")
     total = 2 * TINY_FLUX_DOUBLE_BLOCKS
