@@ -21,6 +21,7 @@ from .maps.saliency_maps import SaliencyMaps
 from .requery import cache as requery_cache
 from .requery.run import requery_maps
 from .stream.options import SaliencyOptions
+from .stream.progress import BlockProgress
 from .stream.session import ConceptSession, new_session
 from .stream.wrappers import inference_dtype, needs_block_hooks, offer_block_hooks, patched_model_options
 from .text.concepts import ConceptSet
@@ -31,7 +32,7 @@ logger = logging.getLogger("concept_attention")
 
 def encode_saliency(model, concepts: ConceptSet, latent: torch.Tensor, options: SaliencyOptions,
                     conditioning=None, noise_level: float = 0.5, samples: int = 1, seed: int = 0,
-                    image_size: tuple[int, int] | None = None, on_sample=None,
+                    image_size: tuple[int, int] | None = None, on_progress=None,
                     cache_budget: int | None = 0, family: ModelFamily | None = None) -> SaliencyMaps:
     """Saliency maps of `latent` (a LATENT's raw "samples": [B, C, h, w], or [B, C, T, h, w] for a video model).
 
@@ -41,6 +42,8 @@ def encode_saliency(model, concepts: ConceptSet, latent: torch.Tensor, options: 
     the same model, noise and prompt then runs the concept stream only. None: the default budget for the model's
     device; 0: no cache.
     family: the model's family where the caller detected it and checked the options against it (the nodes do).
+    on_progress(done, total): called as the work goes, in blocks: total = samples x the blocks the concept stream
+    runs through (a re-query reports once per sample).
     """
     _check_noise(noise_level, samples)
     latent = _checked_latent(model, latent)
@@ -55,6 +58,8 @@ def encode_saliency(model, concepts: ConceptSet, latent: torch.Tensor, options: 
     _check_frames(session, model, latent)
     _check_latent_layout(session, model, latent)
     metadata = {"mode": "encode", "noise_level": noise_level, "samples": samples, "seed": seed}
+    progress = BlockProgress(on_progress, samples, len(session.stream_blocks)) if on_progress else None
+    on_sample = progress.sample_done if progress else None
 
     key = None
     if budget:
@@ -69,6 +74,8 @@ def encode_saliency(model, concepts: ConceptSet, latent: torch.Tensor, options: 
             metadata = {**metadata, "requery": True, **family.side_metadata(side)}
             return session.saliency(maps, tuple(latent.shape), metadata, image_size)
 
+    if progress is not None:
+        session.on_block = progress.block_done
     maps, recorded, side = _sampled_maps(model, session, latent, positive, noise_level, samples, seed, on_sample)
     check_finite_maps(maps, latent, "latent", inference_dtype(model.model))
     if key is not None and len(recorded) == samples:

@@ -115,11 +115,11 @@ class ConceptSaliency(io.ComfyNode):
         check_seed_range(seed, samples)
         scale = latent_scale(model)
         samples_latent, image_size = latent_for(image, vae, latent, scale, model, keep=requery_cache_mb != 0)
-        progress = comfy.utils.ProgressBar(samples)
+        progress = comfy.utils.ProgressBar(samples)  # re-counted in blocks: samples x blocks (encode_saliency)
         saliency = encode_saliency(
             model, concepts, samples_latent, options, conditioning=conditioning, noise_level=noise_level,
             samples=samples, seed=seed, image_size=image_size,
-            on_sample=lambda done, total: progress.update_absolute(done, total),
+            on_progress=lambda done, total: progress.update_absolute(done, total),
             cache_budget=None if requery_cache_mb < 0 else requery_cache_mb << 20, family=family,
         )
         preview, payload = saliency_preview(saliency, image, cls)

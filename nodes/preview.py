@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import math
 import random
 
 from comfy_api.latest import io, ui
 
+from ..concept_patch.maps.captions import readable_width
 from ..concept_patch.maps.legend import concept_legend
 from ..concept_patch.maps.panels import SheetLayout, sheet_layout
 from ..concept_patch.maps.preview import render_preview, video_fps
@@ -27,7 +29,8 @@ def saliency_preview(saliency: SaliencyMaps, images, node_cls):
     each concept's map cut from it, in that order (the legend's concept buttons pick by position): a
     PNG per picture panel, an animated WebP per video panel. The display and the output are one and
     the same preview-sized tensor: nothing full-size is rendered, whether the output is connected or
-    not (a node's cached outputs cannot depend on what is connected). The legend's shares are per clip."""
+    not (a node's cached outputs cannot depend on what is connected). The legend's shares are per clip;
+    concept_panel is readable_panel's size."""
     panels = render_preview(saliency, images)
     layout = sheet_layout(saliency)
     prefix = "ConceptAttention_temp_" + "".join(random.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(5))
@@ -42,7 +45,16 @@ def saliency_preview(saliency: SaliencyMaps, images, node_cls):
         "concept_legend": concept_legend(saliency),
         "concept_batch": [saliency.batch_size],
         "concept_segmentation": [True],
+        "concept_panel": [readable_panel(layout)],
     }
+
+
+def readable_panel(layout: SheetLayout) -> list[int]:
+    """[width, height] a panel (its strip included) must be shown at for its captions to be readable (at least
+    12 px tall on screen: captions.readable_width); the web extension sizes the node for it."""
+    width = layout.panel[1]
+    shown = readable_width(width)
+    return [shown, int(math.ceil((layout.panel[0] + layout.strip) * shown / width))]
 
 
 def _panel_frames(panels, layout: SheetLayout, clip: int, k: int):

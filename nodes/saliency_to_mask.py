@@ -5,10 +5,10 @@ from __future__ import annotations
 from comfy_api.latest import io
 
 from ..concept_patch.maps.masks import saliency_to_mask_and_note
-from ..concept_patch.maps.thresholds import DEFAULT_MASK_METHOD, MASK_METHODS
+from ..concept_patch.maps.thresholds import DEFAULT_MASK_METHOD, MASK_METHODS, METHODS_READING_THRESHOLD
 from ..concept_patch.text.concepts import split_names
 from .schema import pack_schema
-from .types import Saliency
+from .types import Saliency, extra_options
 
 
 class SaliencyToMask(io.ComfyNode):
@@ -39,7 +39,9 @@ class SaliencyToMask(io.ComfyNode):
                 io.Float.Input(
                     "threshold", default=0.5, min=0.0, max=100.0, step=0.01,
                     tooltip="Used by 'value' (a map value; softmax maps lie in 0-1) and 'top_percent' (percent of the "
-                            "picture, 0-100). Ignored by the other methods.",
+                            "picture, 0-100). Ignored by the other methods (and shown only for these two).",
+                    # the web extension shows the widget only for these methods
+                    **extra_options(io.Float.Input, read_by_methods=list(METHODS_READING_THRESHOLD)),
                 ),
                 io.Int.Input("grow", default=0, min=-512, max=512,
                              tooltip="Pixels to grow the mask by (negative shrinks), after thresholding."),

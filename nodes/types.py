@@ -27,6 +27,12 @@ def advanced(input_cls) -> dict:
     return {"advanced": True} if "advanced" in inspect.signature(input_cls.__init__).parameters else {}
 
 
+def extra_options(input_cls, **options) -> dict:
+    """{"extra_dict": options}: options for the web extension in the node definition, where this ComfyUI's input takes
+    them (0.3.x's number inputs do not; the extension then falls back to its own defaults), else nothing."""
+    return {"extra_dict": options} if "extra_dict" in inspect.signature(input_cls.__init__).parameters else {}
+
+
 LAYERS_TOOLTIP = (
     f"Blocks whose maps are averaged (dual-stream blocks; on the single-stream {_SINGLE_STREAM} their blocks): "
     "'last 10' (the paper's choice), 'all', 'first 4', a range '9-18', a list '3,7,11', or a mix. Block numbers "
@@ -59,7 +65,7 @@ def method_inputs() -> list:
                     "method, sharpest maps); 'cross_attention' = concept queries · image keys; 'value' = value vectors.",
         ),
         io.Boolean.Input(
-            "softmax", default=True,
+            "softmax", default=True, **advanced(io.Boolean.Input),
             tooltip="Softmax over concepts at every image token (the paper's default): each token's values sum to 1. "
                     "Off gives raw dot products.",
         ),

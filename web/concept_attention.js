@@ -7,6 +7,11 @@
 //   large, clicking a concept shows its map large; clicking again goes back to the grid of all
 //   panels. With a batch, arrows step through the pictures (and the shares follow the picture).
 //   Above it, how the run went (ui.concept_run): a model run or a re-query, and the node's time.
+//   Names wrap, never cut. After a run a new node grows until each panel's baked caption is at least 12 px tall
+//   at 100 % zoom (ui.concept_panel: the width and height a panel needs on screen for that); a node laid out with
+//   room of its own keeps its size and, where that room is too small for a readable grid, shows the segmentation
+//   view alone. When the upstream Concept List no longer lists the concepts of the last run, the legend and the
+//   maps are marked outdated until the next run.
 // * Saliency to Mask: the concept names of the upstream Concept List (or of the file a Load
 //   Saliency read) are offered as buttons; clicking one adds it to (or removes it from) the
 //   `concepts` text. A chosen name the list no longer has is shown as missing. What the last run
@@ -39,6 +44,8 @@ const MAX_TRACE_DEPTH = 64;
 const REGIONS = "regions"; // the legend entry of the segmentation view
 // The front end plays an animated output (a video's panels) in this DOM widget, always its first image.
 const ANIMATION_WIDGET = "$$comfy_animation_preview";
+// The widget in which the front end draws a node's preview images on the canvas.
+const CANVAS_PREVIEW_WIDGET = "$$canvas-image-preview";
 
 // ------------------------------------------------------------------------------------------
 // small helpers
@@ -118,7 +125,7 @@ function addStyles() {
 }
 .ca-legend-item[aria-pressed="true"] { outline: 2px solid var(--p-primary-color, #4a90e2); }
 .ca-swatch { flex: none; width: 12px; height: 12px; border-radius: 3px; border: 1px solid rgba(0,0,0,.5); }
-.ca-name { flex: 1 1 auto; overflow: hidden; text-overflow: ellipsis; white-space: nowrap; }
+.ca-name { flex: 1 1 auto; min-width: 0; white-space: normal; overflow-wrap: anywhere; }
 .ca-share { flex: none; font-variant-numeric: tabular-nums; color: var(--descrip-text, #aaa); }
 .ca-chips { display: flex; flex-wrap: wrap; gap: 4px; margin-top: 3px; }
 .ca-chip { padding: 1px 8px; border-radius: 10px; }
@@ -129,6 +136,12 @@ function addStyles() {
   overflow: hidden; text-overflow: ellipsis;
 }
 .ca-mask-note:empty { display: none; }
+.ca-legend-stale .ca-legend-list, .ca-legend-stale .ca-legend-bar, .ca-legend-stale .ca-legend-run { opacity: .45; }
+.ca-legend-stale-note {
+  margin: 0 0 3px; padding: 1px 6px; border-radius: 4px; background: #7a3b12; color: #fff; font-weight: 600;
+  white-space: nowrap; overflow: hidden; text-overflow: ellipsis;
+}
+.ca-stale-media { filter: grayscale(1) brightness(.5); }
 .ca-swatch-regions { background: conic-gradient(#1f77b4 0 25%, #ff7f0e 0 50%, #2ca02c 0 75%, #d62728 0); }
 `;
   document.head.appendChild(style);
@@ -145,11 +158,15 @@ export const LEGEND_MAX_ROWS = 7;
 const PREVIEW_ROOM_PX = 240;
 // One line of 11 px text: the laid-out example workflows keep this much room under their legends.
 const RUN_LINE_PX = 15;
+// What the front end keeps around the preview grid (its side margins; the image size line some settings draw).
+const PREVIEW_MARGIN_PX = 20;
+// The tallest preview grid a run grows a node to (more panels are shown one at a time, the legend picking them).
+const MAX_GRID_PX = 900;
 
 function legendState(node) {
   node.__conceptAttention ??= {
     legend: [], batch: 1, images: [], selected: null, imageNo: 0, applied: true, segmentation: false, unit: "picture",
-    run: "",
+    run: "", panel: null, stale: false,
   };
   return node.__conceptAttention;
 }
@@ -158,8 +175,12 @@ function legendHeight(node) {
   const state = legendState(node);
   // DOM widgets lose their margin (10 px) on each side.
   if (!state.legend.length) return 48;
-  const rows = Math.min(state.legend.length + (state.segmentation ? 1 : 0), LEGEND_MAX_ROWS);
-  return 36 + rows * LEGEND_ROW_PX + (state.batch > 1 ? 26 : 0) + (state.run ? RUN_LINE_PX : 0);
+  // Names wrap: a long one takes a row per line of about 6 px a character beside its swatch and share.
+  const charsPerRow = Math.max(12, Math.floor(((node.size?.[0] ?? 280) - 100) / 6));
+  const nameRows = state.legend.reduce(
+    (sum, e) => sum + Math.min(3, Math.max(1, Math.ceil(e.name.length / charsPerRow))), 0);
+  const rows = Math.min(nameRows + (state.segmentation ? 1 : 0), LEGEND_MAX_ROWS);
+  return 36 + rows * LEGEND_ROW_PX + (state.batch > 1 ? 26 : 0) + (state.run || state.stale ? RUN_LINE_PX : 0);
 }
 
 /** The share of `entry` in the picture on screen (per-picture shares; the batch's as a fallback). */
@@ -202,7 +223,14 @@ function renderLegend(node) {
     root.appendChild(el("div", "ca-legend-empty", "Run to see the concepts here."));
     return;
   }
-  if (state.run) {
+  root.classList.toggle("ca-legend-stale", state.stale);
+  if (state.stale) {
+    const note = el("div", "ca-legend-stale-note", "Outdated: the concepts changed. Run again.");
+    note.setAttribute("role", "status");
+    note.title = "These maps and shares are from the last run, made for the concepts listed below; the Concept "
+      + "List now lists others. Run the workflow again to see the new concepts' maps.";
+    root.appendChild(note);
+  } else if (state.run) {
     const run = el("div", "ca-legend-run", state.run);
     run.title = "How this node's last run went: a re-query runs only the concepts over what the model computed "
       + "for this picture before (requery_cache_mb)";
@@ -425,19 +453,60 @@ export function showLegend(node, output) {
   state.segmentation = output.concept_segmentation?.[0] === true;
   state.images = Array.isArray(output.images) ? output.images : [];
   state.run = Array.isArray(output.concept_run) ? String(output.concept_run[0] ?? "") : "";
+  const panel = Array.isArray(output.concept_panel?.[0]) ? output.concept_panel[0].map(Number) : null;
+  state.panel = panel?.length === 2 && panel.every((v) => Number.isFinite(v) && v > 0) ? panel : null;
+  state.stale = conceptsChanged(node);
   state.imageNo = Math.min(state.imageNo, batch - 1);
   if (state.selected === REGIONS && !state.segmentation) state.selected = null;
   if (typeof state.selected === "number" && state.selected >= legend.length) state.selected = null;
-  state.applied = state.selected === null;
   if (!node.widgets?.some((w) => w.name === LEGEND_WIDGET)) addLegendWidget(node);
   renderLegend(node);
-  // Room for the legend (at most LEGEND_MAX_ROWS rows) and a useful preview below it; a node that
-  // already has that room keeps its size, so a laid-out workflow stays as it is.
+  // Room for the legend (at most LEGEND_MAX_ROWS rows) and a preview below it whose panels are shown large enough
+  // to read their captions. A node laid out with room for a run's output (PREVIEW_ROOM_PX below its widgets) keeps
+  // its size, so a laid-out workflow stays as it is; where its room is too small for a readable grid of all panels
+  // (or the grid would be taller than MAX_GRID_PX), it shows the segmentation view alone (its key readable; the
+  // legend picks any other panel, and clicking the pressed entry again shows the grid).
   const minSize = node.computeSize?.() ?? node.size;
-  const width = Math.max(node.size[0], minSize[0], 280);
-  const height = Math.max(node.size[1], minSize[1] + PREVIEW_ROOM_PX);
+  const previewTop = minSize[1] - previewMinHeight(node);
+  const laidOut = node.size[1] - previewTop >= PREVIEW_ROOM_PX;
+  const grid = readableRoom(state, Math.max(node.size[0], minSize[0], 280));
+  // A grid taller than MAX_GRID_PX (a batch of many panels) is not grown to: one panel at a time is shown instead.
+  const target = grid.height <= MAX_GRID_PX ? grid : readableRoom({ ...state, unit: "clip" }, node.size[0]);
+  const width = Math.max(node.size[0], minSize[0], 280, laidOut ? 0 : target.width);
+  const height = laidOut ? node.size[1] : Math.max(node.size[1], previewTop + Math.max(PREVIEW_ROOM_PX, target.height));
+  const readable = height - previewTop >= grid.height && width >= grid.width;
+  if (!readable && state.selected === null && state.unit !== "clip") {
+    state.selected = state.segmentation ? REGIONS : 0;
+    updateLegendSelection(node);
+  }
+  state.applied = state.selected === null;
   if (width !== node.size[0] || height !== node.size[1]) node.setSize([width, height]);
   node.setDirtyCanvas?.(true, true);
+}
+
+/** The least height the front end gives the node's image preview (0 before it has one): part of computeSize. */
+function previewMinHeight(node) {
+  const preview = node.widgets?.find((w) => w.name === CANVAS_PREVIEW_WIDGET);
+  if (!preview) return 0;
+  const layout = preview.computeLayoutSize?.();
+  return Number.isFinite(layout?.minHeight) ? layout.minHeight : 0;
+}
+
+/**
+ * The room {width, height} the preview needs below the widgets so that every panel on screen is at least as large as
+ * ui.concept_panel says (its baked captions then at least 12 px tall at 100 % zoom): all panels in a grid for
+ * pictures, the one animation a video shows. `width` is the node's width to lay the grid out in.
+ */
+export function readableRoom(state, width) {
+  if (!state.panel) return { width: 0, height: 0 };
+  const [panelWidth, panelHeight] = state.panel;
+  const count = state.unit === "clip" ? 1 : Math.max(1, state.images.length);
+  const usable = Math.max(width, panelWidth + PREVIEW_MARGIN_PX) - PREVIEW_MARGIN_PX;
+  const cols = Math.max(1, Math.min(count, Math.floor(usable / panelWidth)));
+  return {
+    width: Math.ceil(panelWidth + PREVIEW_MARGIN_PX),
+    height: Math.ceil(Math.ceil(count / cols) * panelHeight + PREVIEW_MARGIN_PX),
+  };
 }
 
 /** The concept names of a saliency node's last run, if any. */
@@ -481,6 +550,11 @@ function conceptListText(node) {
  * Saliency knows its names once it has run; before that it is {names: [], source, pending: true}.
  */
 export function upstreamConcepts(maskNode) {
+  return traceConcepts(inputOrigin(maskNode, "saliency"), "SALIENCY");
+}
+
+/** Where the concepts reaching `start` (through an input of `type`) come from; see upstreamConcepts. */
+function traceConcepts(start, type) {
   const seen = new Set();
   const visit = (node, type, depth) => {
     if (!node || depth > MAX_TRACE_DEPTH || seen.has(node)) return null;
@@ -512,7 +586,81 @@ export function upstreamConcepts(maskNode) {
     }
     return null;
   };
-  return visit(inputOrigin(maskNode, "saliency"), "SALIENCY", 0);
+  return visit(start, type, 0);
+}
+
+/**
+ * The names the Concept List feeding a saliency node lists now (through Concept Saliency's `concepts`, or Concept
+ * Saliency from Sampling's `model` and its patch), or null when no Concept List is linked.
+ */
+export function listedConcepts(node) {
+  const found = comfyClassOf(node) === "ConceptAttentionSaliency"
+    ? traceConcepts(inputOrigin(node, "concepts"), "CONCEPTS")
+    : traceConcepts(inputOrigin(node, "model"), "MODEL");
+  return found && comfyClassOf(found.source) === CONCEPT_LIST_NODE ? found.names : null;
+}
+
+/** Whether the concepts listed now differ from those of the legend's run (the maps on the node are outdated). */
+export function conceptsChanged(node) {
+  const state = node?.__conceptAttention;
+  if (!state?.legend.length) return false;
+  const listed = listedConcepts(node);
+  if (!listed) return false;
+  const ran = state.legend.map((e) => e.name);
+  return listed.length !== ran.length || listed.some((name, i) => name !== ran[i]);
+}
+
+/** Re-checks whether the maps are outdated; re-renders the legend and marks a video's animation when that changed. */
+function updateStale(node) {
+  const state = node.__conceptAttention;
+  if (!state) return;
+  const stale = conceptsChanged(node);
+  if (stale !== state.stale) {
+    state.stale = stale;
+    renderLegend(node);
+    node.setDirtyCanvas?.(true, true);
+  }
+  const host = node.widgets?.find((w) => w.name === ANIMATION_WIDGET)?.element;
+  if (host && host.classList.contains("ca-stale-media") !== stale) host.classList.toggle("ca-stale-media", stale);
+}
+
+/**
+ * Covers the preview images of an outdated run with a dark, hatched veil and the word "Outdated". The front end
+ * draws node images after the whole canvas frame (a microtask), so the veil is queued after them the same way.
+ */
+function drawStaleVeil(node, ctx) {
+  if (!node.__conceptAttention?.stale || !node.imgs?.length) return;
+  const preview = node.widgets?.find((w) => w.name === CANVAS_PREVIEW_WIDGET);
+  if (!preview) return;
+  const top = preview.y ?? preview.last_y ?? 0;
+  const height = Math.max(0, (preview.computedHeight ?? node.size[1] - top));
+  const width = node.size[0];
+  if (!height) return;
+  const transform = ctx.getTransform();
+  // Foregrounds are drawn before widgets: one microtask more puts the veil after the images' own.
+  queueMicrotask(() => queueMicrotask(() => {
+    ctx.save();
+    ctx.setTransform(transform);
+    ctx.beginPath();
+    ctx.rect(0, top, width, height);
+    ctx.clip();
+    ctx.fillStyle = "rgba(16, 16, 16, 0.62)";
+    ctx.fillRect(0, top, width, height);
+    ctx.strokeStyle = "rgba(255, 140, 60, 0.35)";
+    ctx.lineWidth = 2;
+    ctx.beginPath();
+    for (let x = -height; x < width; x += 18) {
+      ctx.moveTo(x, top + height);
+      ctx.lineTo(x + height, top);
+    }
+    ctx.stroke();
+    ctx.fillStyle = "#ffb070";
+    ctx.font = "bold 16px Inter, Arial, sans-serif";
+    ctx.textAlign = "center";
+    ctx.textBaseline = "middle";
+    ctx.fillText("Outdated: run again", width / 2, top + Math.min(height / 2, 40));
+    ctx.restore();
+  }));
 }
 
 function conceptsWidget(node) {
@@ -687,9 +835,11 @@ app.registerExtension({
       chain(nodeType.prototype, "onExecuted", function (output) {
         showLegend(this, output);
       });
-      chain(nodeType.prototype, "onDrawForeground", function () {
+      chain(nodeType.prototype, "onDrawForeground", function (ctx) {
         syncFromCanvas(this);
         showSelectedAnimation(this);
+        updateStale(this);
+        if (ctx) drawStaleVeil(this, ctx);
       });
     } else if (name === MASK_NODE) {
       chain(nodeType.prototype, "onNodeCreated", function () {

@@ -1,130 +1,87 @@
-"""The label strips under preview panels: a concept's name with the colour bar, or the concepts'
-swatches under a segmentation view. PIL's built-in font, so no font file or matplotlib is needed.
+"""The label strips under preview panels: a concept's name with the colour bar, or the key of a segmentation view
+(a swatch and the name of every concept it colours). What the text says and where it breaks is captions.py's.
 """
 
 from __future__ import annotations
 
 import numpy as np
 import torch
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw
 
+from .captions import KeyItem, Measure, swatch_size
 from .colors import ColorScale, colorize, concept_colors_u8
 
 STRIP_BACKGROUND = (24, 24, 24)
+TEXT = (255, 255, 255)
+QUIET_TEXT = (200, 200, 200)
 
 
-def _font(size: int) -> ImageFont.ImageFont:
-    try:
-        return ImageFont.load_default(size=size)  # scalable font, Pillow >= 10.1 with FreeType
-    except (TypeError, OSError, ImportError):
-        return ImageFont.load_default()
-
-
-def _text_box(draw: ImageDraw.ImageDraw, text: str, font) -> tuple[str, tuple[int, int, int, int]]:
-    """Bounding box of text; names the font cannot encode fall back to an ASCII spelling."""
-    try:
-        return text, draw.textbbox((0, 0), text, font=font)
-    except UnicodeEncodeError:
-        text = text.encode("ascii", "backslashreplace").decode("ascii")
-        return text, draw.textbbox((0, 0), text, font=font)
-
-
-def font_size_for(width: int) -> int:
-    """The label size of a panel `width` pixels wide: a node shows a grid of panels about 170 px wide,
-    and there the text stays about 10 px tall."""
-    return int(max(11, round(width / 12)))
-
-
-def strip_height(width: int) -> int:
-    """Height of the label strip under a panel `width` pixels wide."""
-    return int(round(font_size_for(width) * 1.6))
-
-
-def _fit(draw: ImageDraw.ImageDraw, text: str, font, room: int) -> tuple[str, tuple[int, int, int, int]]:
-    """text (shortened with '...' when wider than room) and its box."""
-    text, box = _text_box(draw, text, font)
-    while box[2] - box[0] > room and len(text) > 1:
-        keep = min(len(text) - 1, max(1, int(len(text) * room / max(1, box[2] - box[0])) - 3))
-        text = text[:keep] + "..." if keep > 3 else text[:keep]
-        text, box = _text_box(draw, text, font)
-    return text, box
-
-
-def _strip_image(width: int, height: int) -> tuple[Image.Image, ImageDraw.ImageDraw, object, int]:
+def _strip_image(width: int, height: int) -> tuple[Image.Image, ImageDraw.ImageDraw, Measure]:
     image = Image.new("RGB", (width, height), STRIP_BACKGROUND)
-    size = font_size_for(width)
-    return image, ImageDraw.Draw(image), _font(size), max(2, size // 3)
+    return image, ImageDraw.Draw(image), Measure(width)
 
 
 def _as_tensor(image: Image.Image) -> torch.Tensor:
     return torch.from_numpy(np.array(image, dtype=np.uint8)).float() / 255.0
 
 
-def _text_at(draw, x: int, height: int, text: str, box, font, fill=(255, 255, 255)) -> None:
-    """Draw text with its box's left edge at x, centred vertically in a strip of this height."""
-    top = (height - (box[3] - box[1])) // 2
-    draw.text((x - box[0], top - box[1]), text, fill=fill, font=font)
+def _line_top(measure: Measure, line: int) -> int:
+    return measure.pad // 2 + line * measure.line
 
 
-def heatmap_strip(width: int, height: int, name: str, scale: ColorScale) -> torch.Tensor:
-    """The strip under a heatmap [height, width, 3]: the concept's name, then the colour bar of the
-    shared scale with its end values."""
-    image, draw, font, pad = _strip_image(width, height)
-    lo_text, lo_box = _text_box(draw, scale.tick(scale.lo), font)
-    hi_text, hi_box = _text_box(draw, scale.tick(scale.hi), font)
-    bar_room = max(width // 3, 40)
-    name_room = max(1, width - bar_room - (lo_box[2] - lo_box[0]) - (hi_box[2] - hi_box[0]) - 6 * pad)
-    name, name_box = _fit(draw, name, font, name_room)
-    _text_at(draw, pad, height, name, name_box, font)
-    x = max(pad + (name_box[2] - name_box[0]) + 2 * pad, width - bar_room - (lo_box[2] - lo_box[0])
-            - (hi_box[2] - hi_box[0]) - 3 * pad)
-    _text_at(draw, x, height, lo_text, lo_box, font, fill=(200, 200, 200))
-    x0 = x + (lo_box[2] - lo_box[0]) + pad
-    x1 = width - pad - (hi_box[2] - hi_box[0]) - pad
+def _text_at(draw, measure: Measure, x: int, line: int, text: str, fill=TEXT) -> None:
+    """Draw text with its left edge at x, centred vertically on line `line` of the strip."""
+    text = measure.drawable(text)
+    box = draw.textbbox((0, 0), text, font=measure.font)
+    top = _line_top(measure, line) + (measure.line - (box[3] - box[1])) // 2
+    draw.text((x - box[0], top - box[1]), text, fill=fill, font=measure.font)
+
+
+def heatmap_strip(width: int, height: int, name_lines: tuple[str, ...], scale: ColorScale,
+                  number: str = "") -> torch.Tensor:
+    """The strip under a heatmap [height, width, 3]: the concept's name on its lines (captions.heatmap_name_lines),
+    then, on the strip's last line, `number` (the picture's, in a batch) and the colour bar of the shared scale
+    with its end values."""
+    image, draw, measure = _strip_image(width, height)
+    for k, line in enumerate(name_lines):
+        _text_at(draw, measure, measure.pad, k, line)
+    last = max(len(name_lines), (height - measure.pad) // measure.line - 1)
+    lo_text, hi_text = scale.tick(scale.lo), scale.tick(scale.hi)
+    x = measure.pad
+    if number:
+        _text_at(draw, measure, x, last, number, QUIET_TEXT)
+        x += measure.text_width(number) + 2 * measure.pad
+    _text_at(draw, measure, x, last, lo_text, QUIET_TEXT)
+    x0 = x + measure.pad + measure.text_width(lo_text)
+    x1 = width - 2 * measure.pad - measure.text_width(hi_text)
     if x1 > x0 + 4:
-        bar_h = max(4, int(round(height * 0.45)))
-        y0 = (height - bar_h) // 2
+        bar_h = max(4, int(round(measure.line * 0.45)))
+        y0 = _line_top(measure, last) + (measure.line - bar_h) // 2
         ramp = colorize(torch.linspace(0.0, 1.0, x1 - x0))
         ramp = (ramp * 255.0).round().to(torch.uint8).numpy()
-        bar = Image.fromarray(np.repeat(ramp[None], bar_h, axis=0), "RGB")
-        image.paste(bar, (x0, y0))
+        image.paste(Image.fromarray(np.repeat(ramp[None], bar_h, axis=0), "RGB"), (x0, y0))
         draw.rectangle([x0 - 1, y0 - 1, x1, y0 + bar_h], outline=(140, 140, 140))
-    _text_at(draw, x1 + pad, height, hi_text, hi_box, font, fill=(200, 200, 200))
+    _text_at(draw, measure, x1 + measure.pad, last, hi_text, QUIET_TEXT)
     return _as_tensor(image)
 
 
-def segmentation_strip(width: int, height: int, names: list[str], suffix: str = "") -> torch.Tensor:
-    """The strip under a segmentation view [height, width, 3]: a swatch and the name of as many
-    concepts as fit, then how many more there are."""
-    image, draw, font, pad = _strip_image(width, height)
-    colors = concept_colors_u8(len(names))
-    swatch = max(6, int(round(height * 0.5)))
-    tail_text = suffix.strip()
-    x = pad
-    for i, name in enumerate(names):
-        rest = len(names) - i - 1
-        more = f"+{rest}" if rest else ""
-        reserve = 0
-        for extra in (more, tail_text):
-            if extra:
-                reserve += _text_box(draw, extra, font)[1][2] + 2 * pad
-        text, box = _text_box(draw, name, font)
-        need = swatch + pad + (box[2] - box[0]) + 2 * pad
-        if x + need > width - reserve:
-            room = width - reserve - x - swatch - 3 * pad
-            if room < 3 * font_size_for(width):
-                more = f"+{len(names) - i}"
-                t, b = _text_box(draw, more, font)
-                _text_at(draw, x, height, t, b, font, fill=(200, 200, 200))
-                x += b[2] - b[0] + 2 * pad
-                break
-            text, box = _fit(draw, name, font, room)
-            need = swatch + pad + (box[2] - box[0]) + 2 * pad
-        y0 = (height - swatch) // 2
-        draw.rectangle([x, y0, x + swatch - 1, y0 + swatch - 1], fill=colors[i])
-        _text_at(draw, x + swatch + pad, height, text, box, font)
-        x += need
-    if tail_text:
-        t, b = _text_box(draw, tail_text, font)
-        _text_at(draw, width - pad - (b[2] - b[0]), height, t, b, font, fill=(200, 200, 200))
+def segmentation_strip(width: int, height: int, lines: tuple[tuple[KeyItem, ...], ...], concepts: int,
+                       suffix: str = "") -> torch.Tensor:
+    """The key under a segmentation view [height, width, 3]: the lines of captions.key_lines (a swatch in the
+    concept's colour, then its name), and `suffix` (the picture's or frame's number) at the right of the last line."""
+    image, draw, measure = _strip_image(width, height)
+    colors = concept_colors_u8(concepts)
+    swatch = swatch_size(width)
+    for k, line in enumerate(lines):
+        y0 = _line_top(measure, k) + (measure.line - swatch) // 2
+        for item in line:
+            if item.swatch:
+                draw.rectangle([item.x, y0, item.x + swatch - 1, y0 + swatch - 1], fill=colors[item.index])
+                _text_at(draw, measure, item.x + swatch + measure.pad, k, item.text)
+            else:
+                _text_at(draw, measure, item.x, k, item.text, TEXT if item.index >= 0 else QUIET_TEXT)
+    tail = suffix.strip()
+    if tail:
+        x = width - measure.pad - measure.text_width(tail)
+        _text_at(draw, measure, x, max(0, len(lines) - 1), tail, QUIET_TEXT)
     return _as_tensor(image)

@@ -12,7 +12,8 @@ import math
 from dataclasses import dataclass
 
 from ..checks.errors import ConceptAttentionError
-from .labels import strip_height
+from .captions import strip_height
+from .panel_captions import PreviewCaptions
 from .saliency_maps import SaliencyMaps
 from .soundtrack_band import band_height, shows_soundtrack
 
@@ -93,7 +94,7 @@ class SheetLayout:
 
 
 def sheet_layout(saliency: SaliencyMaps, labels: bool = True, max_side: int = PREVIEW_MAX_SIDE,
-                 budget: int = PREVIEW_PIXEL_BUDGET) -> SheetLayout:
+                 budget: int = PREVIEW_PIXEL_BUDGET, captions: PreviewCaptions | None = None) -> SheetLayout:
     """The layout of a SALIENCY's preview: every panel of every frame within `budget` pixels together.
 
     Panels start at panel_size and shrink until the cells, strips included, fit the budget: pictures
@@ -108,12 +109,13 @@ def sheet_layout(saliency: SaliencyMaps, labels: bool = True, max_side: int = PR
     image_size = tuple(int(s) for s in saliency.image_size)
     min_side = VIDEO_PREVIEW_MIN_SIDE if video else PREVIEW_MIN_SIDE
     label_min_width = LABEL_MIN_WIDTH if video else 0
+    captions = (captions or PreviewCaptions(saliency)) if labels else None
 
     banded = shows_soundtrack(saliency)
 
-    def strip_for(size):  # what a panel has under it: its label strip, then the soundtrack band where there is one
-        return (strip_height(size[1]) if labels and size[1] >= label_min_width else 0) + (
-            band_height(size) if banded else 0)
+    def strip_for(size):  # what a panel has under it: its caption strip, then the soundtrack band where there is one
+        label = 0 if captions is None or size[1] < label_min_width else strip_height(size[1], captions.lines(size[1]))
+        return label + (band_height(size) if banded else 0)
 
     size = panel_size(image_size, cells, max_side, budget, min_side=min_side)
     strip = strip_for(size)

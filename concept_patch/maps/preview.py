@@ -14,6 +14,7 @@ import torch
 from .colors import ColorScale, colorize, concept_colors, heat_colors, picture_base
 from .image_batch import check_clip_frames, picture_of
 from .labels import STRIP_BACKGROUND, heatmap_strip, segmentation_strip
+from .panel_captions import PreviewCaptions, nearest_token_frames
 from .panels import PREVIEW_MAX_SIDE, PREVIEW_PIXEL_BUDGET, sheet_layout
 from .resample import frame_chunks, frames_between, resize_pictures, upsample
 from .saliency_maps import SaliencyMaps
@@ -34,29 +35,12 @@ def winners_at(maps: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return winners[:, rows][:, :, cols]
 
 
-def nearest_token_frames(saliency: SaliencyMaps) -> torch.Tensor:
-    """The token frame nearest each pixel frame (the segmentation view shows tokens, in time as in space)."""
-    before, after, weight = saliency.pixel_frame_sources()
-    return torch.where(weight > 0.5, after, before)
-
-
 def video_fps(saliency: SaliencyMaps) -> float:
     """Frame rate for animated previews: the maps' metadata 'fps' when it is a sensible number, else 8."""
     fps = saliency.metadata.get("fps") if isinstance(saliency.metadata, dict) else None
     if isinstance(fps, (int, float)) and not isinstance(fps, bool) and math.isfinite(fps) and 0 < fps <= 240:
         return float(fps)
     return DEFAULT_VIDEO_FPS
-
-
-def _labels(saliency: SaliencyMaps, clip: int, frame: int) -> tuple[str, list[str]]:
-    """(segmentation strip suffix, heatmap strip texts) of one frame: a picture batch numbers its
-    pictures under every panel, a video numbers clip and frame under its segmentation view."""
-    b = saliency.batch_size
-    if saliency.is_video:
-        clip_text = f"clip {clip + 1}/{b} " if b > 1 else ""
-        return f" {clip_text}{frame + 1}/{saliency.frames}", list(saliency.names)
-    suffix = f" ({clip + 1}/{b})" if b > 1 else ""
-    return suffix, [name + suffix for name in saliency.names]
 
 
 def render_preview(saliency: SaliencyMaps, images: torch.Tensor | None = None, labels: bool = True,
@@ -71,13 +55,15 @@ def render_preview(saliency: SaliencyMaps, images: torch.Tensor | None = None, l
     paper's multi-class view; for a video the nearest token frame), in exactly the legend's colours.
     Heatmaps: inferno on one scale shared by every map of every frame (ColorScale), interpolated in
     time as the masks are, over a faint gray copy of the picture (of that very frame) when given.
-    labels: a strip under each panel with the concept's name and the colour bar (heatmaps) or the
-    colours of the concepts (segmentation). Panels are preview-sized and built one frame and one
+    labels: a strip under each panel with the concept's name (wrapped, never cut short up to three lines) and the
+    colour bar (heatmaps), or the key of the segmentation view: the colour and name of every concept it colours;
+    a batch's pictures and a video's frames are numbered there. Panels are preview-sized and built one frame and one
     concept at a time: memory is the preview plus one frame's maps, whatever the picture's size.
     A clip with a soundtrack (MiniMax H3's audio shares) has its soundtrack band under every panel
     (soundtrack_band.py).
     """
-    layout = sheet_layout(saliency, labels, max_side, budget)
+    captions = PreviewCaptions(saliency) if labels else None
+    layout = sheet_layout(saliency, labels, max_side, budget, captions)
     size, strip = layout.panel, layout.strip
     pictures = None if images is None else check_clip_frames(images, saliency, role="image")
     scale = ColorScale.of(saliency)
@@ -88,6 +74,7 @@ def render_preview(saliency: SaliencyMaps, images: torch.Tensor | None = None, l
     out = background.expand(layout.sheets, *layout.shape, 3).clone()
     colors = concept_colors(len(saliency.names))
     strips = {}
+    heat_lines = captions.heat_lines(size[1]) if strip else []
 
     def cell(clip, frame, k):
         y, x = layout.box(k)
@@ -105,16 +92,18 @@ def render_preview(saliency: SaliencyMaps, images: torch.Tensor | None = None, l
             k = i * saliency.clip_frames + f
             panel_maps = upsample(frames_between(clip, before[f : f + 1], after[f : f + 1], weight[f : f + 1]), size)[0]
             base = None if pictures is None else picture_base(resize_pictures(picture_of(pictures, k)[None], size)[0])
-            seg_suffix, heat_texts = _labels(saliency, i, f)
             seg = cell(i, f, 0)
             seg[: size[0]] = colors[winners_at(clip[nearest[f]].unsqueeze(0), size)[0]]
+            number = captions.number(i, f) if strip else ""
+            heat_number = "" if saliency.is_video else number  # a video numbers its frames once, under the key
             if strip:
-                seg[size[0] :] = strip_of(segmentation_strip, tuple(saliency.names), seg_suffix)
-            for j, text in enumerate(heat_texts):
+                key = tuple(tuple(line) for line in captions.key(size[1], i))
+                seg[size[0] :] = strip_of(segmentation_strip, key, len(saliency.names), number)
+            for j in range(len(saliency.names)):
                 panel = cell(i, f, 1 + j)
                 panel[: size[0]] = heat_colors(panel_maps[j], scale, base)
                 if strip:
-                    panel[size[0] :] = strip_of(heatmap_strip, text, scale)
+                    panel[size[0] :] = strip_of(heatmap_strip, tuple(heat_lines[j]), scale, heat_number)
     draw_soundtracks(out, saliency, layout)
     return out
 

@@ -16,6 +16,8 @@ from ..checks.errors import ConceptAttentionError
 # mean: above the map's mean where the concepts are present (presence.py), else empty; relative_mean: above
 # the mean whatever the picture shows (the paper's rule: always about half the map).
 MASK_METHODS = ("mean", "relative_mean", "otsu", "value", "top_percent", "argmax", "soft")
+# The methods that read the threshold input (the others ignore it; the node shows it only for these).
+METHODS_READING_THRESHOLD = ("value", "top_percent")
 DEFAULT_MASK_METHOD = "mean"
 THRESHOLD_METHODS = ("mean", "relative_mean", "otsu", "value", "top_percent", "soft")  # methods on one combined score map
 OTSU_BINS = 256

@@ -113,6 +113,8 @@ class ForwardState:
             if key != self.last_block:  # after the last selected block nobody reads the stream
                 self.concepts = stream.update(block, self.concepts, capture.concept_out, saved)
             self.blocks_run += 1
+        if self.session.on_block is not None:
+            self.session.on_block()
         if self.session.stop_early and key == self.last_block:
             raise StopForward(self)
         return out

@@ -76,6 +76,8 @@ class ConceptSession:
         self.temporal_downscale = temporal_downscale
         self.metadata = metadata or {}
         self.records: deque[RunRecord] = deque(maxlen=max_records)
+        # Called with no arguments after each block the concept stream runs through (an encode's progress).
+        self.on_block = None
         self._embeddings: dict = {}
         self._per_device: dict = {}
         # Casts of offloaded weights shared between each block and its concept stream (shared_casts.py).

@@ -227,8 +227,8 @@ def test_interrupt_mid_sampling_leaves_the_patched_model_reusable(comfy_server):
 
 
 def test_interrupt_mid_encoding_leaves_the_model_unpatched(comfy_server):
-    """Interrupt Concept Saliency between noise samples (its progress bar); the loaded model then
-    gives exactly the maps it gives when nothing was interrupted, and samples as before."""
+    """Interrupt Concept Saliency mid-encode (at its first progress step: one block of the first noise sample); the
+    loaded model then gives exactly the maps it gives when nothing was interrupted, and samples as before."""
     prefix = unique_prefix("interrupt_encode")
     long_run = {
         **sd3_loaders(),

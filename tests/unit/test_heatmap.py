@@ -10,6 +10,7 @@ import torch
 from PIL import Image
 
 from concept_attention.concept_patch.files.pictures import image_to_png_bytes
+from concept_attention.concept_patch.maps.captions import line_height, readable_width, strip_padding
 from concept_attention.concept_patch.maps.colors import (
     PICTURE_BAND,
     PICTURE_WEIGHT,
@@ -18,9 +19,8 @@ from concept_attention.concept_patch.maps.colors import (
     concept_colors,
     concept_colors_u8,
 )
-from concept_attention.concept_patch.maps.labels import strip_height
 from concept_attention.concept_patch.maps.legend import concept_legend
-from concept_attention.concept_patch.maps.panels import PREVIEW_MAX_SIDE, PREVIEW_PIXEL_BUDGET, panel_size
+from concept_attention.concept_patch.maps.panels import PREVIEW_MAX_SIDE, PREVIEW_PIXEL_BUDGET, panel_size, sheet_layout
 from concept_attention.concept_patch.maps.preview import render_preview
 from concept_attention.concept_patch.maps.saliency_maps import SaliencyMaps
 from concept_attention_tests.unit.allocations import torch_cpu_peak_bytes
@@ -45,7 +45,7 @@ def _as_saved(panel: torch.Tensor) -> np.ndarray:
 
 def _map_area(saliency, panels):
     """Height of the map part of each panel (the label strip is below it)."""
-    return panels.shape[1] - strip_height(panels.shape[2])
+    return panels.shape[1] - sheet_layout(saliency).strip
 
 
 # ---------------------------------------------------------------- colours
@@ -107,7 +107,7 @@ def test_preview_layout_segmentation_then_maps_per_picture():
     r = 3
     assert panels.shape[0] == 2 * (r + 1) and panels.shape[-1] == 3 and panels.dtype == torch.float32
     assert panels.min() >= 0 and panels.max() <= 1
-    assert max(panels.shape[1:3]) <= PREVIEW_MAX_SIDE + strip_height(panels.shape[2])
+    assert max(panels.shape[1:3]) <= PREVIEW_MAX_SIDE + sheet_layout(s).strip
     height = _map_area(s, panels)
     colors = concept_colors(r)
     for i in range(2):
@@ -182,15 +182,16 @@ def test_strip_has_the_color_bar_and_a_readable_label():
     panels = render_preview(s)
     width = panels.shape[2]
     strip = panels[1, _map_area(s, panels):]
-    assert strip.shape[0] == strip_height(width)
-    # the colour bar: the scale's dark and bright ends appear in the strip's middle row
-    row = strip[strip.shape[0] // 2]
+    assert strip.shape[0] == sheet_layout(s).strip
+    # the colour bar, on the strip's last line: the scale's dark and bright ends appear in its middle row
+    line = line_height(width)
+    row = strip[strip.shape[0] - strip_padding(width) // 2 - line + line // 2]
     for end in (colorize(torch.tensor(0.0)), colorize(torch.tensor(1.0))):
         assert (row - end).abs().max(dim=-1).values.min() < 0.02
     # the name in white, tall enough to read where a node shows a panel about 170 px wide
     white = (strip.min(dim=-1).values > 0.9).any(dim=1).nonzero()
     text_height = int(white.max() - white.min() + 1)
-    assert text_height * 170 / width >= 6, f"label {text_height} px tall on a {width} px panel"
+    assert text_height * readable_width(width) / width >= 12, f"label {text_height} px tall on a {width} px panel"
     assert width >= 256  # small pictures are shown larger, not with tiny labels
 
 
