@@ -1,0 +1,237 @@
+"""Wan 2.1 / 2.2 (T2V, I2V, TI2V 5B), the first cross-attention family (issue 23): the clip does not change with the
+patch, both spaces (the paper's cross-attention baseline and the output-space extension) equal the independent fp64
+reference (references/reference_wan.py) in encode and generation mode, plausible mistakes are caught, a re-query
+equals a full run, `value` space is refused by name, and the nodes run on Wan.
+
+Models are ComfyUI's own classes at tiny sizes (tiny_wan.py); concepts come from ComfyUI's Wan UMT5-XXL text
+encoder at a tiny size.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+
+import pytest
+import torch
+
+from concept_attention.concept_patch.checks.errors import ConceptAttentionError, UnsupportedModelError
+from concept_attention.concept_patch.encode import encode_saliency
+from concept_attention.concept_patch.families.registry import detect_family
+from concept_attention.concept_patch.generation import family_and_options, install_concept_attention
+from concept_attention.concept_patch.stream.options import SaliencyOptions
+from concept_attention_tests.comfy.module_caches import cached_clip_and_concepts, cleared_after_module
+from concept_attention_tests.comfy.references import reference_wan as ref
+from concept_attention_tests.comfy.sampling import sample
+from concept_attention_tests.comfy.tiny import tiny_wan
+
+DTYPES = [torch.float32, torch.bfloat16, torch.float16]
+CONCEPTS = ["dog", "green grass", "sky"]
+PROMPT = "a dog running on green grass under the sky"
+RTOL, ATOL = 1e-5, 3e-6
+
+_clip, _concepts = cached_clip_and_concepts(tiny_wan.wan_clip, CONCEPTS)
+
+
+@functools.cache
+def _reference_model(variant):
+    return tiny_wan.wan_model(variant, seed=41)
+
+
+_module_scope = cleared_after_module(_clip, _concepts, _reference_model, one_thread=True)
+
+
+def _channels(variant):
+    return 48 if variant == "ti2v" else 16
+
+
+def _condition(variant, shape, seed=5):
+    """What Wan's image-to-video nodes put on the conditioning: the start image's latent (as many frames as the clip)
+    and the CLIP-vision output."""
+    if variant != "i2v":
+        return {}
+    latent = torch.randn(shape, generator=torch.Generator().manual_seed(seed))
+    return {"concat_latent_image": latent, "clip_vision_output": tiny_wan.ClipVisionOutput(seed=seed)}
+
+
+def _positive(variant, shape):
+    clip = _clip()
+    return [[c, {**d, **_condition(variant, shape)}] for c, d in clip.encode_from_tokens_scheduled(clip.tokenize(PROMPT))]
+
+
+@contextlib.contextmanager
+def _cross_attention_inputs(dm, layers):
+    """Per model call, the inputs each selected layer's cross-attention module got ({layer: LayerInput}), and which
+    rows were the conditional ones."""
+    calls = []
+
+    def hook_for(layer):
+        def hook(module, args, kwargs):
+            options = kwargs.get("transformer_options") or {}
+            if layer == layers[0]:
+                calls.append({"cond_or_uncond": list(options.get("cond_or_uncond", [0])), "layers": {}})
+            context = args[1] if len(args) > 1 else kwargs["context"]
+            calls[-1]["layers"][layer] = ref.LayerInput(args[0].detach().clone(), context.detach().clone(),
+                                                        kwargs.get("context_img_len"))
+        return hook
+
+    handles = [dm.blocks[i].cross_attn.register_forward_pre_hook(hook_for(i), with_kwargs=True) for i in layers]
+    try:
+        yield calls
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+def _assert_close(product, expected, what):
+    atol = ATOL * max(1.0, float(expected.abs().max()))
+    diff = (product.double() - expected).abs()
+    assert tuple(product.shape) == tuple(expected.shape)
+    assert (diff <= atol + RTOL * expected.abs()).all(), f"{what}: max |product - reference| = {diff.max():.3e}"
+
+
+# ---------------------------------------------------------------------------------------------
+# the clip does not change
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("variant", tiny_wan.VARIANTS)
+def test_clip_bit_identical(variant, dtype):
+    """Batch 2, cfg > 1 (cond and uncond rows in one call), an odd latent frame count, a non-square grid."""
+    model = tiny_wan.wan_model(variant, dtype=dtype)
+    shape = (2, _channels(variant), 3, 6, 8)
+    extra = _condition(variant, shape)
+    plain = sample(model, _clip(), latent_shape=shape, cfg=3.0, steps=2, prompt=PROMPT, **extra)
+    for space in ref.SPACES:
+        patched, session = install_concept_attention(model, _concepts(), SaliencyOptions(layers=(0, 2), space=space))
+        out = sample(patched, _clip(), latent_shape=shape, cfg=3.0, steps=2, prompt=PROMPT, **extra)
+        assert torch.isfinite(plain).all()
+        assert torch.equal(plain, out), space
+        saliency = session.records[-1].saliency
+        assert saliency.maps.shape == (2, 3, 3, 3, 4)
+        assert torch.isfinite(saliency.maps).all()
+        assert saliency.frames == 9  # the causal VAE: 4 (T - 1) + 1
+        assert saliency.metadata["model_family"] == "Wan 2.1/2.2"
+
+
+# ---------------------------------------------------------------------------------------------
+# maps == the independent reference
+# ---------------------------------------------------------------------------------------------
+
+
+def _encode(model, variant, latent, layers=(0, 2), **option_kw):
+    dm = model.model.diffusion_model
+    with _cross_attention_inputs(dm, layers) as calls:
+        saliency = encode_saliency(model, _concepts(), latent, SaliencyOptions(layers=layers, **option_kw),
+                                   conditioning=_positive(variant, latent.shape))
+    assert len(calls) == 1
+    return saliency, calls[0]["layers"]
+
+
+def _latent(variant, frames=3, batch=2, seed=11):
+    # odd height: padded to whole patches
+    return torch.randn(batch, _channels(variant), frames, 5, 8, generator=torch.Generator().manual_seed(seed))
+
+
+@pytest.mark.parametrize("softmax", [True, False], ids=["softmax", "raw"])
+@pytest.mark.parametrize("space", ref.SPACES)
+@pytest.mark.parametrize("variant", tiny_wan.VARIANTS)
+def test_encode_maps_match_reference(variant, space, softmax):
+    model = _reference_model(variant)
+    saliency, calls = _encode(model, variant, _latent(variant), space=space, softmax=softmax)
+    assert saliency.maps.shape == (2, 3, 3, 3, 4)
+    assert saliency.metadata["mode"] == "encode" and saliency.metadata["space"] == space
+    expected = ref.wan_reference(model.model.diffusion_model, calls, _concepts().embeddings, (3, 3, 4), space,
+                                 softmax).maps
+    _assert_close(saliency.maps, expected, f"{variant} {space}")
+    if softmax:  # maps that differ from token to token: the comparison is not one of uniform maps
+        assert float(saliency.maps.std(dim=(2, 3, 4)).min()) > 5e-3
+
+
+@pytest.mark.parametrize("variant", ["t2v", "i2v"])
+@pytest.mark.parametrize("space", ref.SPACES)
+def test_generation_maps_match_reference(variant, space):
+    """Maps of a sampling run (cfg 2.5: cond and uncond rows share each call) are the mean over its model calls of
+    the reference's maps of the conditional rows."""
+    model = _reference_model(variant)
+    shape = (2, 16, 3, 4, 6)
+    patched, session = install_concept_attention(model, _concepts(), SaliencyOptions(layers=(1, 2), space=space))
+    with _cross_attention_inputs(model.model.diffusion_model, (1, 2)) as calls:
+        sample(patched, _clip(), latent_shape=shape, cfg=2.5, steps=3, prompt=PROMPT, **_condition(variant, shape))
+    assert len(calls) == 3
+    expected = []
+    for call in calls:
+        chunks = call["cond_or_uncond"]
+        assert len(chunks) == 2  # cond and uncond in one call
+        start = chunks.index(0) * 2
+        expected.append(ref.wan_reference(model.model.diffusion_model, call["layers"], _concepts().embeddings,
+                                          (3, 2, 3), space, rows=slice(start, start + 2)).maps)
+    _assert_close(session.records[-1].saliency.maps, sum(expected) / len(expected), f"{variant} generation")
+
+
+@pytest.mark.parametrize(("variant", "space", "deviation"), [
+    ("i2v", "cross_attention", "clip_keys_as_concepts"), ("i2v", "output", "clip_keys_as_concepts"),
+    ("i2v", "output", "clip_output_in_o"), ("t2v", "cross_attention", "no_key_norm"), ("t2v", "output", "no_key_norm"),
+])
+def test_comparison_catches_plausible_mistakes(variant, space, deviation):
+    """CLIP-vision image keys mixed into the concepts' keys, the CLIP-vision output in o_i, or concept keys without
+    the layer's key norm: each moves the maps well outside the tolerance."""
+    model = _reference_model(variant)
+    saliency, calls = _encode(model, variant, _latent(variant), space=space)
+    wrong = ref.wan_reference(model.model.diffusion_model, calls, _concepts().embeddings, (3, 3, 4), space,
+                              deviation=deviation).maps
+    assert (saliency.maps.double() - wrong).abs().max() > 30 * ATOL
+
+
+# ---------------------------------------------------------------------------------------------
+# re-query, refusals, detection
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("space", ref.SPACES)
+def test_requery_equals_a_full_run(space):
+    """An encode that records the picture's queries and outputs, then other concepts over the recording: the maps of
+    a full run of those concepts, and no model call."""
+    from concept_attention.concept_patch.text.encoding import encode_concepts
+
+    model = _reference_model("i2v")
+    latent = _latent("i2v", batch=1)
+    positive = _positive("i2v", latent.shape)
+    options = SaliencyOptions(layers=(1, 2), space=space)
+    others = encode_concepts(_clip(), ["sky", "dog"])
+    first = encode_saliency(model, _concepts(), latent, options, conditioning=positive, cache_budget=2**26)
+    assert first.metadata["requery"] is False
+    dm = model.model.diffusion_model
+    with _cross_attention_inputs(dm, (1, 2)) as calls:
+        again = encode_saliency(model, others, latent, options, conditioning=positive, cache_budget=2**26)
+    assert again.metadata["requery"] is True and not calls
+    full = encode_saliency(model, others, latent, options, conditioning=positive, cache_budget=0)
+    assert full.metadata["requery"] is False
+    torch.testing.assert_close(again.maps, full.maps, rtol=1e-6, atol=1e-7)
+
+
+def test_value_space_and_table4_switches_are_refused_by_name():
+    model = _reference_model("t2v")
+    with pytest.raises(ConceptAttentionError, match="'value' space has no meaning for cross-attention blocks"):
+        install_concept_attention(model, _concepts(), SaliencyOptions(layers=(0,), space="value"))
+    with pytest.raises(ConceptAttentionError, match="'value' space"):
+        family_and_options(model, "last 2", space="value")
+    with pytest.raises(ConceptAttentionError, match="Table 4"):
+        install_concept_attention(model, _concepts(), SaliencyOptions(layers=(0,), concept_self_attention=False))
+
+
+def test_detection_claims_wan_and_refuses_vace_by_name():
+    assert detect_family(_reference_model("ti2v").model.diffusion_model).name == "Wan 2.1/2.2"
+    vace = tiny_wan.vace_model().model.diffusion_model
+    with pytest.raises(UnsupportedModelError, match="VaceWanModel, a Wan variant.*VACE.*Supported: Flux.1.*Wan 2.1/2.2"):
+        detect_family(vace)
+
+
+def test_concepts_of_another_encoder_are_refused():
+    from concept_attention.concept_patch.text.encoding import encode_concepts
+    from concept_attention_tests.comfy.tiny import tiny_cogvideox
+
+    t5 = encode_concepts(tiny_cogvideox.cogvideox_clip(), ["dog"])
+    with pytest.raises(ConceptAttentionError, match="reads umt5xxl states"):
+        install_concept_attention(_reference_model("t2v"), t5, SaliencyOptions(layers=(0,)))
