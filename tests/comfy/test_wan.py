@@ -235,3 +235,59 @@ def test_concepts_of_another_encoder_are_refused():
     t5 = encode_concepts(tiny_cogvideox.cogvideox_clip(), ["dog"])
     with pytest.raises(ConceptAttentionError, match="reads umt5xxl states"):
         install_concept_attention(_reference_model("t2v"), t5, SaliencyOptions(layers=(0,)))
+
+
+# ---------------------------------------------------------------------------------------------
+# the nodes on Wan
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("space", ref.SPACES)
+def test_nodes_encode_and_generation_to_masks(space, comfyui_path):
+    """Concept List -> Concept Saliency (encode a clip latent) and Concept Attention (Generation) -> stock KSampler ->
+    Concept Saliency from Sampling -> Saliency to Mask: one mask per frame the causal VAE decodes (4 (T - 1) + 1),
+    the clip sampled exactly as by the unpatched model; 'value' space is refused by the nodes with the pack's error."""
+    import nodes
+
+    from concept_attention.nodes.concept_list import ConceptList
+    from concept_attention.nodes.concept_saliency import ConceptSaliency
+    from concept_attention.nodes.generation import ConceptAttentionPatch, SamplingSaliency
+    from concept_attention.nodes.saliency_to_mask import SaliencyToMask
+
+    model = tiny_wan.wan_model("t2v", depth=2, seed=3)
+    concepts = ConceptList.execute(clip=_clip(), concepts="dog, grass, sky", pooling="mean").result[0]
+    latent = torch.randn(1, 16, 3, 4, 6, generator=torch.Generator().manual_seed(2))
+
+    def mask(saliency, **kw):
+        return SaliencyToMask.execute(saliency=saliency, concepts=kw.get("concepts", "dog"),
+                                      method=kw.get("method", "relative_mean"), threshold=0.5, grow=0, feather=0.0,
+                                      invert=False).result[0]
+
+    saliency, preview = ConceptSaliency.execute(
+        model=model, concepts=concepts, layers="last 2", noise_level=0.5, samples=1, seed=0, space=space, softmax=True,
+        latent={"samples": latent}).result[:2]
+    assert tuple(saliency.maps.shape) == (1, 3, 3, 2, 3) and saliency.frames == 9
+    assert preview.shape[0] == 9
+    assert tuple(mask(saliency).shape) == (9, 32, 48)
+    argmax = [mask(saliency, concepts=name, method="argmax") for name in ("dog", "grass", "sky")]
+    assert torch.equal(sum(argmax), torch.ones(9, 32, 48)), "argmax masks partition every frame"
+
+    clip = _clip()
+    positive = clip.encode_from_tokens_scheduled(clip.tokenize(PROMPT))
+    negative = clip.encode_from_tokens_scheduled(clip.tokenize(""))
+    empty = {"samples": torch.zeros(1, 16, 3, 4, 6)}
+    patched = ConceptAttentionPatch.execute(model=model, concepts=concepts, layers="all", start_percent=0.0,
+                                            end_percent=1.0, space=space, softmax=True).result[0]
+
+    def generate(m):
+        return nodes.common_ksampler(m, 7, 2, 3.0, "euler", "simple", positive, negative, empty)[0]
+
+    sampled = generate(patched)
+    assert torch.equal(sampled["samples"], generate(model)["samples"]), "the patch must not change the clip"
+    saliency = SamplingSaliency.execute(model=patched, latent=sampled).result[0]
+    assert tuple(saliency.maps.shape) == (1, 3, 3, 2, 3) and saliency.frames == 9
+    assert tuple(mask(saliency).shape) == (9, 32, 48)
+
+    with pytest.raises(ConceptAttentionError, match="'value' space has no meaning for cross-attention blocks"):
+        ConceptAttentionPatch.execute(model=model, concepts=concepts, layers="all", start_percent=0.0, end_percent=1.0,
+                                      space="value", softmax=True)
