@@ -248,7 +248,6 @@ def test_nodes_encode_and_generation_to_masks(space, comfyui_path):
     Concept Saliency from Sampling -> Saliency to Mask: one mask per frame the causal VAE decodes (4 (T - 1) + 1),
     the clip sampled exactly as by the unpatched model; 'value' space is refused by the nodes with the pack's error."""
     import nodes
-
     from concept_attention.nodes.concept_list import ConceptList
     from concept_attention.nodes.concept_saliency import ConceptSaliency
     from concept_attention.nodes.generation import ConceptAttentionPatch, SamplingSaliency
