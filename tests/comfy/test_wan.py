@@ -23,7 +23,7 @@ from concept_attention.concept_patch.stream.options import SaliencyOptions
 from concept_attention_tests.comfy.module_caches import cached_clip_and_concepts, cleared_after_module
 from concept_attention_tests.comfy.references import reference_wan as ref
 from concept_attention_tests.comfy.sampling import sample
-from concept_attention_tests.comfy.test_partial_loading import partial_loads  # noqa: F401 (a fixture)
+from concept_attention_tests.comfy.test_partial_loading import PartialLoads
 from concept_attention_tests.comfy.tiny import tiny_wan
 
 DTYPES = [torch.float32, torch.bfloat16, torch.float16]
@@ -296,6 +296,17 @@ def test_nodes_encode_and_generation_to_masks(space, comfyui_path):
 # ---------------------------------------------------------------------------------------------
 # a partially loaded model (ComfyUI's lowvram path)
 # ---------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def partial_loads(monkeypatch):
+    import comfy.model_management
+
+    comfy.model_management.unload_all_models()
+    try:
+        yield PartialLoads(monkeypatch)
+    finally:
+        comfy.model_management.unload_all_models()  # later tests load their models whole again
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
