@@ -40,6 +40,7 @@ class RunRecord:
     model_calls_used: int
     recorded: list = field(default_factory=list)  # image streams of an encode run that keeps them
     side_scores: dict = field(default_factory=dict)  # side token group -> [B, n, r] (StreamKind.side_tokens)
+    start: torch.Tensor | None = None  # the latent the run started from (a sampler's input), float32 on the CPU
     _saliency: SaliencyMaps | None = field(default=None, repr=False)
 
     @property
@@ -110,12 +111,17 @@ class ConceptSession:
         """Drop the values built by cached() (a CUDA graph capture computes them inside the graph)."""
         self._per_device.clear()
 
-    def record(self, run, output_latent: torch.Tensor) -> RunRecord:
-        """Keep a finished run's raw maps (and, for a sampler's run, its output latent to match later)."""
+    def record(self, run, output_latent: torch.Tensor, start_latent: torch.Tensor | None = None) -> RunRecord:
+        """Keep a finished run's raw maps (and, for a sampler's run, its output latent to match later, and the latent
+        it started from, which a second sampler continuing the run (Wan 2.2's low-noise expert) matches with an
+        earlier run's output: stream/experts.py)."""
         keep = torch.is_tensor(output_latent) and not self.stop_early  # an encode's output is just its input
         latent = output_latent.detach().to("cpu", torch.float32, copy=True) if keep else None
+        start = None
+        if keep and torch.is_tensor(start_latent) and not getattr(start_latent, "is_nested", False):
+            start = start_latent.detach().to("cpu", torch.float32, copy=True)
         record = RunRecord(self, latent, run.averaged_maps(), run.latent_shape, run.forwards_seen, run.forwards_used,
-                           run.recorded, run.averaged_side_scores())
+                           run.recorded, run.averaged_side_scores(), start)
         self.records.append(record)
         return record
 

@@ -335,3 +335,67 @@ def test_partially_loaded_model_casts_no_stored_weight_twice(dtype, partial_load
         assert not more, f"run {repeat}: (plain, with concepts) casts {more}"
         assert torch.equal(out, plain) and torch.equal(plain, full_clip)
         torch.testing.assert_close(session.records[-1].saliency.maps, full_maps, rtol=0, atol=0)
+
+
+# ---------------------------------------------------------------------------------------------
+# Wan 2.2 14B's two experts: one SALIENCY over both samplers
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("space", ref.SPACES)
+def test_two_experts_give_one_saliency_equal_to_the_reference_over_both(space):
+    """As the stock Wan 2.2 14B templates sample: a high-noise expert's KSamplerAdvanced (steps 0-2 of 4, leftover
+    noise returned), then a low-noise expert's from that latent (steps 2-4, no noise added), each expert patched by
+    Concept Attention (Generation) from one Concept List. Concept Saliency from Sampling with both models gives one
+    SALIENCY: the mean over all four model calls of the reference's maps of the conditional rows, of either expert.
+    The clip is the unpatched chain's, bit for bit."""
+    import nodes
+
+    from concept_attention.nodes.concept_list import ConceptList
+    from concept_attention.nodes.generation import ConceptAttentionPatch, SamplingSaliency
+
+    high, low = tiny_wan.wan_model("t2v", seed=51), tiny_wan.wan_model("t2v", seed=52)
+    concepts = ConceptList.execute(clip=_clip(), concepts=", ".join(CONCEPTS), pooling="mean").result[0]
+    clip = _clip()
+    positive = clip.encode_from_tokens_scheduled(clip.tokenize(PROMPT))
+    negative = clip.encode_from_tokens_scheduled(clip.tokenize(""))
+    empty = {"samples": torch.zeros(1, 16, 3, 4, 6)}
+
+    def patch(model):
+        return ConceptAttentionPatch.execute(model=model, concepts=concepts, layers="1-2", start_percent=0.0,
+                                             end_percent=1.0, space=space, softmax=True).result[0]
+
+    def chain(first, second):
+        begun = nodes.common_ksampler(first, 5, 4, 3.0, "euler", "simple", positive, negative, empty, start_step=0,
+                                      last_step=2, force_full_denoise=False)[0]
+        return nodes.common_ksampler(second, 5, 4, 3.0, "euler", "simple", positive, negative, begun,
+                                     disable_noise=True, start_step=2, last_step=4, force_full_denoise=True)[0]
+
+    high_patched, low_patched = patch(high), patch(low)
+    with _cross_attention_inputs(high.model.diffusion_model, (1, 2)) as high_calls, \
+            _cross_attention_inputs(low.model.diffusion_model, (1, 2)) as low_calls:
+        final = chain(high_patched, low_patched)
+    assert torch.equal(final["samples"], chain(high, low)["samples"]), "the patches must not change the clip"
+    saliency = SamplingSaliency.execute(model=low_patched, latent=final, model_2=high_patched).result[0]
+    assert saliency.metadata["experts"] == 2 and saliency.metadata["expert_model_calls_used"] == [2, 2]
+
+    expected = []
+    for model, calls in ((high, high_calls), (low, low_calls)):
+        assert len(calls) == 2
+        for call in calls:
+            start = call["cond_or_uncond"].index(0)
+            expected.append(ref.wan_reference(model.model.diffusion_model, call["layers"], concepts.embeddings,
+                                              (3, 2, 3), space, rows=slice(start, start + 1)).maps)
+    _assert_close(saliency.maps, sum(expected) / len(expected), f"two experts {space}")
+    # The low-noise expert alone is not that: the first expert's steps are in the maps.
+    alone = SamplingSaliency.execute(model=low_patched, latent=final).result[0]
+    assert (alone.maps - saliency.maps).abs().max() > 1e-4
+
+    with pytest.raises(ConceptAttentionError, match="no sampling run of model_2 produced the latent"):
+        SamplingSaliency.execute(model=low_patched, latent=final, model_2=patch(high))
+    other = ConceptList.execute(clip=_clip(), concepts="dog, sky", pooling="mean").result[0]
+    mismatched = ConceptAttentionPatch.execute(model=high, concepts=other, layers="1-2", start_percent=0.0,
+                                               end_percent=1.0, space=space, softmax=True).result[0]
+    final = chain(mismatched, low_patched)
+    with pytest.raises(ConceptAttentionError, match="patched with different concepts"):
+        SamplingSaliency.execute(model=low_patched, latent=final, model_2=mismatched)
