@@ -350,7 +350,6 @@ def test_two_experts_give_one_saliency_equal_to_the_reference_over_both(space):
     SALIENCY: the mean over all four model calls of the reference's maps of the conditional rows, of either expert.
     The clip is the unpatched chain's, bit for bit."""
     import nodes
-
     from concept_attention.nodes.concept_list import ConceptList
     from concept_attention.nodes.generation import ConceptAttentionPatch, SamplingSaliency
 
