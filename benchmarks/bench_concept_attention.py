@@ -42,6 +42,14 @@ re-query in a command of its own (each stays inside the device's 10 minutes):
   SKIP_AUTHORS=1 BENCH_BUDGET=450 BENCH_TIMEOUT=580 bash benchmarks/run_device.sh --models "" --requery minimax \
       --resolutions 1344x768x124 --encode-repeats 3
 
+Wan 2.2 14B (--models wan; one expert: the high- and low-noise experts have the same architecture): 40 blocks 5120
+wide, 40 heads of 128, UMT5-XXL states 4096 wide padded to 512 tokens, ~14 B parameters, ~28 GB in bf16, timed
+at the video_wan2_2_14B_t2v template's 640x640x81 (21 latent frames, 33,600 video tokens) with cfg 3.5. The maps
+add only small products to what each cross-attention layer computes (docs/cross-attention.md). Not yet run on a
+GPU here; a first command that fits the device's 10 minutes:
+  SKIP_AUTHORS=1 BENCH_BUDGET=380 BENCH_TIMEOUT=530 bash benchmarks/run_device.sh --models wan \
+      --resolutions 640x640x81 --concepts 8 --steps 4 --short-steps 2 --repeats 2 --encode-repeats 2 --skip-sync
+
 CPU smoke test:   python benchmarks/bench_concept_attention.py --tiny
 GPU (see benchmarks/run_device.sh for the full command).
 """
