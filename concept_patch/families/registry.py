@@ -24,20 +24,21 @@ from .mage_flow import MageFlowFamily
 from .minimax import MiniMaxH3Family
 from .qwen_image import QwenImageFamily
 from .sd3 import SD3Family
-from .wan import WanFamily
+from .wan import WanFamily, WanVaceFamily
 
 FAMILIES: tuple[ModelFamily, ...] = (
     FluxFamily(), Flux2Family(), SD3Family(), ChromaFamily(), ChromaRadianceFamily(), LongCatFamily(), OvisFamily(),
     QwenImageFamily(), MageFlowFamily(), HiDreamFamily(), CogVideoXFamily(),
-    HunyuanVideoFamily(), HunyuanVideo15Family(), HunyuanImage21Family(), MiniMaxH3Family(), WanFamily(),
+    HunyuanVideoFamily(), HunyuanVideo15Family(), HunyuanImage21Family(), MiniMaxH3Family(),
+    WanFamily(), WanVaceFamily(),
     ZImageFamily(), LuminaFamily(), Krea2Family(),
 )
 
 _CROSS_ATTENTION = ("a cross-attention model: its text is read as keys and values only and never attends to the "
                     "picture, so there is no text-side attention output to compare with")
-_WAN_VARIANT = ("a Wan variant whose extra blocks or inputs (VACE control blocks, camera, speech, HuMo, Animate, "
-                "causal) this pack does not read yet (it reads Wan 2.1/2.2 text-, image- and text-image-to-video "
-                "models by cross-attention)")
+_WAN_VARIANT = ("a Wan variant whose extra blocks or inputs (camera, speech, HuMo, Animate, causal) this pack does "
+                "not read yet (it reads Wan 2.1/2.2 text-, image- and text-image-to-video models and Wan VACE by "
+                "cross-attention)")
 _SINGLE_STREAM = ("a single-stream model (text and picture share every block's weights) whose blocks this pack "
                   "has no shared-weight concept stream for")
 #: Why the model families of comfy.ldm that have no adapter cannot be read (by their package name).

@@ -14,8 +14,11 @@ Linear) as Wan embeds its prompt; then, per layer, the cross-attention's k and n
 width), as the layer treats its text. Text has no position and no modulation in Wan.
 Time: 1x2x2 patches of the latent (16 channels, 8 px; TI2V 5B: 48 channels, 16 px), one token frame per latent
 frame; the causal VAE decodes T latent frames to 4(T-1)+1 pictures.
-Variants whose blocks or inputs add more (VACE's control blocks, camera, S2V, HuMo, Animate, causal AR) are other
-classes, not read yet; a call with reference or in-context latents in its token sequence is refused.
+VACE (VaceWanModel, WanVaceFamily) adds control blocks that ComfyUI runs after some of the main blocks, outside
+their dit hook, adding their hints to the video tokens: the main blocks are read as Wan's, the control blocks are not
+(they attend to the text too, but for the control video, not for the picture the maps are of). Variants whose blocks
+or inputs add more (camera, S2V, HuMo, Animate, causal AR) are other classes, not read yet; a call with reference or
+in-context latents in its token sequence is refused.
 """
 
 from __future__ import annotations
@@ -70,3 +73,15 @@ class WanFamily(ModelFamily):
 
     def initial_concepts(self, diffusion_model, embeddings):
         return diffusion_model.text_embedding(embeddings)
+
+
+class WanVaceFamily(WanFamily):
+    """Wan VACE: Wan's blocks, read as Wan's, with ComfyUI's VACE control blocks between them left alone."""
+
+    name = "Wan VACE"
+    variants = ("Wan 2.1 VACE 1.3B/14B",)
+    model = ModelClass("comfy.ldm.wan.model", "VaceWanModel", exact=True)
+    position = WanFamily.position
+    modulation = WanFamily.modulation
+    runs_on_comfyui_0_3 = False
+    test_ids = ("vace",)

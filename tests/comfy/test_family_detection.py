@@ -38,6 +38,7 @@ TINY = {
     "Lumina 2": lambda: tiny_single_stream.lumina2_model(depth=1),
     "Krea 2": lambda: tiny_single_stream.krea2_model(depth=1),
     "Wan 2.1/2.2": lambda: tiny_wan.wan_model("i2v", depth=1),
+    "Wan VACE": lambda: tiny_wan.vace_model(depth=1),
 }
 
 _clear = cleared_after_module()

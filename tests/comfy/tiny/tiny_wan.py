@@ -9,6 +9,7 @@ Variants:
   i2v   Wan 2.1 image-to-video: 36 input channels (mask + image latent), CLIP-vision tokens through img_emb
         into WanI2VCrossAttention's own k_img / v_img call
   ti2v  Wan 2.2 TI2V 5B: 48-channel latents of the Wan 2.2 VAE (16 px a cell)
+  vace  Wan 2.1 VACE (vace_model): control blocks between the main blocks
 
 The text encoder is ComfyUI's CLIPLoader `wan` pair (WanT5Tokenizer with a small trained SentencePiece model,
 WanT5Model's UMT5-XXL) shrunk through ComfyUI's "umt5xxl_model_config" model option.
@@ -23,7 +24,7 @@ from concept_attention_tests.comfy.tiny.tiny_models import patcher, randomize
 CONTEXT_DIM = 32  # the tiny UMT5's width
 HEADS, HEAD_DIM = 2, 32
 CLIP_VISION_TOKENS = 5  # CLIP-vision penultimate states [B, tokens, 1280]: the real one has 257
-VARIANTS = ("t2v", "i2v", "ti2v")
+VARIANTS = ("t2v", "i2v", "ti2v", "vace")
 WORDS = ("dog", "cat", "sky", "green grass", "running", "under the", "a dog running on green grass under the sky",
          "red", "ball", "tree")
 
@@ -38,7 +39,7 @@ def unet_config(variant: str, depth: int = 3) -> dict:
         config.update(model_type="i2v", in_dim=36)
     elif variant == "ti2v":
         config.update(in_dim=48, out_dim=48)
-    elif variant != "t2v":
+    elif variant not in ("t2v", "vace"):
         raise ValueError(f"unknown Wan variant {variant!r}; one of {VARIANTS}")
     return config
 
@@ -64,6 +65,9 @@ def wan_model(variant: str = "t2v", dtype=torch.float32, depth: int = 3, seed: i
     """A real ModelPatcher over ComfyUI's Wan of this variant, random weights."""
     import comfy.supported_models
 
+    if variant == "vace":
+        return vace_model(dtype, depth, seed)
+
     config_cls = {"i2v": comfy.supported_models.WAN21_I2V, "ti2v": comfy.supported_models.WAN22_T2V}.get(
         variant, comfy.supported_models.WAN21_T2V)
     config = config_cls(unet_config(variant, depth))
@@ -73,12 +77,25 @@ def wan_model(variant: str = "t2v", dtype=torch.float32, depth: int = 3, seed: i
     return patcher(model)
 
 
-def vace_model(depth: int = 2, seed: int = 0):
-    """Wan 2.1 VACE (VaceWanModel): a Wan variant the pack does not read yet."""
+def vace_model(dtype=torch.float32, depth: int = 3, seed: int = 0):
+    """Wan 2.1 VACE (VaceWanModel): Wan's blocks plus a control block after block 0 (ComfyUI spaces them every
+    num_layers // vace_layers blocks), which reads the control video (16 latent channels) and its mask (64) that
+    WanVaceToVideo conditions on (zeros and ones without it, as model_base.WAN21_Vace fills them)."""
     import comfy.supported_models
 
-    config = comfy.supported_models.WAN21_Vace({**unet_config("t2v", depth), "model_type": "vace", "vace_in_dim": 32,
+    config = comfy.supported_models.WAN21_Vace({**unet_config("t2v", depth), "model_type": "vace", "vace_in_dim": 96,
                                                  "vace_layers": 1})
+    config.set_inference_dtype(dtype, None)
+    model = config.get_model({})
+    _randomize_wan(model.diffusion_model, seed)
+    return patcher(model)
+
+
+def camera_model(depth: int = 1, seed: int = 0):
+    """Wan 2.1 camera control (CameraWanModel): a Wan variant the pack does not read yet."""
+    import comfy.supported_models
+
+    config = comfy.supported_models.WAN21_Camera({**unet_config("t2v", depth), "model_type": "camera", "in_dim": 32})
     config.set_inference_dtype(torch.float32, None)
     model = config.get_model({})
     randomize(model.diffusion_model, seed)
