@@ -96,6 +96,11 @@ class StreamKind:
         """Concept residual after the block, from the flat concept attention output [Bc, r, H*D]."""
         raise NotImplementedError
 
+    def space_method(self, space: str) -> str | None:
+        """What a space is on these blocks, where the SALIENCY should say it (a cross-attention model's paper
+        baseline or extension), else None."""
+        return None
+
     def refusal(self, options) -> str | None:
         """Why these blocks cannot give the maps the options ask for, or None."""
         if options.space not in self.spaces:
@@ -167,6 +172,11 @@ class CrossAttention(StreamKind):
     def image_tokens(self, block_args, forward):
         # The picture's tokens are the queries of the text call: the main picture first.
         return slice(0, forward.num_image_tokens)
+
+    def space_method(self, space):
+        return {"cross_attention": "the paper's cross-attention baseline: image queries . concept keys",
+                "output": "an extension beyond the paper: o_i . o_c, o_c the image outputs weighted by the concept "
+                          "key's attention"}.get(space)
 
     def refusal(self, options) -> str | None:
         if not (options.concept_self_attention and options.concept_cross_attention):

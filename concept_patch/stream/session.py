@@ -175,6 +175,7 @@ def new_session(model, family, concepts, options: SaliencyOptions, stop_early: b
         "layers": list(options.layers),
         **({"single_layers": list(options.single_layers)} if options.single_layers else {}),
         "space": options.space,
+        **({"space_method": method} if (method := family.blocks[0].space_method(options.space)) else {}),
         "softmax": options.softmax,
         "concept_self_attention": options.concept_self_attention,
         "concept_cross_attention": options.concept_cross_attention,

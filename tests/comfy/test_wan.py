@@ -145,6 +145,8 @@ def test_encode_maps_match_reference(variant, space, softmax):
     saliency, calls = _encode(model, variant, _latent(variant), space=space, softmax=softmax)
     assert saliency.maps.shape == (2, 3, 3, 3, 4)
     assert saliency.metadata["mode"] == "encode" and saliency.metadata["space"] == space
+    assert saliency.metadata["space_method"].startswith(
+        "the paper's cross-attention baseline" if space == "cross_attention" else "an extension beyond the paper")
     expected = ref.wan_reference(model.model.diffusion_model, calls, _concepts().embeddings, (3, 3, 4), space,
                                  softmax).maps
     _assert_close(saliency.maps, expected, f"{variant} {space}")
