@@ -95,3 +95,57 @@ def test_two_expert_clip_to_one_saliency_and_a_mask_video(comfy_server):
     expected = np.clip(255.0 * saliency_to_mask(saliency, "dog", method="relative_mean").numpy(), 0, 255)
     assert len(frames) == LENGTH and expected.shape == (LENGTH, HEIGHT, WIDTH)
     np.testing.assert_array_equal(np.stack(frames), expected.astype(np.uint8))
+
+
+def test_vace_inpaints_the_concept_of_a_clip(comfy_server):
+    """The VACE use: a Wan VACE clip generated with Concept Attention (Generation) -> Concept Saliency from Sampling ->
+    Saliency to Mask (one mask per frame) -> the stock WanVaceToVideo as its control masks, over the decoded clip as
+    its control video -> KSampler on the VACE model -> TrimVideoLatent -> VAE Decode -> a saved clip of as many
+    frames. (The tiny Wan 2.1 VAE is the example fixture pack's, in the Wan 2.1 layout.)"""
+    prefix = unique_prefix("wan_vace_inpaint")
+    common = dict(seed=3, steps=3, cfg=3.0, sampler_name="euler", scheduler="simple", denoise=1.0)
+    prompt = {
+        "vace": node("ConceptAttentionTestTinyWan", variant="vace", seed=53),
+        "clip": node("ConceptAttentionTestTinyWanClip", seed=23),
+        "vae": node("ConceptAttentionTestTinyQwenImageVAE", seed=0),
+        "concepts": node("ConceptAttentionConceptList", clip=link("clip"), concepts=CONCEPTS, pooling="mean"),
+        **prompt_nodes(),
+        "latent": node("EmptyHunyuanLatentVideo", width=WIDTH, height=HEIGHT, length=LENGTH, batch_size=1),
+        "patch": patch_node(model="vace"),
+        "clip_latent": node("KSampler", model=link("patch"), positive=link("positive"), negative=link("negative"),
+                            latent_image=link("latent"), **common),
+        "saliency": node("ConceptAttentionSamplingSaliency", model=link("patch"), latent=link("clip_latent")),
+        "frames": node("VAEDecode", samples=link("clip_latent"), vae=link("vae")),
+        "mask": to_mask_node(),
+        "vace_conditioning": node("WanVaceToVideo", positive=link("positive"), negative=link("negative"),
+                                  vae=link("vae"), width=WIDTH, height=HEIGHT, length=LENGTH, batch_size=1,
+                                  strength=1.0, control_video=link("frames"), control_masks=link("mask")),
+        "inpainted": node("KSampler", model=link("vace"), positive=link("vace_conditioning", 0),
+                          negative=link("vace_conditioning", 1), latent_image=link("vace_conditioning", 2), **common),
+        "trimmed": node("TrimVideoLatent", samples=link("inpainted"), trim_amount=link("vace_conditioning", 3)),
+        "inpainted_frames": node("VAEDecode", samples=link("trimmed"), vae=link("vae")),
+        "save_clip": node("SaveAnimatedWEBP", images=link("inpainted_frames"), filename_prefix=prefix, fps=8.0,
+                          lossless=True, quality=100, method="default"),
+        "save_maps": node("ConceptAttentionSaveSaliency", saliency=link("saliency"), filename_prefix=prefix),
+    }
+    result = require_ok(comfy_server.run_prompt(prompt), comfy_server)
+
+    from PIL import Image
+
+    from concept_attention.concept_patch.files.load import load_saliency
+
+    saliency = load_saliency(str(saliency_file(comfy_server, result, "save_maps")))
+    assert saliency.metadata["model_family"] == "Wan VACE" and saliency.frames == LENGTH
+    assert tuple(saliency.maps.shape) == (1, len(CONCEPT_NAMES), LATENT_FRAMES, HEIGHT // 16, WIDTH // 16)
+    [clip] = output_files(comfy_server, result, "save_clip")
+    with Image.open(clip) as im:
+        assert im.size == (WIDTH, HEIGHT)
+        assert sum(round(f.info["duration"] * 8.0 / 1000) for f in _frames(im)) == LENGTH
+
+
+def _frames(im):
+    from PIL import ImageSequence
+
+    for frame in ImageSequence.Iterator(im):
+        frame.load()
+        yield frame
