@@ -2,29 +2,26 @@
 
 The stock Wan 2.2 14B templates sample with two KSamplerAdvanced: the high-noise expert runs the first steps and
 returns its latent with the noise left in it, the low-noise expert continues from that latent to the end. Each
-patched expert records its own run (stream/session.py); a run records the latent it started from, so the run that
-made the final latent is matched to the earlier run whose output it continued from, and their maps are averaged
-over every model call of both (each run's mean weighted by the calls it used), as one run over the whole sampling
-would average them.
+patched expert records its own run (stream/session.py); a run records a digest of the latent it started from, so
+the run that made the final latent is matched to the earlier run whose output it continued from, and their maps are
+averaged over every model call of both (each run's mean weighted by the calls it used), as one run over the whole
+sampling would average them.
 """
 
 from __future__ import annotations
 
-import torch
-
 from ..checks.errors import ConceptAttentionError
 from ..maps.saliency_maps import SaliencyMaps
+from .session import latent_digest
 
 
 def continued_record(final, sessions):
     """The newest run of these sessions whose output latent is the one `final` started from, or None."""
-    start = final.start
-    if start is None:
+    if final.start is None:
         return None
     for session in reversed(sessions):
         for record in reversed(session.records):
-            if record is not final and record.latent is not None and record.latent.shape == start.shape \
-                    and torch.equal(record.latent, start):
+            if record is not final and record.latent is not None and latent_digest(record.latent) == final.start:
                 return record
     return None
 

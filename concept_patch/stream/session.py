@@ -7,6 +7,7 @@ own keys, so two samplers (or two ConceptAttention patches) never share maps.
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 from collections import deque
 from dataclasses import dataclass, field
@@ -40,7 +41,7 @@ class RunRecord:
     model_calls_used: int
     recorded: list = field(default_factory=list)  # image streams of an encode run that keeps them
     side_scores: dict = field(default_factory=dict)  # side token group -> [B, n, r] (StreamKind.side_tokens)
-    start: torch.Tensor | None = None  # the latent the run started from (a sampler's input), float32 on the CPU
+    start: str | None = None  # latent_digest of the latent the run started from (a sampler's input)
     _saliency: SaliencyMaps | None = field(default=None, repr=False)
 
     @property
@@ -119,7 +120,7 @@ class ConceptSession:
         latent = output_latent.detach().to("cpu", torch.float32, copy=True) if keep else None
         start = None
         if keep and torch.is_tensor(start_latent) and not getattr(start_latent, "is_nested", False):
-            start = start_latent.detach().to("cpu", torch.float32, copy=True)
+            start = latent_digest(start_latent)
         record = RunRecord(self, latent, run.averaged_maps(), run.latent_shape, run.forwards_seen, run.forwards_used,
                            run.recorded, run.averaged_side_scores(), start)
         self.records.append(record)
@@ -154,6 +155,13 @@ class ConceptSession:
             if record.latent is not None and record.latent.shape == wanted.shape and torch.equal(record.latent, wanted):
                 return record
         return None
+
+
+def latent_digest(latent: torch.Tensor) -> str:
+    """Shape and SHA-1 of a latent's float32 values: what a later run's start is matched by (a digest, not a copy, so
+    that the records keep no second latent each)."""
+    data = latent.detach().to("cpu", torch.float32).contiguous().reshape(-1).view(torch.uint8).numpy()
+    return f"{tuple(latent.shape)}:{hashlib.sha1(data).hexdigest()}"
 
 
 def new_session(model, family, concepts, options: SaliencyOptions, stop_early: bool = False,
