@@ -42,6 +42,14 @@ re-query in a command of its own (each stays inside the device's 10 minutes):
   SKIP_AUTHORS=1 BENCH_BUDGET=450 BENCH_TIMEOUT=580 bash benchmarks/run_device.sh --models "" --requery minimax \
       --resolutions 1344x768x124 --encode-repeats 3
 
+Wan 2.2 14B (--models wan; one expert: the high- and low-noise experts have the same architecture): 40 blocks 5120
+wide, 40 heads of 128, UMT5-XXL states 4096 wide padded to 512 tokens, ~14 B parameters, ~28 GB in bf16, timed
+at the video_wan2_2_14B_t2v template's 640x640x81 (21 latent frames, 33,600 video tokens) with cfg 3.5. The maps
+add only small products to what each cross-attention layer computes (docs/cross-attention.md). Not yet run on a
+GPU here; a first command that fits the device's 10 minutes:
+  SKIP_AUTHORS=1 BENCH_BUDGET=380 BENCH_TIMEOUT=530 bash benchmarks/run_device.sh --models wan \
+      --resolutions 640x640x81 --concepts 8 --steps 4 --short-steps 2 --repeats 2 --encode-repeats 2 --skip-sync
+
 CPU smoke test:   python benchmarks/bench_concept_attention.py --tiny
 GPU (see benchmarks/run_device.sh for the full command).
 """
@@ -81,7 +89,7 @@ def parse_args():
                    help="comma-separated: flux (Flux.1-dev), sd3 (SD3.5-large), flux2dev (Flux.2-dev), "
                         "klein9b (Flux.2-Klein-9B), qwen (Qwen-Image), hidream (HiDream-I1 full), cogvideox "
                         "(CogVideoX-5B), zimage (Z-Image), hv15 (HunyuanVideo 1.5), krea2 (Krea 2), minimax "
-                        "(MiniMax H3, video + audio)")
+                        "(MiniMax H3, video + audio), wan (Wan 2.2 14B, one expert)")
     p.add_argument("--requery", default="",
                    help="comma-separated models (flux, sd3, ...): time re-queries of new concepts on a picture "
                         "already encoded against the encode itself, and the cache's bytes per picture")
@@ -339,25 +347,37 @@ def minimax_config(tiny):
             "rope_inv_freq_len": 16}
 
 
+def wan_config(tiny):
+    """What comfy.model_detection derives from a Wan 2.2 14B text-to-video expert (either of the two): 40 blocks 5120
+    wide, 40 heads of 128, FFN 13824, UMT5-XXL states 4096 wide, 16 latent channels, 1x2x2 patches."""
+    return {"image_model": "wan2.1", "model_type": "t2v", "dim": 64 if tiny else 5120, "out_dim": 16,
+            "num_heads": 2 if tiny else 40, "ffn_dim": 96 if tiny else 13824, "num_layers": 3 if tiny else 40,
+            "patch_size": (1, 2, 2), "freq_dim": 256, "window_size": (-1, -1), "qk_norm": True,
+            "cross_attn_norm": True, "eps": 1e-6, "in_dim": 16, "text_dim": 64 if tiny else 4096}
+
+
 OTHER_CONFIGS = {"qwen": (lambda tiny: comfy.supported_models.QwenImage(qwen_config(tiny))),
                  "hidream": (lambda tiny: comfy.supported_models.HiDream(hidream_config(tiny))),
                  "cogvideox": (lambda tiny: comfy.supported_models.CogVideoX_T2V(cogvideox_config(tiny))),
                  "zimage": (lambda tiny: comfy.supported_models.ZImage(zimage_config(tiny))),
                  "hv15": (lambda tiny: comfy.supported_models.HunyuanVideo15(hv15_config(tiny))),
                  "krea2": (lambda tiny: comfy.supported_models.Krea2(krea2_config(tiny))),
-                 "minimax": (lambda tiny: comfy.supported_models.MiniMaxH3(minimax_config(tiny)))}
+                 "minimax": (lambda tiny: comfy.supported_models.MiniMaxH3(minimax_config(tiny))),
+                 "wan": (lambda tiny: comfy.supported_models.WAN21_T2V(wan_config(tiny)))}
 # Flux-class models, Z-Image Turbo and MiniMax H3 (guidance-distilled; its template samples with BasicGuider): cfg 1.
-CFG = {"qwen": 4.0, "hidream": 5.0, "sd3": 4.5, "cogvideox": 6.0, "hv15": 6.0, "krea2": 4.0}
+CFG = {"qwen": 4.0, "hidream": 5.0, "sd3": 4.5, "cogvideox": 6.0, "hv15": 6.0, "krea2": 4.0, "wan": 3.5}
 # Video models: latent (channels, spatial downscale), and the clip each is timed on (WxHxframes, their defaults).
-VIDEO_LATENTS = {"cogvideox": (16, 8), "hv15": (32, 16)}
+VIDEO_LATENTS = {"cogvideox": (16, 8), "hv15": (32, 16), "wan": (16, 8)}
 # MiniMax H3: the video_minimax_h3_i2v template's defaults (1344x768, 5 s at 24 fps snapped to the 17k + 5 grid: 124
 # frames); its latent is a [video, audio] NestedTensor (minimax_latent), not VIDEO_LATENTS'.
-VIDEO_RESOLUTIONS = {"cogvideox": "720x480x49", "hv15": "848x480x61", "minimax": "1344x768x124"}
+# Wan 2.2 14B: the video_wan2_2_14B_t2v template's EmptyHunyuanLatentVideo (640x640, 81 frames).
+VIDEO_RESOLUTIONS = {"cogvideox": "720x480x49", "hv15": "848x480x61", "minimax": "1344x768x124",
+                     "wan": "640x640x81"}
 # Text states per model: (tokens, width) of a prompt's conditioning, no pooled vector.
 # MiniMax H3: Qwen3-VL layer-50 states of the raw prompt (no template, no padding): 256 tokens, a multi-shot prompt
 # with its audio line as the template's.
 TEXT_STATES = {"cogvideox": (226, 4096), "zimage": (128, 2560), "hv15": (128, 3584), "krea2": (128, 12 * 2560),
-               "minimax": (256, 5120)}
+               "minimax": (256, 5120), "wan": (512, 4096)}  # Wan: UMT5-XXL states padded to 512 tokens
 
 
 @torch.no_grad()

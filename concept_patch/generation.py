@@ -25,6 +25,7 @@ def family_and_options(model, layers: str, **choices) -> tuple[ModelFamily, Sali
     family = detect_family(diffusion_model)
     chosen = parse_block_spec(layers, *family.block_counts(diffusion_model), family.block_label)
     options = SaliencyOptions(layers=tuple(chosen.layers), single_layers=tuple(chosen.single_layers), **choices)
+    family.check_blocks(diffusion_model, options)
     return family, options
 
 

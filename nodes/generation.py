@@ -7,6 +7,7 @@ from comfy_api.latest import io
 from ..concept_patch.checks.errors import ConceptAttentionError
 from ..concept_patch.checks.finite import check_finite_input, check_finite_maps
 from ..concept_patch.generation import family_and_options, find_sessions, install_concept_attention
+from ..concept_patch.stream.experts import continued_record, two_expert_saliency
 from ..concept_patch.stream.layer_spec import parse_step_range
 from ..concept_patch.stream.wrappers import inference_dtype
 from .preview import PREVIEW_TOOLTIP, saliency_preview
@@ -59,6 +60,11 @@ class SamplingSaliency(io.ComfyNode):
                 io.Latent.Input("latent", tooltip="The sampler's LATENT output (not the denoised x0 preview)."),
                 io.Image.Input("image", optional=True,
                                tooltip="The decoded picture, for the preview (must be the picture of this latent)."),
+                io.Model.Input("model_2", optional=True,
+                               tooltip="Sampling split between two models (a high-noise and a low-noise expert, two "
+                                       "KSamplerAdvanced): the patched model of the FIRST sampler, from a Concept "
+                                       "Attention (Generation) node with the same concepts; 'model' is the second "
+                                       "sampler's. The maps then cover every step of both."),
             ],
             outputs=[
                 Saliency.Output(display_name="saliency", tooltip="Per-concept maps averaged over the chosen steps and layers."),
@@ -67,7 +73,7 @@ class SamplingSaliency(io.ComfyNode):
         )
 
     @classmethod
-    def execute(cls, model, latent, image=None) -> io.NodeOutput:
+    def execute(cls, model, latent, image=None, model_2=None) -> io.NodeOutput:
         sessions = find_sessions(model)
         if not sessions:
             raise ConceptAttentionError(
@@ -85,12 +91,33 @@ class SamplingSaliency(io.ComfyNode):
                 "no sampling run of this model produced this LATENT: connect the sampler's LATENT output (not its "
                 "denoised output or an edited latent), and the same patched model the sampler used"
             )
-        if record.saliency is None:
+        saliency = record.saliency
+        if model_2 is not None:
+            saliency = _two_expert_saliency(record, model_2)
+        if saliency is None:
             raise ConceptAttentionError(
                 "the sampling run that made this LATENT recorded no maps: none of its model calls could be read. "
                 "Widen start_percent/end_percent so the range holds a step, and give the sampler a conditioning "
                 "that covers the whole picture (area-conditioned crops are not read)"
             )
-        check_finite_maps(record.saliency.maps, latent["samples"], "sampler's LATENT", inference_dtype(model.model))
-        preview, payload = saliency_preview(record.saliency, image, cls)
-        return io.NodeOutput(record.saliency, preview, ui=payload)
+        check_finite_maps(saliency.maps, latent["samples"], "sampler's LATENT", inference_dtype(model.model))
+        preview, payload = saliency_preview(saliency, image, cls)
+        return io.NodeOutput(saliency, preview, ui=payload)
+
+
+def _two_expert_saliency(final, model_2):
+    """One SALIENCY over a sampling that model_2's sampler began and `final`'s finished (stream/experts.py)."""
+    sessions = find_sessions(model_2)
+    if not sessions:
+        raise ConceptAttentionError(
+            "model_2 has no ConceptAttention patch: connect the model output of the 'Concept Attention (Generation)' "
+            "node of the first sampler's model (Wan 2.2's high-noise expert)"
+        )
+    first = continued_record(final, sessions)
+    if first is None:
+        raise ConceptAttentionError(
+            "no sampling run of model_2 produced the latent the sampler of 'model' started from: connect the first "
+            "sampler's LATENT output (with its leftover noise) to the second sampler, and model_2 to the model the "
+            "first sampler used"
+        )
+    return two_expert_saliency(first, final)

@@ -62,7 +62,9 @@ def method_inputs() -> list:
         io.Combo.Input(
             "space", options=list(SPACES), default="output",
             tooltip="Where image and concept vectors are compared: 'output' = attention outputs (the paper's "
-                    "method, sharpest maps); 'cross_attention' = concept queries · image keys; 'value' = value vectors.",
+                    "method, sharpest maps); 'cross_attention' = concept queries · image keys; 'value' = value vectors. "
+                    "Cross-attention models: 'cross_attention' = image queries · concept keys (the paper's "
+                    "baseline); 'output' = the extension o_i · o_c (docs/cross-attention.md); no 'value'.",
         ),
         io.Boolean.Input(
             "softmax", default=True, **advanced(io.Boolean.Input),

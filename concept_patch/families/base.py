@@ -19,7 +19,7 @@ import torch
 
 from ..checks.errors import ConceptAttentionError
 from ..stream.options import DOUBLE_BLOCK, SINGLE_BLOCK
-from .stream_kinds import StreamKind, attribute
+from .stream_kinds import CrossAttention, StreamKind, attribute
 
 
 @dataclass(frozen=True)
@@ -194,6 +194,12 @@ class ModelFamily:
 
     # ----------------------------------------------------------------- blocks
 
+    @property
+    def cross_attention(self) -> bool:
+        """A cross-attention model (its text never attends to the picture): maps in the paper's cross-attention
+        baseline or the output-space extension (stream_kinds.CrossAttention), listed apart in messages."""
+        return isinstance(self.blocks[0], CrossAttention) if self.blocks else False
+
     def stream_kind(self, hook: str) -> StreamKind:
         """The block list of this dit hook kind (DOUBLE_BLOCK: the first list, SINGLE_BLOCK: the second)."""
         index = {DOUBLE_BLOCK: 0, SINGLE_BLOCK: 1}[hook]
@@ -212,7 +218,11 @@ class ModelFamily:
         return self.blocks[0].label
 
     def check_blocks(self, diffusion_model: torch.nn.Module, options) -> None:
-        """The selected blocks must exist in this model."""
+        """The selected blocks must exist in this model, and their kind must give the maps the options ask for."""
+        for kind in self.blocks[:1] + (self.blocks[1:2] if options.single_layers else ()):
+            reason = kind.refusal(options)
+            if reason:
+                raise ConceptAttentionError(f"{self.name}: {reason}")
         main, second = self.block_counts(diffusion_model)
         if options.last_layer >= main:
             raise ConceptAttentionError(

@@ -24,21 +24,26 @@ from .mage_flow import MageFlowFamily
 from .minimax import MiniMaxH3Family
 from .qwen_image import QwenImageFamily
 from .sd3 import SD3Family
+from .wan import WanFamily, WanVaceFamily
 
 FAMILIES: tuple[ModelFamily, ...] = (
     FluxFamily(), Flux2Family(), SD3Family(), ChromaFamily(), ChromaRadianceFamily(), LongCatFamily(), OvisFamily(),
     QwenImageFamily(), MageFlowFamily(), HiDreamFamily(), CogVideoXFamily(),
     HunyuanVideoFamily(), HunyuanVideo15Family(), HunyuanImage21Family(), MiniMaxH3Family(),
+    WanFamily(), WanVaceFamily(),
     ZImageFamily(), LuminaFamily(), Krea2Family(),
 )
 
 _CROSS_ATTENTION = ("a cross-attention model: its text is read as keys and values only and never attends to the "
                     "picture, so there is no text-side attention output to compare with")
+_WAN_VARIANT = ("a Wan variant whose extra blocks or inputs (camera, speech, HuMo, Animate, causal) this pack does "
+                "not read yet (it reads Wan 2.1/2.2 text-, image- and text-image-to-video models and Wan VACE by "
+                "cross-attention)")
 _SINGLE_STREAM = ("a single-stream model (text and picture share every block's weights) whose blocks this pack "
                   "has no shared-weight concept stream for")
 #: Why the model families of comfy.ldm that have no adapter cannot be read (by their package name).
 UNSUPPORTED = {
-    "wan": _CROSS_ATTENTION, "lightricks": _CROSS_ATTENTION, "kandinsky5": _CROSS_ATTENTION,
+    "wan": _WAN_VARIANT, "lightricks": _CROSS_ATTENTION, "kandinsky5": _CROSS_ATTENTION,
     "cosmos": _CROSS_ATTENTION, "anima": _CROSS_ATTENTION, "pixart": _CROSS_ATTENTION, "hydit": _CROSS_ATTENTION,
     "omnigen": _SINGLE_STREAM, "ernie": _SINGLE_STREAM,
     "ideogram4": _SINGLE_STREAM,
@@ -70,7 +75,8 @@ def detect_family(diffusion_model) -> ModelFamily:
     why = UNSUPPORTED.get(package[0] if package else "", "which is not one")
     raise UnsupportedModelError(
         f"ConceptAttention needs a DiT whose text tokens attend jointly with the picture's (dual-stream blocks, or "
-        f"one of the single-stream models it knows); this model's network is {kind}, {why}. "
+        f"one of the single-stream models it knows), or one of the cross-attention models it knows; this model's "
+        f"network is {kind}, {why}. "
         f"Supported: {supported_models_text()}."
     )
 
@@ -81,12 +87,16 @@ def _named(family: ModelFamily) -> str:
 
 def supported_models_text() -> str:
     """Every family with its variants, for messages and tooltips."""
-    paper = [_named(f) for f in FAMILIES if not f.extension]
+    paper = [_named(f) for f in FAMILIES if not f.extension and not f.cross_attention]
     extension = [_named(f) for f in FAMILIES if f.extension]
+    cross = [_named(f) for f in FAMILIES if f.cross_attention]
     text = ", ".join(paper)
     if extension:
         text += ("; single-stream, as an extension of the method (concepts through the blocks' shared weights): "
                  + ", ".join(extension))
+    if cross:
+        text += ("; cross-attention models, in the paper's cross-attention baseline or an output-space extension: "
+                 + ", ".join(cross))
     return text
 
 
@@ -105,14 +115,18 @@ def readme_model_list() -> str:
     def listed(names):
         return ", ".join(names[:-1]) + " and " + names[-1] if len(names) > 1 else "".join(names)
 
-    pictures = [f.name for f in FAMILIES if not f.video and not f.extension]
-    video = [f.name for f in FAMILIES if f.video and not f.extension]
+    pictures = [f.name for f in FAMILIES if not f.video and not f.extension and not f.cross_attention]
+    video = [f.name for f in FAMILIES if f.video and not f.extension and not f.cross_attention]
     extension = [f.name for f in FAMILIES if f.extension]
+    cross = [f.name for f in FAMILIES if f.cross_attention]
     text = ", ".join(pictures)
     if video:
         text += f", the video models {listed(video)} with a map per frame"
     if extension:
         text += f"; and, as an extension through their shared weights, the single-stream {listed(extension)}"
+    if cross:
+        text += (f"; and the cross-attention {listed(cross)}, in the paper's cross-attention baseline or an "
+                 "output-space extension ([cross-attention models](docs/cross-attention.md))")
     return text + "."
 
 
@@ -127,6 +141,8 @@ def readme_table() -> str:
         name = f.name + (" (video)" if f.video else "")
         if f.extension:
             name += " (single-stream, [extension](#single-stream-models-an-extension-beyond-the-paper))"
+        if f.cross_attention:
+            name += " (cross-attention, [two spaces](docs/cross-attention.md))"
         encoders = "; ".join(e.describe() + (f", {e.note}" if e.note else "") for e in f.encoders)
         rows.append(f"| {name} | {', '.join(f.variants)} | {encoders} | {f.position} | {f.modulation} |")
     return "\n".join(rows)

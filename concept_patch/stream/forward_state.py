@@ -6,7 +6,6 @@ import math
 
 import torch
 
-from .attention_capture import AttentionCapture, layer_map, read_image_stream
 from .options import DOUBLE_BLOCK
 from .recording import StreamRecorder
 from .shared_casts import BLOCK
@@ -99,9 +98,8 @@ class ForwardState:
         options = args.get("transformer_options") or {}
         # Side token groups: scored in the selected layers, and recorded in every block for re-queries.
         side = stream.side_tokens(args, self) if key in self.selected_layers or self.recorder is not None else {}
-        capture = AttentionCapture(
-            self, key, concept_qkv, image=image, previous=options.get("optimized_attention_override"), side=side,
-        )
+        capture = stream.capture(self, block, key, concept_qkv, image, options.get("optimized_attention_override"),
+                                 side)
         if self.recorder is not None:
             self.recorder.keep_args(key, self.family.cacheable_block_args(args))
         out = call_block({**args, "transformer_options": {**options, "optimized_attention_override": capture}}, extra)
@@ -132,10 +130,7 @@ class ForwardState:
         stream = self.family.stream_kind(kind)
         block = stream.block(self.diffusion_model, index)
         concept_qkv, saved = stream.qkv(block, self.concepts, recorded.block_args[key], self)
-        concept_out = read_image_stream(self, key, concept_qkv, recorded.blocks[key])
-        if key in self.selected_layers:
-            for name, view in recorded.side.get(key, {}).items():
-                self.add_side_scores(name, layer_map(self.options, view, concept_qkv[0], concept_qkv[2], concept_out))
+        concept_out = stream.read_recorded(self, block, key, concept_qkv, recorded)
         if key != self.last_block:
             self.concepts = stream.update(block, self.concepts, concept_out, saved)
         self.blocks_run += 1

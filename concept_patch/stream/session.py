@@ -7,6 +7,7 @@ own keys, so two samplers (or two ConceptAttention patches) never share maps.
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 from collections import deque
 from dataclasses import dataclass, field
@@ -40,6 +41,7 @@ class RunRecord:
     model_calls_used: int
     recorded: list = field(default_factory=list)  # image streams of an encode run that keeps them
     side_scores: dict = field(default_factory=dict)  # side token group -> [B, n, r] (StreamKind.side_tokens)
+    start: str | None = None  # latent_digest of the latent the run started from (a sampler's input)
     _saliency: SaliencyMaps | None = field(default=None, repr=False)
 
     @property
@@ -112,12 +114,17 @@ class ConceptSession:
         """Drop the values built by cached() (a CUDA graph capture computes them inside the graph)."""
         self._per_device.clear()
 
-    def record(self, run, output_latent: torch.Tensor) -> RunRecord:
-        """Keep a finished run's raw maps (and, for a sampler's run, its output latent to match later)."""
+    def record(self, run, output_latent: torch.Tensor, start_latent: torch.Tensor | None = None) -> RunRecord:
+        """Keep a finished run's raw maps (and, for a sampler's run, its output latent to match later, and the latent
+        it started from, which a second sampler continuing the run (Wan 2.2's low-noise expert) matches with an
+        earlier run's output: stream/experts.py)."""
         keep = torch.is_tensor(output_latent) and not self.stop_early  # an encode's output is just its input
         latent = output_latent.detach().to("cpu", torch.float32, copy=True) if keep else None
+        start = None
+        if keep and torch.is_tensor(start_latent) and not getattr(start_latent, "is_nested", False):
+            start = latent_digest(start_latent)
         record = RunRecord(self, latent, run.averaged_maps(), run.latent_shape, run.forwards_seen, run.forwards_used,
-                           run.recorded, run.averaged_side_scores())
+                           run.recorded, run.averaged_side_scores(), start)
         self.records.append(record)
         return record
 
@@ -152,6 +159,13 @@ class ConceptSession:
         return None
 
 
+def latent_digest(latent: torch.Tensor) -> str:
+    """Shape and SHA-1 of a latent's float32 values: what a later run's start is matched by (a digest, not a copy, so
+    that the records keep no second latent each)."""
+    data = latent.detach().to("cpu", torch.float32).contiguous().reshape(-1).view(torch.uint8).numpy()
+    return f"{tuple(latent.shape)}:{hashlib.sha1(data).hexdigest()}"
+
+
 def new_session(model, family, concepts, options: SaliencyOptions, stop_early: bool = False,
                 keep_image_stream: int = 0) -> ConceptSession:
     """The session that will patch `model` (a ModelPatcher of `family`) with these concepts and options, after
@@ -171,6 +185,7 @@ def new_session(model, family, concepts, options: SaliencyOptions, stop_early: b
         "layers": list(options.layers),
         **({"single_layers": list(options.single_layers)} if options.single_layers else {}),
         "space": options.space,
+        **({"space_method": method} if (method := family.blocks[0].space_method(options.space)) else {}),
         "softmax": options.softmax,
         "concept_self_attention": options.concept_self_attention,
         "concept_cross_attention": options.concept_cross_attention,

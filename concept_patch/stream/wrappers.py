@@ -126,7 +126,7 @@ class RunWrapper:
             output = executor(*args, **kwargs)
         finally:
             guider.model_options = saved
-        self.session.record(run, output)
+        self.session.record(run, output, args[1] if len(args) > 1 else None)
         return output
 
 

@@ -15,6 +15,7 @@ from concept_attention_tests.comfy.tiny import (
     tiny_minimax,
     tiny_models,
     tiny_single_stream,
+    tiny_wan,
 )
 
 TINY = {
@@ -36,6 +37,8 @@ TINY = {
     "Z-Image": lambda: tiny_single_stream.z_image_model(depth=1),
     "Lumina 2": lambda: tiny_single_stream.lumina2_model(depth=1),
     "Krea 2": lambda: tiny_single_stream.krea2_model(depth=1),
+    "Wan 2.1/2.2": lambda: tiny_wan.wan_model("i2v", depth=1),
+    "Wan VACE": lambda: tiny_wan.vace_model(depth=1),
 }
 
 _clear = cleared_after_module()

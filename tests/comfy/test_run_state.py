@@ -297,22 +297,23 @@ def test_unsupported_models_name_the_supported_families(concepts, flux):
 
 
 def test_cross_attention_and_single_stream_models_are_told_why():
-    """Wan reads text by cross-attention only; OmniGen2 shares every block's weights and has no shared-weight concept
-    stream here (Z-Image, Lumina 2 and Krea 2 do): each error says so."""
+    """PixArt reads text by cross-attention only and has no adapter (Wan does: tests/comfy/test_wan.py); OmniGen2
+    shares every block's weights and has no shared-weight concept stream here (Z-Image, Lumina 2 and Krea 2 do):
+    each error says so."""
     import comfy.ldm.omnigen.omnigen2
-    import comfy.ldm.wan.model
+    import comfy.ldm.pixart.pixartms
     import comfy.ops
 
     from concept_attention.concept_patch.families import detect_family
 
     ops = comfy.ops.disable_weight_init
-    wan = comfy.ldm.wan.model.WanModel(model_type="t2v", patch_size=(1, 2, 2), text_len=8, in_dim=16, dim=64, ffn_dim=64,
-                                       freq_dim=32, text_dim=64, out_dim=16, num_heads=2, num_layers=1, operations=ops)
+    pixart = comfy.ldm.pixart.pixartms.PixArtMS(input_size=8, hidden_size=64, depth=1, num_heads=2, caption_channels=32,
+                                                operations=ops)
     omnigen = comfy.ldm.omnigen.omnigen2.OmniGen2Transformer2DModel(
         hidden_size=64, num_layers=1, num_refiner_layers=1, num_attention_heads=2, num_kv_heads=1,
         axes_dim_rope=(8, 12, 12), axes_lens=(8, 8, 8), text_feat_dim=32, operations=ops)
-    with pytest.raises(UnsupportedModelError, match="WanModel, a cross-attention model.*Supported: Flux.1"):
-        detect_family(wan)
+    with pytest.raises(UnsupportedModelError, match="PixArtMS, a cross-attention model.*Supported: Flux.1"):
+        detect_family(pixart)
     with pytest.raises(UnsupportedModelError, match="OmniGen2Transformer2DModel, a single-stream model.*Supported: Flux.1"):
         detect_family(omnigen)
 
