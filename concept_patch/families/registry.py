@@ -142,7 +142,7 @@ def readme_table() -> str:
         if f.extension:
             name += " (single-stream, [extension](#single-stream-models-an-extension-beyond-the-paper))"
         if f.cross_attention:
-            name += " (cross-attention, [two spaces](docs/cross-attention.md))"
+            name += " (cross-attention, [two spaces](cross-attention.md))"
         encoders = "; ".join(e.describe() + (f", {e.note}" if e.note else "") for e in f.encoders)
         rows.append(f"| {name} | {', '.join(f.variants)} | {encoders} | {f.position} | {f.modulation} |")
     return "\n".join(rows)
