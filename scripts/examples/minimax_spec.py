@@ -1,18 +1,18 @@
-"""The MiniMax H3 example: ComfyUI's stock `video_minimax_h3_i2v` template (Comfy-Org/workflow_templates) laid out
-as it is - Load Image -> MiniMax H3 Image to Video, Load Diffusion Model / Load CLIP (type `minimax`) / the video and
+"""The MiniMax H3 example: ComfyUI's stock `video_minimax_h3_i2v` template (Comfy-Org/workflow_templates), its nodes
+as they are - Load Image -> MiniMax H3 Image to Video, Load Diffusion Model / Load CLIP (type `minimax`) / the video and
 the audio Load VAE with the same files and `properties.models` links, RandomNoise + Basic Guider + KSamplerSelect
 (res_multistep) + BasicScheduler (simple, 25 steps) -> SamplerCustomAdvanced -> Separate AV Latent -> VAE Decode /
 VAE Decode Audio -> Create Video (24 fps) -> Save Video - without its subgraph wrapper, its Resolution Selector and
 its duration expression (width, height and length are set on MiniMax H3 Image to Video itself); plus the pack's
 nodes: the concept mask video of the generated clip next to it, with the part of the soundtrack where the concept
-is heard.
+is heard. Laid out in columns (parts.columns) so that it opens readable, not in the stock template's groups.
 
 A spec as scripts/examples/specs.py describes; registered there (EXAMPLES, EXPECTED).
 """
 
 from __future__ import annotations
 
-from .parts import SAMPLING_SALIENCY_SIZE, concept_list, models, node, note
+from .parts import SAMPLING_SALIENCY_SIZE, columns, concept_list, models, node, note
 
 MINIMAX_REPO = "https://huggingface.co/Comfy-Org/MiniMax-H3/resolve/main"
 MINIMAX_MODEL_FILE = "minimax_h3_fl2va_pruned_int8_convrot.safetensors"
@@ -62,55 +62,50 @@ def _props(name: str) -> dict:
     return models((name, f"{MINIMAX_REPO}/{MINIMAX_FILES[name]}/{name}", MINIMAX_FILES[name]))
 
 
-GROUP_COLOR = "#3f789e"
 MINIMAX_I2V_MASK_VIDEO = {
     "name": "minimax_h3_concept_mask_video",
     "file": "MiniMax H3 Mask Video and Sound",
     "title": "MiniMax H3: image to video with sound, a concept mask video and the concept's soundtrack",
-    "nodes": [
-        note(MINIMAX_NOTE, [-620, 0], (560, 980)),
-        # Models
-        node("unet", "UNETLoader", [0, 0], [320, 82], properties=_props(MINIMAX_MODEL_FILE),
-             unet_name=MINIMAX_MODEL_FILE, weight_dtype="default"),
-        node("clip", "CLIPLoader", [0, 130], [320, 106], properties=_props(MINIMAX_TE_FILE),
-             clip_name=MINIMAX_TE_FILE, type="minimax"),
-        node("vae", "VAELoader", [0, 290], [320, 58], properties=_props(MINIMAX_VAE_FILE), vae_name=MINIMAX_VAE_FILE),
-        node("audio_vae", "VAELoader", [0, 400], [320, 58], title="Load VAE (audio)",
-             properties=_props(MINIMAX_AUDIO_VAE_FILE), vae_name=MINIMAX_AUDIO_VAE_FILE),
-        # ConceptAttention's concepts and the patched model
-        concept_list("dog, grass, sky, barking", [0, 580]),
-        node("patch", "ConceptAttentionPatchModel", [0, 800], [320, 260], layers="last 10", start_percent=0.0,
-             end_percent=1.0),
-        # Conditioning
-        node("image", "LoadImage", [380, 0], [340, 360], image="example.png"),
-        node("i2v", "MiniMaxH3ImageToVideo", [380, 420], [340, 400],
-             prompt="A golden retriever runs across a sunny park lawn toward the camera and barks twice, tail "
-                    "wagging; blue sky, soft afternoon light, the camera holds still.\nAudio: two loud dog barks, "
-                    "paws on grass, distant birdsong, a light wind.",
-             width=1344, height=768, length=124),
-        # Sampling
-        node("noise", "RandomNoise", [760, 0], [320, 82], noise_seed=1),
-        node("sampler_select", "KSamplerSelect", [760, 130], [320, 58], sampler_name="res_multistep"),
-        node("scheduler", "BasicScheduler", [760, 240], [320, 106], scheduler="simple", steps=25, denoise=1.0),
-        node("guider", "BasicGuider", [760, 400], [320, 46]),
-        node("sampler", "SamplerCustomAdvanced", [760, 500], [320, 130]),
-        # Decoding and create video
-        node("separate", "LTXVSeparateAVLatent", [1140, 0], [320, 46]),
-        node("decode", "VAEDecode", [1140, 100], [320, 46]),
-        node("decode_audio", "VAEDecodeAudio", [1140, 200], [320, 46]),
-        node("clip_video", "CreateVideo", [1140, 300], [320, 82], fps=24.0),
-        node("save_clip", "SaveVideo", [1140, 440], [400, 420], filename_prefix="video/MiniMax_H3"),
-        # The concept maps, the mask video and the concept's soundtrack
-        node("maps", "ConceptAttentionSamplingSaliency", [1600, 0], SAMPLING_SALIENCY_SIZE),
-        node("save_maps", "ConceptAttentionSaveSaliency", [1600, 640], [320, 82],
-             filename_prefix="concept_saliency/minimax_h3"),
-        node("mask", "ConceptAttentionSaliencyToMask", [1980, 0], [340, 300], concepts="dog", method="mean"),
-        node("mask_image", "MaskToImage", [1980, 360], [340, 26]),
-        node("curve", "ConceptAttentionSoundtrackCurve", [1980, 440], [340, 190], concept="dog", mode="share"),
-        node("gated", "ConceptAttentionApplySoundtrackCurve", [1980, 690], [340, 82], floor=0.1),
-        node("mask_video", "CreateVideo", [2380, 0], [340, 82], fps=24.0),
-        node("save_mask", "SaveVideo", [2380, 140], [400, 420], filename_prefix="video/MiniMax_H3_dog_mask"),
-    ],
+    "nodes": columns(
+        # Models; ConceptAttention's concepts and the patched model
+        [node("unet", "UNETLoader", size=[300, 82], properties=_props(MINIMAX_MODEL_FILE),
+              unet_name=MINIMAX_MODEL_FILE, weight_dtype="default"),
+         node("clip", "CLIPLoader", size=[300, 106], properties=_props(MINIMAX_TE_FILE),
+              clip_name=MINIMAX_TE_FILE, type="minimax"),
+         node("vae", "VAELoader", size=[300, 58], properties=_props(MINIMAX_VAE_FILE), vae_name=MINIMAX_VAE_FILE),
+         node("audio_vae", "VAELoader", size=[300, 58], title="Load VAE (audio)",
+              properties=_props(MINIMAX_AUDIO_VAE_FILE), vae_name=MINIMAX_AUDIO_VAE_FILE),
+         concept_list("dog, grass, sky, barking", width=300),
+         node("patch", "ConceptAttentionPatchModel", size=[300, 260], layers="last 10", start_percent=0.0,
+              end_percent=1.0)],
+        # Conditioning and the sampler's settings
+        [node("image", "LoadImage", size=[300, 314], image="example.png"),
+         node("i2v", "MiniMaxH3ImageToVideo", size=[300, 360],
+              prompt="A golden retriever runs across a sunny park lawn toward the camera and barks twice, tail "
+                     "wagging; blue sky, soft afternoon light, the camera holds still.\nAudio: two loud dog barks, "
+                     "paws on grass, distant birdsong, a light wind.",
+              width=1344, height=768, length=124),
+         node("noise", "RandomNoise", size=[300, 82], noise_seed=1),
+         node("sampler_select", "KSamplerSelect", size=[300, 58], sampler_name="res_multistep"),
+         node("scheduler", "BasicScheduler", size=[300, 106], scheduler="simple", steps=25, denoise=1.0)],
+        # Sampling, decoding and the clip (Save Video last: it grows after a run)
+        [node("guider", "BasicGuider", size=[300, 46]),
+         node("sampler", "SamplerCustomAdvanced", size=[300, 130]),
+         node("separate", "LTXVSeparateAVLatent", size=[300, 46]),
+         node("decode", "VAEDecode", size=[300, 46]),
+         node("decode_audio", "VAEDecodeAudio", size=[300, 46]),
+         node("clip_video", "CreateVideo", size=[300, 102], fps=24.0),
+         node("save_clip", "SaveVideo", size=[300, 200], filename_prefix="video/MiniMax_H3")],
+        # The mask video with the concept's part of the soundtrack
+        [node("mask", "ConceptAttentionSaliencyToMask", size=[300, 300], concepts="dog", method="mean"),
+         node("mask_image", "MaskToImage", size=[300, 26]),
+         node("curve", "ConceptAttentionSoundtrackCurve", size=[300, 190], concept="dog", mode="share"),
+         node("gated", "ConceptAttentionApplySoundtrackCurve", size=[300, 82], floor=0.1),
+         node("mask_video", "CreateVideo", size=[300, 102], fps=24.0),
+         node("save_mask", "SaveVideo", size=[300, 200], filename_prefix="video/MiniMax_H3_dog_mask")],
+        # The concept maps (alone: they grow after a run)
+        [node("maps", "ConceptAttentionSamplingSaliency", size=SAMPLING_SALIENCY_SIZE)],
+        note_node=note(MINIMAX_NOTE), note_width=260),
     "links": [
         ("clip", "CLIP", "concepts", "clip"),
         ("unet", "MODEL", "patch", "model"),
@@ -137,7 +132,6 @@ MINIMAX_I2V_MASK_VIDEO = {
         ("patch", "model", "maps", "model"),
         ("sampler", "output", "maps", "latent"),
         ("decode", "IMAGE", "maps", "image"),
-        ("maps", "saliency", "save_maps", "saliency"),
         ("maps", "saliency", "mask", "saliency"),
         ("decode", "IMAGE", "mask", "image"),
         ("mask", "mask", "mask_image", "mask"),
@@ -148,14 +142,9 @@ MINIMAX_I2V_MASK_VIDEO = {
         ("gated", "audio", "mask_video", "audio"),
         ("mask_video", "VIDEO", "save_mask", "video"),
     ],
-    "groups": [
-        {"title": "Models", "pos": [-20, -70], "size": [360, 550], "color": GROUP_COLOR},
-        {"title": "Concepts", "pos": [-20, 510], "size": [360, 570], "color": "#8A8"},
-        {"title": "Conditioning", "pos": [360, -70], "size": [380, 910], "color": GROUP_COLOR},
-        {"title": "Sampling", "pos": [740, -70], "size": [360, 720], "color": GROUP_COLOR},
-        {"title": "Decoding and create video", "pos": [1120, -70], "size": [440, 1000], "color": GROUP_COLOR},
-        {"title": "Concept mask video and soundtrack", "pos": [1580, -70], "size": [1220, 880], "color": "#8A8"},
-    ],
+    "groups": [],
+    # With the tiny MiniMax H3's usual seed one concept wins every token: the card would show one colour.
+    "tiny": {"ConceptAttentionTestTinyMiniMax": {"seed": 1}},
     "thumbnail": {"picture": "image", "saliency": "maps", "concept": "dog"},
 }
 

@@ -47,9 +47,9 @@ NOTE_WIDTH = 400
 MAX_GRAPH_SIZE = (2000, 1250)
 
 
-def columns(*cols: list[dict], note_node: dict | None = None) -> list[dict]:
+def columns(*cols: list[dict], note_node: dict | None = None, note_width: int = NOTE_WIDTH) -> list[dict]:
     """Places the nodes of each column one below the other, the columns left to right from x 0; the Note
-    (if any) left of them, as tall as the tallest column. Returns every node, the Note first."""
+    (if any) left of them, note_width wide and as tall as the tallest column. Returns every node, the Note first."""
     laid, x, bottom = [], 0, 0
     for col in cols:
         y = 0
@@ -60,8 +60,8 @@ def columns(*cols: list[dict], note_node: dict | None = None) -> list[dict]:
         x += max(n["size"][0] for n in col) + COLUMN_GAP
         laid += col
     if note_node is not None:
-        note_node["pos"] = [-NOTE_WIDTH - COLUMN_GAP, 0]
-        note_node["size"] = [NOTE_WIDTH, max(bottom, 600)]
+        note_node["pos"] = [-note_width - COLUMN_GAP, 0]
+        note_node["size"] = [note_width, max(bottom, 600)]
         laid.insert(0, note_node)
     _, _, width, height = graph_bounds(laid)
     if width > MAX_GRAPH_SIZE[0] or height > MAX_GRAPH_SIZE[1]:
