@@ -81,11 +81,13 @@ def test_joyimage_with_reference_image_bit_identical(dtype):
 # ---------------------------------------------------------------------------------------------
 
 
-def _encode(model, latent, concepts=None, budget=0, **option_kw):
+def _encode(model, latent, concepts=None, budget=0, reference_latents=None, **option_kw):
     from concept_attention.concept_patch.encode import encode_saliency
 
     clip = _clip()
     cond = clip.encode_from_tokens_scheduled(clip.tokenize("a dog on the grass under the sky"))
+    if reference_latents is not None:
+        cond = [[c, {**d, "reference_latents": reference_latents}] for c, d in cond]
     option_kw.setdefault("layers", LAYERS)
     with ModelInputs(model.model.diffusion_model) as inputs:
         saliency = encode_saliency(model, concepts or _concepts(), latent, SaliencyOptions(**option_kw),
@@ -94,10 +96,9 @@ def _encode(model, latent, concepts=None, budget=0, **option_kw):
 
 
 def _reference(model, inputs, space="output", softmax=True, deviation=None):
-    assert not inputs.get(3, "ref_latents")  # text to image: no reference pictures
     return joyimage_reference(model.model.diffusion_model, inputs.get(0, "x"), inputs.get(1, "timestep"),
                               inputs.get(2, "context"), _concepts().embeddings, LAYERS, space=space,
-                              softmax=softmax, deviation=deviation)
+                              softmax=softmax, deviation=deviation, ref_latents=inputs.get(3, "ref_latents"))
 
 
 def _assert_close(product, expected, what):
@@ -118,6 +119,16 @@ def test_joyimage_maps_match_reference(space, softmax):
     saliency, inputs = _encode(model, _latent(), space=space, softmax=softmax)
     assert saliency.maps.shape == (2, 3, 4, 5)
     _assert_close(saliency.maps, _reference(model, inputs, space, softmax).maps, f"JoyImage {space}")
+
+
+def test_joyimage_edit_maps_match_reference():
+    """An edit: the reference picture's tokens follow the picture's (odd sizes, padded; the next frame position);
+    the concepts attend to the picture's tokens only and the maps cover them."""
+    model = _reference_model()
+    refs = [torch.randn(1, 16, 1, 5, 7, generator=torch.Generator().manual_seed(4))]
+    saliency, inputs = _encode(model, _latent(), reference_latents=refs)
+    assert len(inputs.get(3, "ref_latents")) == 1 and saliency.maps.shape == (2, 3, 4, 5)
+    _assert_close(saliency.maps, _reference(model, inputs).maps, "JoyImage edit")
 
 
 @pytest.mark.parametrize("deviation", JOYIMAGE_DEVIATIONS)

@@ -4,17 +4,18 @@ Nothing here imports or calls the product. It reads the parameters of ComfyUI's 
 the text-to-image forward op by op in float64:
 
 * the picture: the latent [B, C, 1, H, W] padded circularly to whole 2x2 patches, each patch (C, 1, 2, 2) flattened
-  through img_in (a Conv3d with kernel = stride = the patch: one matrix product); tokens row-major;
+  through img_in (a Conv3d with kernel = stride = the patch: one matrix product); tokens row-major; an edit's
+  reference pictures the same way, after the picture;
 * the timestep: features [cos(t w_j) ; sin(t w_j)], w_j = 10000^(-j/128) (float32, as ComfyUI evaluates them), then
   time_embedder (Linear, SiLU, Linear) -> temb, vec = time_proj(SiLU(temb)) split into six rows [B, 6, hidden];
 * text: text_embedder (Linear, GELU(tanh), Linear) of the encoder states;
-* positions: the picture's tokens at (0, row, column); the head's 128 channels split 16 / 56 / 56 over the three
-  axes, pair j of an axis of width d rotated by pos x theta^(-2j/d) (angles in float32), pairs interleaved
-  (channels 2j, 2j+1). Text is not rotated;
+* positions: the picture's tokens at (0, row, column), reference k's at (k + 1, row, column); the head's 128
+  channels split 16 / 56 / 56 over the three axes, pair j of an axis of width d rotated by pos x theta^(-2j/d)
+  (angles in float32), pairs interleaved (channels 2j, 2j+1). Text is not rotated;
 * each block: per stream (image: img_*, text: txt_*) the six modulation rows are the stream's table + vec:
   (shift1, scale1, gate1, shift2, scale2, gate2). x_m = LN(x)(1 + scale1) + shift1 (LayerNorm without affine);
   q, k, v = qkv(x_m) split into heads; q, k RMS-normed per head (with their weights); the picture's q, k rotated;
-  joint attention over [picture ; text]; x += gate1 proj(o); x += gate2 mlp(LN(x)(1 + scale2) + shift2), the MLP
+  joint attention over [picture ; references ; text]; x += gate1 proj(o); x += gate2 mlp(LN(x)(1 + scale2) + shift2), the MLP
   Linear, GELU(tanh), Linear.
 
 The concept stream: c0 = text_embedder(e); per block the concepts take the TEXT stream's modulation and modules,
@@ -52,9 +53,9 @@ def _timestep_features(ops, t, dim=256, max_period=10000.0):
     return torch.cat([torch.cos(args), torch.sin(args)], dim=-1).to(ops.dtype)
 
 
-def _rope_angles(dm, h, w):
-    """[h*w, head_dim / 2] angles of the picture's tokens at (0, row, column), evaluated in float32."""
-    pos = torch.stack(torch.meshgrid(torch.zeros(1), torch.arange(h, dtype=torch.float32),
+def _rope_angles(dm, h, w, frame=0):
+    """[h*w, head_dim / 2] angles of a picture's tokens at (frame, row, column), evaluated in float32."""
+    pos = torch.stack(torch.meshgrid(torch.full((1,), float(frame)), torch.arange(h, dtype=torch.float32),
                                      torch.arange(w, dtype=torch.float32), indexing="ij"), dim=0)
     parts = []
     for axis, d in enumerate(dm.rope_dim_list):
@@ -76,9 +77,11 @@ def _mlp(ops, ff, x):
 
 def joyimage_reference(dm, x, timestep, context, concept_embeddings, layers, space="output", softmax=True,
                        switches: ConceptSwitches | None = None, dtype=torch.float64,
-                       deviation: str | None = None) -> ReferenceResult:
+                       deviation: str | None = None, ref_latents=None) -> ReferenceResult:
     """ConceptAttention maps of a ComfyUI JoyImage model for the network inputs x [B, C, 1, H, W], timestep [B],
-    context [B, T, ctx] (no reference pictures) and concept embeddings [r, ctx]."""
+    context [B, T, ctx], concept embeddings [r, ctx] and the edit's reference pictures (each [B, C, 1, H', W'], as
+    the network receives them): they follow the picture in the joint sequence, reference k at frame position k + 1
+    with rows and columns from 0; the concepts attend to the picture's tokens only, the maps cover them."""
     switches = switches or ConceptSwitches()
     assert deviation in (None,) + JOYIMAGE_DEVIATIONS, deviation
     ops = Ops(dtype)
@@ -89,7 +92,18 @@ def joyimage_reference(dm, x, timestep, context, concept_embeddings, layers, spa
     h, w = grid
     n = h * w
     conv = dm.img_in
-    img = patches @ ops.p(conv.weight).reshape(conv.weight.shape[0], -1).t() + ops.p(conv.bias)
+
+    def embed_picture(p):
+        return p @ ops.p(conv.weight).reshape(conv.weight.shape[0], -1).t() + ops.p(conv.bias)
+
+    img = embed_picture(patches)
+    angles = [_rope_angles(dm, h, w)]
+    for k, ref_latent in enumerate(ref_latents or ()):
+        ref_patches, (rh, rw) = ops.patchify(ref_latent[:, :, 0].to(dtype), 2)
+        img = torch.cat([img, embed_picture(ref_patches).expand(B, -1, -1)], dim=1)
+        angles.append(_rope_angles(dm, rh, rw, frame=k + 1))
+    angles = torch.cat(angles, dim=0)
+    N = img.shape[1]  # the picture's and the references' tokens
 
     ce = dm.condition_embedder
     temb = ops.linear(ce.time_embedder.linear_2, ops.silu(ops.linear(ce.time_embedder.linear_1,
@@ -103,7 +117,6 @@ def joyimage_reference(dm, x, timestep, context, concept_embeddings, layers, spa
     txt = embed_text(context.to(dtype))
     concepts = embed_text(concept_embeddings.to(dtype))[None].expand(B, -1, -1)
     T = txt.shape[1]
-    angles = _rope_angles(dm, h, w)
     picture = slice(T, T + n) if deviation == "text_first_order" else slice(0, n)
 
     def rows(table):
@@ -137,8 +150,8 @@ def joyimage_reference(dm, x, timestep, context, concept_embeddings, layers, spa
             result.layer_scores[i] = layer_scores(ops, space, softmax, o_img, o_c, k_img, q_c, v_img, v_c)
             result.concept_out[i] = ops.flat(o_c)
         o_flat = ops.flat(o)
-        img = img + im[2] * ops.linear(a.img_attn_proj, o_flat[:, :n])
-        txt = txt + tm[2] * ops.linear(a.txt_attn_proj, o_flat[:, n:])
+        img = img + im[2] * ops.linear(a.img_attn_proj, o_flat[:, :N])
+        txt = txt + tm[2] * ops.linear(a.txt_attn_proj, o_flat[:, N:])
         gate1, gate2 = (torch.ones_like(cm[2]), torch.ones_like(cm[5])) if deviation == "ungated_concept_update" \
             else (cm[2], cm[5])
         concepts = concepts + gate1 * ops.linear(a.txt_attn_proj, ops.flat(o_c))
