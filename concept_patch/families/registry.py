@@ -18,6 +18,7 @@ from .flux2 import Flux2Family
 from .flux_text_positions import LongCatFamily, OvisFamily
 from .hidream import HiDreamFamily
 from .hunyuan_video import HunyuanImage21Family, HunyuanVideo15Family, HunyuanVideoFamily
+from .joyimage import JoyImageFamily
 from .krea2 import Krea2Family
 from .lumina import LuminaFamily, ZImageFamily
 from .mage_flow import MageFlowFamily
@@ -28,7 +29,7 @@ from .wan import WanFamily, WanVaceFamily
 
 FAMILIES: tuple[ModelFamily, ...] = (
     FluxFamily(), Flux2Family(), SD3Family(), ChromaFamily(), ChromaRadianceFamily(), LongCatFamily(), OvisFamily(),
-    QwenImageFamily(), MageFlowFamily(), HiDreamFamily(), CogVideoXFamily(),
+    QwenImageFamily(), MageFlowFamily(), JoyImageFamily(), HiDreamFamily(), CogVideoXFamily(),
     HunyuanVideoFamily(), HunyuanVideo15Family(), HunyuanImage21Family(), MiniMaxH3Family(),
     WanFamily(), WanVaceFamily(),
     ZImageFamily(), LuminaFamily(), Krea2Family(),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from concept_attention_tests.comfy.tiny import tiny_models, tiny_text_encoders
+from concept_attention_tests.comfy.tiny import tiny_joyimage, tiny_models, tiny_text_encoders
 
 
 def _session_clip(build, *args):
@@ -27,3 +27,4 @@ ovis_clip = _session_clip(tiny_text_encoders.ovis_clip)
 qwen_image_clip = _session_clip(tiny_text_encoders.qwen_image_clip)
 kandinsky5_image_clip = _session_clip(tiny_text_encoders.kandinsky5_image_clip)
 mage_flow_clip = _session_clip(tiny_text_encoders.mage_flow_clip)
+joyimage_clip = _session_clip(tiny_joyimage.joyimage_clip)

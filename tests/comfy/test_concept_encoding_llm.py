@@ -20,6 +20,7 @@ import torch
 from concept_attention.concept_patch.checks.errors import ConceptAttentionError
 from concept_attention.concept_patch.text.encoding import encode_concepts
 from concept_attention_tests.comfy.tiny import tiny_text_encoders as tte
+from concept_attention_tests.comfy.tiny.tiny_joyimage import JOYIMAGE_CONTEXT_DIM
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,7 @@ ENCODERS = {
     "ovis": Encoder("ovis_clip", "qwen3_2b", tte.OVIS_CONTEXT_DIM, True, "<|im_start|>", "xylophone"),
     "qwen_image": Encoder("qwen_image_clip", "qwen25_7b", tte.QWEN_IMAGE_CONTEXT_DIM, True, "<|im_start|>", "xylophone"),
     "mage_flow": Encoder("mage_flow_clip", "qwen3vl_4b", tte.MAGE_FLOW_CONTEXT_DIM, True, "<|im_start|>", "xylophone"),
+    "joyimage": Encoder("joyimage_clip", "qwen3vl_8b", JOYIMAGE_CONTEXT_DIM, True, "<|im_start|>", "xylophone"),
     # two token lists (Qwen2.5-VL, CLIP-L) and named nowhere in the product: the key is asked of the encoder
     "kandinsky5": Encoder("kandinsky5_image_clip", "qwen25_7b", tte.KANDINSKY5_CONTEXT_DIM, True, "<|im_start|>",
                           "xylophone"),

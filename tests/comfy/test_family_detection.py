@@ -12,6 +12,7 @@ from concept_attention_tests.comfy.module_caches import cleared_after_module
 from concept_attention_tests.comfy.tiny import (
     tiny_cogvideox,
     tiny_hunyuan_video,
+    tiny_joyimage,
     tiny_minimax,
     tiny_models,
     tiny_single_stream,
@@ -28,6 +29,7 @@ TINY = {
     "Ovis-Image": lambda: tiny_models.ovis_model(depth=1),
     "Qwen-Image": lambda: tiny_models.qwen_image_model(depth=1),
     "Mage-Flow": lambda: tiny_models.mage_flow_model(depth=1),
+    "JoyImage": lambda: tiny_joyimage.joyimage_model(depth=1),
     "HiDream-I1/E1": lambda: tiny_models.hidream_model(depth=1),
     "CogVideoX": lambda: tiny_cogvideox.cogvideox_model(depth=1),
     "HunyuanVideo": lambda: tiny_hunyuan_video.hunyuan_video_model(depth=1),
