@@ -65,6 +65,7 @@ from .parts import (
     sampling_maps_nodes,
     save_image,
 )
+from .sam3_spec import SAM3_EXPECTED, SAM3_REFINE_INPAINT
 
 FIND_GROUP = {"title": "1. find the concept", "pos": [370, -80], "color": "#3f789e"}
 EDIT_GROUP = {"pos": [1550, -80], "color": "#8A8"}
@@ -522,6 +523,10 @@ EXPECTED = {
 # MiniMax H3 (scripts/examples/minimax_spec.py)
 EXAMPLES.append(MINIMAX_I2V_MASK_VIDEO)
 EXPECTED[MINIMAX_I2V_MASK_VIDEO["name"]] = MINIMAX_EXPECTED
+
+# SAM 3 (scripts/examples/sam3_spec.py)
+EXAMPLES.append(SAM3_REFINE_INPAINT)
+EXPECTED[SAM3_REFINE_INPAINT["name"]] = SAM3_EXPECTED
 
 
 def file_stem(spec: dict) -> str:
