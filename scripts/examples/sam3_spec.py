@@ -55,7 +55,7 @@ frame's objects through the clip: docs/sam3.md says when to use which.
 FIND_COLOR, EDIT_COLOR = "#3f789e", "#8A8"
 SAM3_REFINE_INPAINT = {
     "name": "flux_sam3_concept_mask_inpaint",
-    "file": "Flux.1 Concept Mask SAM 3 Inpaint",
+    "file": "Flux.1 SAM 3 Concept Inpaint",
     "title": "Flux.1: find a concept, make its mask crisp with SAM 3, inpaint it",
     "nodes": [
         note(SAM3_NOTE, [-620, 0], (560, 900)),
