@@ -166,3 +166,29 @@ def test_sam3_video_track_starts_from_the_packs_initial_masks(comfy_server):
     assert tracked.shape == (frames, HEIGHT, WIDTH)
     first = tracked[0] > 0.5
     assert (first == (expected[0] > 0.5)).float().mean() > 0.95, "frame 0 of object 0 should be the dog's mask"
+
+
+def test_sam3_nodes_refuse_what_they_cannot_make_with_the_packs_error(comfy_server):
+    """A concept not in the maps, and a first frame with nothing to track: the pack's error, naming what to change,
+    before SAM 3 runs; no traceback, no server path."""
+    from concept_attention_tests.server.workflows import error_text
+
+    prefix = unique_prefix("sam3_errors")
+    for class_type, inputs, phrases in (
+        ("ConceptAttentionSaliencyToSAM3Prompts", dict(PROMPT_ARGS, concepts="horse"),
+         ("'horse' is not in these saliency maps", "dog, grass, sky")),
+        ("ConceptAttentionSaliencyToSAM3InitialMasks",
+         dict(concepts="dog", method="value", threshold=1.0, min_area=0.0, objects="concepts", max_regions=1, clip=0),
+         ("nothing of it in the first frame", "no object for SAM3_VideoTrack")),
+    ):
+        prompt = {
+            **_maps_nodes(prefix),
+            "bad": node(class_type, saliency=link("saliency"), **inputs),
+            "show": node("PreviewAny", source=link("bad", 0)),
+        }
+        result = comfy_server.run_prompt(prompt, timeout=300)
+        assert result.status == "error" and result.error.get("node_type") == class_type, result.describe()
+        message = error_text(result)
+        assert all(p in message for p in phrases), message
+        assert "Traceback" not in message and str(comfy_server.base_dir) not in message
+        assert result.error.get("exception_type") == "concept_attention.errors.ConceptAttentionError"
