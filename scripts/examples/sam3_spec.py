@@ -71,7 +71,7 @@ SAM3_REFINE_INPAINT = {
         node("noise_mask", "SetLatentNoiseMask", [380, 690], [320, 46]),
         saliency_node([760, 0]),
         node("heatmaps", "PreviewImage", [1160, 0], [320, 320]),
-        node("prompts", "ConceptAttentionSaliencyToSAM3Prompts", [1160, 380], [340, 330], concepts="dog",
+        node("prompts", "ConceptAttentionSaliencyToSAM3Prompts", [1160, 380], [340, 350], concepts="dog",
              method="mean", max_boxes=1, points=3, negative_points=1),
         node("detect", "SAM3_Detect", [1160, 770], [340, 200], threshold=0.5, refine_iterations=2,
              individual_masks=False),
