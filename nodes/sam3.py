@@ -19,6 +19,10 @@ from ..concept_patch.text.concepts import split_names
 from .schema import pack_schema
 from .types import Saliency
 
+# ComfyUI's BOUNDING_BOX socket (SAM3_Detect's bboxes); ComfyUI 0.3.x has no such type (nor SAM 3), so the same
+# socket type is declared by name there and the pack still loads.
+BoundingBox = getattr(io, "BoundingBox", None) or io.Custom("BOUNDING_BOX")
+
 SALIENCY_TOOLTIP = "From Concept Saliency, Concept Saliency from Sampling or Load Saliency."
 CONCEPTS_TOOLTIP = ("Concept name(s) to segment, comma separated (matched without regard to case), each with boxes "
                     "of its own.")
@@ -76,7 +80,7 @@ class SaliencyToSAM3Prompts(io.ComfyNode):
                 _image_input(),
             ],
             outputs=[
-                io.BoundingBox.Output(display_name="bboxes",
+                BoundingBox.Output(display_name="bboxes",
                                       tooltip="For SAM3 Detect's bboxes: one list of boxes (pixels) per picture."),
                 io.String.Output(display_name="positive_coords",
                                  tooltip='For SAM3 Detect\'s positive_coords: JSON [{"x": int, "y": int}, ...].'),
