@@ -10,6 +10,7 @@ from .concept_saliency import ConceptSaliency
 from .generation import ConceptAttentionPatch, SamplingSaliency
 from .saliency_files import LoadSaliency, SaveSaliency
 from .saliency_to_mask import SaliencyToMask
+from .sam3 import SaliencyToSAM3InitialMasks, SaliencyToSAM3Prompts
 from .soundtrack import ApplySoundtrackCurve, SoundtrackCurve
 
 NODES: list[type[io.ComfyNode]] = [
@@ -18,6 +19,8 @@ NODES: list[type[io.ComfyNode]] = [
     ConceptAttentionPatch,
     SamplingSaliency,
     SaliencyToMask,
+    SaliencyToSAM3Prompts,
+    SaliencyToSAM3InitialMasks,
     SaveSaliency,
     LoadSaliency,
     SoundtrackCurve,

@@ -33,6 +33,9 @@ export const SALIENCY_NODES = new Set([
   "ConceptAttentionSamplingSaliency",
 ]);
 export const MASK_NODE = "ConceptAttentionSaliencyToMask";
+// Nodes that pick concepts of a SALIENCY by name and report a note: the concept picker and the note, as on Saliency to
+// Mask (the SAM 3 nodes: docs/sam3.md).
+const PICKER_NODES = new Set([MASK_NODE, "ConceptAttentionSaliencyToSAM3Prompts", "ConceptAttentionSaliencyToSAM3InitialMasks"]);
 const CONCEPT_LIST_NODE = "ConceptAttentionConceptList";
 const PATCH_NODE = "ConceptAttentionPatchModel";
 const LOAD_SALIENCY_NODE = "ConceptAttentionLoadSaliency";
@@ -841,7 +844,7 @@ app.registerExtension({
         updateStale(this);
         if (ctx) drawStaleVeil(this, ctx);
       });
-    } else if (name === MASK_NODE) {
+    } else if (PICKER_NODES.has(name)) {
       chain(nodeType.prototype, "onNodeCreated", function () {
         addPickerWidget(this);
       });
@@ -875,7 +878,7 @@ app.registerExtension({
       if (!output?.concept_legend && !output?.concept_mask_note) continue;
       const node = findNode(locatorId);
       if (node && SALIENCY_NODES.has(comfyClassOf(node))) showLegend(node, output);
-      if (node && comfyClassOf(node) === MASK_NODE) showMaskNote(node, output);
+      if (node && PICKER_NODES.has(comfyClassOf(node))) showMaskNote(node, output);
     }
   },
 });

@@ -71,6 +71,7 @@ from .parts import (
     sampling_maps_nodes,
     save_image,
 )
+from .sam3_spec import SAM3_EXPECTED, SAM3_REFINE_INPAINT
 
 
 def _load_image(height: int = 320) -> dict:
@@ -519,6 +520,10 @@ EXPECTED = {
 # MiniMax H3 (scripts/examples/minimax_spec.py)
 EXAMPLES.append(MINIMAX_I2V_MASK_VIDEO)
 EXPECTED[MINIMAX_I2V_MASK_VIDEO["name"]] = MINIMAX_EXPECTED
+
+# SAM 3 (scripts/examples/sam3_spec.py)
+EXAMPLES.append(SAM3_REFINE_INPAINT)
+EXPECTED[SAM3_REFINE_INPAINT["name"]] = SAM3_EXPECTED
 
 
 def file_stem(spec: dict) -> str:

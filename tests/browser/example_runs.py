@@ -52,7 +52,8 @@ SWAPS = {
                   ("flux2", "ConceptAttentionTestTinyFlux2VAE", {"seed": 0}),
                   ("qwen_image", "ConceptAttentionTestTinyQwenImageVAE", {"seed": 0}),
                   ("", "ConceptAttentionTestTinyVAE", {"seed": 0})],
-    "CheckpointLoaderSimple": [("", "ConceptAttentionTestTinySD3Checkpoint", {"seed": 0})],
+    "CheckpointLoaderSimple": [("sam3", "ConceptAttentionTestTinySAM3", {"seed": 3}),
+                               ("", "ConceptAttentionTestTinySD3Checkpoint", {"seed": 0})],
 }
 
 

@@ -40,6 +40,9 @@ random-weight models that the stock loaders cannot make small:
   ConceptAttentionTestTinyMiniMaxAudioVAE
                                     VAE    ComfyUI's MiniMax H3 audio VAE (40 latent frames a second, stereo 32 kHz) at
                                            tiny widths
+  ConceptAttentionTestTinySAM3      MODEL  SAM 3.1 (a 2-block, 64-wide ViT trunk, 64-wide detector and tracker), built
+                                           from comfy.supported_models.SAM31 like Load Checkpoint: ComfyUI builds every
+                                           SAM 3 file at full width (tests/comfy/tiny/tiny_sam3.py says more)
 The builders are those of tests/comfy/tiny/tiny_models.py, tests/comfy/tiny/tiny_text_encoders.py and
 tests/comfy/tiny/tiny_cogvideox.py, the same models the in-process tests use. (A tiny Flux.2 Klein DiT
 or CogVideoX needs no node on the server tier: the stock UNETLoader reads a small file of either,
@@ -97,6 +100,12 @@ def tiny_minimax():
     """tests/comfy/tiny/tiny_minimax.py, imported like tiny_cogvideox."""
     tiny_text_encoders()
     return importlib.import_module("concept_attention_tests.comfy.tiny.tiny_minimax")
+
+
+def tiny_sam3():
+    """tests/comfy/tiny/tiny_sam3.py, imported like tiny_cogvideox."""
+    tiny_text_encoders()
+    return importlib.import_module("concept_attention_tests.comfy.tiny.tiny_sam3")
 
 
 class _OutputNode:
@@ -298,6 +307,15 @@ class ConceptAttentionTestTinyMiniMaxAudioVAE(_SeededBuilder):
         return (tiny_minimax().minimax_audio_vae(seed=seed),)
 
 
+class ConceptAttentionTestTinySAM3(_SeededBuilder):
+    """ComfyUI's SAM 3.1 (what Load Checkpoint makes of sam3.1_multiplex_fp16) at tiny widths, random weights."""
+
+    RETURN_TYPES = ("MODEL",)
+
+    def build(self, seed):
+        return (tiny_sam3().sam3_model(seed=seed),)
+
+
 NODE_CLASS_MAPPINGS = {
     "ConceptAttentionTestRaise": ConceptAttentionTestRaise,
     "ConceptAttentionTestRequeryCache": ConceptAttentionTestRequeryCache,
@@ -314,6 +332,7 @@ NODE_CLASS_MAPPINGS = {
     "ConceptAttentionTestTinyMiniMaxClip": ConceptAttentionTestTinyMiniMaxClip,
     "ConceptAttentionTestTinyMiniMaxVAE": ConceptAttentionTestTinyMiniMaxVAE,
     "ConceptAttentionTestTinyMiniMaxAudioVAE": ConceptAttentionTestTinyMiniMaxAudioVAE,
+    "ConceptAttentionTestTinySAM3": ConceptAttentionTestTinySAM3,
 }
 NODE_DISPLAY_NAME_MAPPINGS = {
     "ConceptAttentionTestRaise": "Raise (ConceptAttention tests)",
@@ -331,4 +350,5 @@ NODE_DISPLAY_NAME_MAPPINGS = {
     "ConceptAttentionTestTinyMiniMaxClip": "Tiny MiniMax H3 CLIP (ConceptAttention tests)",
     "ConceptAttentionTestTinyMiniMaxVAE": "Tiny MiniMax H3 VAE (ConceptAttention tests)",
     "ConceptAttentionTestTinyMiniMaxAudioVAE": "Tiny MiniMax H3 Audio VAE (ConceptAttention tests)",
+    "ConceptAttentionTestTinySAM3": "Tiny SAM 3.1 (ConceptAttention tests)",
 }
