@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from .notes import FLUX1_DEV_URL, FLUX_AE_URL, FLUX_TEXT_ENCODERS
 from .parts import (
+    columns,
     concept_list,
     decode_links,
     flux_loaders,
@@ -52,41 +53,36 @@ frame's objects through the clip: docs/sam3.md says when to use which.
 | [{SAM3_FILE}]({SAM3_URL}) (Load Checkpoint) | `ComfyUI/models/checkpoints/` |
 """
 
-FIND_COLOR, EDIT_COLOR = "#3f789e", "#8A8"
 SAM3_REFINE_INPAINT = {
     "name": "flux_sam3_concept_mask_inpaint",
     "file": "Flux.1 SAM 3 Concept Inpaint",
     "title": "Flux.1: find a concept, make its mask crisp with SAM 3, inpaint it",
-    "nodes": [
-        note(SAM3_NOTE, [-620, 0], (560, 900)),
-        *flux_loaders(FLUX1_DEV_URL, FLUX_TEXT_ENCODERS, FLUX_AE_URL),
-        node("sam", "CheckpointLoaderSimple", [0, 430], [320, 98], title="Load Checkpoint (SAM 3.1)",
-             properties=models((SAM3_FILE, SAM3_URL, "checkpoints")), ckpt_name=SAM3_FILE),
-        node("image", "LoadImage", [0, 590], [320, 360], image="example.png"),
-        concept_list("dog, grass, sky, tree", [380, 0]),
-        node("prompt", "CLIPTextEncode", [380, 220], [320, 130], text="a red fox sitting on the grass, photo"),
-        node("guidance", "FluxGuidance", [380, 400], [320, 58], guidance=3.5),
-        node("negative", "ConditioningZeroOut", [380, 510], [320, 26]),
-        node("encode", "VAEEncode", [380, 590], [320, 46]),
-        node("noise_mask", "SetLatentNoiseMask", [380, 690], [320, 46]),
-        saliency_node([760, 0]),
-        node("heatmaps", "PreviewImage", [1160, 0], [320, 320]),
-        node("prompts", "ConceptAttentionSaliencyToSAM3Prompts", [1160, 380], [340, 350], concepts="dog",
-             method="mean", max_boxes=1, points=3, negative_points=1),
-        node("detect", "SAM3_Detect", [1160, 770], [340, 200], threshold=0.5, refine_iterations=2,
-             individual_masks=False),
-        node("grow", "GrowMask", [1160, 1030], [340, 82], expand=8, tapered_corners=True),
-        node("mask_preview", "MaskPreview", [1560, 640], [320, 320]),
-        sampler([1560, 0], seed=0, steps=20, cfg=1.0),
-        node("decode", "VAEDecode", [1560, 320], [320, 46]),
-        node("composite", "ImageCompositeMasked", [1560, 420], [320, 150], x=0, y=0, resize_source=False),
-        save_image([1940, 0], "concept_sam3_inpaint"),
-    ],
+    "nodes": columns(
+        # The loaders (SAM 3.1 through Load Checkpoint) and the picture, with its latent for the inpainting
+        [*flux_loaders(FLUX1_DEV_URL, FLUX_TEXT_ENCODERS, FLUX_AE_URL),
+         node("sam", "CheckpointLoaderSimple", size=[320, 98], title="Load Checkpoint (SAM 3.1)",
+              properties=models((SAM3_FILE, SAM3_URL, "checkpoints")), ckpt_name=SAM3_FILE),
+         node("image", "LoadImage", size=[320, 320], image="example.png"),
+         node("encode", "VAEEncode", size=[320, 46]),
+         node("noise_mask", "SetLatentNoiseMask", size=[320, 46])],
+        # The concepts and their maps (Concept Saliency last: it grows after a run)
+        [concept_list("dog, grass, sky, tree"), saliency_node()],
+        # SAM 3 outlines the concept the maps found
+        [node("prompts", "ConceptAttentionSaliencyToSAM3Prompts", size=[340, 350], concepts="dog",
+              method="mean", max_boxes=1, points=3, negative_points=1),
+         node("detect", "SAM3_Detect", size=[340, 206], threshold=0.5, refine_iterations=2, individual_masks=False),
+         node("grow", "GrowMask", size=[340, 82], expand=8, tapered_corners=True),
+         node("mask_preview", "MaskPreview", size=[340, 320])],
+        # The inpainting inside the mask (cfg 1: Flux's guidance is the model's default, 3.5)
+        [node("prompt", "CLIPTextEncode", size=[320, 130], text="a red fox sitting on the grass, photo"),
+         sampler(seed=0, steps=20, cfg=1.0), node("decode", "VAEDecode", size=[320, 46]),
+         node("composite", "ImageCompositeMasked", size=[320, 150], x=0, y=0, resize_source=False),
+         save_image("concept_sam3_inpaint", height=300)],
+        note_node=note(SAM3_NOTE)),
     "links": [
         ("clip", "CLIP", "concepts", "clip"),
         ("clip", "CLIP", "prompt", "clip"),
         *saliency_links(),
-        ("saliency", "preview", "heatmaps", "images"),
         ("saliency", "saliency", "prompts", "saliency"),
         ("image", "IMAGE", "prompts", "image"),
         ("sam", "MODEL", "detect", "model"),
@@ -96,15 +92,13 @@ SAM3_REFINE_INPAINT = {
         ("prompts", "negative_coords", "detect", "negative_coords"),
         ("detect", "masks", "grow", "mask"),
         ("grow", "MASK", "mask_preview", "mask"),
-        ("prompt", "CONDITIONING", "guidance", "conditioning"),
-        ("prompt", "CONDITIONING", "negative", "conditioning"),
         ("image", "IMAGE", "encode", "pixels"),
         ("vae", "VAE", "encode", "vae"),
         ("encode", "LATENT", "noise_mask", "samples"),
         ("grow", "MASK", "noise_mask", "mask"),
         ("unet", "MODEL", "sampler", "model"),
-        ("guidance", "CONDITIONING", "sampler", "positive"),
-        ("negative", "CONDITIONING", "sampler", "negative"),
+        ("prompt", "CONDITIONING", "sampler", "positive"),
+        ("prompt", "CONDITIONING", "sampler", "negative"),
         ("noise_mask", "LATENT", "sampler", "latent_image"),
         *decode_links(),
         ("image", "IMAGE", "composite", "destination"),
@@ -112,12 +106,10 @@ SAM3_REFINE_INPAINT = {
         ("grow", "MASK", "composite", "mask"),
         ("composite", "IMAGE", "save", "images"),
     ],
-    "groups": [
-        {"title": "1. find the concept, outline it with SAM 3", "pos": [370, -80], "size": [1140, 1200],
-         "color": FIND_COLOR},
-        {"title": "2. inpaint inside the mask", "pos": [1550, -80], "size": [800, 1060], "color": EDIT_COLOR},
-    ],
-    "thumbnail": {"picture": "image", "saliency": "saliency", "concept": "dog", "mask": "mask_preview"},
+    "groups": [],
+    # No mask tile: a random-weight SAM 3 outlines all of the tiny picture or none of it (after Grow Mask), whatever
+    # its seed; the card shows the picture, the regions and the map SAM 3 is prompted from.
+    "thumbnail": {"picture": "image", "saliency": "saliency", "concept": "dog"},
 }
 
 SAM3_EXPECTED = {
