@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from concept_attention_tests.comfy.partial_loads import partial_loads  # noqa: F401  (a fixture for every comfy test)
 from concept_attention_tests.comfy.tiny import tiny_joyimage, tiny_models, tiny_text_encoders
 
 

@@ -21,9 +21,9 @@ from concept_attention.concept_patch.families.registry import detect_family
 from concept_attention.concept_patch.generation import family_and_options, install_concept_attention
 from concept_attention.concept_patch.stream.options import SaliencyOptions
 from concept_attention_tests.comfy.module_caches import cached_clip_and_concepts, cleared_after_module
+from concept_attention_tests.comfy.partial_loads import check_shared_casts
 from concept_attention_tests.comfy.references import reference_wan as ref
 from concept_attention_tests.comfy.sampling import sample
-from concept_attention_tests.comfy.test_partial_loading import PartialLoads
 from concept_attention_tests.comfy.tiny import tiny_wan
 
 DTYPES = [torch.float32, torch.bfloat16, torch.float16]
@@ -303,17 +303,6 @@ def test_nodes_encode_and_generation_to_masks(space, comfyui_path):
 # ---------------------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def partial_loads(monkeypatch):
-    import comfy.model_management
-
-    comfy.model_management.unload_all_models()
-    try:
-        yield PartialLoads(monkeypatch)
-    finally:
-        comfy.model_management.unload_all_models()  # later tests load their models whole again
-
-
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
 def test_partially_loaded_model_casts_no_stored_weight_twice(dtype, partial_loads):
     """As tests/comfy/test_partial_loading.py for the other families: with half the model offloaded, the concept keys
@@ -324,22 +313,8 @@ def test_partially_loaded_model_casts_no_stored_weight_twice(dtype, partial_load
     extra = _condition("i2v", shape)
     patched, session = install_concept_attention(model, _concepts(), SaliencyOptions(layers=(0, 1, 2)))
 
-    def run(m):
-        return sample(m, _clip(), latent_shape=shape, steps=2, cfg=1.0, prompt=PROMPT, **extra)
-
-    full_clip = run(model)
-    run(patched)
-    full_maps = session.records[-1].saliency.maps
-    partial_loads.start(0.5)
-    plain, plain_casts = partial_loads.count(model, lambda: run(model))
-    assert plain_casts, "the model was not partially loaded: nothing cast its weights"
-    for repeat in range(2):  # the first run learns which casts a block shares, the second keeps only those
-        out, concept_casts = partial_loads.count(model, lambda: run(patched))
-        assert concept_casts.keys() == plain_casts.keys()
-        more = {n: (plain_casts[n], c) for n, c in concept_casts.items() if c > plain_casts[n]}
-        assert not more, f"run {repeat}: (plain, with concepts) casts {more}"
-        assert torch.equal(out, plain) and torch.equal(plain, full_clip)
-        torch.testing.assert_close(session.records[-1].saliency.maps, full_maps, rtol=0, atol=0)
+    check_shared_casts(partial_loads, model, patched, session,
+                       lambda m: sample(m, _clip(), latent_shape=shape, steps=2, cfg=1.0, prompt=PROMPT, **extra))
 
 
 # ---------------------------------------------------------------------------------------------
