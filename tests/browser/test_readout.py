@@ -7,12 +7,21 @@ drawImage call for that panel), not computed here, so the test points the mouse 
 
 from __future__ import annotations
 
+import json
+import re
+
 import pytest
 from concept_attention_examples.parts import node
+from concept_attention_examples.specs import EXAMPLES as EXAMPLE_SPECS  # registered by browser_session
+from concept_attention_examples.specs import file_stem
 from safetensors.torch import load_file
 
-from concept_attention_tests.browser import tiny_graphs
-from concept_attention_tests.browser.browser_session import SCREENSHOT_DIR, build_graph
+from concept_attention_tests.browser import example_runs, tiny_graphs
+from concept_attention_tests.browser.browser_session import EXAMPLE_WORKFLOWS_DIR, SCREENSHOT_DIR, build_graph
+
+
+def _example_file(name):
+    return EXAMPLE_WORKFLOWS_DIR / f"{file_stem(next(s for s in EXAMPLE_SPECS if s['name'] == name))}.json"
 
 # Where the front end draws image `index` of node `id`: its drawImage call's rectangle, mapped by the context's
 # transform to page (CSS) pixels. The images are drawn in a microtask after the frame (the front end defers them).
@@ -182,4 +191,58 @@ def test_readout_of_concept_saliency_from_sampling(comfy, browser_server):
     shown = _hover(comfy, maps_node, 0, 5, 3, grid)
     _check(shown, legend, maps[0, :, 5, 3], "token row 6, column 4")
     assert "picture" not in shown["head"]  # one picture: no picture number
+    assert comfy.extension_problems() == []
+
+
+VIDEO_EXAMPLE = next(spec["name"] for spec in EXAMPLE_SPECS if "cogvideox" in spec["name"])
+ANIMATION_BOX_JS = """(id) => {
+  const node = app.graph.getNodeById(id);
+  const img = node.widgets?.find(w => w.name === '$$comfy_animation_preview')?.element?.querySelector('img');
+  if (!img || !img.naturalWidth) return null;
+  const b = img.getBoundingClientRect();
+  return {box: [b.left, b.top, b.width, b.height], natural: [img.naturalWidth, img.naturalHeight]};
+}"""
+LAST_OUTPUT_JS = """async (id) => {
+  const history = await (await fetch('/api/history?max_items=1')).json();
+  const run = Object.values(history)[0];
+  return run.outputs[String(id)].concept_readout[0];
+}"""
+
+
+def test_readout_of_a_video_shows_the_frame_on_screen(comfy):
+    """A video's panel is an animated WebP: the readout reads the clip on screen at the frame it shows (the heading
+    names it), from the maps the node sent."""
+    from concept_attention.concept_patch.maps.readout import decode_readout
+
+    example_runs.load_with_tiny_models(comfy, json.loads(_example_file(VIDEO_EXAMPLE).read_text(encoding="utf-8")))
+    result = example_runs.run(comfy)
+    assert result["kind"] == "execution_success", result
+    example_runs.wait_for_previews(comfy, result)
+    [sal] = comfy.evaluate("() => app.graph.nodes.filter(n => n.widgets?.some(w => w.name === 'concept_legend'))"
+                           ".map(n => n.id)")
+    comfy.evaluate("(id) => { const n = app.graph.getNodeById(id); app.canvas.ds.scale = 0.8;"
+                   " app.canvas.ds.offset = [40 - n.pos[0] * 0.8, 80 - n.pos[1] * 0.8]; app.canvas.setDirty(true, true); }",
+                   sal)
+    comfy.page.wait_for_function(f"(id) => ({ANIMATION_BOX_JS})(id) !== null", arg=sal, timeout=60_000)
+    payload = comfy.evaluate(LAST_OUTPUT_JS, sal)
+    frames, h, w = payload["grid"]
+    values = decode_readout(payload)[0]  # clip 1: [r, T, h, w]
+    legend = comfy.evaluate("(id) => app.graph.getNodeById(id).__conceptAttention.legend", sal)
+    shown = comfy.evaluate(ANIMATION_BOX_JS, sal)
+    left, top, width, height = shown["box"]
+    nw, nh = shown["natural"]
+    scale = min(width / nw, height / nh)  # object-fit: contain
+    x0, y0 = left + (width - nw * scale) / 2, top + (height - nh * scale) / 2
+    ph, pw = payload["panel"]
+    for row, col in [(0, 0), (h - 1, w - 1)]:
+        x, y = x0 + (col + 0.5) * pw / w * scale, y0 + (row + 0.5) * ph / h * scale
+        comfy.page.mouse.move(x - 2, y - 2)
+        comfy.page.mouse.move(x, y)
+        comfy.page.wait_for_timeout(100)
+        readout = comfy.evaluate(READOUT_JS)
+        assert readout is not None, "no readout over the video's panel"
+        frame = int(re.search(r"frame (\d+)", readout["head"]).group(1)) - 1
+        assert 0 <= frame < len(payload["frame_tokens"])
+        expected = values[:, payload["frame_tokens"][frame], row, col]
+        _check(readout, legend, expected, f"token row {row + 1}, column {col + 1}")
     assert comfy.extension_problems() == []
