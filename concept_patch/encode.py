@@ -71,7 +71,7 @@ def encode_saliency(model, concepts: ConceptSet, latent: torch.Tensor, options: 
             maps, side = requery_maps(model, session, recorded, on_sample)
             check_finite_maps(maps, latent, "latent", inference_dtype(model.model))
             logger.info("ConceptAttention: re-query of a picture already analysed; the model's image stream did not run")
-            metadata = {**metadata, "requery": True, **family.side_metadata(side)}
+            metadata = {**metadata, "requery": True, **session.side_metadata(side)}
             return session.saliency(maps, tuple(latent.shape), metadata, image_size)
 
     if progress is not None:
@@ -81,7 +81,7 @@ def encode_saliency(model, concepts: ConceptSet, latent: torch.Tensor, options: 
     if key is not None and len(recorded) == samples:
         if requery_cache.CACHE.store(key, recorded, options.last_block_order, model):
             requery_cache.drop_with_model(model)
-    metadata = {**metadata, "requery": False, **family.side_metadata(side)}
+    metadata = {**metadata, "requery": False, **session.side_metadata(side)}
     return session.saliency(maps, tuple(latent.shape), metadata, image_size)
 
 

@@ -14,7 +14,7 @@ from ..concept_patch.generation import family_and_options
 from ..concept_patch.requery.cache import CACHE
 from .preview import PREVIEW_TOOLTIP, saliency_preview
 from .schema import pack_schema
-from .types import Saliency, advanced, layer_inputs, method_inputs, model_inputs
+from .types import Saliency, advanced, layer_inputs, method_inputs, model_inputs, softmax_inputs
 
 
 def latent_scale(model) -> int:
@@ -96,6 +96,7 @@ class ConceptSaliency(io.ComfyNode):
                             "runs only the concepts, not the model. -1: a quarter of the device's memory, at most "
                             "8 GB; 0: off. Kept on the GPU only while it has room to spare, else in system RAM.",
                 ),
+                *softmax_inputs(),
             ],
             outputs=[
                 Saliency.Output(display_name="saliency", tooltip="Per-concept maps with names and sizes."),
@@ -106,11 +107,13 @@ class ConceptSaliency(io.ComfyNode):
     @classmethod
     def execute(cls, model, concepts, layers, noise_level, samples, seed, space, softmax,
                 concept_self_attention=True, concept_cross_attention=True, requery_cache_mb=-1,
-                image=None, vae=None, latent=None, conditioning=None) -> io.NodeOutput:
+                image=None, vae=None, latent=None, conditioning=None, softmax_temperature=1.0,
+                softmax_after_mean=False) -> io.NodeOutput:
         started = time.perf_counter()
         family, options = family_and_options(
             model, layers, space=space, softmax=softmax, concept_self_attention=concept_self_attention,
-            concept_cross_attention=concept_cross_attention,
+            concept_cross_attention=concept_cross_attention, softmax_temperature=softmax_temperature,
+            softmax_after_mean=softmax_after_mean,
         )
         check_seed_range(seed, samples)
         scale = latent_scale(model)

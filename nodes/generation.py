@@ -12,7 +12,7 @@ from ..concept_patch.stream.layer_spec import parse_step_range
 from ..concept_patch.stream.wrappers import inference_dtype
 from .preview import PREVIEW_TOOLTIP, saliency_preview
 from .schema import pack_schema
-from .types import Saliency, layer_inputs, method_inputs, model_inputs
+from .types import Saliency, layer_inputs, method_inputs, model_inputs, softmax_inputs
 
 
 class ConceptAttentionPatch(io.ComfyNode):
@@ -31,6 +31,7 @@ class ConceptAttentionPatch(io.ComfyNode):
                 io.Float.Input("end_percent", default=1.0, min=0.0, max=1.0, step=0.01,
                                tooltip="End of the counted part of the schedule (1 = through the last step)."),
                 *method_inputs(),
+                *softmax_inputs(),
             ],
             outputs=[io.Model.Output(display_name="model",
                                      tooltip="The model with ConceptAttention; connect it to the sampler.")],
@@ -38,11 +39,13 @@ class ConceptAttentionPatch(io.ComfyNode):
 
     @classmethod
     def execute(cls, model, concepts, layers, start_percent, end_percent, space, softmax,
-                concept_self_attention=True, concept_cross_attention=True) -> io.NodeOutput:
+                concept_self_attention=True, concept_cross_attention=True, softmax_temperature=1.0,
+                softmax_after_mean=False) -> io.NodeOutput:
         start, end = parse_step_range(start_percent, end_percent)
         family, options = family_and_options(
             model, layers, space=space, softmax=softmax, concept_self_attention=concept_self_attention,
             concept_cross_attention=concept_cross_attention, start_percent=start, end_percent=end,
+            softmax_temperature=softmax_temperature, softmax_after_mean=softmax_after_mean,
         )
         patched, _ = install_concept_attention(model, concepts, options, family)
         return io.NodeOutput(patched)

@@ -11,6 +11,7 @@ from ..concept_patch.maps.captions import readable_width
 from ..concept_patch.maps.legend import concept_legend
 from ..concept_patch.maps.panels import SheetLayout, sheet_layout
 from ..concept_patch.maps.preview import render_preview, video_fps
+from ..concept_patch.maps.readout import concept_readout
 from ..concept_patch.maps.saliency_maps import SaliencyMaps
 
 PREVIEW_TOOLTIP = (
@@ -46,6 +47,8 @@ def saliency_preview(saliency: SaliencyMaps, images, node_cls):
         "concept_batch": [saliency.batch_size],
         "concept_segmentation": [True],
         "concept_panel": [readable_panel(layout)],
+        "concept_readout": [{**concept_readout(saliency, layout.panel, layout.cell_height),
+                             "fps": video_fps(saliency), "tiled": bool(layout.tiled)}],
     }
 
 

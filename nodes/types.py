@@ -56,6 +56,26 @@ def layer_inputs(default: str = "last 10") -> list:
     ]
 
 
+def softmax_inputs() -> list:
+    """The softmax's temperature and place (advanced, after every other input so saved workflows keep their values).
+    The authors' Flux.2 code: layers 5-7, softmax after the mean, temperature 1000 (README)."""
+    return [
+        io.Float.Input(
+            "softmax_temperature", default=1.0, min=0.001, max=1e6, step=0.1, optional=True,
+            **advanced(io.Float.Input),
+            tooltip="The softmax over concepts reads scores / temperature. 1 is the paper's softmax; the authors' "
+                    "Flux.2 code uses 1000 with the softmax after the mean (below). Higher gives softer maps. "
+                    "Only with softmax on.",
+        ),
+        io.Boolean.Input(
+            "softmax_after_mean", default=False, optional=True, **advanced(io.Boolean.Input),
+            tooltip="Take the softmax once, after averaging the raw scores over layers, steps and noise samples, "
+                    "instead of at every layer (the paper). The authors' Flux.2 code does this, with layers '5-7' and "
+                    "temperature 1000. Only with softmax on.",
+        ),
+    ]
+
+
 def method_inputs() -> list:
     """Space, softmax and the paper's Table-4 switches, shared by encode and generation modes."""
     return [

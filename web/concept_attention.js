@@ -7,6 +7,8 @@
 //   large, clicking a concept shows its map large; clicking again goes back to the grid of all
 //   panels. With a batch, arrows step through the pictures (and the shares follow the picture).
 //   Above it, how the run went (ui.concept_run): a model run or a re-query, and the node's time.
+//   Hovering a panel (a picture's, or a video's frame) shows every concept's value at the token under the pointer,
+//   ranked, in the legend's colours (ui.concept_readout; web/readout.js).
 //   Names wrap, never cut. After a run a new node grows until each panel's baked caption is at least 12 px tall
 //   at 100 % zoom (ui.concept_panel: the width and height a panel needs on screen for that); a node laid out with
 //   room of its own keeps its size and, where that room is too small for a readable grid, shows the segmentation
@@ -25,6 +27,7 @@
 
 import { app } from "../../scripts/app.js";
 import { api } from "../../scripts/api.js";
+import { READOUT_STYLES, animationAt, decodeReadout, hideReadout, panelAt, showReadout, shownFrame, tokenAt } from "./readout.js";
 
 const EXTENSION_NAME = "ConceptAttention.Frontend";
 
@@ -146,7 +149,7 @@ function addStyles() {
 }
 .ca-stale-media { filter: grayscale(1) brightness(.5); }
 .ca-swatch-regions { background: conic-gradient(#1f77b4 0 25%, #ff7f0e 0 50%, #2ca02c 0 75%, #d62728 0); }
-`;
+${READOUT_STYLES}`;
   document.head.appendChild(style);
 }
 
@@ -169,7 +172,7 @@ const MAX_GRID_PX = 900;
 function legendState(node) {
   node.__conceptAttention ??= {
     legend: [], batch: 1, images: [], selected: null, imageNo: 0, applied: true, segmentation: false, unit: "picture",
-    run: "", panel: null, stale: false,
+    run: "", panel: null, stale: false, readout: null,
   };
   return node.__conceptAttention;
 }
@@ -390,6 +393,11 @@ function showSelectedAnimation(node) {
   if (state?.unit !== "clip" || !previewsLoaded(node)) return;
   const host = node.widgets?.find((w) => w.name === ANIMATION_WIDGET)?.element;
   if (!host) return;
+  if (!host.__conceptAttentionReadout) {
+    host.__conceptAttentionReadout = true;
+    host.addEventListener("pointermove", (e) => hoverAnimation(node, e));
+    host.addEventListener("pointerleave", () => hideReadout());
+  }
   if (!host.__conceptAttention) {
     const replace = host.replaceChildren.bind(host);
     host.__conceptAttention = (...children) => {
@@ -397,7 +405,10 @@ function showSelectedAnimation(node) {
       if (!wanted || !node.imgs?.includes(children[0])) return replace(...children);
       wanted.className = children[0].className;
       wanted.style.pointerEvents = "none";
-      if (host.childElementCount !== 1 || host.firstElementChild !== wanted) replace(wanted);
+      if (host.childElementCount !== 1 || host.firstElementChild !== wanted) {
+        wanted.__caShownAt = performance.now(); // the readout's estimate of the frame on screen starts here
+        replace(wanted);
+      }
     };
     host.replaceChildren = host.__conceptAttention;
   }
@@ -456,6 +467,7 @@ export function showLegend(node, output) {
   state.segmentation = output.concept_segmentation?.[0] === true;
   state.images = Array.isArray(output.images) ? output.images : [];
   state.run = Array.isArray(output.concept_run) ? String(output.concept_run[0] ?? "") : "";
+  state.readout = Array.isArray(output.concept_readout) ? decodeReadout(output.concept_readout[0]) : null;
   const panel = Array.isArray(output.concept_panel?.[0]) ? output.concept_panel[0].map(Number) : null;
   state.panel = panel?.length === 2 && panel.every((v) => Number.isFinite(v) && v > 0) ? panel : null;
   state.stale = conceptsChanged(node);
@@ -485,6 +497,48 @@ export function showLegend(node, output) {
   state.applied = state.selected === null;
   if (width !== node.size[0] || height !== node.size[1]) node.setSize([width, height]);
   node.setDirtyCanvas?.(true, true);
+}
+
+/** The picture (or clip) a preview panel belongs to, from its index among the node's images. */
+function clipOfPanel(state, index) {
+  return Math.floor(index / (state.legend.length + (state.segmentation ? 1 : 0)));
+}
+
+/** The readout for node point `pos` of the canvas preview (pictures), or none off the panels' maps. */
+function hoverReadout(node, e, pos) {
+  const state = node.__conceptAttention;
+  if (!state?.readout || state.unit === "clip" || !previewsLoaded(node) || !pos) {
+    if (state?.unit !== "clip") hideReadout();
+    return;
+  }
+  const hit = panelAt(app, node, pos);
+  const token = hit ? tokenAt(state.readout, hit.px, hit.py) : null;
+  if (!token) {
+    hideReadout();
+    return;
+  }
+  const clip = clipOfPanel(state, hit.index);
+  const where = `${state.batch > 1 ? `picture ${clip + 1}, ` : ""}token row ${token.row + 1}, column ${token.col + 1}`;
+  showReadout(state.readout, state.legend, clip, 0, token, [e.clientX, e.clientY], where);
+}
+
+/** The readout over a video's animation (the clip on screen, the frame it shows now). */
+function hoverAnimation(node, e) {
+  const state = node.__conceptAttention;
+  if (!state?.readout || state.unit !== "clip") return;
+  const hit = animationAt(node, [e.clientX, e.clientY]);
+  const token = hit ? tokenAt(state.readout, hit.px, hit.py) : null;
+  if (!token) {
+    hideReadout();
+    return;
+  }
+  const pixelFrame = shownFrame(state.readout, hit.img);
+  const frame = state.readout.frameTokens[pixelFrame] ?? 0;
+  const index = node.imgs?.indexOf(hit.img) ?? -1;
+  const clip = index >= 0 ? clipOfPanel(state, index) : state.imageNo;
+  const where = `${state.batch > 1 ? `clip ${clip + 1}, ` : ""}frame ${pixelFrame + 1}, token row ${token.row + 1}, `
+    + `column ${token.col + 1}`;
+  showReadout(state.readout, state.legend, clip, frame, token, [e.clientX, e.clientY], where);
 }
 
 /** The least height the front end gives the node's image preview (0 before it has one): part of computeSize. */
@@ -837,6 +891,12 @@ app.registerExtension({
       });
       chain(nodeType.prototype, "onExecuted", function (output) {
         showLegend(this, output);
+      });
+      chain(nodeType.prototype, "onMouseMove", function (e, pos) {
+        hoverReadout(this, e, pos);
+      });
+      chain(nodeType.prototype, "onMouseLeave", function () {
+        if (this.__conceptAttention?.unit !== "clip") hideReadout();
       });
       chain(nodeType.prototype, "onDrawForeground", function (ctx) {
         syncFromCanvas(this);

@@ -156,6 +156,14 @@ def head_dot_scores(image_x: torch.Tensor, concept_x: torch.Tensor, tokens_first
     return scores
 
 
-def to_map(scores: torch.Tensor, softmax: bool) -> torch.Tensor:
-    """The per-layer map: softmax over concepts at every token (paper Eq. 11), or the raw scores."""
-    return scores.softmax(dim=-1) if softmax else scores
+def to_map(scores: torch.Tensor, softmax: bool, temperature: float = 1.0) -> torch.Tensor:
+    """The per-layer map: softmax over concepts at every token (paper Eq. 11) of scores / temperature, or the raw
+    scores."""
+    return concept_softmax(scores, -1, temperature) if softmax else scores
+
+
+def concept_softmax(scores: torch.Tensor, dim: int, temperature: float = 1.0) -> torch.Tensor:
+    """softmax over the concept axis `dim` of scores / temperature, in fp32 (temperature 1: no division at all,
+    so the paper's maps stay bit for bit what they were)."""
+    scores = scores.float()
+    return (scores if temperature == 1.0 else scores / temperature).softmax(dim=dim)

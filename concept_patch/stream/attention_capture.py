@@ -116,4 +116,4 @@ def layer_map(opts, view: ImageStream, concept_q, concept_v, concept_out) -> tor
         scores = head_dot_scores(view.image_k, concept_q, view.tokens_first, heads=concept_q.shape[1])
     else:
         scores = head_dot_scores(view.image_v, concept_v, view.tokens_first, heads=concept_q.shape[1])
-    return to_map(scores, opts.softmax)
+    return to_map(scores, opts.layer_softmax, opts.softmax_temperature)

@@ -65,4 +65,4 @@ def read_cross_attention(forward, layer: tuple, concept_k: torch.Tensor, view: I
         scores = output_space_scores(view.image_k, concept_k, view.image_out, heads)
     else:
         scores = cross_attention_scores(view.image_k, concept_k, heads)
-    forward.add_layer_scores(to_map(scores, opts.softmax))
+    forward.add_layer_scores(to_map(scores, opts.layer_softmax, opts.softmax_temperature))

@@ -33,7 +33,7 @@ def _check_same_concepts(first, final) -> None:
             f"the two models were patched with different concepts ({', '.join(a.concepts.names)} and "
             f"{', '.join(b.concepts.names)}): patch both experts from one Concept List"
         )
-    for choice in ("space", "softmax"):
+    for choice in ("space", "softmax", "softmax_temperature", "softmax_after_mean"):
         if getattr(a.options, choice) != getattr(b.options, choice):
             raise ConceptAttentionError(
                 f"the two models were patched with different {choice} settings ({getattr(a.options, choice)} and "
@@ -57,7 +57,7 @@ def two_expert_saliency(first, final) -> SaliencyMaps | None:
     maps = sum(m * (n / used) for m, n in parts)
     metadata = {"model_calls": first.model_calls + final.model_calls, "model_calls_used": used,
                 "experts": 2, "expert_model_calls_used": [first.model_calls_used, final.model_calls_used],
-                **final.session.family.side_metadata(final.side_scores)}
+                **final.session.side_metadata(final.side_scores)}
     saliency = final.session.saliency(maps, final.latent_shape, metadata)
     if list(first.session.options.layers) != list(final.session.options.layers):
         saliency.metadata["layers_first_expert"] = list(first.session.options.layers)

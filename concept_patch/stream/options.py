@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from ..checks.errors import ConceptAttentionError
@@ -31,6 +32,9 @@ class SaliencyOptions:
     whose steps contribute maps in generation mode.
     concept_self_attention / concept_cross_attention: paper Table 4 switches; with both off
     each concept attends only to itself (its attention output is its own value vector).
+    softmax_temperature: the softmax over concepts reads scores / temperature (1: the paper's softmax).
+    softmax_after_mean: the softmax comes once, after the mean over layers, steps and noise samples, instead of at
+    every layer (the authors' Flux.2 code: layers 5-7, temperature 1000). Both only matter with softmax on.
     """
 
     layers: tuple[int, ...]
@@ -41,6 +45,8 @@ class SaliencyOptions:
     start_percent: float = 0.0
     end_percent: float = 1.0
     single_layers: tuple[int, ...] = ()
+    softmax_temperature: float = 1.0
+    softmax_after_mean: bool = False
 
     def __post_init__(self):
         if not self.layers and not self.single_layers:
@@ -56,8 +62,27 @@ class SaliencyOptions:
                 f"step range {self.start_percent}-{self.end_percent} is empty or out of bounds; "
                 "use 0 <= start_percent < end_percent <= 1"
             )
+        temperature = self.softmax_temperature
+        if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not (
+                math.isfinite(temperature) and temperature > 0):
+            raise ConceptAttentionError(
+                f"softmax_temperature must be a positive number, got {temperature!r}; 1 is the paper's softmax, "
+                "1000 the authors' Flux.2 setting"
+            )
+        object.__setattr__(self, "softmax_temperature", float(temperature))
+        object.__setattr__(self, "softmax_after_mean", bool(self.softmax_after_mean))
         object.__setattr__(self, "layers", tuple(sorted(set(self.layers))))
         object.__setattr__(self, "single_layers", tuple(sorted(set(self.single_layers))))
+
+    @property
+    def layer_softmax(self) -> bool:
+        """Whether each layer's scores go through the softmax (softmax on, and not deferred past the mean)."""
+        return self.softmax and not self.softmax_after_mean
+
+    @property
+    def mean_softmax(self) -> bool:
+        """Whether the softmax comes once, after the mean over layers, steps and samples (the authors' Flux.2)."""
+        return self.softmax and self.softmax_after_mean
 
     @property
     def last_layer(self) -> int:

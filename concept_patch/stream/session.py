@@ -16,6 +16,7 @@ import torch
 
 from ..checks.errors import ConceptAttentionError
 from ..maps.saliency_maps import SaliencyMaps
+from ..maths.attention import concept_softmax
 from .options import SaliencyOptions
 from .shared_casts import CastSharing
 
@@ -48,7 +49,7 @@ class RunRecord:
     def saliency(self) -> SaliencyMaps | None:
         if self._saliency is None and self.maps is not None:
             metadata = {"model_calls": self.model_calls, "model_calls_used": self.model_calls_used,
-                        **self.session.family.side_metadata(self.side_scores)}
+                        **self.session.side_metadata(self.side_scores)}
             self._saliency = self.session.saliency(self.maps, self.latent_shape, metadata)
         return self._saliency
 
@@ -130,8 +131,11 @@ class ConceptSession:
 
     def saliency(self, maps: torch.Tensor, latent_shape: tuple, metadata: dict,
                  image_size: tuple[int, int] | None = None) -> SaliencyMaps:
-        """The SALIENCY of raw maps [B, r, (T,) h, w] of a latent of this shape: names, picture size, frames and
-        how they were made."""
+        """The SALIENCY of raw maps [B, r, (T,) h, w] of a latent of this shape (averaged over layers, steps and
+        samples): names, picture size, frames and how they were made. With softmax_after_mean, the softmax over
+        the concepts is taken here, once, of the mean."""
+        if self.options.mean_softmax:
+            maps = concept_softmax(maps, 1, self.options.softmax_temperature)
         h, w = latent_shape[-2:]
         frames = self.pixel_frames(latent_shape[2]) if maps.ndim == 5 else 0
         return SaliencyMaps(
@@ -139,6 +143,14 @@ class ConceptSession:
             image_size=image_size or (h * self.downscale, w * self.downscale),
             softmax=self.options.softmax, metadata={**self.metadata, **metadata}, frames=frames,
         )
+
+    def side_metadata(self, side_scores: dict) -> dict:
+        """The family's SALIENCY metadata of the side token groups' averaged scores (name -> [B, n, r]), softmaxed
+        over the concepts first where the softmax comes after the mean."""
+        if self.options.mean_softmax:
+            side_scores = {name: concept_softmax(scores, -1, self.options.softmax_temperature)
+                           for name, scores in side_scores.items()}
+        return self.family.side_metadata(side_scores)
 
     def pixel_frames(self, latent_frames: int) -> int:
         """Frames a video latent with this many frames decodes to, by the family's VAE (ModelFamily.pixel_frames)."""
@@ -187,6 +199,8 @@ def new_session(model, family, concepts, options: SaliencyOptions, stop_early: b
         "space": options.space,
         **({"space_method": method} if (method := family.blocks[0].space_method(options.space)) else {}),
         "softmax": options.softmax,
+        **({"softmax_temperature": options.softmax_temperature} if options.softmax_temperature != 1.0 else {}),
+        **({"softmax_after_mean": True} if options.mean_softmax else {}),
         "concept_self_attention": options.concept_self_attention,
         "concept_cross_attention": options.concept_cross_attention,
         "pooling": concepts.pooling,

@@ -12,7 +12,8 @@ from concept_attention.nodes.saliency_to_mask import SaliencyToMask
 from concept_attention.nodes.types import advanced, extra_options
 from concept_attention_tests.comfy.tiny import tiny_models
 
-ADVANCED = {"concept_self_attention", "concept_cross_attention", "requery_cache_mb", "softmax"}
+ADVANCED = {"concept_self_attention", "concept_cross_attention", "requery_cache_mb", "softmax", "softmax_temperature",
+            "softmax_after_mean"}
 DEPTH = 3  # the tiny Flux.1's double blocks: layers="all" runs the concept stream through each
 
 
