@@ -111,3 +111,12 @@ def test_product_code_never_imports_the_nodes():
 def test_product_modules_stay_small(path):
     lines = len(path.read_text(encoding="utf-8").splitlines())
     assert lines <= MAX_LINES, f"{path.relative_to(REPO)} has {lines} lines; split it by what its parts do"
+
+
+def test_test_modules_have_names_of_their_own():
+    """pytest imports each test module by its file name (rootdir-relative, no packages): two tiers with a
+    test_x.py each stop the whole run at collection."""
+    names = defaultdict(list)
+    for path in (REPO / "tests").rglob("test_*.py"):
+        names[path.name].append(str(path.relative_to(REPO)))
+    assert {name: paths for name, paths in names.items() if len(paths) > 1} == {}
