@@ -10,7 +10,8 @@ from __future__ import annotations
 from concept_attention_tests.browser import example_runs, tiny_graphs
 from concept_attention_tests.browser.browser_session import NODE_BOUNDS_JS, build_graph
 
-ADVANCED = ["concept_self_attention", "concept_cross_attention", "requery_cache_mb", "softmax"]
+ADVANCED = ["concept_self_attention", "concept_cross_attention", "requery_cache_mb", "softmax", "softmax_temperature",
+            "softmax_after_mean"]
 TINY_FLUX_DOUBLE_BLOCKS = 3  # tests/server/fixture_nodes: the tiny Flux.1 (layers "all" reads these)
 
 
@@ -326,7 +327,7 @@ def test_advanced_inputs_are_hidden_until_asked_for(comfy, browser_server):
     assert {name for name, shown in saliency["before"].items() if not shown} == set(ADVANCED)
     assert "Show Advanced" in saliency["menu"]
     assert all(saliency["advanced"].values())
-    assert saliency["grown"] >= 4 * 20  # hidden advanced widgets took no room (no gap in the node)
+    assert saliency["grown"] >= len(ADVANCED) * 20  # hidden advanced widgets took no room (no gap in the node)
     patch = _widgets_shown(comfy, "ConceptAttentionPatchModel")
     assert {name for name, shown in patch["before"].items() if not shown} == set(ADVANCED) - {"requery_cache_mb"}
     assert all(patch["advanced"].values())
