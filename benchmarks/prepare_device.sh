@@ -18,7 +18,7 @@ rm -rf $C/ComfyUI && mkdir -p $C/ComfyUI
 (cd "$COMFYUI_PATH" && tar cf - --exclude=./.git --exclude='./comfy/text_encoders/*_tokenizer' \
   --exclude=./comfy/sd1_tokenizer --exclude=./blueprints --exclude=./tests --exclude=./tests-unit \
   --exclude=./comfy_api_nodes --exclude=./models --exclude=./output --exclude=./input --exclude=./user \
-  --exclude=./custom_nodes --exclude='*.db' --exclude='__pycache__' --exclude=./script_examples .) | tar xf - -C $C/ComfyUI
+  --exclude=./custom_nodes --exclude=./temp --exclude='*.db' --exclude='__pycache__' --exclude=./script_examples .) | tar xf - -C $C/ComfyUI
 
 rm -rf $C/wheels && mkdir -p $C/wheels
 $PY -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
