@@ -25,7 +25,7 @@ import torch
 from ..stream.block_hooks import BlockCall
 from ..stream.options import SINGLE_BLOCK
 from .base import ModelClass, ModelFamily, TextEncoder, TokenGrid
-from .modulation import modulated_layer_norm, split_modulation
+from .modulation import gated_update, modulated_layer_norm, split_modulation
 from .stream_kinds import SharedWeights, TextModules
 
 
@@ -114,7 +114,4 @@ def _heads(x, heads, query, key, value):
 
 def _update(concepts, attention_out, saved, norm, feed_forward):
     """The gated residual updates of a block: attention output (already projected), then the feed-forward."""
-    shift1, scale1, gate1, shift2, scale2, gate2 = saved
-    concepts = torch.addcmul(concepts, gate1, attention_out)
-    mlp_in = modulated_layer_norm(concepts, shift2, scale2, norm.eps)
-    return torch.addcmul(concepts, gate2, feed_forward(mlp_in))
+    return gated_update(concepts, attention_out, saved, norm.eps, feed_forward)

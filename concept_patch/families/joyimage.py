@@ -13,10 +13,8 @@ Token order: [picture ; reference pictures ; text]; the maps cover the picture's
 
 from __future__ import annotations
 
-import torch
-
 from .base import ModelClass, ModelFamily, TextEncoder, TokenGrid
-from .modulation import modulated_layer_norm
+from .modulation import gated_update, modulated_layer_norm
 from .stream_kinds import TextModules
 
 
@@ -45,10 +43,7 @@ class JoyImageBlocks(TextModules):
         return (q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)), mod
 
     def update(self, block, concepts, concept_out, saved):
-        shift1, scale1, gate1, shift2, scale2, gate2 = saved
-        concepts = torch.addcmul(concepts, gate1, block.attn.txt_attn_proj(concept_out))
-        mlp_in = modulated_layer_norm(concepts, shift2, scale2, block.txt_norm2.eps)
-        return torch.addcmul(concepts, gate2, block.txt_mlp(mlp_in))
+        return gated_update(concepts, block.attn.txt_attn_proj(concept_out), saved, block.txt_norm2.eps, block.txt_mlp)
 
 
 class JoyImageFamily(ModelFamily):

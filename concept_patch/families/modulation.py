@@ -44,6 +44,14 @@ def modulated_layer_norm(x: torch.Tensor, shift: torch.Tensor, scale_plus_one: t
     return torch.addcmul(shift, torch.nn.functional.layer_norm(x, width, eps=eps), scale_plus_one)
 
 
+def gated_update(concepts: torch.Tensor, attention_out: torch.Tensor, saved, norm_eps: float, feed_forward):
+    """The gated residual updates of an MMDiT block's text side: the attention output (already projected), then the
+    feed-forward on (1 + scale) · LN + shift; saved is the block's six modulation chunks (shift, scale, gate) x 2."""
+    shift1, scale1, gate1, shift2, scale2, gate2 = saved
+    concepts = torch.addcmul(concepts, gate1, attention_out)
+    return torch.addcmul(concepts, gate2, feed_forward(modulated_layer_norm(concepts, shift2, scale2, norm_eps)))
+
+
 class ModulationFromBlockArguments:
     """Mixin for Flux-style families whose blocks receive their modulations in `vec` (Chroma, Flux.2): the concepts
     take the text stream's share from there, so no per-forward preparation and no diffusion-model wrapper."""

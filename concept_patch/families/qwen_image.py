@@ -17,7 +17,7 @@ from __future__ import annotations
 import torch
 
 from .base import ModelClass, ModelFamily, TextEncoder, TokenGrid
-from .modulation import modulated_layer_norm, split_modulation
+from .modulation import gated_update, modulated_layer_norm, split_modulation
 from .stream_kinds import TextModules
 
 
@@ -44,10 +44,7 @@ class QwenImageBlocks(TextModules):
         return (q, k, v), mod
 
     def update(self, block, concepts, concept_out, saved):
-        shift1, scale1, gate1, shift2, scale2, gate2 = saved
-        concepts = torch.addcmul(concepts, gate1, block.attn.to_add_out(concept_out))
-        mlp_in = modulated_layer_norm(concepts, shift2, scale2, block.txt_norm2.eps)
-        return torch.addcmul(concepts, gate2, block.txt_mlp(mlp_in))
+        return gated_update(concepts, block.attn.to_add_out(concept_out), saved, block.txt_norm2.eps, block.txt_mlp)
 
 
 class QwenImageFamily(ModelFamily):
