@@ -4,13 +4,14 @@ product module grows past 400 lines."""
 from __future__ import annotations
 
 import ast
+import re
 from collections import defaultdict
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-PRODUCT = ("concept_patch", "nodes")
+PRODUCT = ("concept_patch", "nodes", "quality")
 MAX_LINES = 400
 
 
@@ -104,6 +105,18 @@ def test_folders_do_not_import_each_other_in_a_circle():
 def test_product_code_never_imports_the_nodes():
     offenders = [f"{p.relative_to(REPO)}:{line}" for p in (REPO / "concept_patch").rglob("*.py")
                  for line, target, _ in _imported(p) if target[:1] == ("nodes",)]
+    assert offenders == []
+
+
+def test_the_benchmark_stays_outside_the_nodes_and_the_patching():
+    """quality/ measures the pack: nothing the nodes run imports it, and it reads the pack only through
+    concept_patch (never the nodes)."""
+    offenders = [f"{p.relative_to(REPO)}:{line}" for top in ("concept_patch", "nodes") for p in (REPO / top).rglob("*.py")
+                 for line, target, _ in _imported(p) if target[:1] == ("quality",)]
+    offenders += [f"{p.relative_to(REPO)}:{line}" for p in (REPO / "quality").rglob("*.py")
+                  for line, target, _ in _imported(p) if target[:1] == ("nodes",)]
+    text = "\n".join(p.read_text(encoding="utf-8") for p in (REPO / "quality").rglob("*.py"))
+    offenders += [f"quality/ names nodes.{m}" for m in re.findall(r"[\"']nodes\.(\w+)", text)]
     assert offenders == []
 
 
