@@ -75,7 +75,8 @@ class Setting:
 
 
 def evaluate(model, clip, vae, dataset: list[Sample], settings=(Setting(),), background_words=("background",),
-             threshold: str = "mean", upsample_mode: str = "nearest", map_source=None, on_picture=None) -> dict:
+             threshold: str = "mean", upsample_mode: str = "nearest", map_source=None, on_picture=None,
+             cache_budget: int | None = 0) -> dict:
     """The benchmark's metrics per setting, with a record per picture.
 
     model: a ComfyUI ModelPatcher of a supported family; clip: its text encoder (comfy.sd.CLIP); vae: its
@@ -85,12 +86,15 @@ def evaluate(model, clip, vae, dataset: list[Sample], settings=(Setting(),), bac
     threshold / upsample_mode: see segmentation_metrics. map_source(sample, names, setting) -> float [r, h, w]:
     replaces the pack's maps (tests, other methods); model, clip and vae are then unused.
     on_picture(setting index, picture index, record): called after each picture.
+    cache_budget: bytes of recorded image streams kept for re-queries (encode_saliency): settings that differ only
+    in space, softmax, layers within those recorded, or pooling then run the concept stream only. 0: none; None: the
+    device's default budget.
 
     Returns {"background_words", "threshold", "upsample", "results": [{"setting", "label", "single_object",
     "multi_object", "images": [per-picture records]}]}.
     """
     settings = [settings] if isinstance(settings, Setting) else list(settings)
-    source = map_source or PackMaps(model, clip, vae)
+    source = map_source or PackMaps(model, clip, vae, cache_budget)
     results = []
     for s_index, setting in enumerate(settings):
         single = SingleObjectMetrics(threshold, upsample_mode)
@@ -153,8 +157,8 @@ class PackMaps:
     """The pack's maps of a sample for a setting, float [r, h, w] on the token grid (a map_source). Concept sets,
     prompts, latents and options are kept across pictures and settings."""
 
-    def __init__(self, model, clip, vae):
-        self.model, self.clip, self.vae = model, clip, vae
+    def __init__(self, model, clip, vae, cache_budget: int | None = 0):
+        self.model, self.clip, self.vae, self.cache_budget = model, clip, vae, cache_budget
         self._concepts, self._prompts, self._latents, self._options = {}, {}, {}, {}
 
     def concepts(self, names, pooling):
@@ -192,7 +196,7 @@ class PackMaps:
             encode_saliency = pack_module("concept_patch.encode").encode_saliency
             saliency = encode_saliency(self.model, concepts, latent, options, conditioning=conditioning,
                                        noise_level=setting.noise_level, samples=setting.samples, seed=setting.seed,
-                                       image_size=sample.size, family=family)
+                                       image_size=sample.size, family=family, cache_budget=self.cache_budget)
             return saliency.maps[0].float().numpy()
         return self._generated(sample, concepts, options, family, conditioning, latent, setting)
 

@@ -69,6 +69,12 @@ def test_pack_maps_of_a_tiny_chroma_radiance_in_every_space(tmp_path):
     maps = bench.PackMaps(model, clip, None)(dataset[0], [*dataset[0].concepts, "background"], settings[0])
     assert maps.shape == (len(dataset[0].concepts) + 1, GRID, GRID)
     assert np.allclose(maps.sum(axis=0), 1.0, atol=1e-5)
+    # re-queries of the recorded image stream give the same report
+    again = bench.evaluate(model, clip, None, dataset, settings, cache_budget=1 << 28)
+    for ours, theirs in zip(report["results"], again["results"]):
+        for mine, other in zip(ours["images"], theirs["images"]):
+            assert mine["multi_object"] == pytest.approx(other["multi_object"])
+            assert (mine["single_object"] is None) or mine["single_object"] == pytest.approx(other["single_object"])
 
 
 def test_pixel_space_latent_is_what_comfyuis_pixel_space_vae_encodes(tmp_path):
