@@ -223,6 +223,22 @@ class PackMaps:
         return record.saliency.maps[0].float().numpy(), {"drift": drift}
 
 
+def mask_oracle(grid: tuple[int, int]):
+    """A map_source of the best maps a model with this token grid could give: each concept's map is the share of
+    each token's pixels that its mask covers (background words: the background's share). It scores what the grid's
+    resolution allows, the ceiling to read a model's numbers against; grid must divide the picture size."""
+
+    def maps(sample: Sample, names, setting=None):
+        (height, width), (h, w) = sample.size, grid
+        if height % h or width % w:
+            raise ValueError(f"a {h}x{w} grid does not divide the {width}x{height} picture {sample.name}")
+        planes = [sample.masks[n] if n in sample.masks else sample.background for n in names]
+        stack = np.stack(planes).astype(np.float64)
+        return stack.reshape(len(names), h, height // h, w, width // w).mean(axis=(2, 4))
+
+    return maps
+
+
 def settings_grid(spaces=("output",), softmaxes=(True,), layers=("all",), noise_levels=(0.5,), modes=("encode",),
                   **common) -> list[Setting]:
     """Every combination of the listed choices, as Settings (common: the other Setting fields)."""
