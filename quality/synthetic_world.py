@@ -219,12 +219,14 @@ def make_sample(rng: np.random.Generator, size: int = 64, n_objects: int = 1, na
                   masks={word: v for word, v in zip(chosen, visible)}, name=name, objects=layout)
 
 
-def make_dataset(seed: int, count: int, size: int = 64, objects: tuple[int, int] = (1, 3)) -> list[Sample]:
-    """`count` samples; sample i draws from its own generator seeded (seed, i), so a longer dataset of the same seed
-    starts with the same pictures. Each holds between objects[0] and objects[1] objects (inclusive)."""
+def make_dataset(seed: int, count: int, size: int = 64, objects: tuple[int, int] = (1, 3),
+                 first: int = 0) -> list[Sample]:
+    """`count` samples from index `first` on; sample i draws from its own generator seeded (seed, i), so a longer
+    dataset of the same seed starts with the same pictures (and chunks made apart join into the same dataset).
+    Each holds between objects[0] and objects[1] objects (inclusive)."""
     low, high = objects
     samples = []
-    for i in range(count):
+    for i in range(first, first + count):
         rng = np.random.default_rng([seed, i])
         n = int(rng.integers(low, high + 1))
         samples.append(make_sample(rng, size, n, name=f"sample_{i:05d}"))
