@@ -25,6 +25,8 @@ def caption_words() -> list[str]:
     for concepts in itertools.product(synthetic_world.vocabulary(), repeat=3):
         for n in (1, 2, 3):
             words.update(synthetic_world.caption_for(list(concepts[:n])).split())
+    for tone in ("light", "grey", "dark"):
+        words.update(synthetic_world.caption_for(["red circle"], tone).split())
     return sorted(words)
 
 

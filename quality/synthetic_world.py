@@ -11,7 +11,7 @@ ever has an object's colour.
 Folder format (write_dataset / read_dataset), also the format for a real dataset:
 
     NAME.png          the picture (RGB; any mode Pillow reads, converted to RGB)
-    NAME.json         {"caption": "a red circle and a blue square",
+    NAME.json         {"caption": "a red circle and a blue square on a dark background",
                        "concepts": ["red circle", "blue square"],
                        "masks": {"red circle": "NAME.mask.0.png", "blue square": "NAME.mask.1.png"},
                        "ignore": "NAME.ignore.png"}            (optional: pixels left out of every metric)
@@ -63,7 +63,7 @@ class Sample:
     """One picture with its truth.
 
     image:    uint8 [H, W, 3].
-    caption:  the prompt that describes it ("a red circle and a blue square").
+    caption:  the prompt that describes it ("a red circle and a blue square on a dark background").
     concepts: the object words in caption order.
     masks:    concept -> bool [H, W], exactly the visible pixels of that object; masks do not overlap.
     ignore:   bool [H, W] of pixels left out of every metric (real datasets' unlabelled borders), or None.
@@ -103,12 +103,18 @@ class Sample:
         return labels
 
 
-def caption_for(concepts: list[str]) -> str:
-    """'a red circle', 'a red circle and an orange star', 'a red circle, a blue square and a green cross'."""
+def caption_for(concepts: list[str], tone: str = "") -> str:
+    """'a red circle', 'a red circle and an orange star', 'a red circle, a blue square and a green cross'; with a
+    background tone, ' on a dark background' after them (so "background" is a word the captions teach)."""
     named = [f"{'an' if word[0] in 'aeiou' else 'a'} {word}" for word in concepts]
-    if len(named) == 1:
-        return named[0]
-    return ", ".join(named[:-1]) + " and " + named[-1]
+    objects = named[0] if len(named) == 1 else ", ".join(named[:-1]) + " and " + named[-1]
+    return f"{objects} on a {tone} background" if tone else objects
+
+
+def tone_name(tone) -> str:
+    """'light', 'grey' or 'dark': how a caption names a background tone (by its mean channel value)."""
+    mean = sum(tone) / 3
+    return "light" if mean >= 170 else "dark" if mean < 85 else "grey"
 
 
 def shape_mask(shape: str, size: int, cx: float, cy: float, r: float) -> np.ndarray:
@@ -160,8 +166,9 @@ def _polygon(points, xs, ys) -> np.ndarray:
     return inside
 
 
-def make_background(rng: np.random.Generator, size: int) -> tuple[np.ndarray, str]:
-    """(uint8 [size, size, 3] near-grey background, its kind): plain, a gentle gradient, or mild noise."""
+def make_background(rng: np.random.Generator, size: int) -> tuple[np.ndarray, str, str]:
+    """(uint8 [size, size, 3] near-grey background, its kind: plain, a gentle gradient, or mild noise, its tone's
+    name: light, grey or dark)."""
     kind = BACKGROUND_KINDS[int(rng.integers(len(BACKGROUND_KINDS)))]
     tone = np.array(BACKGROUND_TONES[int(rng.integers(len(BACKGROUND_TONES)))], dtype=np.float64)
     if kind == "plain":
@@ -179,7 +186,7 @@ def make_background(rng: np.random.Generator, size: int) -> tuple[np.ndarray, st
     else:
         noise = np.clip(rng.normal(0.0, 6.0, (size, size, 3)), -NOISE_LIMIT, NOISE_LIMIT)
         picture = tone + noise
-    return np.clip(np.rint(picture), 0, 255).astype(np.uint8), kind
+    return np.clip(np.rint(picture), 0, 255).astype(np.uint8), kind, tone_name(tone)
 
 
 def make_sample(rng: np.random.Generator, size: int = 64, n_objects: int = 1, name: str = "") -> Sample:
@@ -188,7 +195,7 @@ def make_sample(rng: np.random.Generator, size: int = 64, n_objects: int = 1, na
         raise ValueError(f"n_objects must be 1, 2 or 3, got {n_objects}")
     if size < 16:
         raise ValueError(f"size must be at least 16 pixels, got {size}")
-    background, _ = make_background(rng, size)
+    background, _, tone = make_background(rng, size)
     words = vocabulary()
     chosen = [words[i] for i in rng.choice(len(words), size=n_objects, replace=False)]
     for _ in range(200):
@@ -215,7 +222,7 @@ def make_sample(rng: np.random.Generator, size: int = 64, n_objects: int = 1, na
     picture = background.copy()
     for o, mask in zip(layout, full):
         picture[mask] = COLOURS[o["colour"]]
-    return Sample(image=picture, caption=caption_for(chosen), concepts=list(chosen),
+    return Sample(image=picture, caption=caption_for(chosen, tone), concepts=list(chosen),
                   masks={word: v for word, v in zip(chosen, visible)}, name=name, objects=layout)
 
 

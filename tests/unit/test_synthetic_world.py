@@ -55,8 +55,12 @@ def test_captions_name_the_objects_in_order(dataset):
         assert all(word in world.vocabulary() for word in sample.concepts)
         positions = [sample.caption.index(word) for word in sample.concepts]
         assert positions == sorted(positions)
-        assert sample.caption == world.caption_for(sample.concepts)
+        tone = world.tone_name(sample.image[sample.background].reshape(-1, 3).mean(axis=0))
+        assert sample.caption == world.caption_for(sample.concepts, tone)
+    assert {s.caption.rsplit(" on a ", 1)[1] for s in dataset} == {"light background", "grey background",
+                                                                     "dark background"}
     assert world.caption_for(["red circle", "orange star"]) == "a red circle and an orange star"
+    assert world.caption_for(["red circle"], "dark") == "a red circle on a dark background"
     assert world.caption_for(["blue star", "green ring", "orange cross"]) == "a blue star, a green ring and an orange cross"
 
 
