@@ -19,7 +19,7 @@ def caption_words() -> list[str]:
     """Every space-separated word the synthetic world's captions can hold (commas stay on their word)."""
     import itertools
 
-    from quality import synthetic_world
+    from . import synthetic_world
 
     words = set()
     for concepts in itertools.product(synthetic_world.vocabulary(), repeat=3):

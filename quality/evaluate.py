@@ -275,6 +275,11 @@ def _load(args):
     import comfy.utils
     import torch
 
+    if args.shapes_model:
+        from .shapes_model import load_shapes_model
+
+        model, clip, _ = load_shapes_model(args.shapes_model)
+        return model, clip, None
     model = comfy.sd.load_diffusion_model(args.unet)
     clip_type = getattr(comfy.sd.CLIPType, args.clip_type.upper())
     clip = comfy.sd.load_clip(ckpt_paths=list(args.clip), clip_type=clip_type)
@@ -294,9 +299,11 @@ def main(argv=None) -> None:
     on_off = {"on": True, "off": False}
     parser = argparse.ArgumentParser(prog="python -m quality.evaluate", description=__doc__.split("\n\n")[0])
     parser.add_argument("--dataset", required=True, help="folder of NAME.png + NAME.json (+ masks), docs/quality.md")
-    parser.add_argument("--unet", required=True, help="the diffusion model file (Load Diffusion Model)")
-    parser.add_argument("--clip", required=True, nargs="+", help="the text encoder file(s) (Load CLIP / DualCLIPLoader)")
-    parser.add_argument("--clip-type", required=True, help="ComfyUI's CLIP type: flux, sd3, chroma, qwen_image, ...")
+    parser.add_argument("--unet", help="the diffusion model file (Load Diffusion Model)")
+    parser.add_argument("--clip", nargs="+", help="the text encoder file(s) (Load CLIP / DualCLIPLoader)")
+    parser.add_argument("--clip-type", help="ComfyUI's CLIP type: flux, sd3, chroma, qwen_image, ...")
+    parser.add_argument("--shapes-model", metavar="PATH", help="instead of --unet/--clip: the shapes model file "
+                        "(quality/shapes_model.py; its text encoder is in the same file)")
     parser.add_argument("--vae", help="the VAE file, or pixel_space; leave out for a pixel-space model")
     parser.add_argument("--space", nargs="+", default=["output"], choices=["output", "cross_attention", "value"])
     parser.add_argument("--softmax", nargs="+", default=["on"], choices=list(on_off))
@@ -315,6 +322,8 @@ def main(argv=None) -> None:
     parser.add_argument("--cpu", action="store_true", help="run on the CPU")
     parser.add_argument("--out", help="write the full report (per-picture records included) here as JSON")
     args = parser.parse_args(argv)
+    if not args.shapes_model and not (args.unet and args.clip and args.clip_type):
+        parser.error("give --unet, --clip and --clip-type (or --shapes-model)")
 
     dataset = read_dataset(args.dataset)[: args.limit]
     settings = settings_grid(args.space, [on_off[v] for v in args.softmax], args.layers, args.noise_level, args.mode,
@@ -326,7 +335,8 @@ def main(argv=None) -> None:
                       on_picture=progress)
     print(file=sys.stderr)
     report["dataset"] = str(args.dataset)
-    report["model"] = {"unet": args.unet, "clip": list(args.clip), "clip_type": args.clip_type, "vae": args.vae}
+    report["model"] = ({"shapes_model": args.shapes_model} if args.shapes_model else
+                       {"unet": args.unet, "clip": list(args.clip), "clip_type": args.clip_type, "vae": args.vae})
     if args.out:
         Path(args.out).write_text(json.dumps(report, indent=1), encoding="utf-8")
     print(summary_table(report))

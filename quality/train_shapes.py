@@ -54,7 +54,7 @@ def parse_args(argv=None):
 
 def main(argv=None) -> None:
     args = parse_args(argv)
-    from quality.comfy_setup import setup_comfyui
+    from .comfy_setup import setup_comfyui
 
     setup_comfyui(cpu=args.device == "cpu")
     import torch
@@ -72,7 +72,7 @@ def main(argv=None) -> None:
             "preset": args.preset, "steps": result["steps"], "seed": args.seed, "train_seed": TRAIN_SEED,
             "seconds": round(result["seconds"], 1), "device": describe(device), "loss": result["loss"],
             "dataset": preset["dataset"], "size": preset["size"], "batch": preset["batch"]}
-    from quality import shapes_model
+    from . import shapes_model
 
     shapes_model.save_shapes_model(stem + ".safetensors", result["model"], result["text_model"], result["config"],
                                    metadata={"training": json.dumps({k: v for k, v in info.items() if k != "loss"}),
@@ -133,7 +133,7 @@ def conditioning(text_model, caption: str) -> list:
     """ComfyUI's CONDITIONING for `caption` (what CLIPTextEncode gives), tokenized from the caption-token table."""
     import torch
 
-    from quality import caption_tokens
+    from . import caption_tokens
 
     with torch.no_grad():
         cond, pooled = text_model.encode_token_weights(caption_tokens.caption_tokens(caption, _table()))[:2]
@@ -144,7 +144,7 @@ _TABLE = {}
 
 
 def _table() -> dict:
-    from quality import caption_tokens
+    from . import caption_tokens
 
     if not _TABLE:
         _TABLE.update(caption_tokens.load_table())
@@ -155,7 +155,7 @@ def train(preset: dict, steps: int, seed: int, device, log_every: int, minutes: 
     import comfy.model_management
     import torch
 
-    from quality import shapes_model
+    from . import shapes_model
 
     torch.manual_seed(seed)
     config = shapes_model.dit_config(**{k: preset[k] for k in ("patch_size", "hidden_size", "num_heads", "depth",
@@ -250,7 +250,7 @@ def training_set(count: int, size: int):
 
 
 def _training_chunk(first: int, count: int, size: int):
-    from quality import synthetic_world
+    from . import synthetic_world
 
     samples = synthetic_world.make_dataset(TRAIN_SEED, count, size=size, first=first)
     import numpy as np
@@ -270,7 +270,7 @@ def sample_sheet(path: str, model, text_model, size: int, per_row: int = 8, rows
     """Pictures the model generates from held-out captions (ComfyUI's sampler), each captioned, as one PNG."""
     from PIL import Image, ImageDraw
 
-    from quality import synthetic_world
+    from . import synthetic_world
 
     held_out = synthetic_world.make_dataset(SAMPLE_SEED, per_row * rows, size=size)
     cell = 128
