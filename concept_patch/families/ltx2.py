@@ -1,0 +1,113 @@
+"""LTX-2 / LTX-2.3 (text/image to video with audio): comfy's LTXAVModel, a cross-attention model.
+
+Blocks: BasicAVTransformerBlock, reached through the dit hook ("double_block", i) with args img = (video tokens,
+audio tokens), v_context / a_context (the video's and the audio's embedded text), v_prompt_timestep (LTX-2.3's
+text modulation) and the rest. Each block runs, in this order, the video's self-attention (attn1), the video's
+cross-attention over its text (attn2), then the audio's self- and text attention, the audio-to-video and
+video-to-audio attention, then both FFNs. The text never attends to the video and is never updated, so there is no
+concept stream through the blocks (families/stream_kinds.CrossAttention): each selected layer's map compares the
+concepts' keys with the video's queries of attn2, or (output space) with that call's outputs. Only the video's text
+call is read: the audio's tokens, its text and the audio<->video attention are not in the maps. Spatio-temporal
+guidance (STG) skips a block's video self-attention call (its output is its values), so the text call is then the
+block's first.
+Concept tokens: the concept's own tokens in the conditioning of LTX-2's Gemma 3 encoder (LTXAVTEModel: every Gemma
+layer, normalised and projected; LTX-2.3: the video projection's part), embedded as the model embeds its text:
+(LTX-2.3: caption_projection,) the video embeddings connector (two self-attention blocks with 1-D RoPE and learnable
+registers after the text; a concept is a text of one token, so it attends to itself and the registers, never to
+the other concepts), (LTX-2: caption_projection); then, per layer, attn2's to_k and k_norm (RMSNorm over the full
+width). LTX-2.3's blocks modulate their text first (cross-attention AdaLN: text · (1 + scale) + shift from
+prompt_scale_shift_table and the prompt timestep), and so the concepts' keys.
+Time: 1x1x1 patches of the 128-channel latent (32 px, 8 frames), one token frame per latent frame; the causal VAE
+decodes T latent frames to 8(T-1)+1 pictures. ComfyUI samples the packed [video, audio] latent (latent_shapes); the
+maps are the video's. A call with keyframe guide tokens in the video sequence (LTXVAddGuide) is refused.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ..checks.errors import ConceptAttentionError
+from .base import ModelClass, ModelFamily, TextEncoder, TokenGrid
+from .stream_kinds import CrossAttention
+
+
+def _video(block_args) -> torch.Tensor:
+    img = block_args["img"]
+    return img[0] if isinstance(img, (tuple, list)) else img
+
+
+class LTX2Blocks(CrossAttention):
+    """BasicAVTransformerBlock: the video's text call (attn2) is the block's second attention call, after the video's
+    self-attention, or its first where STG skips that."""
+
+    def text_call(self, block, block_args) -> int:
+        options = block_args.get("transformer_options") or {}
+        if not options.get("run_vx", True):
+            return -1  # a call without the video: no text call of the video to read (the forward's maps are dropped)
+        return 0 if options.get("stg_skip_self_attn", False) else 1
+
+    def concept_keys(self, block, concepts, block_args, forward):
+        attention = block.attn2
+        if block.cross_attention_adaln:
+            # LTX-2.3: apply_cross_attention_adaln's modulation of the text, from the conditional rows' prompt timestep.
+            prompt = forward.rows(block_args["v_prompt_timestep"])
+            table = block.prompt_scale_shift_table[None, None].to(device=concepts.device, dtype=concepts.dtype)
+            shift, scale = (table + prompt.reshape(prompt.shape[0], prompt.shape[1], 2, -1).to(concepts.dtype)).unbind(2)
+            concepts = concepts * (1 + scale) + shift
+        return attention.k_norm(attention.to_k(concepts))
+
+    def heads(self, block) -> int:
+        return block.attn2.heads
+
+    def image_tokens(self, block_args, forward):
+        tokens = _video(block_args).shape[1]
+        if tokens != forward.num_image_tokens:
+            raise ConceptAttentionError(
+                f"this LTX-2 call has {tokens} video tokens for a {forward.num_image_tokens}-token latent (keyframe "
+                "guide tokens in its sequence, from LTXVAddGuide); ConceptAttention does not read such calls yet: crop "
+                "the guides (LTXVCropGuides) before the sampler whose maps you want, or use in-place image conditioning"
+            )
+        return slice(0, tokens)
+
+
+class LTX2Family(ModelFamily):
+    name = "LTX-2"
+    variants = ("LTX-2 19B (text/image to video with audio)", "LTX-2.3 22B", "their distilled models")
+    model = ModelClass("comfy.ldm.lightricks.av_model", "LTXAVModel", exact=True)
+    encoders = (TextEncoder("gemma3_12b", "Gemma 3 12B", "LTXAVTextEncoderLoader, or CLIPLoader `ltxv`",
+                            note="all Gemma layers through the encoder's text projection; LTX-2.3: its video part"),)
+    blocks = (LTX2Blocks("transformer_blocks"),)
+    grid = TokenGrid("patchifier.patch_size", time_patch="patchifier.patch_size")
+    position = ("none in the blocks: keys of each layer's video text cross-attention; in the embeddings connector a "
+                "concept is a one-token text (RoPE position 0) before the learnable registers")
+    modulation = ("none on LTX-2; LTX-2.3: each block's cross-attention AdaLN of the text (shift and scale from the "
+                  "prompt timestep), as its text gets. Maps are `[batch, concepts, frames, h, w]` over the video; the "
+                  "audio and the audio-video attention are not in them")
+    video = True
+    runs_on_comfyui_0_3 = False
+    test_ids = ("ltx2",)
+
+    def context_dim(self, diffusion_model) -> int:
+        # LTX-2's encoder gives caption_channels-wide states (one projection, shared by video and audio); LTX-2.3's
+        # its video and audio projections side by side.
+        if diffusion_model.caption_proj_before_connector:
+            return diffusion_model.cross_attention_dim + diffusion_model.audio_cross_attention_dim
+        return diffusion_model.caption_channels
+
+    def initial_concepts(self, diffusion_model, embeddings):
+        dm = diffusion_model
+        video = embeddings
+        if video.shape[-1] == dm.cross_attention_dim + dm.audio_cross_attention_dim:
+            video = video[..., :dm.cross_attention_dim]  # preprocess_text_embeds: the video's part
+        if dm.caption_proj_before_connector:
+            video = dm.caption_projection(video)
+        # Each concept a text of one token (a batch of r texts): the connector appends its registers to each.
+        video = dm.video_embeddings_connector(video.unsqueeze(1))[0][:, 0]
+        if not dm.caption_proj_before_connector:
+            video = dm.caption_projection(video)  # _prepare_context
+        return video
+
+    def cacheable_block_args(self, block_args):
+        # A re-query needs only the text modulation's timestep (LTX-2.3) to make the concepts' keys again.
+        prompt = block_args.get("v_prompt_timestep")
+        return {} if prompt is None else {"v_prompt_timestep": prompt}

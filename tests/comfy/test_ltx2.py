@@ -1,0 +1,272 @@
+"""LTX-2 / LTX-2.3 (audio-video, cross-attention): the video and the audio do not change with the patch, both spaces
+(the paper's cross-attention baseline and the output-space extension) equal the independent fp64 reference
+(references/reference_ltx2.py) in encode and generation mode, plausible mistakes are caught (audio tokens or the
+audio's text in the video maps, a missing key norm), spatio-temporal guidance's skipped self-attention call is
+followed, a re-query equals a full run, `value` space is refused by name, and LTX-Video is refused by name.
+
+Models are ComfyUI's own classes at tiny sizes (tiny_ltx2.py); concepts come from ComfyUI's LTX-2 Gemma 3 text
+encoder at a tiny size.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+
+import pytest
+import torch
+
+from concept_attention.concept_patch.checks.errors import ConceptAttentionError, UnsupportedModelError
+from concept_attention.concept_patch.encode import encode_saliency
+from concept_attention.concept_patch.families.registry import detect_family
+from concept_attention.concept_patch.generation import family_and_options, install_concept_attention
+from concept_attention.concept_patch.stream.options import SaliencyOptions
+from concept_attention_tests.comfy.module_caches import cleared_after_module
+from concept_attention_tests.comfy.references import reference_ltx2 as ref
+from concept_attention_tests.comfy.tiny import tiny_ltx2
+
+DTYPES = [torch.float32, torch.bfloat16, torch.float16]
+CONCEPTS = ["dog", "green grass", "sky"]
+PROMPT = "a dog running on green grass under the sky"
+RTOL, ATOL = 1e-5, 3e-6
+GRID = (3, 5, 6)  # an odd latent frame count and an odd latent height
+
+
+@functools.cache
+def _clip(variant):
+    return tiny_ltx2.ltx2_clip(variant)
+
+
+@functools.cache
+def _concepts(variant):
+    from concept_attention.concept_patch.text.encoding import encode_concepts
+
+    return encode_concepts(_clip(variant), CONCEPTS)
+
+
+@functools.cache
+def _reference_model(variant):
+    return tiny_ltx2.ltx2_model(variant, seed=41)
+
+
+_module_scope = cleared_after_module(_clip, _concepts, _reference_model, one_thread=True)
+
+
+def _conditioning(variant, text):
+    clip = _clip(variant)
+    return clip.encode_from_tokens_scheduled(clip.tokenize(text))
+
+
+def _sample(model, variant, latent, steps=2, cfg=3.0, seed=3):
+    import comfy.sample
+
+    noise = comfy.sample.prepare_noise(latent, seed)
+    return comfy.sample.sample(model, noise, steps, cfg, "euler", "simple", _conditioning(variant, PROMPT),
+                               _conditioning(variant, ""), latent, seed=seed, disable_pbar=True)
+
+
+@contextlib.contextmanager
+def _block_inputs(dm, layers):
+    """Per model call, what each selected block's video and audio text attention got ({layer: LayerInput}), and
+    which rows were the conditional ones."""
+    calls = []
+
+    def block_hook(layer):
+        def hook(module, args, kwargs):
+            options = kwargs.get("transformer_options") or {}
+            if layer == layers[0]:
+                calls.append({"cond_or_uncond": list(options.get("cond_or_uncond", [0])), "layers": {}, "seen": {}})
+            prompt = kwargs.get("v_prompt_timestep")
+            calls[-1]["seen"][layer] = {"prompt": None if prompt is None else prompt.detach().clone()}
+        return hook
+
+    def attention_hook(layer, name):
+        def hook(module, args, kwargs):
+            seen = calls[-1]["seen"][layer]
+            seen[name] = (args[0].detach().clone(), kwargs["context"].detach().clone())
+            if "video" in seen and "audio" in seen:
+                calls[-1]["layers"][layer] = ref.LayerInput(*seen["video"], seen["prompt"], *seen["audio"])
+        return hook
+
+    handles = []
+    for i in layers:
+        block = dm.transformer_blocks[i]
+        handles.append(block.register_forward_pre_hook(block_hook(i), with_kwargs=True))
+        handles.append(block.attn2.register_forward_pre_hook(attention_hook(i, "video"), with_kwargs=True))
+        handles.append(block.audio_attn2.register_forward_pre_hook(attention_hook(i, "audio"), with_kwargs=True))
+    try:
+        yield calls
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+def _assert_close(product, expected, what):
+    atol = ATOL * max(1.0, float(expected.abs().max()))
+    diff = (product.double() - expected).abs()
+    assert tuple(product.shape) == tuple(expected.shape)
+    assert (diff <= atol + RTOL * expected.abs()).all(), f"{what}: max |product - reference| = {diff.max():.3e}"
+
+
+# ---------------------------------------------------------------------------------------------
+# the video and the audio do not change
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("variant", tiny_ltx2.VARIANTS)
+def test_video_and_audio_bit_identical(variant, dtype):
+    """Batch 2, cfg > 1 (cond and uncond rows in one call), an odd latent frame count and height, both spaces."""
+    model = tiny_ltx2.ltx2_model(variant, dtype=dtype)
+    latent = tiny_ltx2.av_latent(batch=2, frames=GRID[0], height=GRID[1], width=GRID[2])
+    plain = _sample(model, variant, latent).unbind()
+    assert all(torch.isfinite(t).all() for t in plain)
+    for space in ref.SPACES:
+        patched, session = install_concept_attention(model, _concepts(variant),
+                                                     SaliencyOptions(layers=(0, 2), space=space))
+        out = _sample(patched, variant, latent).unbind()
+        assert torch.equal(plain[0], out[0]) and torch.equal(plain[1], out[1]), space
+        saliency = session.records[-1].saliency
+        assert saliency.maps.shape == (2, 3, *GRID)
+        assert torch.isfinite(saliency.maps).all()
+        assert saliency.frames == 17  # the causal VAE: 8 (T - 1) + 1
+        assert saliency.metadata["model_family"] == "LTX-2"
+
+
+# ---------------------------------------------------------------------------------------------
+# maps == the independent reference
+# ---------------------------------------------------------------------------------------------
+
+
+def _encode(model, variant, latent, layers=(0, 2), concepts=None, budget=0, **option_kw):
+    dm = model.model.diffusion_model
+    with _block_inputs(dm, layers) as calls:
+        saliency = encode_saliency(model, concepts or _concepts(variant), latent,
+                                   SaliencyOptions(layers=layers, **option_kw),
+                                   conditioning=_conditioning(variant, PROMPT), cache_budget=budget)
+    return saliency, calls
+
+
+def _latent(batch=2, seed=11):
+    return tiny_ltx2.av_latent(batch=batch, frames=GRID[0], height=GRID[1], width=GRID[2], seed=seed)
+
+
+@pytest.mark.parametrize("softmax", [True, False], ids=["softmax", "raw"])
+@pytest.mark.parametrize("space", ref.SPACES)
+@pytest.mark.parametrize("variant", tiny_ltx2.VARIANTS)
+def test_encode_maps_match_reference(variant, space, softmax):
+    model = _reference_model(variant)
+    saliency, calls = _encode(model, variant, _latent(), space=space, softmax=softmax)
+    assert len(calls) == 1
+    assert saliency.maps.shape == (2, 3, *GRID)
+    assert saliency.metadata["mode"] == "encode" and saliency.metadata["space"] == space
+    assert saliency.metadata["space_method"].startswith(
+        "the paper's cross-attention baseline" if space == "cross_attention" else "an extension beyond the paper")
+    expected = ref.ltx2_reference(model.model.diffusion_model, calls[0]["layers"], _concepts(variant).embeddings,
+                                  GRID, space, softmax).maps
+    _assert_close(saliency.maps, expected, f"LTX-{variant} {space}")
+    if softmax:  # maps that differ from token to token: the comparison is not one of uniform maps
+        assert float(saliency.maps.std(dim=(2, 3, 4)).min()) > 5e-3
+
+
+def _generation(model, variant, layers, space, **model_options):
+    patched, session = install_concept_attention(model, _concepts(variant), SaliencyOptions(layers=layers, space=space))
+    if model_options:  # a copy: the clone shares its transformer_options dict with the cached model
+        patched.model_options["transformer_options"] = {**patched.model_options.get("transformer_options", {}),
+                                                        **model_options}
+    latent = tiny_ltx2.av_latent(batch=2, frames=GRID[0], height=GRID[1], width=GRID[2])
+    with _block_inputs(model.model.diffusion_model, layers) as calls:
+        _sample(patched, variant, latent, steps=3, cfg=2.5)
+    assert len(calls) == 3
+    expected = []
+    for call in calls:
+        chunks = call["cond_or_uncond"]
+        assert len(chunks) == 2  # cond and uncond in one call
+        start = chunks.index(0) * 2
+        expected.append(ref.ltx2_reference(model.model.diffusion_model, call["layers"], _concepts(variant).embeddings,
+                                           GRID, space, rows=slice(start, start + 2)).maps)
+    return session.records[-1].saliency, sum(expected) / len(expected)
+
+
+@pytest.mark.parametrize("space", ref.SPACES)
+@pytest.mark.parametrize("variant", tiny_ltx2.VARIANTS)
+def test_generation_maps_match_reference(variant, space):
+    """Maps of a sampling run (cfg 2.5: cond and uncond rows share each call; LTX-2.3's text modulation follows the
+    timestep) are the mean over its model calls of the reference's maps of the conditional rows."""
+    saliency, expected = _generation(_reference_model(variant), variant, (1, 2), space)
+    _assert_close(saliency.maps, expected, f"LTX-{variant} generation")
+
+
+def test_spatio_temporal_guidance_skipped_self_attention_is_followed():
+    """STG makes a block's video self-attention a pass-through without an attention call: that block's text call is
+    then its first, and the maps still equal the reference's."""
+    model = _reference_model("2.3")
+    saliency, expected = _generation(model, "2.3", (1, 2), "output", stg_self_attn_blocks=(1,))
+    _assert_close(saliency.maps, expected, "STG")
+
+
+@pytest.mark.parametrize(("variant", "space", "deviation"), [
+    ("2", "cross_attention", "no_key_norm"), ("2.3", "output", "no_key_norm"), ("2", "output", "audio_tokens"),
+    ("2.3", "output", "audio_tokens"), ("2", "cross_attention", "audio_text"), ("2.3", "output", "audio_text"),
+])
+def test_comparison_catches_plausible_mistakes(variant, space, deviation):
+    """Concept keys without the layer's key norm, the audio's tokens pooled with the video's, or the concepts embedded
+    as the audio's text: each moves the maps well outside the tolerance."""
+    model = _reference_model(variant)
+    saliency, calls = _encode(model, variant, _latent(), space=space)
+    wrong = ref.ltx2_reference(model.model.diffusion_model, calls[0]["layers"], _concepts(variant).embeddings, GRID,
+                               space, deviation=deviation).maps
+    assert (saliency.maps.double() - wrong).abs().max() > 30 * ATOL
+
+
+# ---------------------------------------------------------------------------------------------
+# re-query, refusals, detection
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("space", ref.SPACES)
+def test_requery_equals_a_full_run(space):
+    """An encode that records the video's queries and outputs, then other concepts over the recording: the maps of a
+    full run of those concepts (LTX-2.3's text modulation included), and no model call."""
+    from concept_attention.concept_patch.text.encoding import encode_concepts
+
+    model = _reference_model("2.3")
+    latent = _latent(batch=1, seed=len(space))  # a latent of its own per space: no recording of another test
+    others = encode_concepts(_clip("2.3"), ["sky", "dog"])
+    first, _ = _encode(model, "2.3", latent, layers=(1, 2), budget=2**26, space=space)
+    assert first.metadata["requery"] is False
+    again, calls = _encode(model, "2.3", latent, layers=(1, 2), concepts=others, budget=2**26, space=space)
+    assert again.metadata["requery"] is True and not calls
+    full, _ = _encode(model, "2.3", latent, layers=(1, 2), concepts=others, budget=0, space=space)
+    assert full.metadata["requery"] is False
+    torch.testing.assert_close(again.maps, full.maps, rtol=1e-6, atol=1e-7)
+
+
+def test_value_space_and_table4_switches_are_refused_by_name():
+    model = _reference_model("2")
+    with pytest.raises(ConceptAttentionError, match="'value' space has no meaning for cross-attention blocks"):
+        install_concept_attention(model, _concepts("2"), SaliencyOptions(layers=(0,), space="value"))
+    with pytest.raises(ConceptAttentionError, match="'value' space"):
+        family_and_options(model, "last 2", space="value")
+    with pytest.raises(ConceptAttentionError, match="Table 4"):
+        install_concept_attention(model, _concepts("2"), SaliencyOptions(layers=(0,), concept_self_attention=False))
+
+
+def test_detection_claims_ltx2_and_refuses_ltx_video_by_name():
+    assert detect_family(_reference_model("2.3").model.diffusion_model).name == "LTX-2"
+    video = tiny_ltx2.ltxv_model().model.diffusion_model
+    with pytest.raises(UnsupportedModelError, match="LTXVModel, LTX-Video.*T5.*Supported: Flux.1.*LTX-2"):
+        detect_family(video)
+
+
+def test_concepts_of_another_encoder_or_projection_are_refused():
+    """Concepts of another encoder (UMT5) are refused by text space, and LTX-2's single projection's concepts on an
+    LTX-2.3 model by width."""
+    from concept_attention.concept_patch.text.encoding import encode_concepts
+    from concept_attention_tests.comfy.tiny import tiny_wan
+
+    umt5 = encode_concepts(tiny_wan.wan_clip(), ["dog"])
+    with pytest.raises(ConceptAttentionError, match="reads gemma3_12b states"):
+        install_concept_attention(_reference_model("2"), umt5, SaliencyOptions(layers=(0,)))
+    with pytest.raises(ConceptAttentionError, match="48-wide states.*reads 128-wide text states"):
+        install_concept_attention(_reference_model("2.3"), _concepts("2"), SaliencyOptions(layers=(0,)))
