@@ -270,3 +270,72 @@ def test_concepts_of_another_encoder_or_projection_are_refused():
         install_concept_attention(_reference_model("2"), umt5, SaliencyOptions(layers=(0,)))
     with pytest.raises(ConceptAttentionError, match="48-wide states.*reads 128-wide text states"):
         install_concept_attention(_reference_model("2.3"), _concepts("2"), SaliencyOptions(layers=(0,)))
+
+
+@pytest.mark.parametrize("variant", tiny_ltx2.VARIANTS)
+def test_concept_vectors_are_the_encoders_rows_of_the_concepts_own_tokens(variant):
+    """LTX-2's encoder pads the text on the left to 1024 tokens, cuts the padding off its output and normalises its
+    states over the whole text, so a token weight moves every row: the concept's rows are found as the output's rows
+    after the start token (the tokenizer's own pieces say how many), pooled as the mean."""
+    clip = _clip(variant)
+    tokenizer = clip.tokenizer.gemma3_12b
+    for name, vector in zip(CONCEPTS, _concepts(variant).embeddings):
+        pieces = tokenizer.tokenizer(name)["input_ids"]
+        assert pieces[0] == 2  # the start token, added to any text
+        cond = clip.encode_from_tokens(clip.tokenize(name))
+        assert cond.shape[1] == len(pieces)
+        torch.testing.assert_close(vector, cond[0, 1:].float().mean(dim=0), rtol=0, atol=0)
+
+
+# ---------------------------------------------------------------------------------------------
+# the nodes on LTX-2
+# ---------------------------------------------------------------------------------------------
+
+
+def test_nodes_generation_encode_and_masks_on_an_av_latent():
+    """Concept List -> Concept Attention (Generation) -> stock KSampler on the stock LTX-2 AV latent (Empty LTXV Latent
+    Video + an audio latent, joined by LTXVConcatAVLatent) -> Concept Saliency from Sampling -> Saliency to Mask: the
+    video and the audio are the unpatched model's, the maps are the video's per latent frame and the masks one per
+    decoded frame (8 (T - 1) + 1); Concept Saliency encodes the sampled AV LATENT to maps of the same grid."""
+    from comfy_extras.nodes_lt import EmptyLTXVLatentVideo, LTXVConcatAVLatent
+
+    import nodes
+    from concept_attention.nodes.concept_list import ConceptList
+    from concept_attention.nodes.concept_saliency import ConceptSaliency
+    from concept_attention.nodes.generation import ConceptAttentionPatch, SamplingSaliency
+    from concept_attention.nodes.saliency_to_mask import SaliencyToMask
+
+    model = tiny_ltx2.ltx2_model("2.3", depth=2, seed=3)
+    clip = _clip("2.3")
+    video = EmptyLTXVLatentVideo.execute(width=192, height=160, length=17).result[0]
+    audio = {"samples": torch.zeros(1, tiny_ltx2.AUDIO_CHANNELS, 5, tiny_ltx2.AUDIO_BINS), "type": "audio"}
+    latent = LTXVConcatAVLatent.execute(video_latent=video, audio_latent=audio).result[0]
+    concepts = ConceptList.execute(clip=clip, concepts="dog, grass, sky", pooling="mean").result[0]
+    positive = nodes.CLIPTextEncode().encode(clip, PROMPT)[0]
+    negative = nodes.CLIPTextEncode().encode(clip, "")[0]
+    patched = ConceptAttentionPatch.execute(model=model, concepts=concepts, layers="all", start_percent=0.0,
+                                            end_percent=1.0, space="output", softmax=True).result[0]
+
+    def generate(m):
+        return nodes.common_ksampler(m, 7, 2, 3.0, "euler", "simple", positive, negative, latent)[0]
+
+    sampled = generate(patched)
+    for a, b in zip(sampled["samples"].unbind(), generate(model)["samples"].unbind()):
+        assert torch.equal(a, b), "the patch must not change the video or the audio"
+    saliency = SamplingSaliency.execute(model=patched, latent=sampled).result[0]
+    assert tuple(saliency.maps.shape) == (1, 3, 3, 5, 6)
+    assert saliency.frames == 17 and saliency.image_size == (160, 192)
+
+    def mask(s, name="dog", method="relative_mean"):
+        return SaliencyToMask.execute(saliency=s, concepts=name, method=method, threshold=0.5, grow=0, feather=0.0,
+                                      invert=False).result[0]
+
+    assert tuple(mask(saliency).shape) == (17, 160, 192)
+    argmax = [mask(saliency, name, "argmax") for name in ("dog", "grass", "sky")]
+    assert torch.equal(sum(argmax), torch.ones(17, 160, 192)), "argmax masks partition every frame"
+
+    encoded = ConceptSaliency.execute(model=model, concepts=concepts, layers="all", noise_level=0.5, samples=1, seed=0,
+                                      space="cross_attention", softmax=True, latent=sampled,
+                                      conditioning=positive).result[0]
+    assert tuple(encoded.maps.shape) == (1, 3, 3, 5, 6) and torch.isfinite(encoded.maps).all()
+    assert encoded.metadata["space"] == "cross_attention"
