@@ -1,4 +1,5 @@
-"""LTX-2 / LTX-2.3 (text/image to video with audio): comfy's LTXAVModel, a cross-attention model.
+"""LTX-2 / LTX-2.3 (text/image to video with audio, comfy's LTXAVModel) and LTX-Video (comfy's LTXVModel):
+cross-attention models.
 
 Blocks: BasicAVTransformerBlock, reached through the dit hook ("double_block", i) with args img = (video tokens,
 audio tokens), v_context / a_context (the video's and the audio's embedded text), v_prompt_timestep (LTX-2.3's
@@ -20,6 +21,9 @@ prompt_scale_shift_table and the prompt timestep), and so the concepts' keys.
 Time: 1x1x1 patches of the 128-channel latent (32 px, 8 frames), one token frame per latent frame; the causal VAE
 decodes T latent frames to 8(T-1)+1 pictures. ComfyUI samples the packed [video, audio] latent (latent_shapes); the
 maps are the video's. A call with keyframe guide tokens in the video sequence (LTXVAddGuide) is refused.
+LTX-Video (0.9.x, video only) has the video half of these blocks (BasicTransformerBlock: attn1, then attn2 over the
+text, through the dit hook with img = the video tokens and prompt_timestep) and T5-XXL text through caption_projection
+alone (PixArt's Linear, GELU-tanh, Linear; no connector); the same reading serves it.
 """
 
 from __future__ import annotations
@@ -40,6 +44,9 @@ class LTX2Blocks(CrossAttention):
     """BasicAVTransformerBlock: the video's text call (attn2) is the block's second attention call, after the video's
     self-attention, or its first where STG skips that."""
 
+    #: The dit hook argument holding the prompt timestep of the cross-attention AdaLN.
+    prompt_timestep = "v_prompt_timestep"
+
     def text_call(self, block, block_args) -> int:
         options = block_args.get("transformer_options") or {}
         if not options.get("run_vx", True):
@@ -50,7 +57,7 @@ class LTX2Blocks(CrossAttention):
         attention = block.attn2
         if block.cross_attention_adaln:
             # LTX-2.3: apply_cross_attention_adaln's modulation of the text, from the conditional rows' prompt timestep.
-            prompt = forward.rows(block_args["v_prompt_timestep"])
+            prompt = forward.rows(block_args[self.prompt_timestep])
             table = block.prompt_scale_shift_table[None, None].to(device=concepts.device, dtype=concepts.dtype)
             shift, scale = (table + prompt.reshape(prompt.shape[0], prompt.shape[1], 2, -1).to(concepts.dtype)).unbind(2)
             concepts = concepts * (1 + scale) + shift
@@ -68,6 +75,12 @@ class LTX2Blocks(CrossAttention):
                 "the guides (LTXVCropGuides) before the sampler whose maps you want, or use in-place image conditioning"
             )
         return slice(0, tokens)
+
+
+class LTXVideoBlocks(LTX2Blocks):
+    """LTX-Video's BasicTransformerBlock: the video half of LTX-2's, its prompt timestep named as such."""
+
+    prompt_timestep = "prompt_timestep"
 
 
 class LTX2Family(ModelFamily):
@@ -109,5 +122,28 @@ class LTX2Family(ModelFamily):
 
     def cacheable_block_args(self, block_args):
         # A re-query needs only the text modulation's timestep (LTX-2.3) to make the concepts' keys again.
-        prompt = block_args.get("v_prompt_timestep")
-        return {} if prompt is None else {"v_prompt_timestep": prompt}
+        name = self.blocks[0].prompt_timestep
+        prompt = block_args.get(name)
+        return {} if prompt is None else {name: prompt}
+
+
+class LTXVideoFamily(LTX2Family):
+    name = "LTX-Video"
+    variants = ("LTX-Video 0.9.x 2B/13B (text/image to video)",)
+    model = ModelClass("comfy.ldm.lightricks.model", "LTXVModel", exact=True)
+    encoders = (TextEncoder("t5xxl", "T5-XXL", "CLIPLoader `ltxv`"),)
+    blocks = (LTXVideoBlocks("transformer_blocks"),)
+    position = "none: keys of each layer's text cross-attention (LTX-Video's text has no positions)"
+    modulation = ("none (LTX-Video's text is embedded once by `caption_projection`; a model with cross-attention AdaLN "
+                  "modulates the concepts as its text)")
+    # Not tried on ComfyUI 0.3.x yet: its tests are left out of the compatibility run.
+    runs_on_comfyui_0_3 = False
+    test_ids = ("ltxv",)
+
+    def context_dim(self, diffusion_model) -> int:
+        return diffusion_model.caption_channels
+
+    def initial_concepts(self, diffusion_model, embeddings):
+        if diffusion_model.caption_proj_before_connector:
+            return embeddings  # no projection in the model's _prepare_context
+        return diffusion_model.caption_projection(embeddings)

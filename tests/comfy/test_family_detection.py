@@ -43,6 +43,7 @@ TINY = {
     "Wan 2.1/2.2": lambda: tiny_wan.wan_model("i2v", depth=1),
     "Wan VACE": lambda: tiny_wan.vace_model(depth=1),
     "LTX-2": lambda: tiny_ltx2.ltx2_model("2.3", depth=1),
+    "LTX-Video": lambda: tiny_ltx2.ltxv_model(depth=1),
 }
 
 _clear = cleared_after_module()

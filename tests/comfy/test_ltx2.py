@@ -1,11 +1,11 @@
-"""LTX-2 / LTX-2.3 (audio-video, cross-attention): the video and the audio do not change with the patch, both spaces
-(the paper's cross-attention baseline and the output-space extension) equal the independent fp64 reference
-(references/reference_ltx2.py) in encode and generation mode, plausible mistakes are caught (audio tokens or the
-audio's text in the video maps, a missing key norm), spatio-temporal guidance's skipped self-attention call is
-followed, a re-query equals a full run, `value` space is refused by name, and LTX-Video is refused by name.
+"""LTX-2 / LTX-2.3 (audio-video, cross-attention) and LTX-Video 0.9.x: the video and the audio do not change with the
+patch, both spaces (the paper's cross-attention baseline and the output-space extension) equal the independent fp64
+reference (references/reference_ltx2.py) in encode and generation mode, plausible mistakes are caught (audio tokens or
+the audio's text in the video maps, a missing key norm), spatio-temporal guidance's skipped self-attention call is
+followed, a re-query equals a full run, and `value` space is refused by name.
 
 Models are ComfyUI's own classes at tiny sizes (tiny_ltx2.py); concepts come from ComfyUI's LTX-2 Gemma 3 text
-encoder at a tiny size.
+encoder (LTX-Video: its T5-XXL encoder) at a tiny size.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import functools
 import pytest
 import torch
 
-from concept_attention.concept_patch.checks.errors import ConceptAttentionError, UnsupportedModelError
+from concept_attention.concept_patch.checks.errors import ConceptAttentionError
 from concept_attention.concept_patch.encode import encode_saliency
 from concept_attention.concept_patch.families.registry import detect_family
 from concept_attention.concept_patch.generation import family_and_options, install_concept_attention
@@ -34,7 +34,7 @@ GRID = (3, 5, 6)  # an odd latent frame count and an odd latent height
 
 @functools.cache
 def _clip(variant):
-    return tiny_ltx2.ltx2_clip(variant)
+    return tiny_ltx2.ltxv_clip() if variant == "ltxv" else tiny_ltx2.ltx2_clip(variant)
 
 
 @functools.cache
@@ -46,7 +46,7 @@ def _concepts(variant):
 
 @functools.cache
 def _reference_model(variant):
-    return tiny_ltx2.ltx2_model(variant, seed=41)
+    return tiny_ltx2.ltxv_model(seed=41) if variant == "ltxv" else tiny_ltx2.ltx2_model(variant, seed=41)
 
 
 _module_scope = cleared_after_module(_clip, _concepts, _reference_model, one_thread=True)
@@ -76,24 +76,30 @@ def _block_inputs(dm, layers):
             options = kwargs.get("transformer_options") or {}
             if layer == layers[0]:
                 calls.append({"cond_or_uncond": list(options.get("cond_or_uncond", [0])), "layers": {}, "seen": {}})
-            prompt = kwargs.get("v_prompt_timestep")
+            prompt = kwargs.get("v_prompt_timestep", kwargs.get("prompt_timestep"))
             calls[-1]["seen"][layer] = {"prompt": None if prompt is None else prompt.detach().clone()}
         return hook
 
-    def attention_hook(layer, name):
+    def attention_hook(layer, name, audio):
         def hook(module, args, kwargs):
             seen = calls[-1]["seen"][layer]
-            seen[name] = (args[0].detach().clone(), kwargs["context"].detach().clone())
-            if "video" in seen and "audio" in seen:
-                calls[-1]["layers"][layer] = ref.LayerInput(*seen["video"], seen["prompt"], *seen["audio"])
+            mask = kwargs.get("mask")
+            seen[name] = (args[0].detach().clone(), kwargs["context"].detach().clone(),
+                          None if mask is None else mask.detach().clone())
+            if "video" in seen and ("audio" in seen or not audio):
+                x, context, mask = seen["video"]
+                audio_x, audio_context, _ = seen.get("audio", (None, None, None))
+                calls[-1]["layers"][layer] = ref.LayerInput(x, context, seen["prompt"], audio_x, audio_context, mask)
         return hook
 
     handles = []
     for i in layers:
         block = dm.transformer_blocks[i]
+        audio = getattr(block, "audio_attn2", None)  # LTX-Video has none
         handles.append(block.register_forward_pre_hook(block_hook(i), with_kwargs=True))
-        handles.append(block.attn2.register_forward_pre_hook(attention_hook(i, "video"), with_kwargs=True))
-        handles.append(block.audio_attn2.register_forward_pre_hook(attention_hook(i, "audio"), with_kwargs=True))
+        handles.append(block.attn2.register_forward_pre_hook(attention_hook(i, "video", audio), with_kwargs=True))
+        if audio is not None:
+            handles.append(audio.register_forward_pre_hook(attention_hook(i, "audio", audio), with_kwargs=True))
     try:
         yield calls
     finally:
@@ -133,6 +139,21 @@ def test_video_and_audio_bit_identical(variant, dtype):
         assert saliency.metadata["model_family"] == "LTX-2"
 
 
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+def test_ltx_video_clip_bit_identical(dtype):
+    """LTX-Video: batch 2, cfg > 1, an odd latent frame count and height, both spaces, T5 text with its padding mask."""
+    model = tiny_ltx2.ltxv_model(dtype=dtype)
+    plain = _sample(model, "ltxv", _empty_latent("ltxv"))
+    assert torch.isfinite(plain).all()
+    for space in ref.SPACES:
+        patched, session = install_concept_attention(model, _concepts("ltxv"),
+                                                     SaliencyOptions(layers=(0, 2), space=space))
+        assert torch.equal(plain, _sample(patched, "ltxv", _empty_latent("ltxv"))), space
+        saliency = session.records[-1].saliency
+        assert saliency.maps.shape == (2, 3, *GRID) and torch.isfinite(saliency.maps).all()
+        assert saliency.frames == 17 and saliency.metadata["model_family"] == "LTX-Video"
+
+
 # ---------------------------------------------------------------------------------------------
 # maps == the independent reference
 # ---------------------------------------------------------------------------------------------
@@ -147,16 +168,24 @@ def _encode(model, variant, latent, layers=(0, 2), concepts=None, budget=0, **op
     return saliency, calls
 
 
-def _latent(batch=2, seed=11):
+def _latent(batch=2, seed=11, variant="2"):
+    if variant == "ltxv":  # a video latent [B, 128, T, h, w]
+        return torch.randn(batch, tiny_ltx2.VIDEO_CHANNELS, *GRID, generator=torch.Generator().manual_seed(seed))
     return tiny_ltx2.av_latent(batch=batch, frames=GRID[0], height=GRID[1], width=GRID[2], seed=seed)
+
+
+def _empty_latent(variant, batch=2):
+    if variant == "ltxv":
+        return torch.zeros(batch, tiny_ltx2.VIDEO_CHANNELS, *GRID)
+    return tiny_ltx2.av_latent(batch=batch, frames=GRID[0], height=GRID[1], width=GRID[2])
 
 
 @pytest.mark.parametrize("softmax", [True, False], ids=["softmax", "raw"])
 @pytest.mark.parametrize("space", ref.SPACES)
-@pytest.mark.parametrize("variant", tiny_ltx2.VARIANTS)
+@pytest.mark.parametrize("variant", [*tiny_ltx2.VARIANTS, "ltxv"])
 def test_encode_maps_match_reference(variant, space, softmax):
     model = _reference_model(variant)
-    saliency, calls = _encode(model, variant, _latent(), space=space, softmax=softmax)
+    saliency, calls = _encode(model, variant, _latent(variant=variant), space=space, softmax=softmax)
     assert len(calls) == 1
     assert saliency.maps.shape == (2, 3, *GRID)
     assert saliency.metadata["mode"] == "encode" and saliency.metadata["space"] == space
@@ -174,7 +203,7 @@ def _generation(model, variant, layers, space, **model_options):
     if model_options:  # a copy: the clone shares its transformer_options dict with the cached model
         patched.model_options["transformer_options"] = {**patched.model_options.get("transformer_options", {}),
                                                         **model_options}
-    latent = tiny_ltx2.av_latent(batch=2, frames=GRID[0], height=GRID[1], width=GRID[2])
+    latent = _empty_latent(variant)
     with _block_inputs(model.model.diffusion_model, layers) as calls:
         _sample(patched, variant, latent, steps=3, cfg=2.5)
     assert len(calls) == 3
@@ -189,7 +218,7 @@ def _generation(model, variant, layers, space, **model_options):
 
 
 @pytest.mark.parametrize("space", ref.SPACES)
-@pytest.mark.parametrize("variant", tiny_ltx2.VARIANTS)
+@pytest.mark.parametrize("variant", [*tiny_ltx2.VARIANTS, "ltxv"])
 def test_generation_maps_match_reference(variant, space):
     """Maps of a sampling run (cfg 2.5: cond and uncond rows share each call; LTX-2.3's text modulation follows the
     timestep) are the mean over its model calls of the reference's maps of the conditional rows."""
@@ -208,12 +237,13 @@ def test_spatio_temporal_guidance_skipped_self_attention_is_followed():
 @pytest.mark.parametrize(("variant", "space", "deviation"), [
     ("2", "cross_attention", "no_key_norm"), ("2.3", "output", "no_key_norm"), ("2", "output", "audio_tokens"),
     ("2.3", "output", "audio_tokens"), ("2", "cross_attention", "audio_text"), ("2.3", "output", "audio_text"),
+    ("ltxv", "output", "no_key_norm"),
 ])
 def test_comparison_catches_plausible_mistakes(variant, space, deviation):
     """Concept keys without the layer's key norm, the audio's tokens pooled with the video's, or the concepts embedded
     as the audio's text: each moves the maps well outside the tolerance."""
     model = _reference_model(variant)
-    saliency, calls = _encode(model, variant, _latent(), space=space)
+    saliency, calls = _encode(model, variant, _latent(variant=variant), space=space)
     wrong = ref.ltx2_reference(model.model.diffusion_model, calls[0]["layers"], _concepts(variant).embeddings, GRID,
                                space, deviation=deviation).maps
     assert (saliency.maps.double() - wrong).abs().max() > 30 * ATOL
@@ -252,11 +282,9 @@ def test_value_space_and_table4_switches_are_refused_by_name():
         install_concept_attention(model, _concepts("2"), SaliencyOptions(layers=(0,), concept_self_attention=False))
 
 
-def test_detection_claims_ltx2_and_refuses_ltx_video_by_name():
+def test_detection_claims_ltx2_and_ltx_video():
     assert detect_family(_reference_model("2.3").model.diffusion_model).name == "LTX-2"
-    video = tiny_ltx2.ltxv_model().model.diffusion_model
-    with pytest.raises(UnsupportedModelError, match="LTXVModel, LTX-Video.*T5.*Supported: Flux.1.*LTX-2"):
-        detect_family(video)
+    assert detect_family(_reference_model("ltxv").model.diffusion_model).name == "LTX-Video"
 
 
 def test_concepts_of_another_encoder_or_projection_are_refused():

@@ -1,4 +1,5 @@
-"""An independent fp64 implementation of the two maps of a cross-attention layer (issue 23), for LTX-2 / LTX-2.3.
+"""An independent fp64 implementation of the two maps of a cross-attention layer (issue 23), for LTX-2 / LTX-2.3 and
+LTX-Video.
 
 Written from the formulas, reading the model's weights directly (never the pack's code). For a selected block, the
 inputs of its video text cross-attention (attn2) as the model called it (the video tokens x as attn2 got them, after
@@ -7,13 +8,15 @@ audio tokens its audio text attention (audio_attn2) got are given; everything el
 
     q_i   = RMSNorm_q(W_q x_i + b_q)                      the video tokens' queries
     k_t   = RMSNorm_k(W_k t + b_k),  v_t = W_v t + b_v    the text's keys and values
-    o_i   = per head softmax_t(q_i·k_t/√d) v_t            the text call's output (before LTX-2.3's per-head gate and
-                                                          to_out), heads concatenated
+    o_i   = per head softmax_t(q_i·k_t/√d + m_t) v_t      the text call's output (before LTX-2.3's per-head gate and
+                                                          to_out), heads concatenated; m the text's additive
+                                                          padding mask where the call has one (LTX-Video's T5)
     e_c   the concept, embedded as LTX-2 embeds its text: its encoder states s_c (LTX-2.3: the video projection's
           part, s_c[:cross_attention_dim]) as a text of one token through the video embeddings connector (ComfyUI's
           module, run in float64 on its plain-torch path: a concept's row attends to itself and the learnable
           registers appended after it),
-          then caption_projection (LTX-2: W_2 gelu_tanh(W_1 · + b_1) + b_2; LTX-2.3: before the connector, an identity)
+          then caption_projection (LTX-2: W_2 gelu_tanh(W_1 · + b_1) + b_2; LTX-2.3: before the connector, an identity);
+          LTX-Video: caption_projection(s_c) alone (no connector)
     t_c   = e_c                                                     LTX-2
     t_c   = e_c (1 + scale) + shift,  (shift, scale) = prompt_scale_shift_table + prompt timestep    LTX-2.3
     k_c   = RMSNorm_k(W_k t_c + b_k)                      its key through the same layer's projection and norm
@@ -46,19 +49,22 @@ SPACES = ("output", "cross_attention")
 
 @dataclass
 class LayerInput:
-    """One call of a block: attn2's x and context, the block's prompt timestep (or None), audio_attn2's x and
-    context."""
+    """One call of a block: attn2's x, context and mask, the block's prompt timestep (or None), audio_attn2's x and
+    context (LTX-2)."""
 
     x: torch.Tensor
     context: torch.Tensor
     prompt_timestep: torch.Tensor | None
     audio_x: torch.Tensor | None = None
     audio_context: torch.Tensor | None = None
+    mask: torch.Tensor | None = None
 
     def rows(self, rows):
-        pick = (lambda t: None if t is None else t[rows])
+        def pick(t):
+            return None if t is None else (t if t.shape[0] == 1 else t[rows])
+
         return LayerInput(self.x[rows], self.context[rows], pick(self.prompt_timestep), pick(self.audio_x),
-                          pick(self.audio_context))
+                          pick(self.audio_context), pick(self.mask))
 
 
 def _caption_projection(projection, x):
@@ -70,6 +76,8 @@ def _caption_projection(projection, x):
 def concept_embedding(dm, states: torch.Tensor, audio: bool = False) -> torch.Tensor:
     """e_c [r, width] in float64: each concept's states as a one-token text through the model's connector."""
     states = states.double()
+    if not hasattr(dm, "video_embeddings_connector"):  # LTX-Video
+        return _caption_projection(dm.caption_projection, states)
     cross, audio_cross = dm.cross_attention_dim, dm.audio_cross_attention_dim
     if states.shape[-1] == cross + audio_cross:
         states = states[:, cross:] if audio else states[:, :cross]
@@ -93,6 +101,14 @@ def concept_embedding(dm, states: torch.Tensor, audio: bool = False) -> torch.Te
     return x
 
 
+def _attend_masked(q, k, v, heads, mask):
+    if mask is None:
+        return _attend(q, k, v, heads)
+    qh, kh, vh = _heads(q, heads), _heads(k, heads), _heads(v, heads)
+    logits = qh @ kh.transpose(-1, -2) / qh.shape[-1] ** 0.5 + mask.double()
+    return (logits.softmax(dim=-1) @ vh).transpose(1, 2).reshape(q.shape)
+
+
 def layer_scores(dm, layer: int, call: LayerInput, states: torch.Tensor, space: str,
                  deviation: str | None = None) -> torch.Tensor:
     """Raw scores [B, n, r] (before the softmax over concepts) of one layer, float64."""
@@ -101,7 +117,7 @@ def layer_scores(dm, layer: int, call: LayerInput, states: torch.Tensor, space: 
     heads = attn.heads
     x, context = call.x.double(), call.context.double()
     q = _rms(attn.q_norm, _lin(attn.to_q, x))
-    o = _attend(q, _rms(attn.k_norm, _lin(attn.to_k, context)), _lin(attn.to_v, context), heads)
+    o = _attend_masked(q, _rms(attn.k_norm, _lin(attn.to_k, context)), _lin(attn.to_v, context), heads, call.mask)
     text = concept_embedding(dm, states, audio=deviation == "audio_text")
     text = text.unsqueeze(0).expand(x.shape[0], -1, -1)
     if block.cross_attention_adaln:

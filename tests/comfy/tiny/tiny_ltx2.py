@@ -1,10 +1,10 @@
-"""Tiny random-weight LTX-2.x audio-video models (comfy's LTXAVModel) and their Gemma 3 text encoder, as ComfyUI's
-loaders build them.
+"""Tiny random-weight LTX-2.x audio-video models (comfy's LTXAVModel) and their Gemma 3 text encoder, and LTX-Video
+0.9.x (comfy's LTXVModel) and its T5-XXL encoder, as ComfyUI's loaders build them.
 
 Models come from comfy.supported_models.LTXAV + model_base.LTXAV in a real ModelPatcher, with the unet_config keys
 ComfyUI's detection sets ("ltxav") plus the transformer config a checkpoint's metadata adds, only smaller: video
-2 heads of 32 (cross-attention width 64), audio 2 heads of 16, 3 blocks, 2-layer embeddings connectors with 2 heads
-and the stock 128 learnable registers. 128 video latent channels and 8 x 16 audio latent channels as the real latents.
+and audio 2 heads of 32 (cross-attention width 64), 3 blocks, 2-layer embeddings connectors with 2 heads and the
+stock 128 learnable registers. 128 video latent channels and 8 x 16 audio latent channels as the real latents.
 
 Variants:
   2    LTX-2: the Gemma states through one linear projection (single_linear, 48 wide); the model runs its video and
@@ -15,7 +15,8 @@ Variants:
 
 The text encoder is ComfyUI's LTXAVTEModel (all Gemma layers stacked, normalised and projected) with
 LTXAVGemmaTokenizer (a small trained Gemma SentencePiece model), over ComfyUI's Gemma3_12B class at a tiny
-config (3 layers of 32, no vision tower: it is never run for text).
+config (3 layers of 32, no vision tower: it is never run for text). LTX-Video's (ltxv_model, ltxv_clip): the
+video half of these blocks, T5-XXL text (32 wide here, with its attention mask) through caption_projection.
 """
 
 from __future__ import annotations
@@ -31,7 +32,8 @@ VARIANTS = ("2", "2.3")
 HEADS, HEAD_DIM = 2, 32
 AUDIO_HEADS, AUDIO_HEAD_DIM = 2, 32  # as wide as the video (the tests score audio rows against video keys)
 GEMMA_WIDTH = 32
-CAPTION_CHANNELS = 48  # LTX-2's single projection of the Gemma states
+CAPTION_CHANNELS = 48
+T5_WIDTH = 32  # LTX-Video's tiny T5-XXL  # LTX-2's single projection of the Gemma states
 VIDEO_CHANNELS = 128
 AUDIO_CHANNELS, AUDIO_BINS = 8, 16
 WORDS = ("dog", "cat", "sky", "green grass", "running", "under the", "a dog running on green grass under the sky",
@@ -70,7 +72,8 @@ def _randomize_ltx(model: torch.nn.Module, seed: int) -> torch.nn.Module:
         # Sharper text cross-attention, video and audio (trained models attend far from uniformly): query and key norm
         # scales of 4.
         for block in model.transformer_blocks:
-            for norm in (block.attn2.q_norm, block.attn2.k_norm, block.audio_attn2.q_norm, block.audio_attn2.k_norm):
+            audio = getattr(block, "audio_attn2", None)
+            for norm in (block.attn2.q_norm, block.attn2.k_norm) + ((audio.q_norm, audio.k_norm) if audio else ()):
                 norm.weight.mul_(4.0)
     return model
 
@@ -86,17 +89,35 @@ def ltx2_model(variant: str = "2", dtype=torch.float32, depth: int = 3, seed: in
     return patcher(model)
 
 
-def ltxv_model(dtype=torch.float32, depth: int = 2, seed: int = 0):
-    """LTX-Video (comfy's LTXVModel, T5 text): a Lightricks model the pack does not read."""
+def ltxv_model(dtype=torch.float32, depth: int = 3, seed: int = 0):
+    """LTX-Video 0.9.x (comfy's LTXVModel through comfy.supported_models.LTXV): video 2 heads of 32, T5 text 32 wide
+    through caption_projection, random weights."""
     import comfy.supported_models
 
     config = comfy.supported_models.LTXV({"image_model": "ltxv", "num_layers": depth, "attention_head_dim": HEAD_DIM,
                                           "num_attention_heads": HEADS, "cross_attention_dim": HEADS * HEAD_DIM,
-                                          "caption_channels": 32, "in_channels": VIDEO_CHANNELS})
+                                          "caption_channels": T5_WIDTH, "in_channels": VIDEO_CHANNELS,
+                                          "use_keyframes_abs_pos_embedding": False})
     config.set_inference_dtype(dtype, None)
     model = config.get_model({})
-    randomize(model.diffusion_model, seed)
+    _randomize_ltx(model.diffusion_model, seed)
     return patcher(model)
+
+
+def ltxv_clip(seed: int = 21):
+    """ComfyUI's LTX-Video text encoder (CLIPLoader type `ltxv`: LTXVT5Tokenizer + ltxv_te, T5-XXL with its attention
+    mask) over a tiny T5 config."""
+    import comfy.sd
+    import comfy.supported_models_base
+    import comfy.text_encoders.lt as lt
+
+    from concept_attention_tests.comfy.tiny.tiny_models import tiny_t5_config
+
+    target = comfy.supported_models_base.ClipTarget(lt.LTXVT5Tokenizer, lt.ltxv_te())
+    clip = comfy.sd.CLIP(target=target, model_options={"dtype": torch.float32,
+                                                       "t5xxl_model_config": tiny_t5_config(T5_WIDTH)})
+    randomize(clip.cond_stage_model, seed, std=0.2)
+    return clip
 
 
 def _tiny_gemma_classes():
