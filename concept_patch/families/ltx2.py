@@ -120,6 +120,13 @@ class LTX2Family(ModelFamily):
             video = dm.caption_projection(video)  # _prepare_context
         return video
 
+    def forward_concepts(self, diffusion_model, embeddings, forward):
+        # The connector and caption_projection read no timestep: the concepts are embedded once per session, device
+        # and dtype (the model runs its connector on its own text once per conditioning, not per call either).
+        c0 = forward.session.cached(("ltx_concepts", forward.dtype), forward.device,
+                                    lambda: self.initial_concepts(diffusion_model, embeddings))
+        return c0.unsqueeze(0).expand(forward.num_cond_rows, -1, -1).contiguous()
+
     def cacheable_block_args(self, block_args):
         # A re-query needs only the text modulation's timestep (LTX-2.3) to make the concepts' keys again.
         name = self.blocks[0].prompt_timestep

@@ -22,6 +22,7 @@ from concept_attention.concept_patch.families.registry import detect_family
 from concept_attention.concept_patch.generation import family_and_options, install_concept_attention
 from concept_attention.concept_patch.stream.options import SaliencyOptions
 from concept_attention_tests.comfy.module_caches import cleared_after_module
+from concept_attention_tests.comfy.partial_loads import check_shared_casts
 from concept_attention_tests.comfy.references import reference_ltx2 as ref
 from concept_attention_tests.comfy.tiny import tiny_ltx2
 
@@ -367,3 +368,24 @@ def test_nodes_generation_encode_and_masks_on_an_av_latent():
                                       conditioning=positive).result[0]
     assert tuple(encoded.maps.shape) == (1, 3, 3, 5, 6) and torch.isfinite(encoded.maps).all()
     assert encoded.metadata["space"] == "cross_attention"
+
+
+# ---------------------------------------------------------------------------------------------
+# a partially loaded model (ComfyUI's lowvram path)
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
+def test_partially_loaded_model_casts_no_stored_weight_twice(dtype, partial_loads):
+    """As tests/comfy/test_partial_loading.py for the other families: with half of an LTX-2.3 model offloaded, the
+    concepts' keys (each selected layer's to_k and k_norm) reuse the casts the model makes and the concepts' embedding
+    (the connector and caption_projection) is made once per session, not per model call, the video and audio are
+    bit-identical and the maps are those of the fully loaded model."""
+    model = tiny_ltx2.ltx2_model("2.3", dtype=dtype)
+    patched, session = install_concept_attention(model, _concepts("2.3"), SaliencyOptions(layers=(0, 1, 2)))
+    latent = tiny_ltx2.av_latent(batch=1, frames=GRID[0], height=GRID[1], width=GRID[2])
+
+    def run(m):
+        return torch.cat([t.flatten() for t in _sample(m, "2.3", latent, cfg=1.0).unbind()])
+
+    check_shared_casts(partial_loads, model, patched, session, run)
