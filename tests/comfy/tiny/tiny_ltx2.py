@@ -179,6 +179,9 @@ def ltx2_clip(variant: str = "2", seed: int = 23):
     target = comfy.supported_models_base.ClipTarget(lt.LTXAVGemmaTokenizer, te)
     clip = comfy.sd.CLIP(target=target, tokenizer_data={"spiece_model": spiece}, model_options={"dtype": torch.float32})
     randomize(clip.cond_stage_model, seed, std=0.2)
+    # ComfyUI runs its encoders in inference mode; outside it (these tests), the projection next to the frozen Gemma
+    # would track gradients into every conditioning.
+    clip.cond_stage_model.requires_grad_(False)
     return clip
 
 
