@@ -10,7 +10,8 @@ concept stream through the blocks (families/stream_kinds.CrossAttention): each s
 concepts' keys with the video's queries of attn2, or (output space) with that call's outputs. Only the video's text
 call is read: the audio's tokens, its text and the audio<->video attention are not in the maps. Spatio-temporal
 guidance (STG) skips a block's video self-attention call (its output is its values), so the text call is then the
-block's first.
+block's first; a guide attention mask (keyframe guides of strength other than 1) splits the self-attention into a
+call per query group (the clip's tokens, the tracked guide tokens, any after them), so the text call comes after those.
 Concept tokens: the concept's own tokens in the conditioning of LTX-2's Gemma 3 encoder (LTXAVTEModel: every Gemma
 layer, normalised and projected; LTX-2.3: the video projection's part), embedded as the model embeds its text:
 (LTX-2.3: caption_projection,) the video embeddings connector (two self-attention blocks with 1-D RoPE and learnable
@@ -20,7 +21,8 @@ width). LTX-2.3's blocks modulate their text first (cross-attention AdaLN: text 
 prompt_scale_shift_table and the prompt timestep), and so the concepts' keys.
 Time: 1x1x1 patches of the 128-channel latent (32 px, 8 frames), one token frame per latent frame; the causal VAE
 decodes T latent frames to 8(T-1)+1 pictures. ComfyUI samples the packed [video, audio] latent (latent_shapes); the
-maps are the video's. A call with keyframe guide tokens in the video sequence (LTXVAddGuide) is refused.
+maps are the video's. Keyframe guides (LTXVAddGuide) are latent frames appended to the clip's latent: the maps have
+them too, after the clip's frames; a call that leaves part of them out of its sequence is refused.
 LTX-Video (0.9.x, video only) has the video half of these blocks (BasicTransformerBlock: attn1, then attn2 over the
 text, through the dit hook with img = the video tokens and prompt_timestep) and T5-XXL text through caption_projection
 alone (PixArt's Linear, GELU-tanh, Linear; no connector); the same reading serves it.
@@ -40,9 +42,21 @@ def _video(block_args) -> torch.Tensor:
     return img[0] if isinstance(img, (tuple, list)) else img
 
 
+def _self_attention_calls(block_args) -> int:
+    """The attention calls of a block's video self-attention: one, or with a guide attention mask (GuideAttentionMask,
+    comfy's _attention_with_guide_mask) one per query group it splits the tokens into."""
+    from comfy.ldm.lightricks import model
+
+    mask = block_args.get("self_attention_mask")
+    guide_mask = getattr(model, "GuideAttentionMask", None)
+    if guide_mask is None or not isinstance(mask, guide_mask):
+        return 1
+    tracked_end = mask.guide_start + mask.tracked_count
+    return int(mask.guide_start > 0) + 1 + int(tracked_end < _video(block_args).shape[1])
+
+
 class LTX2Blocks(CrossAttention):
-    """BasicAVTransformerBlock: the video's text call (attn2) is the block's second attention call, after the video's
-    self-attention, or its first where STG skips that."""
+    """BasicAVTransformerBlock: the video's text call (attn2) comes after the video's self-attention call(s)."""
 
     #: The dit hook argument holding the prompt timestep of the cross-attention AdaLN.
     prompt_timestep = "v_prompt_timestep"
@@ -51,7 +65,9 @@ class LTX2Blocks(CrossAttention):
         options = block_args.get("transformer_options") or {}
         if not options.get("run_vx", True):
             return -1  # a call without the video: no text call of the video to read (the forward's maps are dropped)
-        return 0 if options.get("stg_skip_self_attn", False) else 1
+        if options.get("stg_skip_self_attn", False):
+            return 0  # STG: the self-attention's output is its values, with no attention call
+        return _self_attention_calls(block_args)
 
     def concept_keys(self, block, concepts, block_args, forward):
         attention = block.attn2
@@ -70,9 +86,9 @@ class LTX2Blocks(CrossAttention):
         tokens = _video(block_args).shape[1]
         if tokens != forward.num_image_tokens:
             raise ConceptAttentionError(
-                f"this LTX-2 call has {tokens} video tokens for a {forward.num_image_tokens}-token latent (keyframe "
-                "guide tokens in its sequence, from LTXVAddGuide); ConceptAttention does not read such calls yet: crop "
-                "the guides (LTXVCropGuides) before the sampler whose maps you want, or use in-place image conditioning"
+                f"this LTX call has {tokens} video tokens for a {forward.num_image_tokens}-token latent (keyframe "
+                "guide frames left out of its sequence in part); ConceptAttention does not read such calls yet: use "
+                "in-place image conditioning, or guides the whole of which the model attends to"
             )
         return slice(0, tokens)
 
@@ -85,7 +101,7 @@ class LTXVideoBlocks(LTX2Blocks):
 
 class LTX2Family(ModelFamily):
     name = "LTX-2"
-    variants = ("LTX-2 19B (text/image to video with audio)", "LTX-2.3 22B", "their distilled models")
+    variants = ("LTX-2 (text/image to video with audio)", "LTX-2.3", "their distilled models")
     model = ModelClass("comfy.ldm.lightricks.av_model", "LTXAVModel", exact=True)
     encoders = (TextEncoder("gemma3_12b", "Gemma 3 12B", "LTXAVTextEncoderLoader, or CLIPLoader `ltxv`",
                             note="all Gemma layers through the encoder's text projection; LTX-2.3: its video part"),)

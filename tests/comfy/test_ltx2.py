@@ -389,3 +389,32 @@ def test_partially_loaded_model_casts_no_stored_weight_twice(dtype, partial_load
         return torch.cat([t.flatten() for t in _sample(m, "2.3", latent, cfg=1.0).unbind()])
 
     check_shared_casts(partial_loads, model, patched, session, run)
+
+
+@pytest.mark.parametrize(("guide_start", "tracked", "after"), [(40, 20, 0), (40, 10, 10), (0, 30, 0), (0, 20, 5)])
+def test_the_text_call_follows_the_self_attention_calls_of_a_guide_mask(guide_start, tracked, after):
+    """Keyframe guides of strength other than 1 give the video self-attention a guide mask, which ComfyUI's
+    _attention_with_guide_mask splits into one attention call per query group: the text call is the one after all of
+    them, counted here by running ComfyUI's function with a counting attention override."""
+    from comfy.ldm.lightricks.model import GuideAttentionMask, _attention_with_guide_mask
+
+    from concept_attention.concept_patch.families.ltx2 import LTX2Blocks
+
+    tokens = guide_start + tracked + after
+    mask = GuideAttentionMask(tokens, guide_start, tracked, torch.full((tracked,), 0.5))
+    calls = []
+
+    def counting(func, *args, **kwargs):
+        calls.append(args[0].shape[1])
+        return func(*args, **kwargs)
+
+    q = torch.randn(1, tokens, 64)
+    _attention_with_guide_mask(q, q, q, 2, mask, None, {"optimized_attention_override": counting})
+    assert sum(calls) == tokens
+    video = torch.zeros(1, tokens, 64)
+    for img in ((video, torch.zeros(1, 0, 64)), video):  # LTX-2's (video, audio) and LTX-Video's video
+        args = {"img": img, "self_attention_mask": mask, "transformer_options": {}}
+        assert LTX2Blocks("transformer_blocks").text_call(None, args) == len(calls)
+        assert LTX2Blocks("transformer_blocks").text_call(None, {**args, "self_attention_mask": None}) == 1
+        stg = {**args, "transformer_options": {"stg_skip_self_attn": True}}
+        assert LTX2Blocks("transformer_blocks").text_call(None, stg) == 0
