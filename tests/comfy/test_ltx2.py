@@ -418,3 +418,56 @@ def test_the_text_call_follows_the_self_attention_calls_of_a_guide_mask(guide_st
         assert LTX2Blocks("transformer_blocks").text_call(None, {**args, "self_attention_mask": None}) == 1
         stg = {**args, "transformer_options": {"stg_skip_self_attn": True}}
         assert LTX2Blocks("transformer_blocks").text_call(None, stg) == 0
+
+
+class _GuideVAE:
+    """What LTXVAddGuide reads of a VAE: its scale factors, and an encode (here a seeded random latent of the frames
+    the LTX VAE gives the pictures)."""
+
+    downscale_index_formula = (8, 32, 32)
+
+    def encode(self, pixels):
+        frames = (pixels.shape[0] - 1) // 8 + 1
+        shape = (1, tiny_ltx2.VIDEO_CHANNELS, frames, pixels.shape[1] // 32, pixels.shape[2] // 32)
+        return torch.randn(shape, generator=torch.Generator().manual_seed(13))
+
+
+@pytest.mark.parametrize("space", ref.SPACES)
+def test_keyframe_guide_of_partial_strength_bit_identical_and_maps_match_reference(space):
+    """LTXVAddGuide (strength 0.5, a first-frame guide) on the video latent, joined with the audio by
+    LTXVConcatAVLatent: the guide's frame is appended to the clip's latent and the video self-attention runs split by
+    the guide mask (two attention calls). The video and audio are the unpatched model's, and the maps (one frame more:
+    the guide's) equal the reference's over the text calls the model made."""
+    from comfy_extras.nodes_lt import EmptyLTXVLatentVideo, LTXVAddGuide, LTXVConcatAVLatent
+
+    import nodes
+
+    model = _reference_model("2.3")
+    clip = _clip("2.3")
+    video = EmptyLTXVLatentVideo.execute(width=GRID[2] * 32, height=GRID[1] * 32, length=8 * (GRID[0] - 1) + 1).result[0]
+    positive = nodes.CLIPTextEncode().encode(clip, PROMPT)[0]
+    negative = nodes.CLIPTextEncode().encode(clip, "")[0]
+    image = torch.rand(1, GRID[1] * 32, GRID[2] * 32, 3, generator=torch.Generator().manual_seed(4))
+    positive, negative, guided = LTXVAddGuide.execute(positive=positive, negative=negative, vae=_GuideVAE(),
+                                                      latent=video, image=image, frame_idx=0, strength=0.5).result
+    audio = {"samples": torch.zeros(1, tiny_ltx2.AUDIO_CHANNELS, 5, tiny_ltx2.AUDIO_BINS), "type": "audio"}
+    latent = LTXVConcatAVLatent.execute(video_latent=guided, audio_latent=audio).result[0]
+    grid = (GRID[0] + 1, *GRID[1:])  # the guide's latent frame after the clip's
+
+    def generate(m):
+        return nodes.common_ksampler(m, 7, 2, 2.5, "euler", "simple", positive, negative, latent)[0]["samples"]
+
+    patched, session = install_concept_attention(model, _concepts("2.3"), SaliencyOptions(layers=(1, 2), space=space))
+    dm = model.model.diffusion_model
+    with _block_inputs(dm, (1, 2)) as calls:
+        out = generate(patched)
+    for a, b in zip(out.unbind(), generate(model).unbind()):
+        assert torch.equal(a, b), "the patch must not change the video or the audio"
+    assert len(calls) == 2
+    expected = []
+    for call in calls:
+        start = call["cond_or_uncond"].index(0)
+        expected.append(ref.ltx2_reference(dm, call["layers"], _concepts("2.3").embeddings, grid, space,
+                                           rows=slice(start, start + 1)).maps)
+    saliency = session.records[-1].saliency
+    _assert_close(saliency.maps, sum(expected) / len(expected), f"guided {space}")
