@@ -20,6 +20,7 @@ from .hidream import HiDreamFamily
 from .hunyuan_video import HunyuanImage21Family, HunyuanVideo15Family, HunyuanVideoFamily
 from .joyimage import JoyImageFamily
 from .krea2 import Krea2Family
+from .ltx2 import LTX2Family, LTXVideoFamily
 from .lumina import LuminaFamily, ZImageFamily
 from .mage_flow import MageFlowFamily
 from .minimax import MiniMaxH3Family
@@ -31,7 +32,7 @@ FAMILIES: tuple[ModelFamily, ...] = (
     FluxFamily(), Flux2Family(), SD3Family(), ChromaFamily(), ChromaRadianceFamily(), LongCatFamily(), OvisFamily(),
     QwenImageFamily(), MageFlowFamily(), JoyImageFamily(), HiDreamFamily(), CogVideoXFamily(),
     HunyuanVideoFamily(), HunyuanVideo15Family(), HunyuanImage21Family(), MiniMaxH3Family(),
-    WanFamily(), WanVaceFamily(),
+    WanFamily(), WanVaceFamily(), LTX2Family(), LTXVideoFamily(),
     ZImageFamily(), LuminaFamily(), Krea2Family(),
 )
 
@@ -44,7 +45,7 @@ _SINGLE_STREAM = ("a single-stream model (text and picture share every block's w
                   "has no shared-weight concept stream for")
 #: Why the model families of comfy.ldm that have no adapter cannot be read (by their package name).
 UNSUPPORTED = {
-    "wan": _WAN_VARIANT, "lightricks": _CROSS_ATTENTION, "kandinsky5": _CROSS_ATTENTION,
+    "wan": _WAN_VARIANT, "kandinsky5": _CROSS_ATTENTION,
     "cosmos": _CROSS_ATTENTION, "anima": _CROSS_ATTENTION, "pixart": _CROSS_ATTENTION, "hydit": _CROSS_ATTENTION,
     "omnigen": _SINGLE_STREAM, "ernie": _SINGLE_STREAM,
     "ideogram4": _SINGLE_STREAM,

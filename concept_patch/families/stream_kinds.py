@@ -108,9 +108,10 @@ class StreamKind:
                     f"{' or '.join(repr(s) for s in self.spaces)}")
         return None
 
-    def capture(self, forward, block: torch.nn.Module, layer: tuple, concept_qkv, image, previous, side: dict):
+    def capture(self, forward, block: torch.nn.Module, layer: tuple, concept_qkv, image, previous, side: dict,
+                block_args: dict | None = None):
         """The attention override that reads this block's call for the concept stream (its concept_out is None
-        after the block where the block's attention was not seen)."""
+        after the block where the block's attention was not seen). block_args: the block call's arguments."""
         return AttentionCapture(forward, layer, concept_qkv, image=image, previous=previous, side=side)
 
     def read_recorded(self, forward, block: torch.nn.Module, layer: tuple, concept_qkv, recorded) -> torch.Tensor:
@@ -152,18 +153,21 @@ class CrossAttention(StreamKind):
     There is no concept stream through the blocks (the text is embedded once and never updated, so are the
     concepts); each selected layer's map comes from the concepts' keys and the picture's queries and outputs of the
     layer's text call. A family subclasses it with text_call (which of the block's attention calls is the text's),
-    concept_keys (the concepts' keys through the layer's own key projection and norm) and heads.
+    concept_keys (the concepts' keys through the layer's own key projection and norm, and any modulation the layer
+    gives its text) and heads.
     """
 
     label = "cross-attention"
     spaces = ("output", "cross_attention")
 
-    def text_call(self, block: torch.nn.Module) -> int:
-        """Which of the block's attention calls (0-based, in call order) is its cross-attention over the text."""
+    def text_call(self, block: torch.nn.Module, block_args: dict) -> int:
+        """Which of the block's attention calls (0-based, in call order) is its cross-attention over the text, in
+        this call of the block (block_args: its arguments, whose options may skip an attention call)."""
         raise NotImplementedError
 
-    def concept_keys(self, block: torch.nn.Module, concepts: torch.Tensor) -> torch.Tensor:
-        """The concepts' keys [Bc, r, H*D] through the layer's key projection and norm."""
+    def concept_keys(self, block: torch.nn.Module, concepts: torch.Tensor, block_args: dict, forward) -> torch.Tensor:
+        """The concepts' keys [Bc, r, H*D] through the layer's key projection and norm, with any modulation the
+        layer gives its text in this call (block_args; the conditional rows: forward.rows)."""
         raise NotImplementedError
 
     def heads(self, block: torch.nn.Module) -> int:
@@ -188,14 +192,15 @@ class CrossAttention(StreamKind):
     def qkv(self, block, concepts, block_args, forward):
         # Keys are needed where the layer is scored, or recorded for a re-query.
         if forward.block_key in forward.selected_layers or forward.recorder is not None:
-            return (None, self.concept_keys(block, concepts), None), None
+            return (None, self.concept_keys(block, concepts, block_args, forward), None), None
         return (None, None, None), None
 
     def update(self, block, concepts, concept_out, saved):
         return concepts
 
-    def capture(self, forward, block, layer, concept_qkv, image, previous, side):
-        return CrossAttentionCapture(forward, layer, concept_qkv[1], image, self.text_call(block), previous)
+    def capture(self, forward, block, layer, concept_qkv, image, previous, side, block_args=None):
+        return CrossAttentionCapture(forward, layer, concept_qkv[1], image, self.text_call(block, block_args or {}),
+                                     previous)
 
     def read_recorded(self, forward, block, layer, concept_qkv, recorded):
         view = recorded.blocks.get(layer)

@@ -32,12 +32,12 @@ class WanBlocks(CrossAttention):
     """WanAttentionBlock: the text call is the second attention call (after self-attention), or the third in
     image-to-video blocks (after the CLIP-vision call)."""
 
-    def text_call(self, block) -> int:
+    def text_call(self, block, block_args) -> int:
         from comfy.ldm.wan.model import WanI2VCrossAttention
 
         return 2 if isinstance(block.cross_attn, WanI2VCrossAttention) else 1
 
-    def concept_keys(self, block, concepts):
+    def concept_keys(self, block, concepts, block_args, forward):
         attention = block.cross_attn
         return attention.norm_k(attention.k(concepts))
 

@@ -99,7 +99,7 @@ class ForwardState:
         # Side token groups: scored in the selected layers, and recorded in every block for re-queries.
         side = stream.side_tokens(args, self) if key in self.selected_layers or self.recorder is not None else {}
         capture = stream.capture(self, block, key, concept_qkv, image, options.get("optimized_attention_override"),
-                                 side)
+                                 side, args)
         if self.recorder is not None:
             self.recorder.keep_args(key, self.family.cacheable_block_args(args))
         out = call_block({**args, "transformer_options": {**options, "optimized_attention_override": capture}}, extra)

@@ -59,6 +59,9 @@ def conditioning_rows(clip, tokens: dict, key: str, indices: list[int], cond: to
     if rows is None or len(rows) != len(indices):
         # Krea 2's encoder applies token weights before it stacks its 12 layers, so its rows do not follow them.
         shifted = rows_after_prefix_cut(clip, tokens, key, indices, cond)
+        if shifted is None:
+            # LTX-2's encoder cuts its left padding off and normalises its states over the whole sequence.
+            shifted = rows_after_padding_cut(clip, tokens, key, indices, cond)
         if shifted is not None:
             return shifted
     if rows is None:
@@ -95,6 +98,27 @@ def rows_after_prefix_cut(clip, tokens: dict, key: str, indices: list[int], cond
     if not rows or rows[0] != first - cut or rows != list(range(rows[0], cond.shape[1])):
         return None
     return [i - cut for i in indices]
+
+
+def rows_after_padding_cut(clip, tokens: dict, key: str, indices: list[int], cond: torch.Tensor) -> list[int] | None:
+    """The rows of the tokens at `indices` for an encoder that drops its tokenizer's padding from its output (by its
+    attention mask) and whose rows follow no token weight (e.g. one that normalises its states over the whole
+    sequence, so a weight moves every row): accepted only when the output is exactly the token list less its leading
+    (or trailing) run of the tokenizer's pad token; else None."""
+    from .own_tokens import key_tokenizer
+
+    pad = getattr(key_tokenizer(clip.tokenizer, key), "pad_token", None)
+    if pad is None or len(tokens[key]) != 1:
+        return None
+    ids = [tok[0] for tok in tokens[key][0]]
+    leading = next((i for i, t in enumerate(ids) if t != pad), len(ids))
+    trailing = next((i for i, t in enumerate(reversed(ids)) if t != pad), len(ids))
+    rows = cond.shape[1]
+    if leading and rows == len(ids) - leading and indices[0] >= leading:
+        return [i - leading for i in indices]
+    if trailing and rows == len(ids) - trailing and indices[-1] < rows:
+        return list(indices)
+    return None
 
 
 def _not_found(encoder: str, count: int, why: str) -> ConceptAttentionError:

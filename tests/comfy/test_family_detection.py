@@ -13,6 +13,7 @@ from concept_attention_tests.comfy.tiny import (
     tiny_cogvideox,
     tiny_hunyuan_video,
     tiny_joyimage,
+    tiny_ltx2,
     tiny_minimax,
     tiny_models,
     tiny_single_stream,
@@ -41,6 +42,8 @@ TINY = {
     "Krea 2": lambda: tiny_single_stream.krea2_model(depth=1),
     "Wan 2.1/2.2": lambda: tiny_wan.wan_model("i2v", depth=1),
     "Wan VACE": lambda: tiny_wan.vace_model(depth=1),
+    "LTX-2": lambda: tiny_ltx2.ltx2_model("2.3", depth=1),
+    "LTX-Video": lambda: tiny_ltx2.ltxv_model(depth=1),
 }
 
 _clear = cleared_after_module()
