@@ -102,15 +102,21 @@ def initialise(module: torch.nn.Module, seed: int) -> None:
 
 
 def seeded_text_weights(text_model, seed: int) -> dict:
-    """The fixed random text encoder: normal(0, 0.2) weights, norm scales 1 + normal(0, 0.2), in name order."""
+    """The fixed random text encoder, in name order: token embeddings normal(0, 1), every other matrix
+    normal(0, 0.02), norm scales 1. Small attention and feed-forward weights keep each token's state mostly its
+    own embedding, so a word encoded alone (a concept) stays close to the same word inside a caption, as a trained
+    encoder's would; larger random weights scramble tokens into their context."""
     gen = torch.Generator().manual_seed(seed)
     weights = {}
     for name, p in sorted(text_model.state_dict().items()):
-        if not p.is_floating_point():
+        if not p.is_floating_point() or p.ndim == 0:
             weights[name] = p
-            continue
-        values = torch.randn(p.shape, generator=gen, dtype=torch.float32) * 0.2
-        weights[name] = 1.0 + values if name.endswith("layer_norm.weight") else values
+        elif p.ndim == 1:
+            weights[name] = torch.ones_like(p, dtype=torch.float32)
+        elif name.endswith("shared.weight"):
+            weights[name] = torch.randn(p.shape, generator=gen, dtype=torch.float32)
+        else:
+            weights[name] = torch.randn(p.shape, generator=gen, dtype=torch.float32) * 0.02
     return weights
 
 
