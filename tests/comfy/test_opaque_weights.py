@@ -99,6 +99,18 @@ FAMILIES = {
                 {"cfg": 3.0}),
     "Lumina 2": (tiny_single_stream.lumina2_model, tiny_text_encoders.lumina2_clip, (1, 16, 6, 8), (0, 1, 2),
                  {"cfg": 3.0}),
+    "Chroma": (tiny_models.chroma_model, tiny_models.flux_clip, (1, 16, 6, 8), (0, 1, 2), {"cfg": 1.0}),
+    "Flux.2 Klein": (lambda: tiny_models.flux2_model("klein4b"), lambda: tiny_text_encoders.klein_clip("4b"),
+                     (1, 128, 3, 4), (0, 1, 2), {"cfg": 1.0}),
+    "LongCat-Image": (tiny_models.longcat_model, tiny_text_encoders.longcat_clip, (1, 16, 6, 8), (0, 1, 2),
+                      {"cfg": 1.0}),
+    "Ovis-Image": (tiny_models.ovis_model, tiny_text_encoders.ovis_clip, (1, 16, 6, 8), (0, 1, 2), {"cfg": 1.0}),
+    "CogVideoX 1.5": (lambda: tiny_cogvideox.cogvideox_model("1.5"), tiny_cogvideox.cogvideox_clip, (1, 16, 3, 4, 6),
+                      (0, 1, 2), {"cfg": 1.0}),
+    "HunyuanVideo 1.5": (tiny_hunyuan_video.hunyuan_video15_model, tiny_text_encoders.hunyuan_video15_clip,
+                         (1, 32, 3, 4, 6), (0, 1, 2), {"cfg": 1.0}),
+    "Krea 2": (tiny_single_stream.krea2_model, tiny_text_encoders.krea2_clip, (1, 16, 1, 6, 8), (0, 1, 2),
+               {"cfg": 1.0}),
 }
 
 
