@@ -102,7 +102,7 @@ def _encode(model, family, latent):
                            conditioning=cond, noise_level=0.5, seed=3).maps
 
 
-@pytest.mark.parametrize("fmt", list(FORMATS := quantized_files.FORMATS))
+@pytest.mark.parametrize("fmt", list(quantized_files.FORMATS))
 @pytest.mark.parametrize("family", list(FAMILIES))
 def test_quantized_checkpoint(family, fmt, tmp_root):
     model = _quantized(family, fmt, tmp_root)
