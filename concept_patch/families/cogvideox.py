@@ -88,6 +88,10 @@ class CogVideoXFamily(ModelFamily):
         return frames
 
     def initial_concepts(self, diffusion_model, embeddings):
-        # As the model projects its text: in text_proj's own dtype, back to the stream's.
-        text_proj = diffusion_model.patch_embed.text_proj
-        return text_proj(embeddings.to(text_proj.weight.dtype)).to(embeddings.dtype)
+        # As the model projects its text: through text_proj in float32, back to the stream's dtype. ComfyUI builds
+        # the patch embedding in float32 whatever the model's dtype (dtype=torch.float32 in CogVideoXTransformer3DModel),
+        # and the model casts its text to text_proj.weight.dtype; the pack never reads a weight (a GGUF or other
+        # quantized weight is no plain tensor: GGUF's reports its packed storage's dtype), so it names that dtype.
+        # (Where ComfyUI's mixed-precision ops hold text_proj in their compute dtype, the concepts are projected in
+        # float32 from the same weights.)
+        return diffusion_model.patch_embed.text_proj(embeddings.float()).to(embeddings.dtype)

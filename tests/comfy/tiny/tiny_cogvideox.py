@@ -64,15 +64,16 @@ def _randomize_cogvideox(model: torch.nn.Module, seed: int) -> torch.nn.Module:
     return model
 
 
-def cogvideox_model(variant: str = "5b", dtype=torch.float32, depth: int = 3, seed: int = 0):
-    """A real ModelPatcher over ComfyUI's CogVideoX of this variant, random weights."""
+def cogvideox_model(variant: str = "5b", dtype=torch.float32, depth: int = 3, seed: int = 0, heads: int = HEADS):
+    """A real ModelPatcher over ComfyUI's CogVideoX of this variant, random weights. heads: 2 makes the width 64,
+    which every quantized format's groups divide (the 2B's sincos table needs a width divisible by 3)."""
     import comfy.supported_models
 
     config_cls = {
         "5b-i2v": comfy.supported_models.CogVideoX_I2V, "1.5-i2v": comfy.supported_models.CogVideoX_I2V,
         "fun-inpaint": comfy.supported_models.CogVideoX_Inpaint,
     }.get(variant, comfy.supported_models.CogVideoX_T2V)
-    config = config_cls(unet_config(variant, depth))
+    config = config_cls({**unet_config(variant, depth), "num_attention_heads": heads})
     config.set_inference_dtype(dtype, None)
     model = config.get_model({})
     _randomize_cogvideox(model.diffusion_model, seed)
