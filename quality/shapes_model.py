@@ -4,8 +4,8 @@ Both halves are ComfyUI's own classes: the diffusion model is `comfy.supported_m
 space, so no VAE: ComfyUI's `pixel_space` VAE reads its pictures), the text encoder Chroma's own
 (`comfy.text_encoders.pixart_t5`: ComfyUI's T5 class and T5 tokenizer) at a tiny width. The text encoder is not
 trained: its weights are seeded random values (`TEXT_ENCODER_SEED`), fixed before the diffusion model learns to
-read them. One safetensors file holds both (prefixes `diffusion_model.` and `text_encoder.`) and the config in its
-metadata, so `load_shapes_model` rebuilds exactly what was trained.
+read them. One safetensors file holds the diffusion model (float16) and, in its metadata, both configs and the text
+encoder's seed, so `load_shapes_model` rebuilds exactly what was trained.
 
 ComfyUI's stock loaders cannot read this file: their Chroma Radiance detection fixes the width (3072), the head
 size (128) and the modulation approximator (5120 wide), and their Chroma text encoder must be T5-XXL sized.
@@ -128,9 +128,12 @@ def save_shapes_model(path: str, model_patcher, text_model, config: dict, metada
     tensors = {}
     for name, t in model_patcher.model.diffusion_model.state_dict().items():
         tensors[f"diffusion_model.{name}"] = t.detach().to("cpu", dtype).contiguous()
-    for name, t in text_model.state_dict().items():
-        tensors[f"text_encoder.{name}"] = t.detach().to("cpu", torch.float16 if t.is_floating_point() else t.dtype)
-    info = {"dit_config": json.dumps(config), "text_config": json.dumps(text_sizes(text_model))}
+    # The text encoder is not stored: it is its seeded weights, made again on load (save what training read).
+    if not all(torch.equal(t, seeded) for t, seeded in zip(text_model.state_dict().values(),
+                                                            seeded_text_weights(text_model, TEXT_ENCODER_SEED).values())):
+        raise ValueError("the text encoder is not the seeded one: its weights would not load back")
+    info = {"dit_config": json.dumps(config), "text_config": json.dumps(text_sizes(text_model)),
+            "text_seed": str(TEXT_ENCODER_SEED)}
     info.update({k: v if isinstance(v, str) else json.dumps(v) for k, v in (metadata or {}).items()})
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     save_file({k: v.contiguous() for k, v in tensors.items()}, path, metadata=info)
@@ -160,7 +163,7 @@ def load_shapes_model(path: str = DEFAULT_PATH, dtype=torch.float32, device=None
     if missing or unexpected:
         raise ValueError(f"{path}: diffusion model weights do not fit its config: missing {missing}, "
                          f"unexpected {unexpected}")
-    text = {k[len("text_encoder."):]: v.float() if v.is_floating_point() else v
-            for k, v in tensors.items() if k.startswith("text_encoder.")}
-    clip = build_text_encoder(text_config, state_dict=text)
+    if int(metadata.get("text_seed", TEXT_ENCODER_SEED)) != TEXT_ENCODER_SEED:
+        raise ValueError(f"{path}: its text encoder has seed {metadata['text_seed']}, this code makes {TEXT_ENCODER_SEED}")
+    clip = build_text_encoder(text_config)
     return model, clip, metadata
